@@ -1,0 +1,5 @@
+"""Alembic environment of the inventory database."""
+
+from ticketing.platform.migrations import run_environment
+
+run_environment("inventory")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command (`make test`): install, check, start what the tests need, run pytest.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m unit`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --editable '.[dev]'
+
+echo "== static checks"
+"$VENV/bin/ruff" check src tests scripts alembic
+"$VENV/bin/ruff" format --check src tests scripts alembic
+"$VENV/bin/mypy"
+"$VENV/bin/lint-imports"
+
+echo "== infrastructure"
+"$VENV/bin/python" scripts/ensure_mysql.py
+
+echo "== tests (the Kafka-protocol broker is started and stopped by the test session)"
+exec "$VENV/bin/pytest" "$@"

@@ -1,0 +1,3 @@
+from ticketing.cli import main
+
+raise SystemExit(main())

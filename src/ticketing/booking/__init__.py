@@ -1,0 +1,1 @@
+"""Booking service (built by a later issue)."""

@@ -1,0 +1,76 @@
+"""Inventory's HTTP contract: what clients send and receive (public and internal paths)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Display name")]
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Capacity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000, description="Number of seats")]
+Price = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(0|[1-9][0-9]{0,7})(\.[0-9]{1,2})?$",
+        description='Decimal string with at most two fraction digits, e.g. "49.00"',
+        examples=["49.00"],
+    ),
+]
+TicketCount = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class VenueCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    address: Address
+    total_capacity: Capacity
+
+
+class Venue(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    address: str
+    total_capacity: int
+
+
+class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    venue_id: uuid.UUID
+    total_capacity: Capacity
+    ticket_price: Price
+    starts_at: AwareDatetime | None = None
+
+
+class Event(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    venue: Venue
+    total_capacity: int
+    left_capacity: int
+    ticket_price: str
+    starts_at: datetime | None
+
+
+class EventPage(msgspec.Struct):
+    items: list[Event]
+    next_cursor: str | None = msgspec.field(default=None)
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "reserved"
+    INSUFFICIENT = "insufficient"
+
+
+class ReservationRequest(msgspec.Struct, forbid_unknown_fields=True):
+    booking_id: uuid.UUID
+    ticket_count: TicketCount
+
+
+class ReservationResult(msgspec.Struct):
+    booking_id: uuid.UUID
+    status: ReservationStatus
+    left_capacity: int

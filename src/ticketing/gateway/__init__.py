@@ -1,0 +1,1 @@
+"""Gateway service (built by a later issue)."""

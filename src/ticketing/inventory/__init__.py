@@ -1,0 +1,1 @@
+"""Inventory service: venues, events and the authoritative ticket capacity."""

@@ -1,0 +1,95 @@
+"""Inventory's HTTP entrypoints: translate requests, delegate to the service layer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from ticketing.contracts.inventory import (
+    Event,
+    EventCreate,
+    EventPage,
+    ReservationRequest,
+    ReservationResult,
+    Venue,
+    VenueCreate,
+)
+from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
+
+
+def provide_inventory(state: State) -> InventoryService:
+    service: InventoryService = state.inventory
+    return service
+
+
+Inventory = NamedDependency[InventoryService]
+DEPENDENCIES = {"inventory": Provide(provide_inventory, sync_to_thread=False)}
+
+
+class VenueController(Controller):
+    path = "/api/v1/venues"
+    tags = ["venues"]
+    dependencies = DEPENDENCIES
+
+    @post("/", status_code=201, summary="Create a venue")
+    async def create_venue(
+        self, data: JSONBody[VenueCreate], inventory: Inventory
+    ) -> Response[Venue]:
+        venue = await inventory.create_venue(data)
+        return Response(venue, status_code=201, headers={"Location": f"{self.path}/{venue.id}"})
+
+    @get("/{venue_id:uuid}", summary="Get a venue")
+    async def get_venue(self, venue_id: FromPath[uuid.UUID], inventory: Inventory) -> Venue:
+        return await inventory.get_venue(venue_id)
+
+
+class EventController(Controller):
+    path = "/api/v1/events"
+    tags = ["events"]
+    dependencies = DEPENDENCIES
+
+    @post("/", status_code=201, summary="Create an event at a venue")
+    async def create_event(
+        self, data: JSONBody[EventCreate], inventory: Inventory
+    ) -> Response[Event]:
+        event = await inventory.create_event(data)
+        return Response(event, status_code=201, headers={"Location": f"{self.path}/{event.id}"})
+
+    @get("/", summary="List events, oldest first, a page at a time")
+    async def list_events(
+        self,
+        inventory: Inventory,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> EventPage:
+        return await inventory.list_events(limit=limit, cursor=cursor)
+
+    @get("/{event_id:uuid}", summary="Get an event with its venue and the tickets left")
+    async def get_event(self, event_id: FromPath[uuid.UUID], inventory: Inventory) -> Event:
+        return await inventory.get_event(event_id)
+
+
+class ReservationController(Controller):
+    """Internal: called by the order saga, never routed by the gateway."""
+
+    path = "/internal/v1/events"
+    tags = ["internal"]
+    dependencies = DEPENDENCIES
+
+    @post(
+        "/{event_id:uuid}/reservations",
+        status_code=200,
+        summary="Reserve tickets for a booking (idempotent per booking id)",
+    )
+    async def reserve(
+        self,
+        event_id: FromPath[uuid.UUID],
+        data: JSONBody[ReservationRequest],
+        inventory: Inventory,
+    ) -> ReservationResult:
+        return await inventory.reserve(event_id, data)

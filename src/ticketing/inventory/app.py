@@ -1,0 +1,36 @@
+"""Inventory app factory: builds the Litestar app from settings; I/O starts in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+
+from ticketing.inventory.api import EventController, ReservationController, VenueController
+from ticketing.inventory.service import InventoryService
+from ticketing.platform.db import create_engine, ping
+from ticketing.platform.http import create_http_app, register_readiness
+from ticketing.platform.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings, "inventory")
+        app.state.inventory = InventoryService(engine)
+        register_readiness(app, "database", lambda: ping(engine))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return create_http_app(
+        service="inventory",
+        settings=settings,
+        route_handlers=[VenueController, EventController, ReservationController],
+        lifespan=[database],
+        description="Venues, events and the authoritative ticket capacity.",
+    )

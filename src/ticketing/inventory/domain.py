@@ -1,0 +1,71 @@
+"""Inventory rules, in plain Python (no I/O, no framework).
+
+The database enforces the capacity invariant itself (a conditional UPDATE and a CHECK); these
+functions state the same rules so that they can be tested fast and reused by fakes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from ticketing.contracts.inventory import ReservationStatus
+from ticketing.platform.errors import Conflict, InvalidInput
+
+CENT = Decimal("0.01")
+MAX_PRICE = Decimal("99999999.99")
+
+
+def parse_price(text: str) -> Decimal:
+    """A ticket price from its decimal string; at most two fraction digits, never negative."""
+    try:
+        price = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInput('ticket_price must be a decimal string such as "49.00"') from None
+    if not price.is_finite() or price < 0 or price > MAX_PRICE:
+        raise InvalidInput(f"ticket_price must be between 0 and {MAX_PRICE}")
+    if price != price.quantize(CENT):
+        raise InvalidInput("ticket_price may have at most two fraction digits")
+    return price.quantize(CENT)
+
+
+def format_price(price: Decimal) -> str:
+    return str(price.quantize(CENT))
+
+
+def check_event_capacity(event_capacity: int, venue_capacity: int) -> None:
+    """An event cannot sell more seats than its venue holds."""
+    if event_capacity > venue_capacity:
+        raise InvalidInput(
+            f"total_capacity {event_capacity} exceeds the venue's capacity of {venue_capacity}",
+            errors=[{"field": "total_capacity", "message": "exceeds the venue's capacity"}],
+        )
+
+
+def reservation_status(left_capacity: int, ticket_count: int) -> ReservationStatus:
+    """The rule the conditional UPDATE applies: reserve only when enough seats are left."""
+    if ticket_count < 1:
+        raise InvalidInput("ticket_count must be at least 1")
+    if left_capacity >= ticket_count:
+        return ReservationStatus.RESERVED
+    return ReservationStatus.INSUFFICIENT
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The first answer given for a booking id; every repeat gets this answer again."""
+
+    booking_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: int
+    status: ReservationStatus
+    left_capacity: int
+
+    def check_repeat(self, event_id: uuid.UUID, ticket_count: int) -> None:
+        """A repeat must ask for the same thing; otherwise the booking id was reused by mistake."""
+        if event_id != self.event_id or ticket_count != self.ticket_count:
+            raise Conflict(
+                f"booking {self.booking_id} already holds a reservation for "
+                f"{self.ticket_count} ticket(s) of event {self.event_id}"
+            )

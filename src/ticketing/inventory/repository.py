@@ -1,0 +1,176 @@
+"""Inventory's database adapter: SQLAlchemy Core statements on one connection."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticketing.contracts.inventory import Event, ReservationStatus, Venue
+from ticketing.inventory.domain import Reservation, format_price
+from ticketing.inventory.tables import events, reservations, venues
+
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored in DATETIME columns."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_utc_naive(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _venue(row: AnyRow) -> Venue:
+    return Venue(id=row.id, name=row.name, address=row.address, total_capacity=row.total_capacity)
+
+
+_EVENT_COLUMNS = (
+    events.c.id,
+    events.c.name,
+    events.c.total_capacity,
+    events.c.left_capacity,
+    events.c.ticket_price,
+    events.c.starts_at,
+    venues.c.id.label("venue_id"),
+    venues.c.name.label("venue_name"),
+    venues.c.address.label("venue_address"),
+    venues.c.total_capacity.label("venue_total_capacity"),
+)
+
+
+def _event(row: AnyRow) -> Event:
+    return Event(
+        id=row.id,
+        name=row.name,
+        venue=Venue(
+            id=row.venue_id,
+            name=row.venue_name,
+            address=row.venue_address,
+            total_capacity=row.venue_total_capacity,
+        ),
+        total_capacity=row.total_capacity,
+        left_capacity=row.left_capacity,
+        ticket_price=format_price(row.ticket_price),
+        starts_at=None if row.starts_at is None else row.starts_at.replace(tzinfo=UTC),
+    )
+
+
+async def add_venue(conn: AsyncConnection, venue: Venue) -> None:
+    await conn.execute(
+        insert(venues).values(
+            id=venue.id,
+            name=venue.name,
+            address=venue.address,
+            total_capacity=venue.total_capacity,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def get_venue(conn: AsyncConnection, venue_id: uuid.UUID) -> Venue | None:
+    row = (await conn.execute(select(venues).where(venues.c.id == venue_id))).first()
+    return None if row is None else _venue(row)
+
+
+async def add_event(
+    conn: AsyncConnection,
+    *,
+    event_id: uuid.UUID,
+    name: str,
+    venue_id: uuid.UUID,
+    total_capacity: int,
+    ticket_price: Decimal,
+    starts_at: datetime | None,
+) -> None:
+    await conn.execute(
+        insert(events).values(
+            id=event_id,
+            name=name,
+            venue_id=venue_id,
+            total_capacity=total_capacity,
+            left_capacity=total_capacity,
+            ticket_price=ticket_price,
+            starts_at=to_utc_naive(starts_at),
+            created_at=utcnow(),
+        )
+    )
+
+
+async def get_event(conn: AsyncConnection, event_id: uuid.UUID) -> Event | None:
+    query = select(*_EVENT_COLUMNS).join_from(events, venues).where(events.c.id == event_id)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _event(row)
+
+
+async def list_events(conn: AsyncConnection, *, limit: int, after: uuid.UUID | None) -> list[Event]:
+    """Events in id order (creation order, ids are UUIDv7), starting after ``after``."""
+    query = select(*_EVENT_COLUMNS).join_from(events, venues).order_by(events.c.id).limit(limit)
+    if after is not None:
+        query = query.where(events.c.id > after)
+    return [_event(row) for row in await conn.execute(query)]
+
+
+async def event_exists(conn: AsyncConnection, event_id: uuid.UUID) -> bool:
+    return (await conn.scalar(select(events.c.id).where(events.c.id == event_id))) is not None
+
+
+async def claim_reservation(
+    conn: AsyncConnection, booking_id: uuid.UUID, event_id: uuid.UUID, ticket_count: int
+) -> None:
+    """Insert the booking's reservation row; a second claim fails on the primary key (1062)."""
+    await conn.execute(
+        insert(reservations).values(
+            booking_id=booking_id,
+            event_id=event_id,
+            ticket_count=ticket_count,
+            status=ReservationStatus.INSUFFICIENT.value,
+            left_capacity=0,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def take_capacity(conn: AsyncConnection, event_id: uuid.UUID, ticket_count: int) -> bool:
+    """The one conditional UPDATE that decides: True when ``ticket_count`` seats were taken."""
+    result = await conn.execute(
+        update(events)
+        .where(events.c.id == event_id, events.c.left_capacity >= ticket_count)
+        .values(left_capacity=events.c.left_capacity - ticket_count)
+    )
+    return result.rowcount == 1
+
+
+async def left_capacity(conn: AsyncConnection, event_id: uuid.UUID) -> int | None:
+    value = await conn.scalar(select(events.c.left_capacity).where(events.c.id == event_id))
+    return None if value is None else int(value)
+
+
+async def settle_reservation(
+    conn: AsyncConnection, booking_id: uuid.UUID, status: ReservationStatus, left: int
+) -> None:
+    await conn.execute(
+        update(reservations)
+        .where(reservations.c.booking_id == booking_id)
+        .values(status=status.value, left_capacity=left)
+    )
+
+
+async def get_reservation(conn: AsyncConnection, booking_id: uuid.UUID) -> Reservation | None:
+    row = (
+        await conn.execute(select(reservations).where(reservations.c.booking_id == booking_id))
+    ).first()
+    if row is None:
+        return None
+    return Reservation(
+        booking_id=row.booking_id,
+        event_id=row.event_id,
+        ticket_count=row.ticket_count,
+        status=ReservationStatus(row.status),
+        left_capacity=row.left_capacity,
+    )

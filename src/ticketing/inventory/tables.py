@@ -1,0 +1,61 @@
+"""Inventory's tables (SQLAlchemy Core). Alembic migrations in ``alembic/inventory`` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Uuid,
+)
+from sqlalchemy.dialects.mysql import DATETIME
+
+metadata = MetaData()
+
+venues = Table(
+    "venues",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("address", String(500), nullable=False),
+    Column("total_capacity", Integer, nullable=False),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    CheckConstraint("total_capacity > 0", name="ck_venues_total_capacity_positive"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("venue_id", Uuid, ForeignKey("venues.id", name="fk_events_venue"), nullable=False),
+    Column("total_capacity", Integer, nullable=False),
+    Column("left_capacity", Integer, nullable=False),
+    Column("ticket_price", Numeric(10, 2), nullable=False),
+    Column("starts_at", DATETIME(fsp=6), nullable=True),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    CheckConstraint("left_capacity >= 0", name="ck_events_left_capacity_not_negative"),
+    CheckConstraint("left_capacity <= total_capacity", name="ck_events_left_within_total"),
+    CheckConstraint("ticket_price >= 0", name="ck_events_ticket_price_not_negative"),
+)
+
+# No foreign key to events on purpose: the FK check would take a shared lock on the event row
+# before the conditional UPDATE takes an exclusive one, and concurrent reservations would deadlock.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("booking_id", Uuid, primary_key=True),
+    Column("event_id", Uuid, nullable=False),
+    Column("ticket_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("left_capacity", Integer, nullable=False),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_reservations_event_id", "event_id"),
+    CheckConstraint("ticket_count > 0", name="ck_reservations_ticket_count_positive"),
+)

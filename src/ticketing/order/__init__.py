@@ -1,0 +1,1 @@
+"""Order service (built by a later issue)."""

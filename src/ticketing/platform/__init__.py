@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, logging, database, messaging, HTTP. No business rules, no services."""

@@ -1,0 +1,101 @@
+"""Database plumbing: one async engine per service database, created from settings.
+
+Hot paths use SQLAlchemy Core (not the ORM) and READ COMMITTED: InnoDB's default REPEATABLE READ
+takes gap locks that deadlock concurrent range updates. Deadlocks (1213) and lock wait timeouts
+(1205) are retried by :func:`run_transaction`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ticketing.platform.settings import ServiceName, Settings
+
+T = TypeVar("T")
+
+RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213})
+log = structlog.get_logger(__name__)
+
+
+def create_engine(settings: Settings, service: ServiceName) -> AsyncEngine:
+    """The engine of ``service``'s own database (``<prefix><service>``)."""
+    return create_async_engine(
+        settings.database_url(service),
+        isolation_level="READ COMMITTED",
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+    )
+
+
+def create_server_engine(settings: Settings) -> AsyncEngine:
+    """An engine on the server itself (no database), for creating and dropping databases."""
+    return create_async_engine(settings.mysql_url, pool_size=1, max_overflow=0)
+
+
+async def ensure_database(settings: Settings, service: ServiceName) -> bool:
+    """Create ``service``'s database when missing; True when it was created."""
+    name = settings.database_name(service)
+    engine = create_server_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            exists = await conn.scalar(
+                text("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = :n"),
+                {"n": name},
+            )
+            if exists:
+                return False
+            await conn.execute(
+                text(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+            return True
+    finally:
+        await engine.dispose()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers ``SELECT 1``."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+def mysql_error_code(error: BaseException) -> int | None:
+    """The MySQL error number behind a SQLAlchemy error, if any."""
+    orig = getattr(error, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+async def run_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    attempts: int = 5,
+) -> T:
+    """Run ``work`` in one transaction, retrying it whole on deadlock or lock wait timeout."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except DBAPIError as error:
+            code = mysql_error_code(error)
+            if code not in RETRYABLE_MYSQL_ERRORS or attempt == attempts:
+                raise
+            log.warning("transaction retried", mysql_error=code, attempt=attempt)
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter only
+    raise AssertionError("unreachable")

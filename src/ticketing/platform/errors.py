@@ -1,0 +1,46 @@
+"""The one exception hierarchy that services raise and ``ticketing.platform.http`` maps to
+RFC 9457 problem details. Plain Python: domain code may raise these."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TicketingError(Exception):
+    """Base of every expected failure. ``kind`` picks the HTTP status in the mapper."""
+
+    kind: ClassVar[str] = "invalid"
+    title: ClassVar[str] = "Invalid request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class InvalidInput(TicketingError):
+    """The request is well-formed but breaks a rule (400)."""
+
+    kind = "invalid"
+    title = "Invalid request"
+
+
+class NotFound(TicketingError):
+    """A named resource does not exist (404)."""
+
+    kind = "not_found"
+    title = "Not found"
+
+
+class Conflict(TicketingError):
+    """The request contradicts the current state (409)."""
+
+    kind = "conflict"
+    title = "Conflict"
+
+
+class Unavailable(TicketingError):
+    """A dependency cannot answer now; retry later (503)."""
+
+    kind = "unavailable"
+    title = "Service unavailable"

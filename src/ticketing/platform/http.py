@@ -1,0 +1,109 @@
+"""HTTP app factory shared by every Litestar service.
+
+It adds what every service must have and nothing a service decides: problem+json errors,
+``/health/live``, ``/health/ready`` (the checks a service registers), ``/metrics``, correlation
+ids, a request body limit and an OpenAPI document at ``/schema/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request, Response, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.types import ControllerRouterHandler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ticketing import __version__
+from ticketing.platform.observability import HttpMetrics, observability_middleware
+from ticketing.platform.problems import EXCEPTION_HANDLERS
+from ticketing.platform.settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
+READINESS_TIMEOUT_SECONDS = 2.0
+log = structlog.get_logger(__name__)
+
+
+def register_readiness(app: Litestar, name: str, check: ReadinessCheck) -> None:
+    """Make ``/health/ready`` depend on ``check`` (raises when the dependency is down)."""
+    app.state.readiness[name] = check
+
+
+@get("/health/live", include_in_schema=False, sync_to_thread=False)
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", include_in_schema=False)
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    checks: dict[str, ReadinessCheck] = request.app.state.readiness
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+            results[name] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+            log.warning("readiness check failed", check=name, error=type(error).__name__)
+            results[name] = "unavailable"
+    healthy = all(value == "ok" for value in results.values())
+    body = {"status": "ok" if healthy else "unavailable", "checks": results}
+    return Response(body, status_code=200 if healthy else 503)
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    http_metrics: HttpMetrics = request.app.state.metrics
+    return Response(generate_latest(http_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _announce() -> Lifespan:
+    @asynccontextmanager
+    async def announce(_: Litestar) -> AsyncIterator[None]:
+        log.info("service started", version=__version__)
+        try:
+            yield
+        finally:
+            log.info("service stopped")
+
+    return announce
+
+
+def create_http_app(
+    *,
+    service: str,
+    settings: Settings,
+    route_handlers: Sequence[ControllerRouterHandler],
+    lifespan: Sequence[Lifespan] = (),
+    description: str = "",
+    debug: bool = False,
+) -> Litestar:
+    """A Litestar app with the shared endpoints, error mapping and middleware."""
+    http_metrics = HttpMetrics(service=service)
+    app = Litestar(
+        route_handlers=[live, ready, metrics, *route_handlers],
+        lifespan=[_announce(), *lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title=f"ticketing {service}",
+            version=__version__,
+            description=description,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        state=None,
+        debug=debug,
+    )
+    app.state.readiness = {}
+    app.state.metrics = http_metrics
+    app.state.settings = settings
+    # Wrap the router-level handler (not a route middleware) so that unrouted requests (404, 405)
+    # are counted, logged and carry the correlation id too.
+    app.asgi_handler = observability_middleware(app.asgi_handler, http_metrics)
+    return app

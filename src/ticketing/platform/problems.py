@@ -1,0 +1,111 @@
+"""One mapper from exceptions to RFC 9457 ``application/problem+json`` responses."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from ticketing.platform.errors import TicketingError
+
+PROBLEM_JSON = "application/problem+json"
+STATUS_BY_KIND = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
+log = structlog.get_logger(__name__)
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extensions,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_errors(extra: Any) -> list[dict[str, str]]:
+    """Litestar's validation ``extra`` as ``[{field, message, source}]``, field named by path."""
+    errors: list[dict[str, str]] = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        field = str(item.get("key") or "")
+        if not field and " - at `$." in message:
+            message, _, path = message.partition(" - at `$.")
+            field = path.rstrip("`")
+        source = item.get("source", "body")
+        errors.append(
+            {
+                "field": field or "body",
+                "message": message,
+                "source": str(getattr(source, "value", source)),
+            }
+        )
+    return errors
+
+
+def handle_ticketing_error(
+    request: Request[Any, Any, Any], exc: TicketingError
+) -> Response[dict[str, Any]]:
+    status = STATUS_BY_KIND.get(exc.kind, 400)
+    headers = (
+        {"Retry-After": str(exc.extensions.pop("retry_after"))}
+        if "retry_after" in exc.extensions
+        else None
+    )
+    return problem_response(
+        request, status, exc.detail, title=exc.title, headers=headers, **exc.extensions
+    )
+
+
+def handle_validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    errors = _field_errors(exc.extra)
+    if errors:
+        named = ", ".join(sorted({e["field"] for e in errors}))
+        detail = f"Invalid value for {named}: {errors[0]['message']}"
+    else:
+        detail = exc.detail or "The request is not valid."
+    return problem_response(request, 400, detail, title="Invalid request", errors=errors)
+
+
+def handle_http_exception(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if status == 404 and exc.detail == "Not Found":
+        detail = f"There is nothing at {request.url.path}; check the path and the id in it."
+    else:
+        detail = exc.detail if status < 500 else HTTPStatus(status).description
+    return problem_response(request, status, detail, headers=exc.headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return problem_response(request, 500, "An unexpected error occurred; it has been logged.")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    TicketingError: handle_ticketing_error,
+    ValidationException: handle_validation_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem_response"]

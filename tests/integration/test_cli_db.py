@@ -1,0 +1,72 @@
+"""``ticketing db upgrade`` creates a missing database and migrates it, as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+
+from sqlalchemy import text
+
+from tests.harness import drop_databases
+from ticketing.platform.db import create_engine
+from ticketing.platform.settings import Settings
+
+
+def run_cli(*args: str, prefix: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TICKETING_DB_PREFIX": prefix}
+    return subprocess.run(
+        [sys.executable, "-m", "ticketing", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Settings) -> None:
+    settings = dataclasses.replace(
+        base_settings, db_prefix=f"ticketing_cli_{uuid.uuid4().hex[:8]}_"
+    )
+    try:
+        first = await asyncio.to_thread(
+            run_cli, "db", "upgrade", "inventory", prefix=settings.db_prefix
+        )
+        assert first.returncode == 0, first.stderr
+        assert "created and migrated" in first.stdout
+        second = await asyncio.to_thread(run_cli, "db", "upgrade", prefix=settings.db_prefix)
+        assert second.returncode == 0, second.stderr
+        assert f"{settings.db_prefix}inventory: migrated" in second.stdout
+
+        engine = create_engine(settings, "inventory")
+        try:
+            async with engine.connect() as conn:
+                tables = set((await conn.execute(text("SHOW TABLES"))).scalars())
+                version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        finally:
+            await engine.dispose()
+        assert {"venues", "events", "reservations"} <= tables
+        assert version == "0001"
+    finally:
+        await drop_databases(settings)
+
+
+def test_unknown_service_and_bad_settings_fail_clearly() -> None:
+    unknown = run_cli("db", "upgrade", "payments", prefix="ticketing_")
+    assert unknown.returncode == 2
+    assert "invalid choice" in unknown.stderr
+    env = {**os.environ, "TICKETING_INVENTORY_PORT": "eighty"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "ticketing", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "TICKETING_INVENTORY_PORT" in bad.stderr

@@ -1,0 +1,120 @@
+"""The capacity invariant under concurrency, against the real database over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import httpx
+
+from tests.integration.helpers import create_event
+
+
+async def reserve(
+    client: httpx.AsyncClient, event_id: str, booking_id: uuid.UUID, count: int = 1
+) -> httpx.Response:
+    return await client.post(
+        f"/internal/v1/events/{event_id}/reservations",
+        json={"booking_id": str(booking_id), "ticket_count": count},
+    )
+
+
+async def left_capacity(client: httpx.AsyncClient, event_id: str) -> int:
+    response = await client.get(f"/api/v1/events/{event_id}")
+    assert response.status_code == 200
+    left: int = response.json()["left_capacity"]
+    return left
+
+
+async def test_300_concurrent_bookings_for_50_seats_never_oversell(
+    inventory: httpx.AsyncClient,
+) -> None:
+    event = await create_event(inventory, capacity=50)
+    responses = await asyncio.gather(
+        *(reserve(inventory, event["id"], uuid.uuid4()) for _ in range(300))
+    )
+    assert {r.status_code for r in responses} == {200}
+    statuses = Counter(r.json()["status"] for r in responses)
+    assert statuses == {"reserved": 50, "insufficient": 250}
+    assert await left_capacity(inventory, event["id"]) == 0
+
+
+async def test_the_same_booking_sent_20_times_concurrently_decrements_once(
+    inventory: httpx.AsyncClient,
+) -> None:
+    event = await create_event(inventory, capacity=10)
+    booking_id = uuid.uuid4()
+    responses = await asyncio.gather(
+        *(reserve(inventory, event["id"], booking_id, count=3) for _ in range(20))
+    )
+    assert {r.status_code for r in responses} == {200}
+    bodies = [r.json() for r in responses]
+    assert all(
+        b == {"booking_id": str(booking_id), "status": "reserved", "left_capacity": 7}
+        for b in bodies
+    )
+    assert await left_capacity(inventory, event["id"]) == 7
+
+
+async def test_a_reservation_larger_than_what_is_left_changes_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    event = await create_event(inventory, capacity=5)
+    first = await reserve(inventory, event["id"], uuid.uuid4(), count=3)
+    assert first.json()["status"] == "reserved"
+    too_many = await reserve(inventory, event["id"], uuid.uuid4(), count=3)
+    assert too_many.status_code == 200
+    assert too_many.json()["status"] == "insufficient"
+    assert too_many.json()["left_capacity"] == 2
+    assert await left_capacity(inventory, event["id"]) == 2
+
+
+async def test_a_repeat_gets_the_first_answer_even_after_capacity_changed(
+    inventory: httpx.AsyncClient,
+) -> None:
+    event = await create_event(inventory, capacity=2)
+    late = uuid.uuid4()
+    await reserve(inventory, event["id"], uuid.uuid4(), count=2)
+    first = await reserve(inventory, event["id"], late)
+    assert first.json()["status"] == "insufficient"
+    again = await reserve(inventory, event["id"], late)
+    assert again.json() == first.json()
+
+
+async def test_reusing_a_booking_id_for_other_seats_is_a_conflict(
+    inventory: httpx.AsyncClient,
+) -> None:
+    event = await create_event(inventory, capacity=10)
+    booking_id = uuid.uuid4()
+    assert (await reserve(inventory, event["id"], booking_id, count=1)).status_code == 200
+    conflict = await reserve(inventory, event["id"], booking_id, count=2)
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"] == "application/problem+json"
+    assert await left_capacity(inventory, event["id"]) == 9
+
+
+async def test_reserving_an_unknown_event_is_404_and_records_nothing(
+    inventory: httpx.AsyncClient,
+) -> None:
+    booking_id = uuid.uuid4()
+    missing = await reserve(inventory, str(uuid.uuid4()), booking_id)
+    assert missing.status_code == 404
+    assert missing.json()["status"] == 404
+    # The booking id was not consumed: it can still reserve a real event.
+    event = await create_event(inventory, capacity=1)
+    assert (await reserve(inventory, event["id"], booking_id)).json()["status"] == "reserved"
+
+
+async def test_bad_reservation_bodies_are_400(inventory: httpx.AsyncClient) -> None:
+    event = await create_event(inventory, capacity=5)
+    path = f"/internal/v1/events/{event['id']}/reservations"
+    for body, field in [
+        ({"booking_id": "nope", "ticket_count": 1}, "booking_id"),
+        ({"booking_id": str(uuid.uuid4()), "ticket_count": 0}, "ticket_count"),
+        ({"booking_id": str(uuid.uuid4())}, "ticket_count"),
+    ]:
+        response = await inventory.post(path, json=body)
+        assert response.status_code == 400, body
+        assert field in response.json()["detail"]
+    assert await left_capacity(inventory, event["id"]) == 5

@@ -1,0 +1,81 @@
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from ticketing.contracts.inventory import ReservationStatus
+from ticketing.inventory.domain import (
+    Reservation,
+    check_event_capacity,
+    format_price,
+    parse_price,
+    reservation_status,
+)
+from ticketing.inventory.service import decode_cursor, encode_cursor
+from ticketing.platform.errors import Conflict, InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("49", "49.00"),
+        ("49.5", "49.50"),
+        ("0", "0.00"),
+        ("0.99", "0.99"),
+        ("99999999.99", "99999999.99"),
+    ],
+)
+def test_prices_are_exact_decimals_with_two_places(text: str, expected: str) -> None:
+    assert format_price(parse_price(text)) == expected
+    assert parse_price(text) == Decimal(expected)
+
+
+@pytest.mark.parametrize("text", ["abc", "", "-1", "1.005", "NaN", "Infinity", "100000000"])
+def test_bad_prices_are_rejected(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_price(text)
+
+
+def test_event_capacity_may_equal_but_not_exceed_the_venue() -> None:
+    check_event_capacity(100, 100)
+    with pytest.raises(InvalidInput) as raised:
+        check_event_capacity(101, 100)
+    assert raised.value.extensions["errors"][0]["field"] == "total_capacity"
+
+
+@pytest.mark.parametrize(
+    ("left", "count", "status"),
+    [
+        (5, 5, ReservationStatus.RESERVED),
+        (5, 1, ReservationStatus.RESERVED),
+        (5, 6, ReservationStatus.INSUFFICIENT),
+        (0, 1, ReservationStatus.INSUFFICIENT),
+    ],
+)
+def test_reservation_needs_enough_seats_left(
+    left: int, count: int, status: ReservationStatus
+) -> None:
+    assert reservation_status(left, count) is status
+
+
+def test_reservation_of_no_seats_is_invalid() -> None:
+    with pytest.raises(InvalidInput):
+        reservation_status(10, 0)
+
+
+def test_a_repeat_must_ask_for_the_same_seats() -> None:
+    event_id = uuid.uuid4()
+    first = Reservation(uuid.uuid4(), event_id, 2, ReservationStatus.RESERVED, 8)
+    first.check_repeat(event_id, 2)
+    with pytest.raises(Conflict):
+        first.check_repeat(event_id, 3)
+    with pytest.raises(Conflict):
+        first.check_repeat(uuid.uuid4(), 2)
+
+
+def test_cursor_round_trips_and_rejects_garbage() -> None:
+    some_id = uuid.uuid4()
+    assert decode_cursor(encode_cursor(some_id)) == some_id
+    for garbage in ("@@@", "abc", "x" * 40):
+        with pytest.raises(InvalidInput):
+            decode_cursor(garbage)

@@ -1,0 +1,69 @@
+import time
+import uuid
+
+import pytest
+
+from ticketing.platform.ids import new_id
+from ticketing.platform.problems import _field_errors
+from ticketing.platform.settings import Settings, SettingsError
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    settings = Settings.from_env({})
+    assert settings.mysql_url == "mysql+aiomysql://root@127.0.0.1:3306"
+    assert settings.database_name("inventory") == "ticketing_inventory"
+    assert [settings.bind(s)[1] for s in ("inventory", "booking", "order", "gateway")] == [
+        8081,
+        8082,
+        8083,
+        8090,
+    ]
+
+
+def test_environment_values_are_converted() -> None:
+    settings = Settings.from_env(
+        {
+            "TICKETING_INVENTORY_PORT": "9001",
+            "TICKETING_DB_PREFIX": "t1_",
+            "TICKETING_KAFKA_ENABLE_IDEMPOTENCE": "true",
+            "TICKETING_MYSQL_URL": "mysql+aiomysql://u:p@db:3306?charset=utf8mb4",
+        }
+    )
+    assert settings.inventory_port == 9001
+    assert settings.kafka_enable_idempotence is True
+    assert (
+        settings.database_url("inventory")
+        == "mysql+aiomysql://u:p@db:3306/t1_inventory?charset=utf8mb4"
+    )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"TICKETING_INVENTORY_PORT": "eighty"},
+        {"TICKETING_KAFKA_ENABLE_IDEMPOTENCE": "maybe"},
+        {"TICKETING_DB_PREFIX": "x`; DROP"},
+        {"TICKETING_MYSQL_URL": "mysql+aiomysql://root@127.0.0.1:3306/somedb"},
+        {"TICKETING_LOG_FORMAT": "xml"},
+    ],
+)
+def test_unusable_values_fail_with_the_variable_named(environ: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="TICKETING_"):
+        Settings.from_env(environ)
+
+
+def test_ids_are_uuid7_and_time_ordered() -> None:
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    assert first.version == 7
+    assert first.variant == uuid.RFC_4122
+    assert first < second
+    assert len({new_id() for _ in range(1000)}) == 1000
+
+
+def test_validation_errors_name_the_field() -> None:
+    errors = _field_errors([{"message": "Expected `int` >= 1 - at `$.total_capacity`"}])
+    assert errors == [
+        {"field": "total_capacity", "message": "Expected `int` >= 1", "source": "body"}
+    ]
