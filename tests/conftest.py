@@ -12,11 +12,19 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases, kafka_broker, serve
+from tests.harness import create_topics, drop_databases, kafka_broker, serve
+from ticketing.booking.app import create_app as create_booking_app
+from ticketing.contracts.events import (
+    BOOKINGS_DLQ_TOPIC,
+    BOOKINGS_TOPIC,
+    ORDERS_DLQ_TOPIC,
+    ORDERS_TOPIC,
+)
 from ticketing.inventory.app import create_app as create_inventory_app
-from ticketing.platform.db import create_engine
-from ticketing.platform.migrations import upgrade
-from ticketing.platform.settings import Settings
+from ticketing.order.app import create_app as create_order_app
+from ticketing.shared.db import create_engine
+from ticketing.shared.migrations import upgrade
+from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 TESTS = Path(__file__).parent
 
@@ -47,7 +55,8 @@ def kafka_bootstrap() -> Iterator[str]:
 async def databases(base_settings: Settings) -> AsyncIterator[Settings]:
     """Create and migrate the service databases once; drop them when the session ends."""
     try:
-        await asyncio.to_thread(upgrade, base_settings, "inventory")
+        for service in DATABASE_SERVICES:
+            await asyncio.to_thread(upgrade, base_settings, service)
         yield base_settings
     finally:
         await drop_databases(base_settings)
@@ -74,3 +83,45 @@ async def inventory_db(databases: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """Inventory, booking and order running in this process against the real infrastructure."""
+
+    settings: Settings
+    inventory: httpx.AsyncClient
+    booking: httpx.AsyncClient
+    order_url: str
+    engines: dict[str, AsyncEngine]
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    databases: Settings, kafka_bootstrap: str, inventory_url: str
+) -> AsyncIterator[Stack]:
+    settings = dataclasses.replace(
+        databases,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+        inventory_url=inventory_url,
+        relay_poll_interval=0.05,
+        consumer_max_attempts=3,
+    )
+    await create_topics(
+        kafka_bootstrap, 3, BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC
+    )
+    engines: dict[str, AsyncEngine] = {n: create_engine(settings, n) for n in DATABASE_SERVICES}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with (
+        serve(create_booking_app(settings)) as booking_url,
+        serve(create_order_app(settings)) as order_url,
+        httpx.AsyncClient(base_url=inventory_url, limits=limits, timeout=30) as inventory,
+        httpx.AsyncClient(base_url=booking_url, limits=limits, timeout=30) as booking,
+    ):
+        try:
+            yield Stack(settings, inventory, booking, order_url, engines)
+        finally:
+            for engine in engines.values():
+                await engine.dispose()

@@ -15,13 +15,14 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
 from sqlalchemy import text
 
-from ticketing.platform.db import create_server_engine
-from ticketing.platform.settings import Settings
+from ticketing.shared.db import create_server_engine
+from ticketing.shared.settings import Settings
 
 
 def free_port() -> int:
@@ -60,13 +61,14 @@ def tansu_binary() -> Path:
 
 
 @contextlib.contextmanager
-def kafka_broker() -> Iterator[str]:
-    """``TICKETING_TEST_KAFKA_BOOTSTRAP`` when set; else a Tansu broker on a free port."""
+def kafka_broker(port: int | None = None) -> Iterator[str]:
+    """``TICKETING_TEST_KAFKA_BOOTSTRAP`` when set (and no port asked); else a Tansu broker on
+    ``port`` or a free one."""
     external = os.environ.get("TICKETING_TEST_KAFKA_BOOTSTRAP")
-    if external:
+    if external and port is None:
         yield external
         return
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
@@ -123,3 +125,41 @@ async def serve(app: Litestar) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+async def create_topics(bootstrap: str, partitions: int, *names: str) -> None:
+    """Create topics with ``partitions`` partitions (ignored when they exist)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list[Any]:
+    """Read ``count`` records of ``topic`` from the beginning (no consumer group)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(records) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 1) * 1000))
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import cast
 
 from ticketing import __version__
-from ticketing.platform.settings import DATABASE_SERVICES, ServiceName, Settings, SettingsError
+from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings, SettingsError
 
-HTTP_SERVICES: tuple[ServiceName, ...] = ("inventory",)
+HTTP_SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order")
 
 
 def _database_service(value: str) -> str:
@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
 
-    serve = commands.add_parser("serve", help="run one HTTP service in the foreground")
+    serve = commands.add_parser(
+        "serve",
+        help="run one service in the foreground",
+        description="Run one service. booking and order also run their Kafka consumers and "
+        "their outbox relay; order serves only health and metrics over HTTP.",
+    )
     serve.add_argument("service", choices=HTTP_SERVICES, help="the service to run")
     serve.add_argument("--host", help="bind address (default: TICKETING_<SERVICE>_HOST)")
     serve.add_argument("--port", type=int, help="port (default: TICKETING_<SERVICE>_PORT)")
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _db_upgrade(settings: Settings, services: Sequence[str], revision: str) -> int:
     from sqlalchemy.exc import OperationalError
 
-    from ticketing.platform.migrations import alembic_root, upgrade
+    from ticketing.shared.migrations import alembic_root, upgrade
 
     chosen = list(services) or [s for s in DATABASE_SERVICES if (alembic_root() / s).is_dir()]
     for name in chosen:
@@ -78,14 +83,27 @@ def _db_upgrade(settings: Settings, services: Sequence[str], revision: str) -> i
 
 def _serve(settings: Settings, service: ServiceName, host: str | None, port: int | None) -> int:
     import uvicorn
+    from litestar import Litestar
 
-    from ticketing.inventory.app import create_app
-    from ticketing.platform.logging import configure_logging
+    from ticketing.shared.logging import configure_logging
 
     configure_logging(settings, service)
+    app: Litestar
+    if service == "inventory":
+        from ticketing.inventory.app import create_app as create_inventory
+
+        app = create_inventory(settings)
+    elif service == "booking":
+        from ticketing.booking.app import create_app as create_booking
+
+        app = create_booking(settings)
+    else:
+        from ticketing.order.app import create_app as create_order
+
+        app = create_order(settings)
     bind_host, bind_port = settings.bind(service)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host or bind_host,
         port=port or bind_port,
         log_config=None,

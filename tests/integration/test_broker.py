@@ -8,8 +8,8 @@ import uuid
 
 from faststream.kafka.annotations import KafkaMessage
 
-from ticketing.platform.messaging import create_broker
-from ticketing.platform.settings import Settings
+from ticketing.shared.messaging import create_broker
+from ticketing.shared.settings import Settings
 
 
 async def test_publish_and_consume_round_trip(

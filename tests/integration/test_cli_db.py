@@ -12,8 +12,8 @@ import uuid
 from sqlalchemy import text
 
 from tests.harness import drop_databases
-from ticketing.platform.db import create_engine
-from ticketing.platform.settings import Settings
+from ticketing.shared.db import create_engine
+from ticketing.shared.settings import Settings
 
 
 def run_cli(*args: str, prefix: str) -> subprocess.CompletedProcess[str]:

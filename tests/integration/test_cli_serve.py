@@ -10,7 +10,7 @@ import sys
 import httpx
 
 from tests.harness import free_port
-from ticketing.platform.settings import Settings
+from ticketing.shared.settings import Settings
 
 
 async def test_serve_answers_and_stops_cleanly_on_sigterm(databases: Settings) -> None:

@@ -11,8 +11,8 @@ from ticketing.inventory.domain import (
     parse_price,
     reservation_status,
 )
-from ticketing.inventory.service import decode_cursor, encode_cursor
-from ticketing.platform.errors import Conflict, InvalidInput
+from ticketing.shared.errors import Conflict, InvalidInput
+from ticketing.shared.pagination import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 
-from ticketing.platform.ids import new_id
-from ticketing.platform.problems import _field_errors
-from ticketing.platform.settings import Settings, SettingsError
+from ticketing.shared.ids import new_id
+from ticketing.shared.problems import _field_errors
+from ticketing.shared.settings import Settings, SettingsError
 
 
 def test_defaults_match_the_documented_ones() -> None:

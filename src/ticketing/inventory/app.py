@@ -9,9 +9,9 @@ from litestar import Litestar
 
 from ticketing.inventory.api import EventController, ReservationController, VenueController
 from ticketing.inventory.service import InventoryService
-from ticketing.platform.db import create_engine, ping
-from ticketing.platform.http import create_http_app, register_readiness
-from ticketing.platform.settings import Settings
+from ticketing.shared.db import create_engine, ping
+from ticketing.shared.http import create_http_app, register_readiness
+from ticketing.shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

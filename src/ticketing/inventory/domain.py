@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from ticketing.contracts.inventory import ReservationStatus
-from ticketing.platform.errors import Conflict, InvalidInput
+from ticketing.shared.errors import Conflict, InvalidInput
 
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("99999999.99")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -21,27 +19,13 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import Reservation, check_event_capacity, parse_price
-from ticketing.platform.db import mysql_error_code, run_transaction
-from ticketing.platform.errors import InvalidInput, NotFound
-from ticketing.platform.ids import new_id
+from ticketing.shared.db import mysql_error_code, run_transaction
+from ticketing.shared.errors import NotFound
+from ticketing.shared.ids import new_id
+from ticketing.shared.pagination import decode_cursor, encode_cursor
 
 DUPLICATE_KEY = 1062
 MAX_PAGE_SIZE = 100
-
-
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(
-            "cursor is not valid; pass the next_cursor of a previous page",
-            errors=[{"field": "cursor", "message": "not a cursor this API issued"}],
-        ) from None
 
 
 class InventoryService:

@@ -13,8 +13,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from ticketing.platform.db import ensure_database
-from ticketing.platform.settings import ServiceName, Settings
+from ticketing.shared.db import ensure_database
+from ticketing.shared.settings import ServiceName, Settings
 
 
 def alembic_root() -> Path:

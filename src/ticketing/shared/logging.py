@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from ticketing.platform.settings import Settings
+from ticketing.shared.settings import Settings
 
 _SECRET_KEYS = frozenset({"authorization", "password", "secret", "token", "access_token"})
 

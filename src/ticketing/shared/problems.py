@@ -10,10 +10,16 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from ticketing.platform.errors import TicketingError
+from ticketing.shared.errors import TicketingError
 
 PROBLEM_JSON = "application/problem+json"
-STATUS_BY_KIND = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
+STATUS_BY_KIND = {
+    "invalid": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "unprocessable": 422,
+    "unavailable": 503,
+}
 log = structlog.get_logger(__name__)
 
 

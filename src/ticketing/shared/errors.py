@@ -1,4 +1,4 @@
-"""The one exception hierarchy that services raise and ``ticketing.platform.http`` maps to
+"""The one exception hierarchy that services raise and ``ticketing.shared.http`` maps to
 RFC 9457 problem details. Plain Python: domain code may raise these."""
 
 from __future__ import annotations
@@ -44,3 +44,10 @@ class Unavailable(TicketingError):
 
     kind = "unavailable"
     title = "Service unavailable"
+
+
+class Unprocessable(TicketingError):
+    """The request cannot be applied as sent, e.g. an idempotency key reused for another body."""
+
+    kind = "unprocessable"
+    title = "Unprocessable request"

@@ -20,9 +20,9 @@ from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ticketing import __version__
-from ticketing.platform.observability import HttpMetrics, observability_middleware
-from ticketing.platform.problems import EXCEPTION_HANDLERS
-from ticketing.platform.settings import Settings
+from ticketing.shared.observability import HttpMetrics, observability_middleware
+from ticketing.shared.problems import EXCEPTION_HANDLERS
+from ticketing.shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]

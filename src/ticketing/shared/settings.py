@@ -33,6 +33,15 @@ class Settings:
     db_pool_timeout: float = 30.0
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_enable_idempotence: bool = False
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    inventory_url: str = ""
+    upstream_timeout: float = 3.0
+    booking_max_tickets: int = 10
+    idempotency_ttl_hours: int = 24
+    relay_batch_size: int = 500
+    relay_poll_interval: float = 0.2
+    consumer_max_attempts: int = 5
     inventory_host: str = "127.0.0.1"
     inventory_port: int = 8081
     booking_host: str = "127.0.0.1"
@@ -64,6 +73,8 @@ class Settings:
             raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
         if not self.db_prefix.replace("_", "").isalnum():
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
+        if self.booking_max_tickets < 1:
+            raise SettingsError("TICKETING_BOOKING_MAX_TICKETS must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
 
@@ -81,8 +92,14 @@ class Settings:
         return host, port
 
     def base_url(self, service: ServiceName) -> str:
+        """Where another service reaches ``service``: ``TICKETING_<SERVICE>_URL`` when the
+        setting exists and is set, else its bind address (0.0.0.0 reached as 127.0.0.1)."""
+        configured: str = getattr(self, f"{service}_url", "")
+        if configured:
+            return configured.rstrip("/")
         host, port = self.bind(service)
-        return f"http://{host}:{port}"
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        return f"http://{reachable}:{port}"
 
 
 def _convert(name: str, annotation: str, raw: str) -> object:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ticketing.platform.settings import ServiceName, Settings
+from ticketing.shared.settings import ServiceName, Settings
 
 T = TypeVar("T")
 

@@ -91,3 +91,9 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
                 )
 
     return middleware
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id bound for the request or message being handled, if any."""
+    value = structlog.contextvars.get_contextvars().get("correlation_id")
+    return None if value is None else str(value)

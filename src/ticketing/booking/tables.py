@@ -1,0 +1,67 @@
+"""Booking's tables (SQLAlchemy Core); migrations in ``alembic/booking``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.mysql import DATETIME
+
+from ticketing.shared.inbox import inbox_table
+from ticketing.shared.outbox import outbox_table
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("address", String(500), nullable=True),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+)
+
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column(
+        "customer_id", Uuid, ForeignKey("customers.id", name="fk_bookings_customer"), nullable=False
+    ),
+    Column("event_id", Uuid, nullable=False),
+    Column("ticket_count", Integer, nullable=False),
+    Column("unit_price", Numeric(10, 2), nullable=False),
+    Column("total_price", Numeric(12, 2), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("order_id", Uuid, nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_bookings_customer_id_id", "customer_id", "id"),
+    CheckConstraint("ticket_count > 0", name="ck_bookings_ticket_count_positive"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("idem_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("booking_id", Uuid, nullable=True),
+    Column("response", Text, nullable=True),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

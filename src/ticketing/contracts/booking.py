@@ -1,0 +1,67 @@
+"""Booking's HTTP contract."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        examples=["ada@example.com"],
+    ),
+]
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+TicketCount = Annotated[int, msgspec.Meta(ge=1, le=1000, description="Tickets to book")]
+
+
+class CustomerCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email
+    address: Address | None = None
+
+
+class Customer(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    email: str
+    address: str | None
+    created_at: datetime
+
+
+class BookingStatus(StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
+    customer_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: TicketCount
+
+
+class Booking(msgspec.Struct, omit_defaults=True):
+    id: uuid.UUID
+    status: BookingStatus
+    customer_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: int
+    unit_price: str
+    total_price: str
+    created_at: datetime
+    order_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+class BookingPage(msgspec.Struct):
+    items: list[Booking]
+    next_cursor: str | None = None

@@ -1,0 +1,24 @@
+"""Order rules, in plain Python: what a reservation answer means for the booking."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ticketing.contracts.inventory import ReservationStatus
+
+
+class OrderStatus(StrEnum):
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+class RejectionReason(StrEnum):
+    INSUFFICIENT_CAPACITY = "insufficient_capacity"
+    EVENT_NOT_FOUND = "event_not_found"
+    RESERVATION_CONFLICT = "reservation_conflict"
+
+
+def outcome_of(reservation: ReservationStatus) -> tuple[OrderStatus, RejectionReason | None]:
+    if reservation is ReservationStatus.RESERVED:
+        return OrderStatus.CONFIRMED, None
+    return OrderStatus.REJECTED, RejectionReason.INSUFFICIENT_CAPACITY

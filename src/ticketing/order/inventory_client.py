@@ -1,0 +1,50 @@
+"""The order saga's view of inventory: the idempotent reservation call."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from ticketing.contracts.inventory import ReservationRequest, ReservationResult
+from ticketing.shared.errors import Conflict, NotFound
+from ticketing.shared.upstream import Upstream
+
+_encoder = msgspec.json.Encoder()
+
+
+class InventoryRefused(Exception):
+    """Inventory rejected the request as malformed: retrying will not help."""
+
+
+class InventoryClient:
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+
+    async def reserve(
+        self,
+        event_id: uuid.UUID,
+        booking_id: uuid.UUID,
+        ticket_count: int,
+        *,
+        correlation_id: str | None = None,
+    ) -> ReservationResult:
+        """Reserve seats once per booking id (a repeat returns the first answer).
+
+        Raises NotFound for an unknown event, Conflict when the booking id already reserved
+        other seats, Unavailable when inventory cannot answer now.
+        """
+        body = _encoder.encode(ReservationRequest(booking_id=booking_id, ticket_count=ticket_count))
+        headers = {"Content-Type": "application/json"}
+        if correlation_id:
+            headers["X-Request-ID"] = correlation_id
+        response = await self._upstream.request(
+            "POST", f"/internal/v1/events/{event_id}/reservations", content=body, headers=headers
+        )
+        if response.status_code == 200:
+            return msgspec.json.decode(response.content, type=ReservationResult)
+        if response.status_code == 404:
+            raise NotFound(f"event {event_id} does not exist")
+        if response.status_code == 409:
+            raise Conflict(f"booking {booking_id} holds a different reservation")
+        raise InventoryRefused(f"inventory answered {response.status_code}: {response.text[:300]}")

@@ -1,0 +1,134 @@
+"""The order saga step: reserve at inventory, then record the outcome with its event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import structlog
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of
+from ticketing.order.inventory_client import InventoryClient
+from ticketing.order.tables import inbox, orders, outbox
+from ticketing.shared import inbox as inbox_ops
+from ticketing.shared import outbox as outbox_ops
+from ticketing.shared.db import mysql_error_code, run_transaction
+from ticketing.shared.errors import Conflict, NotFound
+from ticketing.shared.ids import new_id
+from ticketing.shared.observability import current_correlation_id
+
+CONSUMER = "order-service"
+DUPLICATE_KEY = 1062
+log = structlog.get_logger(__name__)
+
+
+class OrderService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        inventory: InventoryClient,
+        *,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._inventory = inventory
+        self._after_commit = after_commit
+
+    async def already_applied(self, message_id: uuid.UUID) -> bool:
+        async with self._engine.connect() as conn:
+            return await inbox_ops.seen(conn, inbox, CONSUMER, message_id)
+
+    async def handle_booking_requested(self, event: BookingRequested) -> bool:
+        """Apply one BookingRequested; False when this message was already applied.
+
+        The reservation is idempotent by booking id, so calling it again after a crash is safe;
+        the inbox row, the order and the outcome event then commit together.
+        """
+        if await self.already_applied(event.message_id):
+            return False
+        status, reason = await self._reserve(event)
+        order_id = new_id() if status is OrderStatus.CONFIRMED else None
+        outcome = _outcome_event(event, order_id, reason)
+
+        async def work(conn: AsyncConnection) -> bool:
+            if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
+                return False
+            await conn.execute(
+                insert(orders).values(
+                    id=order_id or new_id(),
+                    booking_id=event.booking_id,
+                    event_id=event.event_id,
+                    ticket_count=event.ticket_count,
+                    total_price=Decimal(event.total_price),
+                    status=status.value,
+                    reason=None if reason is None else reason.value,
+                    created_at=datetime.now(UTC).replace(tzinfo=None),
+                )
+            )
+            await outbox_ops.append(
+                conn,
+                outbox,
+                outcome,
+                topic=ORDERS_TOPIC,
+                key=str(event.booking_id),
+                aggregate_type="order",
+                aggregate_id=str(event.booking_id),
+                correlation_id=current_correlation_id(),
+            )
+            return True
+
+        try:
+            applied = await run_transaction(self._engine, work)
+        except IntegrityError as error:
+            if mysql_error_code(error) != DUPLICATE_KEY:
+                raise
+            # Another message for the same booking was applied already: never a second order.
+            log.warning("booking already has an order", booking_id=str(event.booking_id))
+            return False
+        if applied:
+            self._after_commit()
+            log.info("booking settled", booking_id=str(event.booking_id), status=status.value)
+        return applied
+
+    async def _reserve(self, event: BookingRequested) -> tuple[OrderStatus, RejectionReason | None]:
+        try:
+            result = await self._inventory.reserve(
+                event.event_id,
+                event.booking_id,
+                event.ticket_count,
+                correlation_id=current_correlation_id(),
+            )
+        except NotFound:
+            return OrderStatus.REJECTED, RejectionReason.EVENT_NOT_FOUND
+        except Conflict:
+            return OrderStatus.REJECTED, RejectionReason.RESERVATION_CONFLICT
+        return outcome_of(result.status)
+
+
+def _outcome_event(
+    event: BookingRequested, order_id: uuid.UUID | None, reason: RejectionReason | None
+) -> OrderConfirmed | OrderRejected:
+    now = datetime.now(UTC)
+    if order_id is not None:
+        return OrderConfirmed(
+            message_id=new_id(),
+            order_id=order_id,
+            booking_id=event.booking_id,
+            event_id=event.event_id,
+            ticket_count=event.ticket_count,
+            total_price=event.total_price,
+            confirmed_at=now,
+        )
+    return OrderRejected(
+        message_id=new_id(),
+        booking_id=event.booking_id,
+        event_id=event.event_id,
+        reason=(reason or RejectionReason.INSUFFICIENT_CAPACITY).value,
+        rejected_at=now,
+    )

@@ -1,0 +1,114 @@
+"""A small circuit breaker with a bounded half-open state.
+
+Closed: calls pass; the outcomes of the last ``window`` calls are kept. When at least
+``min_calls`` were seen and the failure share reaches ``failure_ratio``, it opens.
+Open: calls fail fast with :class:`CircuitOpen` for ``open_seconds``.
+Half-open: at most ``half_open_probes`` calls are let through at once; when that many probes
+succeed it closes, and any probe failure opens it again.
+
+aiobreaker lets every concurrent call through in half-open (a thundering herd on a recovering
+upstream), hence this one (see docs/adr/0002-circuit-breaker.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+from ticketing.shared.errors import Unavailable
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitOpen(Unavailable):
+    """The breaker refuses the call: the upstream failed recently."""
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        *,
+        window: int = 8,
+        min_calls: int = 4,
+        failure_ratio: float = 0.5,
+        open_seconds: float = 5.0,
+        half_open_probes: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._min_calls = min_calls
+        self._failure_ratio = failure_ratio
+        self._open_seconds = open_seconds
+        self._half_open_probes = half_open_probes
+        self._clock = clock
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+
+    @property
+    def state(self) -> BreakerState:
+        elapsed = self._clock() - self._opened_at
+        if self._state is BreakerState.OPEN and elapsed >= self._open_seconds:
+            self._state = BreakerState.HALF_OPEN
+            self._probes_in_flight = 0
+            self._probe_successes = 0
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets a probe through (0 when it would now)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self._open_seconds - (self._clock() - self._opened_at))
+
+    def before_call(self) -> None:
+        """Admit a call or raise :class:`CircuitOpen`."""
+        state = self.state
+        if state is BreakerState.OPEN:
+            raise CircuitOpen(
+                f"{self.name} is unavailable", retry_after=max(1, round(self.retry_after()))
+            )
+        if state is BreakerState.HALF_OPEN:
+            if self._probes_in_flight >= self._half_open_probes:
+                raise CircuitOpen(f"{self.name} is recovering", retry_after=1)
+            self._probes_in_flight += 1
+
+    def record_success(self) -> None:
+        if self._state is BreakerState.OPEN:
+            return  # a call admitted before the breaker opened: it proves nothing now
+        if self._state is BreakerState.HALF_OPEN:
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._probe_successes += 1
+            if self._probe_successes >= self._half_open_probes:
+                self._state = BreakerState.CLOSED
+                self._outcomes.clear()
+            return
+        self._outcomes.append(True)
+
+    def record_failure(self) -> None:
+        if self._state is BreakerState.OPEN:
+            return
+        if self._state is BreakerState.HALF_OPEN:
+            self._open()
+            return
+        self._outcomes.append(False)
+        failures = self._outcomes.count(False)
+        if (
+            len(self._outcomes) >= self._min_calls
+            and failures / len(self._outcomes) >= self._failure_ratio
+        ):
+            self._open()
+
+    def _open(self) -> None:
+        self._state = BreakerState.OPEN
+        self._opened_at = self._clock()
+        self._outcomes.clear()
+        self._probes_in_flight = 0

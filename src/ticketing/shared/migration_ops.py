@@ -1,0 +1,47 @@
+"""Versioned alembic operations for the tables every service shares (outbox, inbox).
+
+A migration calls a ``_v1`` function; a later change adds a ``_v2`` so old migrations keep
+creating exactly what they created when they were written.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+
+
+def create_outbox_table_v1() -> None:
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
+        sa.Column("aggregate_type", sa.String(64), nullable=False),
+        sa.Column("aggregate_id", sa.String(64), nullable=False),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("message_key", sa.String(255), nullable=False),
+        sa.Column("event_type", sa.String(128), nullable=False),
+        sa.Column("payload", LONGTEXT(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("created_at", DATETIME(fsp=6), nullable=False),
+        sa.Column("published_at", DATETIME(fsp=6), nullable=True),
+        mysql_engine="InnoDB",
+    )
+    op.create_index("ix_outbox_published_at_id", "outbox", ["published_at", "id"])
+    op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
+    op.create_index("ix_outbox_aggregate", "outbox", ["aggregate_type", "aggregate_id"])
+
+
+def create_inbox_table_v1() -> None:
+    op.create_table(
+        "processed_messages",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("message_id", sa.Uuid(), primary_key=True),
+        sa.Column("processed_at", DATETIME(fsp=6), nullable=False),
+        mysql_engine="InnoDB",
+    )
+
+
+def drop_shared_tables_v1() -> None:
+    op.drop_table("processed_messages")
+    op.drop_table("outbox")

@@ -1,0 +1,159 @@
+"""The transactional outbox: a service's append-only event log.
+
+A service appends an event in the same transaction as the state change it describes
+(:func:`append`). The :class:`~ticketing.shared.relay.OutboxRelay` publishes rows later.
+Rows are kept after publishing (replay reads them) until retention purges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    insert,
+)
+from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticketing.contracts.events import (
+    CORRELATION_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MESSAGE_ID_HEADER,
+)
+
+
+class Event(Protocol):
+    """Any event contract: a dataclass with a ``message_id``."""
+
+    @property
+    def message_id(self) -> uuid.UUID: ...
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The ``outbox`` table, the same in every service database (see migration_ops)."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("aggregate_type", String(64), nullable=False),
+        Column("aggregate_id", String(64), nullable=False),
+        Column("topic", String(255), nullable=False),
+        Column("message_key", String(255), nullable=False),
+        Column("event_type", String(128), nullable=False),
+        # JSON text, not a blob: aiomysql 0.3 cannot bind bytes parameters.
+        Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
+        Column("headers", Text, nullable=False),
+        Column("created_at", DATETIME(fsp=6), nullable=False),
+        Column("published_at", DATETIME(fsp=6), nullable=True),
+        Index("ix_outbox_published_at_id", "published_at", "id"),
+        Index("ix_outbox_created_at", "created_at"),
+        Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    event_id: uuid.UUID
+    topic: str
+    key: bytes
+    event_type: str
+    payload: bytes
+    headers: list[tuple[str, bytes]]
+    created_at: datetime
+    published_at: datetime | None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: Any) -> bytes:
+    return _encoder.encode(event)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def build_row(
+    event: Event,
+    *,
+    topic: str,
+    key: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    """The values of one outbox row for ``event``."""
+    event_type = type(event).__name__
+    headers = {
+        EVENT_TYPE_HEADER: event_type,
+        MESSAGE_ID_HEADER: str(event.message_id),
+        CORRELATION_ID_HEADER: correlation_id or str(event.message_id),
+        "content-type": "application/json",
+    }
+    return {
+        "event_id": event.message_id,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "topic": topic,
+        "message_key": key,
+        "event_type": event_type,
+        "payload": encode_event(event).decode(),
+        "headers": _encoder.encode(headers).decode(),
+        "created_at": utcnow(),
+    }
+
+
+async def append(
+    conn: AsyncConnection,
+    table: Table,
+    event: Event,
+    *,
+    topic: str,
+    key: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    correlation_id: str | None = None,
+) -> None:
+    """Write ``event`` to the outbox inside the caller's transaction."""
+    await conn.execute(
+        insert(table).values(
+            build_row(
+                event,
+                topic=topic,
+                key=key,
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                correlation_id=correlation_id,
+            )
+        )
+    )
+
+
+def row_from_db(row: Any) -> OutboxRow:
+    headers: dict[str, str] = msgspec.json.decode(row.headers)
+    return OutboxRow(
+        id=row.id,
+        event_id=row.event_id,
+        topic=row.topic,
+        key=row.message_key.encode(),
+        event_type=row.event_type,
+        payload=row.payload.encode(),
+        headers=[(name, value.encode()) for name, value in headers.items()],
+        created_at=row.created_at,
+        published_at=row.published_at,
+    )

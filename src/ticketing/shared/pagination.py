@@ -1,0 +1,24 @@
+"""Opaque keyset-pagination cursors: the last id of a page, URL-safe."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+
+from ticketing.shared.errors import InvalidInput
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            "cursor is not valid; pass the next_cursor of a previous page",
+            errors=[{"field": "cursor", "message": "not a cursor this API issued"}],
+        ) from None

@@ -1,0 +1,51 @@
+"""Helpers for tests that drive the booking saga through the running services."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.conftest import Stack
+from tests.integration.helpers import create_event
+
+
+async def create_customer(booking: httpx.AsyncClient) -> dict[str, Any]:
+    response = await booking.post(
+        "/api/v1/customers",
+        json={"name": "Ada", "email": f"ada.{uuid.uuid4().hex[:12]}@example.com"},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def book(
+    stack: Stack, customer_id: str, event_id: str, count: int = 1, **headers: str
+) -> httpx.Response:
+    return await stack.booking.post(
+        "/api/v1/bookings",
+        json={"customer_id": customer_id, "event_id": event_id, "ticket_count": count},
+        headers=headers,
+    )
+
+
+async def settled(stack: Stack, booking_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll until the booking leaves PENDING."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        body: dict[str, Any] = (await stack.booking.get(f"/api/v1/bookings/{booking_id}")).json()
+        if body["status"] != "PENDING":
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"booking {booking_id} still PENDING after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def setup_sale(stack: Stack, capacity: int) -> tuple[str, str]:
+    """An event with ``capacity`` seats and a customer: (customer id, event id)."""
+    event = await create_event(stack.inventory, capacity=capacity, price="25.00")
+    customer = await create_customer(stack.booking)
+    return customer["id"], event["id"]

@@ -1,0 +1,176 @@
+"""The outbox relay against the real database and a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.harness import create_topics, free_port, kafka_broker, read_topic
+from ticketing.contracts.events import OrderRejected
+from ticketing.shared.db import create_engine, ensure_database
+from ticketing.shared.outbox import append, outbox_table
+from ticketing.shared.relay import OutboxRelay, create_producer
+from ticketing.shared.settings import ServiceName, Settings
+
+SERVICE: ServiceName = "order"  # any service database name works; this one is dropped with the run
+
+
+@pytest.fixture
+async def outbox(databases: Settings) -> AsyncIterator[tuple[AsyncEngine, Table]]:
+    settings = dataclasses.replace(databases, db_prefix=databases.db_prefix + "relay_")
+    await ensure_database(settings, SERVICE)
+    engine = create_engine(settings, SERVICE)
+    table = outbox_table(MetaData())
+    async with engine.begin() as conn:
+        await conn.run_sync(table.metadata.drop_all)
+        await conn.run_sync(table.metadata.create_all)
+    try:
+        yield engine, table
+    finally:
+        await engine.dispose()
+
+
+async def write_events(
+    engine: AsyncEngine, table: Table, topic: str, keys: list[str], per_key: int
+) -> None:
+    for sequence in range(per_key):
+        async with engine.begin() as conn:
+            for key in keys:
+                event = OrderRejected(
+                    message_id=uuid.uuid4(),
+                    booking_id=uuid.uuid4(),
+                    event_id=uuid.uuid4(),
+                    reason=f"{key}:{sequence}",
+                    rejected_at=datetime.now(UTC),
+                )
+                await append(
+                    conn,
+                    table,
+                    event,
+                    topic=topic,
+                    key=key,
+                    aggregate_type="test",
+                    aggregate_id=key,
+                )
+
+
+async def pending(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+        )
+    return int(count or 0)
+
+
+async def wait_until_drained(engine: AsyncEngine, table: Table, timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if await pending(engine, table) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{await pending(engine, table)} rows still pending")
+
+
+def relay_for(
+    settings: Settings, engine: AsyncEngine, table: Table, lock: str, **kwargs: float
+) -> OutboxRelay:
+    return OutboxRelay(
+        engine,
+        table,
+        lock_name=lock,
+        producer_factory=lambda: create_producer(settings, "relay-test"),
+        batch_size=50,
+        **kwargs,
+    )
+
+
+def sequences_by_key(records: list[Any]) -> dict[str, list[int]]:
+    """The sequence numbers each key's messages arrived in (written as ``reason`` = key:n)."""
+    seen: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        key, number = json.loads(record.value)["reason"].split(":")
+        assert record.key == key.encode()
+        seen[key].append(int(number))
+    return seen
+
+
+async def test_two_relays_publish_every_row_once_in_key_order(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 3, topic)
+    lock = f"relay-test-{uuid.uuid4().hex}"
+    relays = [relay_for(settings, engine, table, lock) for _ in range(2)]
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        keys = [f"k{i}" for i in range(6)]
+        await write_events(engine, table, topic, keys, per_key=20)
+        await wait_until_drained(engine, table)
+        assert sum(relay.is_leader for relay in relays) == 1
+        assert sum(relay.published for relay in relays) == 120
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    records = await read_topic(kafka_bootstrap, topic, 120)
+    assert len(records) == 120
+    ordered = sequences_by_key(records)
+    assert ordered == {key: list(range(20)) for key in keys}
+    headers = dict(records[0].headers)
+    assert headers["event_type"] == b"OrderRejected"
+    assert uuid.UUID(headers["message_id"].decode())
+
+
+async def test_a_wake_up_publishes_without_waiting_for_the_poll(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    relay = relay_for(settings, engine, table, f"wake-{uuid.uuid4().hex}", poll_interval=3600)
+    task = asyncio.create_task(relay.run())
+    try:
+        while not relay.is_leader:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the relay is now idle, waiting an hour for its next poll
+        await write_events(engine, table, topic, ["only"], per_key=1)
+        relay.wake()
+        await wait_until_drained(engine, table, timeout=10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_broker_outage_loses_nothing(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings
+) -> None:
+    engine, table = outbox
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    relay = relay_for(settings, engine, table, f"outage-{uuid.uuid4().hex}", max_backoff=0.5)
+    task = asyncio.create_task(relay.run())
+    try:
+        await write_events(engine, table, topic, ["a", "b"], per_key=5)
+        await asyncio.sleep(1.5)  # no broker: the relay keeps retrying
+        assert await pending(engine, table) == 10
+        with kafka_broker(port=port) as started:
+            assert started == bootstrap
+            await wait_until_drained(engine, table)
+            records = await read_topic(bootstrap, topic, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sequences_by_key(records) == {"a": list(range(5)), "b": list(range(5))}

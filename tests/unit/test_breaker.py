@@ -1,0 +1,90 @@
+import pytest
+
+from ticketing.shared.breaker import BreakerState, CircuitBreaker, CircuitOpen
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: Clock, probes: int = 1) -> CircuitBreaker:
+    return CircuitBreaker("inventory", open_seconds=5, half_open_probes=probes, clock=clock)
+
+
+def state_of(b: CircuitBreaker) -> BreakerState:
+    """Read the state through a call, so that the type checker does not narrow it."""
+    return b.state
+
+
+def call(b: CircuitBreaker, ok: bool) -> None:
+    b.before_call()
+    if ok:
+        b.record_success()
+    else:
+        b.record_failure()
+
+
+def test_stays_closed_below_the_minimum_number_of_calls() -> None:
+    b = breaker(Clock())
+    for _ in range(3):
+        call(b, ok=False)
+    assert state_of(b) is BreakerState.CLOSED
+
+
+def test_opens_when_half_of_the_last_eight_calls_failed() -> None:
+    b = breaker(Clock())
+    for ok in (True, True, True, True, True, False, False, False):
+        call(b, ok)
+    assert state_of(b) is BreakerState.CLOSED  # 3 of 8 failed
+    call(b, ok=False)  # window now holds 4 failures of 8
+    assert state_of(b) is BreakerState.OPEN
+    with pytest.raises(CircuitOpen) as refused:
+        b.before_call()
+    assert refused.value.extensions["retry_after"] == 5
+
+
+def test_half_open_admits_a_bounded_number_of_probes_then_closes() -> None:
+    clock = Clock()
+    b = breaker(clock, probes=2)
+    for _ in range(4):
+        call(b, ok=False)
+    clock.now = 5.0
+    assert state_of(b) is BreakerState.HALF_OPEN
+    b.before_call()
+    b.before_call()
+    with pytest.raises(CircuitOpen):
+        b.before_call()  # a third concurrent probe is refused
+    b.record_success()
+    assert state_of(b) is BreakerState.HALF_OPEN
+    b.record_success()
+    assert state_of(b) is BreakerState.CLOSED
+    call(b, ok=True)
+
+
+def test_a_failed_probe_opens_again_for_the_full_period() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(4):
+        call(b, ok=False)
+    clock.now = 5.0
+    call(b, ok=False)
+    assert state_of(b) is BreakerState.OPEN
+    clock.now = 9.9
+    assert state_of(b) is BreakerState.OPEN
+    clock.now = 10.0
+    assert state_of(b) is BreakerState.HALF_OPEN
+
+
+def test_late_outcomes_of_calls_admitted_before_opening_are_ignored() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(4):
+        call(b, ok=False)
+    b.record_failure()
+    b.record_success()
+    clock.now = 5.0
+    assert state_of(b) is BreakerState.HALF_OPEN
