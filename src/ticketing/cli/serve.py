@@ -1,0 +1,54 @@
+"""``ticketing serve``: run one service in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+
+from ticketing.shared.settings import ServiceName, Settings
+
+SERVED: tuple[ServiceName, ...] = ("inventory", "booking", "order")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run one service in the foreground",
+        description="Run one service. booking and order also run their Kafka consumers and "
+        "their outbox relay; order serves only health and metrics over HTTP.",
+    )
+    serve.add_argument("service", choices=SERVED, help="the service to run")
+    serve.add_argument("--host", help="bind address (default: TICKETING_<SERVICE>_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: TICKETING_<SERVICE>_PORT)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+    from litestar import Litestar
+
+    from ticketing.shared.logging import configure_logging
+
+    service: ServiceName = args.service
+    configure_logging(settings, service)
+    app: Litestar
+    if service == "inventory":
+        from ticketing.inventory.app import create_app as create_inventory
+
+        app = create_inventory(settings)
+    elif service == "booking":
+        from ticketing.booking.app import create_app as create_booking
+
+        app = create_booking(settings)
+    else:
+        from ticketing.order.app import create_app as create_order
+
+        app = create_order(settings)
+    host, port = settings.bind(service)
+    uvicorn.run(
+        app,
+        host=args.host or host,
+        port=args.port or port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
