@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,11 +15,8 @@ from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
 from ticketing.booking.tables import outbox
-from ticketing.shared.db import create_engine, ping
-from ticketing.shared.http import create_http_app, register_readiness
-from ticketing.shared.messaging import ping as ping_broker
-from ticketing.shared.messaging import start_with_retry
-from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
+from ticketing.shared.http import create_http_app
+from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
 
@@ -33,43 +29,25 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings, "booking")
         inventory = Upstream(
             "inventory", settings.base_url("inventory"), timeout=settings.upstream_timeout
         )
-        relay = OutboxRelay(
-            engine,
-            outbox,
-            lock_name=relay_lock_name(settings, "booking"),
-            producer_factory=lambda: create_producer(settings, "booking-relay"),
-            batch_size=settings.relay_batch_size,
-            poll_interval=settings.relay_poll_interval,
-        )
-        service = BookingService(
-            engine,
-            InventoryClient(inventory),
-            max_tickets=settings.booking_max_tickets,
-            after_commit=relay.wake,
-        )
-        app.state.bookings = service
-        app.state.relay = relay
-        broker = build_broker(settings, service)
-        register_readiness(app, "database", lambda: ping(engine))
-        register_readiness(app, "kafka", lambda: ping_broker(broker))
-        tasks = [asyncio.create_task(start_with_retry(broker), name="booking-consumers")]
-        if run_relay:
-            tasks.append(asyncio.create_task(relay.run(), name="booking-relay"))
-        tasks.append(asyncio.create_task(_purge_keys(service, settings), name="purge-keys"))
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await inventory.aclose()
-            await engine.dispose()
+        async with service_runtime(app, settings, "booking", outbox) as shared:
+            service = BookingService(
+                shared.engine,
+                InventoryClient(inventory),
+                max_tickets=settings.booking_max_tickets,
+                after_commit=shared.relay.wake,
+            )
+            app.state.bookings = service
+            jobs = [_purge_keys(service, settings)]
+            if run_relay:
+                jobs.append(shared.relay.run())
+            try:
+                async with consuming(app, build_broker(settings, service), *jobs):
+                    yield
+            finally:
+                await inventory.aclose()
 
     return create_http_app(
         service="booking",

@@ -35,7 +35,7 @@ from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.db import mysql_error_code, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
 from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import decode_cursor, encode_cursor
+from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
 DUPLICATE_KEY = 1062
@@ -104,8 +104,7 @@ class BookingService:
             if not await repo.customer_exists(conn, customer_id):
                 raise NotFound(f"customer {customer_id} does not exist")
             items = await repo.list_bookings(conn, customer_id, limit=limit + 1, after=after)
-        next_cursor = encode_cursor(items[limit - 1].id) if len(items) > limit else None
-        return BookingPage(items=items[:limit], next_cursor=next_cursor)
+        return BookingPage(*page(items, limit))
 
     # Bookings --------------------------------------------------------------------------
 

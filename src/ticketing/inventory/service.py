@@ -22,7 +22,7 @@ from ticketing.inventory.domain import Reservation, check_event_capacity, parse_
 from ticketing.shared.db import mysql_error_code, run_transaction
 from ticketing.shared.errors import NotFound
 from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import decode_cursor, encode_cursor
+from ticketing.shared.pagination import decode_cursor, page
 
 DUPLICATE_KEY = 1062
 MAX_PAGE_SIZE = 100
@@ -85,8 +85,7 @@ class InventoryService:
         after = None if cursor is None else decode_cursor(cursor)
         async with self._engine.connect() as conn:
             items = await repo.list_events(conn, limit=limit + 1, after=after)
-        next_cursor = encode_cursor(items[limit - 1].id) if len(items) > limit else None
-        return EventPage(items=items[:limit], next_cursor=next_cursor)
+        return EventPage(*page(items, limit))
 
     async def reserve(self, event_id: uuid.UUID, request: ReservationRequest) -> ReservationResult:
         """Reserve seats for a booking, at most once per booking id.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,11 +11,8 @@ from ticketing.order.consumer import build_broker
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import outbox
-from ticketing.shared.db import create_engine, ping
-from ticketing.shared.http import create_http_app, register_readiness
-from ticketing.shared.messaging import ping as ping_broker
-from ticketing.shared.messaging import start_with_retry
-from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
+from ticketing.shared.http import create_http_app
+from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
 
@@ -27,38 +22,22 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings, "order")
         inventory = Upstream(
             "inventory", settings.base_url("inventory"), timeout=settings.upstream_timeout
         )
-        relay = OutboxRelay(
-            engine,
-            outbox,
-            lock_name=relay_lock_name(settings, "order"),
-            producer_factory=lambda: create_producer(settings, "order-relay"),
-            batch_size=settings.relay_batch_size,
-            poll_interval=settings.relay_poll_interval,
-        )
-        service = OrderService(engine, InventoryClient(inventory), after_commit=relay.wake)
-        broker, runner = build_broker(settings, service)
-        app.state.orders = service
-        app.state.relay = relay
-        app.state.runner = runner
-        register_readiness(app, "database", lambda: ping(engine))
-        register_readiness(app, "kafka", lambda: ping_broker(broker))
-        tasks = [asyncio.create_task(start_with_retry(broker), name="order-consumers")]
-        if run_relay:
-            tasks.append(asyncio.create_task(relay.run(), name="order-relay"))
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await inventory.aclose()
-            await engine.dispose()
+        async with service_runtime(app, settings, "order", outbox) as shared:
+            service = OrderService(
+                shared.engine, InventoryClient(inventory), after_commit=shared.relay.wake
+            )
+            broker, runner = build_broker(settings, service)
+            app.state.orders = service
+            app.state.runner = runner
+            jobs = [shared.relay.run()] if run_relay else []
+            try:
+                async with consuming(app, broker, *jobs):
+                    yield
+            finally:
+                await inventory.aclose()
 
     return create_http_app(
         service="order",

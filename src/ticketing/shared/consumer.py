@@ -19,12 +19,16 @@ from typing import Any
 
 import msgspec
 import structlog
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage as InjectedMessage
 from faststream.kafka.message import KafkaMessage
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ticketing.contracts.events import EVENT_TYPE_HEADER, EVENT_TYPES, MESSAGE_ID_HEADER
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.messaging import consumer_options
+from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[Any], Awaitable[None]]
@@ -124,3 +128,38 @@ class MessageRunner:
         )
         self.dead_lettered += 1
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
+
+
+def subscribe(
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    topic: str,
+    group: str,
+    dlq_topic: str,
+    accepted: tuple[type[Any], ...],
+    handle: Handler,
+    description: str,
+) -> MessageRunner:
+    """Subscribe ``group`` to ``topic``: each message is decoded to one of ``accepted`` and
+    handed to ``handle`` by a :class:`MessageRunner`, which commits the offset afterwards."""
+    runner = MessageRunner(
+        broker,
+        dlq_topic=dlq_topic,
+        accepted=accepted,
+        max_attempts=settings.consumer_max_attempts,
+    )
+
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        ack_policy=AckPolicy.MANUAL,
+        title=f"{group}:{topic}",
+        description=description,
+        **consumer_options(settings),
+    )
+    async def on_message(body: Any, message: InjectedMessage) -> None:
+        del body  # decoded by the runner into the event dataclass
+        await runner.run(message, handle)
+
+    return runner

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from ticketing.shared.settings import Settings
@@ -45,7 +46,7 @@ async def start_with_retry(broker: KafkaBroker, *, max_delay: float = 5.0) -> No
     while True:
         try:
             await broker.start()
-        except Exception as error:  # noqa: BLE001 - any start failure is retried
+        except (KafkaError, OSError, TimeoutError) as error:
             log.warning("kafka unavailable, retrying", error=repr(error), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
