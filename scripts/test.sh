@@ -21,6 +21,8 @@ echo "== static checks"
 
 echo "== infrastructure"
 "$VENV/bin/python" scripts/ensure_mysql.py
+scripts/ensure_node.sh
+npm ci --prefix deploy/dev-idp --no-audit --no-fund --loglevel=error
 
-echo "== tests (the Kafka-protocol broker is started and stopped by the test session)"
+echo "== tests (the test session starts and stops the Kafka-protocol broker and the OIDC server)"
 exec "$VENV/bin/pytest" "$@"

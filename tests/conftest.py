@@ -12,7 +12,15 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import create_topics, drop_databases, kafka_broker, serve
+from tests.harness import (
+    DEV_CLIENTS,
+    create_topics,
+    dev_idp,
+    drop_databases,
+    fetch_token,
+    kafka_broker,
+    serve,
+)
 from ticketing.booking.app import create_app as create_booking_app
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
@@ -37,11 +45,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
-    """Settings from the environment with a prefix of this run's own: databases are isolated."""
+def oidc_issuer() -> Iterator[str]:
+    """A real OIDC server (deploy/dev-idp, oidc-provider) shaped like a Keycloak realm."""
+    with dev_idp() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def tokens(oidc_issuer: str) -> dict[str, str]:
+    """Access tokens of the dev clients: admin (inventory:write bookings:write), client
+    (bookings:write) and order (inventory:reserve)."""
+    return {name: fetch_token(oidc_issuer, name) for name in DEV_CLIENTS}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def base_settings(oidc_issuer: str) -> Settings:
+    """Settings from the environment with a prefix of this run's own (isolated databases) and
+    the test OIDC server as issuer."""
     run = uuid.uuid4().hex[:8]
     return dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_test_{run}_", db_pool_size=10
+        Settings.from_env(),
+        db_prefix=f"ticketing_test_{run}_",
+        db_pool_size=10,
+        oidc_issuer=oidc_issuer,
+        jwks_min_refresh_seconds=1.0,
     )
 
 
@@ -69,9 +100,12 @@ async def inventory_url(databases: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def inventory(inventory_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def inventory(inventory_url: str, tokens: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of inventory holding the admin token."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=inventory_url, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=inventory_url, limits=limits, timeout=30, headers=bearer(tokens["admin"])
+    ) as client:
         yield client
 
 
@@ -98,7 +132,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 async def stack(
-    databases: Settings, kafka_bootstrap: str, inventory_url: str
+    databases: Settings, kafka_bootstrap: str, inventory_url: str, tokens: dict[str, str]
 ) -> AsyncIterator[Stack]:
     settings = dataclasses.replace(
         databases,
@@ -117,8 +151,12 @@ async def stack(
     async with (
         serve(create_booking_app(settings)) as booking_url,
         serve(create_order_app(settings)) as order_url,
-        httpx.AsyncClient(base_url=inventory_url, limits=limits, timeout=30) as inventory,
-        httpx.AsyncClient(base_url=booking_url, limits=limits, timeout=30) as booking,
+        httpx.AsyncClient(
+            base_url=inventory_url, limits=limits, timeout=30, headers=bearer(tokens["admin"])
+        ) as inventory,
+        httpx.AsyncClient(
+            base_url=booking_url, limits=limits, timeout=30, headers=bearer(tokens["admin"])
+        ) as booking,
     ):
         try:
             yield Stack(settings, inventory, booking, order_url, engines)

@@ -163,3 +163,52 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
     finally:
         await consumer.stop()
     return records
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_IDP = REPO / "deploy" / "dev-idp"
+DEV_CLIENTS = {
+    "admin": ("ticketing-admin", "ticketing-admin-secret"),
+    "client": ("ticketing-client", "ticketing-client-secret"),
+    "order": ("order-service", "order-service-secret"),
+}
+
+
+@contextlib.contextmanager
+def dev_idp(port: int | None = None) -> Iterator[str]:
+    """The development OIDC server (deploy/dev-idp) on a free port; yields its issuer URL."""
+    if not (DEV_IDP / "node_modules" / "oidc-provider").is_dir():
+        raise RuntimeError("run `npm ci --prefix deploy/dev-idp` first (make test does)")
+    port = port or free_port()
+    process = subprocess.Popen(
+        ["node", str(DEV_IDP / "server.mjs"), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 20, process)
+        yield f"http://127.0.0.1:{port}/realms/ticketing"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def fetch_token(issuer: str, client: str, scope: str | None = None) -> str:
+    """An access token for one of the dev clients, by the client-credentials grant."""
+    import httpx
+
+    client_id, secret = DEV_CLIENTS[client]
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    response = httpx.post(
+        f"{issuer}/protocol/openid-connect/token", data=data, auth=(client_id, secret), timeout=10
+    )
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token

@@ -7,8 +7,18 @@ import uuid
 from collections import Counter
 
 import httpx
+import pytest
 
+from tests.conftest import bearer
 from tests.integration.helpers import create_event
+
+ORDER_TOKEN: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def order_token(tokens: dict[str, str]) -> None:
+    """Reservations need inventory:reserve, which the order service's client holds."""
+    ORDER_TOKEN.update(bearer(tokens["order"]))
 
 
 async def reserve(
@@ -17,6 +27,7 @@ async def reserve(
     return await client.post(
         f"/internal/v1/events/{event_id}/reservations",
         json={"booking_id": str(booking_id), "ticket_count": count},
+        headers=ORDER_TOKEN,
     )
 
 
@@ -114,7 +125,7 @@ async def test_bad_reservation_bodies_are_400(inventory: httpx.AsyncClient) -> N
         ({"booking_id": str(uuid.uuid4()), "ticket_count": 0}, "ticket_count"),
         ({"booking_id": str(uuid.uuid4())}, "ticket_count"),
     ]:
-        response = await inventory.post(path, json=body)
+        response = await inventory.post(path, json=body, headers=ORDER_TOKEN)
         assert response.status_code == 400, body
         assert field in response.json()["detail"]
     assert await left_capacity(inventory, event["id"]) == 5

@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
@@ -19,6 +20,8 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import orders
 from ticketing.order.tables import outbox as order_outbox
+from ticketing.shared.auth import OidcDiscovery
+from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.upstream import Upstream
 
 
@@ -89,12 +92,22 @@ async def test_concurrent_handling_of_one_message_applies_it_once(stack: Stack) 
         total_price="100.00",
         requested_at=datetime.now(UTC),
     )
-    upstream = Upstream("inventory", stack.settings.base_url("inventory"))
-    service = OrderService(stack.engines["order"], InventoryClient(upstream))
-    try:
-        results = await asyncio.gather(*(service.handle_booking_requested(event) for _ in range(8)))
-    finally:
-        await upstream.aclose()
+    async with httpx.AsyncClient() as http:
+        credentials = ClientCredentials(
+            OidcDiscovery(stack.settings.oidc_issuer, http), "order-service", "order-service-secret"
+        )
+        upstream = Upstream(
+            "inventory", stack.settings.base_url("inventory"), credentials=credentials
+        )
+        service = OrderService(stack.engines["order"], InventoryClient(upstream))
+        try:
+            results = await asyncio.gather(
+                *(service.handle_booking_requested(event) for _ in range(8))
+            )
+        finally:
+            await upstream.aclose()
+            await credentials.aclose()
+    assert credentials.fetches == 1  # eight concurrent calls, one token
     assert results.count(True) == 1
     assert await orders_for(stack, str(event.booking_id)) == 1
     assert await left(stack, event_id) == 6

@@ -19,6 +19,9 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.security import requires
+
+WRITE = "bookings:write"
 
 MAX_PAGE_SIZE = 100
 
@@ -47,7 +50,7 @@ class CustomerController(Controller):
     tags = ["customers"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create a customer")
+    @post("/", status_code=201, summary="Create a customer", guards=[requires(WRITE)])
     async def create_customer(
         self, data: JSONBody[CustomerCreate], bookings: Bookings
     ) -> Response[Customer]:
@@ -80,6 +83,7 @@ class BookingController(Controller):
         "/",
         status_code=202,
         summary="Request tickets; the booking settles to CONFIRMED or REJECTED shortly",
+        guards=[requires(WRITE)],
     )
     async def request_booking(
         self,
@@ -93,6 +97,7 @@ class BookingController(Controller):
             raw_body=await request.body(),
             idempotency_key=idempotency_key,
             correlation_id=current_correlation_id(),
+            authorization=request.headers.get("authorization"),
         )
         headers = {"Location": f"{self.path}/{accepted.booking_id}"}
         if accepted.replayed:

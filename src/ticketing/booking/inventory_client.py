@@ -15,8 +15,18 @@ class InventoryClient:
     def __init__(self, upstream: Upstream) -> None:
         self._upstream = upstream
 
-    async def get_event(self, event_id: uuid.UUID, *, correlation_id: str | None = None) -> Event:
-        headers = {"X-Request-ID": correlation_id} if correlation_id else None
+    async def get_event(
+        self,
+        event_id: uuid.UUID,
+        *,
+        correlation_id: str | None = None,
+        authorization: str | None = None,
+    ) -> Event:
+        headers = {}
+        if correlation_id:
+            headers["X-Request-ID"] = correlation_id
+        if authorization:
+            headers["Authorization"] = authorization
         response = await self._upstream.request(
             "GET", f"/api/v1/events/{event_id}", headers=headers
         )

@@ -122,14 +122,18 @@ class BookingService:
         raw_body: bytes,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
+        authorization: str | None = None,
     ) -> Accepted:
-        """Accept a booking: the PENDING row and its BookingRequested event in one transaction."""
+        """Accept a booking: the PENDING row and its BookingRequested event in one transaction.
+
+        ``authorization`` is the caller's own token, relayed to inventory to read the event.
+        """
         if idempotency_key is not None:
             replay = await self._claim_key(idempotency_key, domain.fingerprint(raw_body))
             if replay is not None:
                 return replay
         try:
-            return await self._accept(data, idempotency_key, correlation_id)
+            return await self._accept(data, idempotency_key, correlation_id, authorization)
         except BaseException:
             if idempotency_key is not None:
                 await run_transaction(
@@ -138,13 +142,19 @@ class BookingService:
             raise
 
     async def _accept(
-        self, data: BookingCreate, idempotency_key: str | None, correlation_id: str | None
+        self,
+        data: BookingCreate,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+        authorization: str | None,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
         async with self._engine.connect() as conn:
             if not await repo.customer_exists(conn, data.customer_id):
                 raise NotFound(f"customer {data.customer_id} does not exist")
-        event = await self._inventory.get_event(data.event_id, correlation_id=correlation_id)
+        event = await self._inventory.get_event(
+            data.event_id, correlation_id=correlation_id, authorization=authorization
+        )
         domain.check_visible_capacity(event.left_capacity, data.ticket_count)
 
         now = datetime.now(UTC)

@@ -20,6 +20,10 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
+from ticketing.shared.security import requires
+
+WRITE = "inventory:write"
+RESERVE = "inventory:reserve"
 
 
 def provide_inventory(state: State) -> InventoryService:
@@ -36,7 +40,7 @@ class VenueController(Controller):
     tags = ["venues"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create a venue")
+    @post("/", status_code=201, summary="Create a venue", guards=[requires(WRITE)])
     async def create_venue(
         self, data: JSONBody[VenueCreate], inventory: Inventory
     ) -> Response[Venue]:
@@ -53,7 +57,7 @@ class EventController(Controller):
     tags = ["events"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create an event at a venue")
+    @post("/", status_code=201, summary="Create an event at a venue", guards=[requires(WRITE)])
     async def create_event(
         self, data: JSONBody[EventCreate], inventory: Inventory
     ) -> Response[Event]:
@@ -85,6 +89,7 @@ class ReservationController(Controller):
         "/{event_id:uuid}/reservations",
         status_code=200,
         summary="Reserve tickets for a booking (idempotent per booking id)",
+        guards=[requires(RESERVE)],
     )
     async def reserve(
         self,

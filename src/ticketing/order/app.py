@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from litestar import Litestar
 
 from ticketing.order.consumer import build_broker
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import outbox
+from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.http import create_http_app
+from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
@@ -22,8 +25,17 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
+        http = httpx.AsyncClient(timeout=5.0)
+        credentials = ClientCredentials(
+            OidcDiscovery(settings.oidc_issuer, http),
+            settings.order_client_id,
+            settings.order_client_secret,
+        )
         inventory = Upstream(
-            "inventory", settings.base_url("inventory"), timeout=settings.upstream_timeout
+            "inventory",
+            settings.base_url("inventory"),
+            timeout=settings.upstream_timeout,
+            credentials=credentials,
         )
         async with service_runtime(app, settings, "order", outbox) as shared:
             service = OrderService(
@@ -38,6 +50,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                     yield
             finally:
                 await inventory.aclose()
+                await credentials.aclose()
+                await http.aclose()
 
     return create_http_app(
         service="order",
@@ -45,4 +59,5 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
         route_handlers=[],
         lifespan=[runtime],
         description="The order saga. No public API: health and metrics only.",
+        authenticate=False,
     )

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ticketing import __version__
 from ticketing.shared.observability import HttpMetrics, observability_middleware
 from ticketing.shared.problems import EXCEPTION_HANDLERS
+from ticketing.shared.security import bearer_auth, verifier_lifespan
 from ticketing.shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -81,13 +82,20 @@ def create_http_app(
     route_handlers: Sequence[ControllerRouterHandler],
     lifespan: Sequence[Lifespan] = (),
     description: str = "",
+    authenticate: bool = True,
     debug: bool = False,
 ) -> Litestar:
-    """A Litestar app with the shared endpoints, error mapping and middleware."""
+    """A Litestar app with the shared endpoints, error mapping and middleware.
+
+    With ``authenticate`` every path but health, metrics and the OpenAPI document needs a valid
+    bearer token (``request.user`` is then the caller's ``Principal``).
+    """
     http_metrics = HttpMetrics(service=service)
+    security = [verifier_lifespan(settings)] if authenticate else []
     app = Litestar(
         route_handlers=[live, ready, metrics, *route_handlers],
-        lifespan=[_announce(), *lifespan],
+        lifespan=[_announce(), *security, *lifespan],
+        middleware=[bearer_auth()] if authenticate else [],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -15,6 +15,8 @@ from ticketing.shared.errors import TicketingError
 PROBLEM_JSON = "application/problem+json"
 STATUS_BY_KIND = {
     "invalid": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
     "unprocessable": 422,
@@ -69,13 +71,16 @@ def handle_ticketing_error(
     request: Request[Any, Any, Any], exc: TicketingError
 ) -> Response[dict[str, Any]]:
     status = STATUS_BY_KIND.get(exc.kind, 400)
-    headers = (
-        {"Retry-After": str(exc.extensions.pop("retry_after"))}
-        if "retry_after" in exc.extensions
-        else None
-    )
+    extensions = dict(exc.extensions)
+    headers: dict[str, str] = {}
+    if "retry_after" in extensions:
+        headers["Retry-After"] = str(extensions.pop("retry_after"))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    elif status == 403:
+        headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
     return problem_response(
-        request, status, exc.detail, title=exc.title, headers=headers, **exc.extensions
+        request, status, exc.detail, title=exc.title, headers=headers or None, **extensions
     )
 
 

@@ -50,6 +50,12 @@ class Settings:
     order_port: int = 8083
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8090
+    oidc_issuer: str = "http://127.0.0.1:8180/realms/ticketing"
+    oidc_audience: str = "ticketing-api"
+    oidc_leeway_seconds: int = 30
+    jwks_min_refresh_seconds: float = 30.0
+    order_client_id: str = "order-service"
+    order_client_secret: str = "order-service-secret"  # noqa: S105 - the dev server's secret
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_request_body_bytes: int = 64 * 1024

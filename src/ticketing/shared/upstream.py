@@ -6,7 +6,7 @@ answer is returned for the caller's typed adapter to interpret.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -15,6 +15,14 @@ from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.errors import Unavailable
 
 log = structlog.get_logger(__name__)
+
+
+class Credentials(Protocol):
+    """A source of this service's own ``Authorization`` header (see oauth_client)."""
+
+    async def authorization(self) -> str: ...
+
+    async def invalidate(self, rejected: str) -> None: ...
 
 
 class Upstream:
@@ -26,8 +34,10 @@ class Upstream:
         timeout: float = 3.0,
         breaker: CircuitBreaker | None = None,
         max_connections: int = 100,
+        credentials: Credentials | None = None,
     ) -> None:
         self.name = name
+        self._credentials = credentials
         self.breaker = breaker or CircuitBreaker(name)
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -45,6 +55,37 @@ class Upstream:
         json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        if self._credentials is None:
+            return await self._call(method, path, json=json, content=content, headers=headers)
+        authorization = await self._credentials.authorization()
+        response = await self._call(
+            method,
+            path,
+            json=json,
+            content=content,
+            headers={**(headers or {}), "Authorization": authorization},
+        )
+        if response.status_code == 401:  # rotated keys or a revoked token: one fresh try
+            await self._credentials.invalidate(authorization)
+            authorization = await self._credentials.authorization()
+            response = await self._call(
+                method,
+                path,
+                json=json,
+                content=content,
+                headers={**(headers or {}), "Authorization": authorization},
+            )
+        return response
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        content: bytes | None,
+        headers: dict[str, str] | None,
     ) -> httpx.Response:
         self.breaker.before_call()
         try:

@@ -1,0 +1,190 @@
+"""OAuth2 resource-server side: verify JWT access tokens from an OIDC issuer.
+
+The issuer's discovery document names its JWKS; keys are cached and fetched again when a token
+names an unknown ``kid`` (at most once per ``min_refresh_seconds``), so a key rotation needs no
+restart. Only asymmetric algorithms are accepted; ``iss``, ``aud``, ``exp`` and ``nbf`` are
+checked with a small leeway. Failures say nothing that would help an attacker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError, MissingKeyError
+from joserfc.jwk import KeySet
+
+from ticketing.shared.errors import TicketingError, Unavailable
+
+ALGORITHMS = ("RS256", "PS256", "ES256")
+MAX_TOKEN_LENGTH = 8192
+log = structlog.get_logger(__name__)
+
+
+class Unauthenticated(TicketingError):
+    """No token, or one that cannot be trusted (401)."""
+
+    kind = "unauthenticated"
+    title = "Unauthorized"
+
+
+class Forbidden(TicketingError):
+    """A valid token without the permission the operation needs (403)."""
+
+    kind = "forbidden"
+    title = "Forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who called: the token's subject, its client and the permissions it holds."""
+
+    subject: str
+    client_id: str
+    permissions: frozenset[str]
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(f"this operation needs the {permission} permission")
+
+
+def permissions_of(claims: dict[str, Any]) -> frozenset[str]:
+    """Permissions from the ``scope`` claim and Keycloak realm roles (``realm_access.roles``)."""
+    granted: set[str] = set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        granted.update(scope.split())
+    realm_access = claims.get("realm_access")
+    if isinstance(realm_access, dict):
+        roles = realm_access.get("roles")
+        if isinstance(roles, list):
+            granted.update(role for role in roles if isinstance(role, str))
+    return frozenset(granted)
+
+
+class OidcDiscovery:
+    """The issuer's discovery document, fetched once and kept."""
+
+    def __init__(self, issuer: str, http: httpx.AsyncClient) -> None:
+        self.issuer = issuer.rstrip("/")
+        self._http = http
+        self._document: dict[str, Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> dict[str, Any]:
+        if self._document is None:
+            async with self._lock:
+                if self._document is None:
+                    url = f"{self.issuer}/.well-known/openid-configuration"
+                    try:
+                        response = await self._http.get(url)
+                        response.raise_for_status()
+                    except httpx.HTTPError as error:
+                        raise Unavailable("the authorization server cannot be reached") from error
+                    document: dict[str, Any] = response.json()
+                    if document.get("issuer", "").rstrip("/") != self.issuer:
+                        raise Unavailable("the authorization server names another issuer")
+                    self._document = document
+        return self._document
+
+    async def endpoint(self, name: str) -> str:
+        value = (await self.document()).get(name)
+        if not isinstance(value, str):
+            raise Unavailable(f"the authorization server does not advertise {name}")
+        return value
+
+
+class JwksCache:
+    def __init__(
+        self,
+        discovery: OidcDiscovery,
+        http: httpx.AsyncClient,
+        *,
+        min_refresh_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._discovery = discovery
+        self._http = http
+        self._min_refresh = min_refresh_seconds
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def keys(self) -> KeySet:
+        if self._keys is None:
+            await self.refresh()
+        assert self._keys is not None
+        return self._keys
+
+    async def refresh(self) -> bool:
+        """Fetch the JWKS again unless that was done less than ``min_refresh_seconds`` ago."""
+        async with self._lock:
+            if self._keys is not None and self._clock() - self._fetched_at < self._min_refresh:
+                return False
+            url = await self._discovery.endpoint("jwks_uri")
+            try:
+                response = await self._http.get(url)
+                response.raise_for_status()
+                keys = KeySet.import_key_set(response.json())
+            except (httpx.HTTPError, ValueError, JoseError) as error:
+                raise Unavailable("the authorization server's keys cannot be fetched") from error
+            self._keys, self._fetched_at = keys, self._clock()
+            self.fetches += 1
+            log.info("jwks fetched", keys=len(keys.keys))
+            return True
+
+
+class TokenVerifier:
+    def __init__(
+        self, jwks: JwksCache, *, issuer: str, audience: str, leeway_seconds: int = 30
+    ) -> None:
+        self._jwks = jwks
+        self._registry = jwt.JWTClaimsRegistry(
+            leeway=leeway_seconds,
+            iss={"essential": True, "value": issuer.rstrip("/")},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    async def verify(self, token: str) -> Principal:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthenticated("a valid bearer token is required")
+        try:
+            decoded = await self._decode(token)
+            self._registry.validate(decoded.claims)
+        except JoseError as error:
+            log.info("token rejected", reason=type(error).__name__)
+            raise Unauthenticated("a valid bearer token is required") from None
+        claims = decoded.claims
+        client_id = claims.get("azp") or claims.get("client_id") or claims["sub"]
+        return Principal(
+            subject=str(claims["sub"]),
+            client_id=str(client_id),
+            permissions=permissions_of(claims),
+        )
+
+    async def _decode(self, token: str) -> jwt.Token:
+        try:
+            return jwt.decode(token, await self._jwks.keys(), algorithms=ALGORITHMS)
+        except (InvalidKeyIdError, MissingKeyError):
+            if not await self._jwks.refresh():  # rotated keys? fetch once, rate-limited
+                raise
+            return jwt.decode(token, await self._jwks.keys(), algorithms=ALGORITHMS)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or raise Unauthenticated."""
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    raise Unauthenticated("a valid bearer token is required")

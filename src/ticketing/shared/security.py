@@ -1,0 +1,68 @@
+"""Zero trust for every HTTP service: each request's bearer token is verified by the service
+itself (the same verifier as the gateway), and guards check permissions per operation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import (
+    AbstractAuthenticationMiddleware,
+    AuthenticationResult,
+    DefineMiddleware,
+)
+
+from ticketing.shared.auth import JwksCache, OidcDiscovery, Principal, TokenVerifier, bearer_token
+from ticketing.shared.settings import Settings
+
+PUBLIC_PATHS = ["^/health/", "^/metrics$", "^/schema", "^/docs"]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        verifier: TokenVerifier = connection.app.state.verifier
+        token = bearer_token(connection.headers.get("authorization"))
+        return AuthenticationResult(user=await verifier.verify(token), auth=token)
+
+
+def bearer_auth() -> DefineMiddleware:
+    return DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS)
+
+
+def requires(permission: str) -> Guard:
+    """A guard: the caller's token must hold ``permission`` (scope or realm role)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        principal.require(permission)
+
+    return guard
+
+
+def create_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier:
+    discovery = OidcDiscovery(settings.oidc_issuer, http)
+    jwks = JwksCache(discovery, http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
+    return TokenVerifier(
+        jwks,
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        leeway_seconds=settings.oidc_leeway_seconds,
+    )
+
+
+def verifier_lifespan(settings: Settings) -> Callable[[Litestar], Any]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            app.state.verifier = create_verifier(settings, http)
+            yield
+
+    return lifespan

@@ -1,0 +1,242 @@
+"""Zero trust: every service verifies tokens itself, against a real OIDC server and a real
+JWKS endpoint whose keys the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
+from litestar import Litestar, get
+
+from tests.conftest import bearer
+from tests.harness import fetch_token, serve
+from ticketing.shared.auth import JwksCache, OidcDiscovery, TokenVerifier, Unauthenticated
+from ticketing.shared.oauth_client import ClientCredentials
+
+PROBLEM = "application/problem+json"
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT, read without checking it (to build forgeries from)."""
+    header, payload, _ = token.split(".")
+
+    def part(text: str) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return value
+
+    return part(header), part(payload)
+
+
+async def test_no_token_or_a_bad_one_is_401_with_a_bearer_challenge(inventory_url: str) -> None:
+    async with httpx.AsyncClient(base_url=inventory_url) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer not-a-jwt"},
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            {"Authorization": "Bearer " + "x" * 10_000},
+        ):
+            response = await client.get("/api/v1/events", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["detail"] == "a valid bearer token is required"
+
+
+async def test_a_token_signed_by_someone_else_is_401(
+    inventory_url: str, tokens: dict[str, str]
+) -> None:
+    header, claims = unverified(tokens["admin"])
+    forged_key = RSAKey.generate_key(2048, parameters={"kid": header["kid"]})
+    forged = jwt.encode({"alg": "RS256", "kid": header["kid"]}, claims, forged_key)
+    async with httpx.AsyncClient(base_url=inventory_url) as client:
+        response = await client.get("/api/v1/events", headers=bearer(forged))
+    assert response.status_code == 401
+
+
+async def test_permissions_decide_writes_reads_need_any_valid_token(
+    inventory_url: str, tokens: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=inventory_url) as client:
+        venue = {"name": "Hall", "address": "1 Main St", "total_capacity": 10}
+        refused = await client.post("/api/v1/venues", json=venue, headers=bearer(tokens["client"]))
+        assert refused.status_code == 403
+        assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+        assert "inventory:write" in refused.json()["detail"]
+        read = await client.get("/api/v1/events", headers=bearer(tokens["client"]))
+        assert read.status_code == 200
+        created = await client.post("/api/v1/venues", json=venue, headers=bearer(tokens["admin"]))
+        assert created.status_code == 201
+        reservation = {"booking_id": str(uuid.uuid4()), "ticket_count": 1}
+        path = f"/internal/v1/events/{uuid.uuid4()}/reservations"
+        for who in ("admin", "client"):
+            response = await client.post(path, json=reservation, headers=bearer(tokens[who]))
+            assert response.status_code == 403, who
+        allowed = await client.post(path, json=reservation, headers=bearer(tokens["order"]))
+        assert allowed.status_code == 404  # past the guard: the event does not exist
+
+
+async def test_scope_claim_grants_permissions_too(inventory_url: str, oidc_issuer: str) -> None:
+    token = fetch_token(oidc_issuer, "admin", scope="inventory:write")
+    assert unverified(token)[1]["scope"] == "inventory:write"
+    async with httpx.AsyncClient(base_url=inventory_url) as client:
+        venue = {"name": "Hall", "address": "1 Main St", "total_capacity": 10}
+        response = await client.post("/api/v1/venues", json=venue, headers=bearer(token))
+    assert response.status_code == 201
+
+
+async def test_health_metrics_and_schema_are_public(inventory_url: str) -> None:
+    async with httpx.AsyncClient(base_url=inventory_url) as client:
+        for path in ("/health/live", "/health/ready", "/metrics", "/schema/openapi.json"):
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_booking_verifies_tokens_itself(stack: Any, tokens: dict[str, str]) -> None:
+    base = str(stack.booking.base_url)
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get(f"/api/v1/bookings/{uuid.uuid4()}")).status_code == 401
+        customer = {"name": "A", "email": f"a{uuid.uuid4().hex[:8]}@example.com"}
+        refused = await client.post(
+            "/api/v1/customers", json=customer, headers=bearer(tokens["order"])
+        )
+        assert refused.status_code == 403
+        allowed = await client.post(
+            "/api/v1/customers", json=customer, headers=bearer(tokens["client"])
+        )
+        assert allowed.status_code == 201
+
+
+# A JWKS endpoint whose keys the test controls ------------------------------------------------
+
+
+@dataclass
+class Issuer:
+    url: str
+    keys: list[Any] = field(default_factory=list)
+
+    def sign(self, key: Any, alg: str = "RS256", **claims: Any) -> str:
+        """A token signed with ``key``; a claim given as None is left out."""
+        now = int(time.time())
+        payload = {
+            "iss": self.url,
+            "aud": "ticketing-api",
+            "sub": "tester",
+            "azp": "tester",
+            "iat": now,
+            "exp": now + 300,
+            **claims,
+        }
+        payload = {name: value for name, value in payload.items() if value is not None}
+        return jwt.encode({"alg": alg, "kid": key.kid}, payload, key, algorithms=[alg])
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    state = Issuer(url="")
+
+    @get("/.well-known/openid-configuration", sync_to_thread=False)
+    def discovery() -> dict[str, str]:
+        return {"issuer": state.url, "jwks_uri": f"{state.url}/jwks"}
+
+    @get("/jwks", sync_to_thread=False)
+    def jwks() -> dict[str, Any]:
+        return dict(KeySet(state.keys).as_dict(private=False))
+
+    async with serve(Litestar([discovery, jwks])) as url:
+        state.url = url
+        yield state
+
+
+def rsa(kid: str) -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": kid})
+
+
+async def verifier_for(
+    issuer: Issuer, http: httpx.AsyncClient, refresh: float = 0.5
+) -> tuple[TokenVerifier, JwksCache]:
+    jwks = JwksCache(OidcDiscovery(issuer.url, http), http, min_refresh_seconds=refresh)
+    return TokenVerifier(jwks, issuer=issuer.url, audience="ticketing-api", leeway_seconds=5), jwks
+
+
+async def test_key_rotation_needs_no_restart_and_refetches_are_rate_limited(
+    issuer: Issuer,
+) -> None:
+    old, new = rsa("old"), rsa("new")
+    issuer.keys = [old]
+    async with httpx.AsyncClient() as http:
+        verifier, jwks = await verifier_for(issuer, http, refresh=1.0)
+        assert (await verifier.verify(issuer.sign(old))).subject == "tester"
+        issuer.keys = [new]  # the issuer rotates its key
+        await asyncio.sleep(1.1)  # refetches happen at most once a second here
+        assert (await verifier.verify(issuer.sign(new))).subject == "tester"
+        assert jwks.fetches == 2
+        for _ in range(5):  # unknown kids do not hammer the issuer
+            with pytest.raises(Unauthenticated):
+                await verifier.verify(issuer.sign(rsa("stranger")))
+        assert jwks.fetches == 2
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "http://evil.example/realms/ticketing"},
+        {"aud": "another-api"},
+        {"exp": int(time.time()) - 120},
+        {"nbf": int(time.time()) + 120},
+        {"sub": None},
+    ],
+    ids=["issuer", "audience", "expired", "not-yet-valid", "no-subject"],
+)
+async def test_claims_are_checked(issuer: Issuer, claims: dict[str, Any]) -> None:
+    key = rsa("k1")
+    issuer.keys = [key]
+    async with httpx.AsyncClient() as http:
+        verifier, _ = await verifier_for(issuer, http)
+        assert (await verifier.verify(issuer.sign(key))).subject == "tester"
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(issuer.sign(key, **claims))
+
+
+async def test_only_asymmetric_algorithms_are_accepted(issuer: Issuer) -> None:
+    rsa_key, ec_key = rsa("r"), ECKey.generate_key("P-256", parameters={"kid": "e"})
+    issuer.keys = [rsa_key, ec_key]
+    async with httpx.AsyncClient() as http:
+        verifier, _ = await verifier_for(issuer, http)
+        assert await verifier.verify(issuer.sign(rsa_key, "PS256"))
+        assert await verifier.verify(issuer.sign(ec_key, "ES256"))
+        secret = OctKey.generate_key(256, parameters={"kid": "r"})
+        hs256 = jwt.encode({"alg": "HS256", "kid": "r"}, {"sub": "x"}, secret)
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(hs256)
+        unsigned = issuer.sign(rsa_key).rsplit(".", 1)[0] + "."
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(unsigned)
+
+
+async def test_client_credentials_token_is_refreshed_before_it_expires(oidc_issuer: str) -> None:
+    now = [1000.0]
+    async with httpx.AsyncClient() as http:
+        credentials = ClientCredentials(
+            OidcDiscovery(oidc_issuer, http),
+            "order-service",
+            "order-service-secret",
+            clock=lambda: now[0],
+        )
+        try:
+            first = await credentials.authorization()
+            assert await credentials.authorization() == first
+            assert credentials.fetches == 1
+            now[0] += 300 - 29  # within the refresh margin of a 300 s token
+            await credentials.authorization()
+            assert credentials.fetches == 2
+        finally:
+            await credentials.aclose()
