@@ -21,8 +21,9 @@ echo "== static checks"
 
 echo "== infrastructure"
 "$VENV/bin/python" scripts/ensure_mysql.py
-scripts/ensure_node.sh
+scripts/ensure_packages.sh
 npm ci --prefix deploy/dev-idp --no-audit --no-fund --loglevel=error
+npm ci --prefix web --no-audit --no-fund --loglevel=error
 
 echo "== tests (the test session starts and stops the Kafka-protocol broker and the OIDC server)"
 exec "$VENV/bin/pytest" "$@"

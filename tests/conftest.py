@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from ticketing.contracts.events import (
     ORDERS_DLQ_TOPIC,
     ORDERS_TOPIC,
 )
+from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
 from ticketing.shared.db import create_engine
@@ -163,3 +165,27 @@ async def stack(
         finally:
             for engine in engines.values():
                 await engine.dispose()
+
+
+@dataclasses.dataclass(frozen=True)
+class Gateway:
+    url: str
+    settings: Settings
+    tokens: dict[str, str]
+
+    def client(self, who: str | None = "admin", **kwargs: Any) -> httpx.AsyncClient:
+        headers = bearer(self.tokens[who]) if who else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+def gateway_settings(stack: Stack, **changes: Any) -> Settings:
+    changes.setdefault("booking_url", str(stack.booking.base_url).rstrip("/"))
+    return dataclasses.replace(stack.settings, **changes)
+
+
+@pytest.fixture(scope="session")
+async def gateway(stack: Stack, tokens: dict[str, str]) -> AsyncIterator[Gateway]:
+    """The gateway in front of the running stack."""
+    settings = gateway_settings(stack)
+    async with serve(create_gateway_app(settings)) as url:
+        yield Gateway(url, settings, tokens)

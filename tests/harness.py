@@ -107,9 +107,10 @@ async def drop_databases(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Litestar) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port in this event loop; yield its URL."""
-    port = free_port()
+async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on ``port`` (default: a free one) on loopback, in this event
+    loop; yield its URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
     )
@@ -212,3 +213,37 @@ def fetch_token(issuer: str, client: str, scope: str | None = None) -> str:
     response.raise_for_status()
     token: str = response.json()["access_token"]
     return token
+
+
+def chromium_binary() -> str:
+    for candidate in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise RuntimeError("Chromium is needed for the docs test: apt-get install chromium")
+
+
+async def render_in_chromium(url: str, budget_ms: int = 15000) -> str:
+    """The DOM of ``url`` after its scripts ran, from headless Chromium (loopback only)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as profile:
+        process = await asyncio.create_subprocess_exec(
+            chromium_binary(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=90)
+    return out.decode("utf-8", "replace")

@@ -6,7 +6,7 @@ import argparse
 
 from ticketing.shared.settings import ServiceName, Settings
 
-SERVED: tuple[ServiceName, ...] = ("inventory", "booking", "order")
+SERVED: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,7 +14,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="run one service in the foreground",
         description="Run one service. booking and order also run their Kafka consumers and "
-        "their outbox relay; order serves only health and metrics over HTTP.",
+        "their outbox relay; order serves only health and metrics over HTTP; gateway is the "
+        "public entry point (port 8090).",
     )
     serve.add_argument("service", choices=SERVED, help="the service to run")
     serve.add_argument("--host", help="bind address (default: TICKETING_<SERVICE>_HOST)")
@@ -38,10 +39,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from ticketing.booking.app import create_app as create_booking
 
         app = create_booking(settings)
-    else:
+    elif service == "order":
         from ticketing.order.app import create_app as create_order
 
         app = create_order(settings)
+    else:
+        from ticketing.gateway.app import create_app as create_gateway
+
+        app = create_gateway(settings)
     host, port = settings.bind(service)
     uvicorn.run(
         app,

@@ -51,3 +51,17 @@ class Unprocessable(TicketingError):
 
     kind = "unprocessable"
     title = "Unprocessable request"
+
+
+class RateLimited(TicketingError):
+    """The client sent more requests than its limit allows (429)."""
+
+    kind = "rate_limited"
+    title = "Too many requests"
+
+
+class PayloadTooLarge(TicketingError):
+    """The request body is over the size limit (413)."""
+
+    kind = "too_large"
+    title = "Payload too large"

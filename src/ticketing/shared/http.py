@@ -16,6 +16,7 @@ import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -53,7 +54,10 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
             log.warning("readiness check failed", check=name, error=type(error).__name__)
             results[name] = "unavailable"
     healthy = all(value == "ok" for value in results.values())
-    body = {"status": "ok" if healthy else "unavailable", "checks": results}
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": results}
+    details = getattr(request.app.state, "health_details", None)
+    if details is not None:
+        body.update(details())
     return Response(body, status_code=200 if healthy else 503)
 
 
@@ -75,6 +79,21 @@ def _announce() -> Lifespan:
     return announce
 
 
+def _openapi_config(service: str, description: str, authenticate: bool) -> OpenAPIConfig:
+    security_schemes: dict[str, SecurityScheme | Reference] = {
+        "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+    }
+    return OpenAPIConfig(
+        title=f"ticketing {service}",
+        version=__version__,
+        description=description,
+        path="/schema",
+        render_plugins=[JsonRenderPlugin()],
+        components=Components(security_schemes=security_schemes) if authenticate else [],
+        security=[{"bearerAuth": []}] if authenticate else None,
+    )
+
+
 def create_http_app(
     *,
     service: str,
@@ -83,6 +102,7 @@ def create_http_app(
     lifespan: Sequence[Lifespan] = (),
     description: str = "",
     authenticate: bool = True,
+    own_openapi: bool = True,
     debug: bool = False,
 ) -> Litestar:
     """A Litestar app with the shared endpoints, error mapping and middleware.
@@ -98,13 +118,7 @@ def create_http_app(
         middleware=[bearer_auth()] if authenticate else [],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title=f"ticketing {service}",
-            version=__version__,
-            description=description,
-            path="/schema",
-            render_plugins=[JsonRenderPlugin()],
-        ),
+        openapi_config=_openapi_config(service, description, authenticate) if own_openapi else None,
         state=None,
         debug=debug,
     )

@@ -19,7 +19,9 @@ STATUS_BY_KIND = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
+    "too_large": 413,
     "unprocessable": 422,
+    "rate_limited": 429,
     "unavailable": 503,
 }
 log = structlog.get_logger(__name__)
@@ -72,7 +74,7 @@ def handle_ticketing_error(
 ) -> Response[dict[str, Any]]:
     status = STATUS_BY_KIND.get(exc.kind, 400)
     extensions = dict(exc.extensions)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(extensions.pop("headers", {}))
     if "retry_after" in extensions:
         headers["Retry-After"] = str(extensions.pop("retry_after"))
     if status == 401:

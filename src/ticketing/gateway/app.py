@@ -1,0 +1,183 @@
+"""Gateway app factory: the only public entry point (port 8090)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar, asgi
+from litestar.types import Message, Receive, Scope, Send
+from prometheus_client import Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ticketing.gateway.docs import assets_root, docs_handlers
+from ticketing.gateway.openapi import MergedSpec
+from ticketing.gateway.proxy import (
+    BodyTooLarge,
+    Upstream,
+    UpstreamUnavailable,
+    decoded_path,
+    forward,
+)
+from ticketing.gateway.ratelimit import RateLimiter
+from ticketing.gateway.routing import UPSTREAMS, permission_for, upstream_for
+from ticketing.shared.auth import OidcDiscovery, Principal
+from ticketing.shared.breaker import BreakerState, CircuitBreaker
+from ticketing.shared.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+)
+from ticketing.shared.http import create_http_app, register_readiness
+from ticketing.shared.observability import HttpMetrics
+from ticketing.shared.settings import Settings
+
+BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class BreakerCollector(Collector):
+    """``gateway_breaker_state{upstream}``: 0 closed, 1 half-open, 2 open (read at scrape)."""
+
+    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
+        self._upstreams = upstreams
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "gateway_breaker_state", "Circuit breaker state per upstream", labels=["upstream"]
+        )
+        for name, upstream in self._upstreams.items():
+            family.add_metric([name], BREAKER_STATE_VALUE[upstream.breaker.state])
+        yield family
+
+
+@asgi("/api/v1", is_mount=True, copy_scope=True)
+async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
+    """Every public API path: authorize, rate-limit, then stream to the upstream."""
+    state = scope["litestar_app"].state
+    settings: Settings = state.settings
+    path = decoded_path(scope)
+    if path is None:
+        raise InvalidInput("the path may not hold dot segments or encoded slashes")
+    name = upstream_for(path)
+    if name is None:
+        raise NotFound(f"There is nothing at {path}; check the path and the id in it.")
+    principal: Principal = scope["user"]
+    permission = permission_for(str(scope.get("method", "GET")), name)
+    if permission is not None:
+        principal.require(permission)
+    decision = state.limiter.take(principal.client_id)
+    if not decision.allowed:
+        raise RateLimited(
+            f"rate limit of client {principal.client_id} exceeded; retry later",
+            headers=decision.headers(),
+        )
+    declared = dict(scope.get("headers", ())).get(b"content-length")
+    if (
+        declared is not None
+        and declared.isdigit()
+        and int(declared) > settings.max_request_body_bytes
+    ):
+        raise PayloadTooLarge(f"the body is over {settings.max_request_body_bytes} bytes")
+    limit_headers = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
+
+    async def send_with_limits(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *limit_headers]
+        await send(message)
+
+    try:
+        await forward(
+            state.upstreams[name],
+            scope,
+            receive,
+            send_with_limits,
+            body_limit=settings.max_request_body_bytes,
+            latency=state.upstream_latency,
+        )
+    except BodyTooLarge:
+        raise PayloadTooLarge(f"the body is over {settings.max_request_body_bytes} bytes") from None
+    except UpstreamUnavailable as error:
+        raise Unavailable(
+            f"the {error.upstream} service is unavailable; try again shortly",
+            retry_after=error.retry_after,
+            service=error.upstream,
+        ) from None
+
+
+async def upstream_ready(upstream: Upstream) -> None:
+    response = await upstream.client.get("/health/ready", timeout=1.0)
+    if response.status_code != 200:
+        raise ConnectionError(f"{upstream.name} is not ready")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+
+    def breaker(name: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            window=settings.breaker_window,
+            min_calls=settings.breaker_min_calls,
+            failure_ratio=settings.breaker_failure_ratio,
+            open_seconds=settings.breaker_open_seconds,
+            half_open_probes=settings.breaker_half_open_probes,
+        )
+
+    @asynccontextmanager
+    async def runtime(app: Litestar) -> AsyncIterator[None]:
+        upstreams: dict[str, Upstream] = {
+            name: Upstream(
+                name,
+                settings.base_url(name),
+                breaker=breaker(name),
+                timeout=settings.upstream_timeout,
+            )
+            for name in UPSTREAMS
+        }
+        metrics: HttpMetrics = app.state.metrics
+        metrics.registry.register(BreakerCollector(upstreams))
+        app.state.upstream_latency = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time until an upstream's response headers arrived",
+            ["upstream", "status"],
+            registry=metrics.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        app.state.upstreams = upstreams
+        app.state.limiter = RateLimiter(
+            settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
+        )
+        app.state.docs_assets_present = (assets_root(settings) / "swagger-ui-dist").is_dir()
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            discovery = OidcDiscovery(settings.oidc_issuer, http)
+
+            async def token_url() -> str | None:
+                return await discovery.endpoint("token_endpoint")
+
+            app.state.spec = MergedSpec(
+                {name: upstream.client for name, upstream in upstreams.items()}, token_url
+            )
+            for name, upstream in upstreams.items():
+                register_readiness(app, name, functools.partial(upstream_ready, upstream))
+            app.state.health_details = lambda: {
+                "breakers": {name: u.breaker.state.value for name, u in upstreams.items()}
+            }
+            try:
+                yield
+            finally:
+                for upstream in upstreams.values():
+                    await upstream.client.aclose()
+
+    return create_http_app(
+        service="gateway",
+        settings=settings,
+        route_handlers=[api_proxy, *docs_handlers(settings)],
+        lifespan=[runtime],
+        own_openapi=False,
+        description="The only public entry point.",
+    )

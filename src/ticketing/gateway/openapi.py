@@ -1,0 +1,148 @@
+"""The merged OpenAPI document of every upstream, as the gateway exposes it.
+
+Paths are kept unchanged, and only those the gateway routes are listed. A component name used
+by two services for different schemas is prefixed with the service's name, and every reference
+to it rewritten. One bearer (JWT) and one OAuth2 client-credentials scheme secure the whole API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import structlog
+
+from ticketing import __version__
+from ticketing.gateway.routing import upstream_for
+
+REF_PREFIX = "#/components/schemas/"
+log = structlog.get_logger(__name__)
+
+
+def _rewrite(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        result = {key: _rewrite(value, renames) for key, value in node.items()}
+        ref = result.get("$ref")
+        if isinstance(ref, str) and ref.startswith(REF_PREFIX):
+            name = ref[len(REF_PREFIX) :]
+            result["$ref"] = REF_PREFIX + renames.get(name, name)
+        return result
+    if isinstance(node, list):
+        return [_rewrite(item, renames) for item in node]
+    return node
+
+
+def _conflicting_names(specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per service, the component renames needed so that no two services share a name."""
+    seen: dict[str, dict[str, str]] = {}
+    for service, spec in specs.items():
+        for name, schema in spec.get("components", {}).get("schemas", {}).items():
+            seen.setdefault(name, {})[service] = json.dumps(schema, sort_keys=True)
+    renames: dict[str, dict[str, str]] = {service: {} for service in specs}
+    for name, by_service in seen.items():
+        if len(set(by_service.values())) > 1:
+            for service in by_service:
+                renames[service][name] = f"{service.capitalize()}{name}"
+    return renames
+
+
+def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[str, Any]:
+    renames = _conflicting_names(specs)
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    tags: dict[str, Any] = {}
+    for service, spec in sorted(specs.items()):
+        for path, item in spec.get("paths", {}).items():
+            if upstream_for(path) == service:
+                paths[path] = _rewrite(item, renames[service])
+        for name, schema in spec.get("components", {}).get("schemas", {}).items():
+            schemas[renames[service].get(name, name)] = _rewrite(schema, renames[service])
+        for tag in spec.get("tags", []):
+            tags.setdefault(tag["name"], tag)
+    security_schemes: dict[str, Any] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    security: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    if token_url:
+        security_schemes["oauth2"] = {
+            "type": "oauth2",
+            "description": "Client credentials grant at the OIDC issuer.",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": token_url,
+                    "scopes": {
+                        "inventory:write": "create venues and events",
+                        "bookings:write": "create customers and bookings",
+                    },
+                }
+            },
+        }
+        security.append({"oauth2": []})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ticketing API",
+            "version": __version__,
+            "description": "Every public operation, as the gateway exposes it. Reads need any "
+            "valid token; writes need inventory:write or bookings:write. A booking is accepted "
+            "with 202 and settles to CONFIRMED or REJECTED; poll GET /api/v1/bookings/{id}.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": security_schemes,
+        },
+        "security": security,
+        "tags": list(tags.values()),
+    }
+
+
+class MergedSpec:
+    """Fetches each upstream's document, and again until every upstream has answered (so a
+    service that comes up later appears), then every ``refresh_seconds``."""
+
+    def __init__(
+        self,
+        clients: dict[str, httpx.AsyncClient],
+        token_url: Callable[[], Awaitable[str | None]],
+        *,
+        refresh_seconds: float = 60.0,
+        retry_seconds: float = 2.0,
+    ) -> None:
+        self._clients = clients
+        self._token_url = token_url
+        self._refresh = refresh_seconds
+        self._retry = retry_seconds
+        self._specs: dict[str, dict[str, Any]] = {}
+        self._merged: dict[str, Any] | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> dict[str, Any]:
+        async with self._lock:
+            complete = len(self._specs) == len(self._clients)
+            age = time.monotonic() - self._fetched_at
+            if self._merged is None or age > (self._refresh if complete else self._retry):
+                await self._fetch_all()
+            assert self._merged is not None
+            return self._merged
+
+    async def _fetch_all(self) -> None:
+        for name, client in self._clients.items():
+            try:
+                response = await client.get("/schema/openapi.json", timeout=2.0)
+                response.raise_for_status()
+                self._specs[name] = response.json()
+            except (httpx.HTTPError, ValueError) as error:
+                log.info("upstream document unavailable", upstream=name, error=type(error).__name__)
+        try:
+            token_url = await self._token_url()
+        except Exception:  # noqa: BLE001 - the docs work without the issuer
+            token_url = None
+        self._merged = merge(self._specs, token_url=token_url)
+        self._merged["x-upstreams"] = {name: name in self._specs for name in self._clients}
+        self._fetched_at = time.monotonic()
