@@ -70,16 +70,26 @@ def kafka_broker(port: int | None = None) -> Iterator[str]:
         return
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    with child_process(argv, port, env={**os.environ, "RUST_LOG": "warn"}):
+        yield f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def child_process(
+    argv: list[str], port: int, env: dict[str, str] | None = None, timeout: float = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` until the block ends, once it listens on ``port``; never leave it behind."""
     process = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "RUST_LOG": "warn"},
+        env=env,
         preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
     )
     try:
-        wait_for_port("127.0.0.1", port, 15, process)
-        yield f"127.0.0.1:{port}"
+        wait_for_port("127.0.0.1", port, timeout, process)
+        yield process
     finally:
         process.terminate()
         try:

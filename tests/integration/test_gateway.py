@@ -145,7 +145,9 @@ async def test_health_and_metrics_show_upstreams_and_breakers(gateway: Gateway) 
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"inventory": "ok", "booking": "ok"}
         assert ready.json()["breakers"] == {"inventory": "closed", "booking": "closed"}
-        metrics = (await anonymous.get("/metrics")).text
+        assert (await anonymous.get("/metrics")).status_code == 401  # the public door
+    async with gateway.client("client") as client:
+        metrics = (await client.get("/metrics")).text
         assert 'gateway_breaker_state{upstream="booking"} 0.0' in metrics
         assert "gateway_upstream_duration_seconds_bucket" in metrics
 

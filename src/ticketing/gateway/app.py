@@ -179,5 +179,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[api_proxy, *docs_handlers(settings)],
         lifespan=[runtime],
         own_openapi=False,
+        public_metrics=False,
         description="The only public entry point.",
     )

@@ -103,19 +103,21 @@ def create_http_app(
     description: str = "",
     authenticate: bool = True,
     own_openapi: bool = True,
+    public_metrics: bool = True,
     debug: bool = False,
 ) -> Litestar:
     """A Litestar app with the shared endpoints, error mapping and middleware.
 
-    With ``authenticate`` every path but health, metrics and the OpenAPI document needs a valid
-    bearer token (``request.user`` is then the caller's ``Principal``).
+    With ``authenticate`` every path but health, the docs and (unless ``public_metrics`` is
+    off, as on the public gateway) metrics needs a valid bearer token; ``request.user`` is then
+    the caller's ``Principal``.
     """
     http_metrics = HttpMetrics(service=service)
     security = [verifier_lifespan(settings)] if authenticate else []
     app = Litestar(
         route_handlers=[live, ready, metrics, *route_handlers],
         lifespan=[_announce(), *security, *lifespan],
-        middleware=[bearer_auth()] if authenticate else [],
+        middleware=[bearer_auth(public_metrics=public_metrics)] if authenticate else [],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=_openapi_config(service, description, authenticate) if own_openapi else None,

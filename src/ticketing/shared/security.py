@@ -20,7 +20,8 @@ from litestar.middleware import (
 from ticketing.shared.auth import JwksCache, OidcDiscovery, Principal, TokenVerifier, bearer_token
 from ticketing.shared.settings import Settings
 
-PUBLIC_PATHS = ["^/health/", "^/metrics$", "^/schema", "^/docs"]
+PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]
+METRICS_PATH = "^/metrics$"
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
 
@@ -33,8 +34,10 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=await verifier.verify(token), auth=token)
 
 
-def bearer_auth() -> DefineMiddleware:
-    return DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS)
+def bearer_auth(*, public_metrics: bool) -> DefineMiddleware:
+    """Verify tokens everywhere but health, docs and (on internal services) metrics."""
+    exclude = [*PUBLIC_PATHS, METRICS_PATH] if public_metrics else PUBLIC_PATHS
+    return DefineMiddleware(BearerAuthMiddleware, exclude=exclude)
 
 
 def requires(permission: str) -> Guard:

@@ -56,19 +56,11 @@ class Upstream:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        if self._credentials is None:
+        credentials = self._credentials
+        if credentials is None:
             return await self._call(method, path, json=json, content=content, headers=headers)
-        authorization = await self._credentials.authorization()
-        response = await self._call(
-            method,
-            path,
-            json=json,
-            content=content,
-            headers={**(headers or {}), "Authorization": authorization},
-        )
-        if response.status_code == 401:  # rotated keys or a revoked token: one fresh try
-            await self._credentials.invalidate(authorization)
-            authorization = await self._credentials.authorization()
+        for attempt in (1, 2):
+            authorization = await credentials.authorization()
             response = await self._call(
                 method,
                 path,
@@ -76,6 +68,9 @@ class Upstream:
                 content=content,
                 headers={**(headers or {}), "Authorization": authorization},
             )
+            if response.status_code != 401 or attempt == 2:
+                break
+            await credentials.invalidate(authorization)  # rotated keys or revoked: one fresh try
         return response
 
     async def _call(
