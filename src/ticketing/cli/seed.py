@@ -1,0 +1,91 @@
+"""``ticketing seed --demo``: demo venues, events and customers, idempotent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from ticketing.shared.settings import Settings
+
+DEMO_NAMESPACE = uuid.UUID("6b1f1d0e-3c55-4a7e-9a55-2c1e0f0d7e01")
+VENUES = [
+    ("Riverside Arena", "1 River Road", 12000),
+    ("The Blue Room", "42 Jazz Lane", 300),
+]
+EVENTS = [
+    ("Summer Festival", 0, 10000, "79.00", 30),
+    ("Flash Sale Night", 0, 100, "19.99", 7),
+    ("Late Jazz Session", 1, 250, "35.50", 14),
+]
+CUSTOMERS = [("Ada Lovelace", "ada@example.com"), ("Alan Turing", "alan@example.com")]
+
+
+def demo_id(kind: str, name: str) -> uuid.UUID:
+    """A stable id per demo record, so that seeding twice changes nothing."""
+    return uuid.uuid5(DEMO_NAMESPACE, f"{kind}:{name}")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    seed = commands.add_parser("seed", help="load demo data (idempotent)")
+    seed.add_argument("--demo", action="store_true", required=True, help="the demo data set")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    del args
+    created = asyncio.run(_seed(settings))
+    print(f"demo data: {created} record(s) created, the rest already there")
+    for name, *_ in EVENTS:
+        print(f"  event  {demo_id('event', name)}  {name}")
+    for name, email in CUSTOMERS:
+        print(f"  customer  {demo_id('customer', email)}  {name} <{email}>")
+    return 0
+
+
+async def _seed(settings: Settings) -> int:
+    from ticketing.booking import repository as bookings
+    from ticketing.contracts.booking import Customer
+    from ticketing.contracts.inventory import Venue
+    from ticketing.inventory import repository as inventory
+    from ticketing.shared.db import create_engine
+
+    created = 0
+    inventory_engine = create_engine(settings, "inventory")
+    booking_engine = create_engine(settings, "booking")
+    try:
+        async with inventory_engine.begin() as conn:
+            venues = []
+            for name, address, capacity in VENUES:
+                venue = Venue(demo_id("venue", name), name, address, capacity)
+                venues.append(venue)
+                if await inventory.get_venue(conn, venue.id) is None:
+                    await inventory.add_venue(conn, venue)
+                    created += 1
+            for name, venue_index, capacity, price, days in EVENTS:
+                event_id = demo_id("event", name)
+                if await inventory.event_exists(conn, event_id):
+                    continue
+                await inventory.add_event(
+                    conn,
+                    event_id=event_id,
+                    name=name,
+                    venue_id=venues[venue_index].id,
+                    total_capacity=capacity,
+                    ticket_price=Decimal(price),
+                    starts_at=datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+                    + timedelta(days=days),
+                )
+                created += 1
+        async with booking_engine.begin() as conn:
+            for name, email in CUSTOMERS:
+                customer_id = demo_id("customer", email)
+                if await bookings.get_customer(conn, customer_id) is None:
+                    customer = Customer(customer_id, name, email, None, datetime.now(UTC))
+                    await bookings.add_customer(conn, customer)
+                    created += 1
+    finally:
+        await inventory_engine.dispose()
+        await booking_engine.dispose()
+    return created

