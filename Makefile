@@ -1,4 +1,16 @@
-.PHONY: test check unit fmt clean
+.PHONY: up test check unit fmt seed compose-config clean
+
+# The README's run command: installs what is missing and runs the whole system (Ctrl-C stops).
+up:
+	scripts/up.sh
+
+# Demo venues, events and customers (idempotent), for a running or migrated system.
+seed:
+	.venv/bin/ticketing seed --demo
+
+# Validate the compose deployment (needs docker-compose, not a Docker engine).
+compose-config:
+	docker-compose -f deploy/compose.yml config -q
 
 # The README's test command: installs everything, starts what the tests need, runs them all.
 test:

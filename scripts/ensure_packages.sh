@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the tests need: Node.js (the dev OIDC server, the docs assets) and Chromium
-# (the docs render test). Installed from Debian when missing.
+# System packages the tests need: Node.js (the dev OIDC server, the docs assets), Chromium (the
+# docs render test) and docker-compose (validates deploy/compose.yml; no engine is needed).
+# Installed from Debian when missing.
 set -euo pipefail
 missing=()
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

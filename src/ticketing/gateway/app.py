@@ -158,9 +158,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         app.state.docs_assets_present = (assets_root(settings) / "swagger-ui-dist").is_dir()
         async with httpx.AsyncClient(timeout=5.0) as http:
-            discovery = OidcDiscovery(settings.oidc_issuer, http)
+            discovery = OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url)
 
             async def token_url() -> str | None:
+                if settings.docs_token_url:  # the issuer's public address, for browsers
+                    return settings.docs_token_url
                 return await discovery.endpoint("token_endpoint")
 
             app.state.spec = MergedSpec(

@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
     async def runtime(app: Litestar) -> AsyncIterator[None]:
         http = httpx.AsyncClient(timeout=5.0)
         credentials = ClientCredentials(
-            OidcDiscovery(settings.oidc_issuer, http),
+            OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
             settings.order_client_id,
             settings.order_client_secret,
         )

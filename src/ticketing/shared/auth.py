@@ -69,10 +69,16 @@ def permissions_of(claims: dict[str, Any]) -> frozenset[str]:
 
 
 class OidcDiscovery:
-    """The issuer's discovery document, fetched once and kept."""
+    """The issuer's discovery document, fetched once and kept.
 
-    def __init__(self, issuer: str, http: httpx.AsyncClient) -> None:
+    ``url`` fetches it from elsewhere than the issuer's own address (inside a container network,
+    Keycloak is reached by its service name while tokens name its public address); the document
+    must still name the configured issuer.
+    """
+
+    def __init__(self, issuer: str, http: httpx.AsyncClient, url: str = "") -> None:
         self.issuer = issuer.rstrip("/")
+        self._url = url or f"{self.issuer}/.well-known/openid-configuration"
         self._http = http
         self._document: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
@@ -81,9 +87,8 @@ class OidcDiscovery:
         if self._document is None:
             async with self._lock:
                 if self._document is None:
-                    url = f"{self.issuer}/.well-known/openid-configuration"
                     try:
-                        response = await self._http.get(url)
+                        response = await self._http.get(self._url)
                         response.raise_for_status()
                     except httpx.HTTPError as error:
                         raise Unavailable("the authorization server cannot be reached") from error

@@ -51,7 +51,7 @@ def requires(permission: str) -> Guard:
 
 
 def create_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier:
-    discovery = OidcDiscovery(settings.oidc_issuer, http)
+    discovery = OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url)
     jwks = JwksCache(discovery, http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
     return TokenVerifier(
         jwks,

@@ -51,6 +51,7 @@ class Settings:
     breaker_open_seconds: float = 5.0
     breaker_half_open_probes: int = 1
     docs_assets_dir: str = ""
+    docs_token_url: str = ""
     inventory_host: str = "127.0.0.1"
     inventory_port: int = 8081
     booking_host: str = "127.0.0.1"
@@ -60,6 +61,7 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8090
     oidc_issuer: str = "http://127.0.0.1:8180/realms/ticketing"
+    oidc_discovery_url: str = ""
     oidc_audience: str = "ticketing-api"
     oidc_leeway_seconds: int = 30
     jwks_min_refresh_seconds: float = 30.0
