@@ -4,6 +4,7 @@ gateway with a real token, then stopped with Ctrl-C, leaving no process behind."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -57,7 +58,7 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
 
 
 async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
-    base_settings: Settings,
+    base_settings: Settings, tmp_path: Path
 ) -> None:
     settings = dataclasses.replace(base_settings, db_prefix=base_settings.db_prefix + "e2e_")
     ports = {name: free_port() for name in ("inventory", "booking", "order", "gateway")}
@@ -71,6 +72,8 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
     env["TICKETING_DB_PREFIX"] = settings.db_prefix
     env["TICKETING_KAFKA_SESSION_TIMEOUT_MS"] = "2000"
     env["TICKETING_KAFKA_HEARTBEAT_INTERVAL_MS"] = "300"
+    log_path = tmp_path / "dev.log"
+    log_file = log_path.open("wb")
     dev = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -82,7 +85,7 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
         str(idp_port),
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=log_file,
     )
     assert dev.stdout is not None
     try:
@@ -152,6 +155,21 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
                 shown = (await api.get(f"/api/v1/events/{demo_event}")).json()
                 assert shown["total_capacity"] == 100
 
+                # A child that dies is logged and restarted.
+                booking_pid = child_running(dev.pid, "serve booking")
+                assert booking_pid is not None
+                os.kill(booking_pid, signal.SIGKILL)
+                async with asyncio.timeout(60):
+                    while child_running(dev.pid, "serve booking") in (None, booking_pid):
+                        await asyncio.sleep(0.2)
+                    while True:
+                        with contextlib.suppress(httpx.HTTPError):
+                            probe = await api.get(f"/api/v1/bookings/{accepted.json()['id']}")
+                            if probe.status_code == 200:
+                                break
+                        await asyncio.sleep(0.2)
+                assert b"child died, restarting" in log_path.read_bytes()
+
         processes = descendants(dev.pid)
         assert len(processes) >= 6  # kafka, the OIDC server and four services
         dev.send_signal(signal.SIGINT)
@@ -163,4 +181,34 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
         if dev.returncode is None:
             dev.kill()
             await dev.wait()
+        log_file.close()
         await drop_databases(settings)
+
+
+def child_running(parent: int, needle: str) -> int | None:
+    """The pid of the process below ``parent`` whose command line holds ``needle``."""
+    for pid in descendants(parent):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in command and alive(pid):
+            return pid
+    return None
+
+
+async def test_dev_without_a_database_says_what_to_do() -> None:
+    env = {**os.environ, "TICKETING_MYSQL_URL": f"mysql+aiomysql://root@127.0.0.1:{free_port()}"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ticketing",
+        "dev",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"no MySQL/MariaDB answers" in err
+    assert b"hint:" in err
