@@ -1,4 +1,4 @@
-.PHONY: up test check unit fmt seed compose-config clean
+.PHONY: up test chaos check unit fmt seed compose-config clean
 
 # The README's run command: installs what is missing and runs the whole system (Ctrl-C stops).
 up:
@@ -15,6 +15,10 @@ compose-config:
 # The README's test command: installs everything, starts what the tests need, runs them all.
 test:
 	scripts/test.sh
+
+# The resilience suite at full length (the test run includes a short version of it).
+chaos:
+	TICKETING_CHAOS_SCALE=full .venv/bin/pytest tests/e2e/test_chaos.py -v
 
 # Fast feedback: unit tests only (no database, no broker).
 unit:

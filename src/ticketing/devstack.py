@@ -18,7 +18,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class Child:
     name: str
     argv: list[str]
     env: Mapping[str, str]
+    after_start: Callable[[], Awaitable[None]] | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     stopping: bool = field(default=False)
@@ -89,10 +90,16 @@ class Child:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv,
                 env=dict(self.env),
+                stdout=sys.stderr.fileno(),  # stdout carries only the banner; logs go to stderr
                 start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
                 preexec_fn=die_with_parent,
             )
             log.info("started", child=self.name, pid=self.process.pid)
+            if self.after_start is not None:
+                try:
+                    await self.after_start()
+                except Exception as error:  # noqa: BLE001 - logged; the child is watched anyway
+                    log.error("after-start step failed", child=self.name, error=repr(error))
             code = await self.process.wait()
             if self.is_stopping():
                 return
@@ -127,8 +134,13 @@ class DevStack:
     children: list[Child] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str]) -> Child:
-        child = Child(name, argv, self.env)
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        after_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> Child:
+        child = Child(name, argv, self.env, after_start)
         self.children.append(child)
         self.tasks.append(asyncio.create_task(child.supervise(), name=name))
         return child
@@ -146,12 +158,21 @@ class DevStack:
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         if port_open("127.0.0.1", self.kafka_port):
             raise DevStackError(f"port {self.kafka_port} is taken; pass --kafka-port")
+        bootstrap = f"127.0.0.1:{self.kafka_port}"
+        started = asyncio.Event()
+
+        async def prepare() -> None:
+            # Tansu keeps nothing: after every (re)start, create the topics again, with the
+            # partitions the consumers were assigned before.
+            await self.wait_for_port("kafka", self.kafka_port)
+            await create_topics(bootstrap)
+            started.set()
+
         argv = [str(tansu_binary()), "broker", "--listener-url", url]
-        self.start("kafka", [*argv, "--advertised-listener-url", url])
-        self.env["TICKETING_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{self.kafka_port}"
+        self.start("kafka", [*argv, "--advertised-listener-url", url], after_start=prepare)
+        self.env["TICKETING_KAFKA_BOOTSTRAP"] = bootstrap
         self.env.setdefault("RUST_LOG", "warn")
-        await self.wait_for_port("kafka", self.kafka_port)
-        await create_topics(self.env["TICKETING_KAFKA_BOOTSTRAP"])
+        await asyncio.wait_for(started.wait(), 60)
 
     async def start_idp(self) -> None:
         if "TICKETING_OIDC_ISSUER" in os.environ:

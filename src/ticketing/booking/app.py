@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 InventoryClient(inventory),
                 max_tickets=settings.booking_max_tickets,
                 after_commit=shared.relay.wake,
+                abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
             )
             app.state.bookings = service
             jobs = [_purge_keys(service, settings)]

@@ -39,7 +39,6 @@ from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
 DUPLICATE_KEY = 1062
-ABANDONED_AFTER = timedelta(seconds=60)
 log = structlog.get_logger(__name__)
 _encoder = msgspec.json.Encoder()
 
@@ -61,8 +60,10 @@ class BookingService:
         *,
         max_tickets: int,
         after_commit: Callable[[], None] = lambda: None,
+        abandoned_after: timedelta = timedelta(seconds=30),
     ) -> None:
         self._engine = engine
+        self._abandoned_after = abandoned_after
         self._inventory = inventory
         self._max_tickets = max_tickets
         self._after_commit = after_commit
@@ -217,7 +218,7 @@ class BookingService:
             if row.booking_id is not None:
                 return Accepted(row.booking_id, row.response.encode(), replayed=True)
             claimed_at = row.created_at
-            abandoned = claimed_at.replace(tzinfo=UTC) < datetime.now(UTC) - ABANDONED_AFTER
+            abandoned = claimed_at.replace(tzinfo=UTC) < datetime.now(UTC) - self._abandoned_after
             if abandoned and await repo.take_over_key(conn, key, claimed_at):
                 return None
         raise Conflict(

@@ -40,6 +40,7 @@ class Settings:
     upstream_timeout: float = 3.0
     booking_max_tickets: int = 10
     idempotency_ttl_hours: int = 24
+    idempotency_inflight_seconds: float = 30.0
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.2
     consumer_max_attempts: int = 5

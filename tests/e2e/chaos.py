@@ -1,0 +1,185 @@
+"""Steady booking load through the gateway, and the consistency check every fault scenario ends
+with. The load behaves like a careful client: each booking has its own Idempotency-Key and is
+retried on 5xx, 429 and connection errors, so a crash never makes it book twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from tests.e2e.devprocess import DevProcess
+from ticketing.booking.tables import bookings
+from ticketing.inventory.tables import events, reservations
+from ticketing.order.tables import inbox as order_inbox
+from ticketing.order.tables import orders
+
+FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
+
+
+def scaled(short: float, full: float) -> float:
+    """Durations of the short suite (every test run) and of ``make chaos``."""
+    return full if FULL else short
+
+
+@dataclass
+class Load:
+    accepted: dict[str, str] = field(default_factory=dict)  # booking id -> event id
+    refused: Counter[int] = field(default_factory=Counter)
+    gave_up: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Sale:
+    events: dict[str, int]  # event id -> capacity
+    customers: list[str]
+
+
+async def prepare_sale(api: httpx.AsyncClient, events_count: int, capacity: int) -> Sale:
+    venue = await api.post(
+        "/api/v1/venues", json={"name": "Chaos", "address": "1 Fault Ln", "total_capacity": 10_000}
+    )
+    created: dict[str, int] = {}
+    for index in range(events_count):
+        event = await api.post(
+            "/api/v1/events",
+            json={
+                "name": f"Chaos {index}",
+                "venue_id": venue.json()["id"],
+                "total_capacity": capacity,
+                "ticket_price": "10.00",
+            },
+        )
+        created[event.json()["id"]] = capacity
+    customers = []
+    for _ in range(4):
+        customer = await api.post(
+            "/api/v1/customers",
+            json={"name": "C", "email": f"c.{uuid.uuid4().hex[:10]}@example.com"},
+        )
+        customers.append(customer.json()["id"])
+    return Sale(created, customers)
+
+
+async def book_once(api: httpx.AsyncClient, body: dict[str, Any], load: Load) -> None:
+    key = str(uuid.uuid4())
+    deadline = asyncio.get_running_loop().time() + 120
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            response = await api.post(
+                "/api/v1/bookings", json=body, headers={"Idempotency-Key": key}
+            )
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 202:
+            load.accepted[response.json()["id"]] = body["event_id"]
+            return
+        retry = (
+            response is None
+            or response.status_code >= 500
+            or response.status_code == 429
+            or "retry-after" in response.headers
+        )
+        if not retry:
+            assert response is not None
+            load.refused[response.status_code] += 1
+            return
+        load.retries += 1
+        await asyncio.sleep(0.3)
+    load.gave_up += 1
+
+
+async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, seconds: float) -> Load:
+    """``rate`` booking requests a second for ``seconds``, each seen through to an answer."""
+    load = Load()
+    event_ids = list(sale.events)
+    tasks = []
+    for index in range(int(rate * seconds)):
+        body = {
+            "customer_id": sale.customers[index % len(sale.customers)],
+            "event_id": event_ids[index % len(event_ids)],
+            "ticket_count": 1 + index % 3,
+        }
+        tasks.append(asyncio.create_task(book_once(api, body, load)))
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
+    return load
+
+
+async def check_consistency(
+    dev: DevProcess, load: Load, sale: Sale, settle: float = 120
+) -> dict[str, int]:
+    """Every accepted booking settled; confirmed tickets equal the capacity taken; one order
+    per confirmed booking; no message applied twice."""
+    assert load.gave_up == 0, "some bookings never got an answer"
+    assert load.accepted, "the load was not accepted at all"
+    booking_ids = [uuid.UUID(b) for b in load.accepted]
+    async with asyncio.timeout(settle):
+        while True:
+            async with dev.engines["booking"].connect() as conn:
+                pending = await conn.scalar(
+                    select(func.count())
+                    .select_from(bookings)
+                    .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
+                )
+            if pending == 0:
+                break
+            await asyncio.sleep(0.5)
+    event_ids = [uuid.UUID(e) for e in sale.events]
+    async with dev.engines["booking"].connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    bookings.c.id, bookings.c.event_id, bookings.c.ticket_count, bookings.c.status
+                ).where(bookings.c.event_id.in_(event_ids))
+            )
+        ).all()
+    assert {row.id for row in rows} >= set(booking_ids)  # nothing accepted was lost
+    assert len(rows) == len(booking_ids)  # and nothing was booked twice
+    statuses = Counter(row.status for row in rows)
+    assert set(statuses) <= {"CONFIRMED", "REJECTED"}
+    confirmed = {row.id: row for row in rows if row.status == "CONFIRMED"}
+    async with dev.engines["inventory"].connect() as conn:
+        capacity = {
+            row.id: (row.total_capacity, row.left_capacity)
+            for row in await conn.execute(
+                select(events.c.id, events.c.total_capacity, events.c.left_capacity).where(
+                    events.c.id.in_(event_ids)
+                )
+            )
+        }
+        reserved = {
+            row.booking_id: row.ticket_count
+            for row in await conn.execute(
+                select(reservations.c.booking_id, reservations.c.ticket_count).where(
+                    reservations.c.event_id.in_(event_ids), reservations.c.status == "reserved"
+                )
+            )
+        }
+    for event_id, (total, left) in capacity.items():
+        sold = sum(r.ticket_count for r in confirmed.values() if r.event_id == event_id)
+        assert sold == total - left, f"event {event_id}: {sold} confirmed, {total - left} taken"
+    assert set(reserved) == set(confirmed)
+    async with dev.engines["order"].connect() as conn:
+        order_rows = (
+            await conn.execute(
+                select(orders.c.booking_id, orders.c.status).where(orders.c.event_id.in_(event_ids))
+            )
+        ).all()
+        applied = await conn.scalar(select(func.count()).select_from(order_inbox))
+    assert len(order_rows) == len({row.booking_id for row in order_rows})  # one order per booking
+    assert {row.booking_id for row in order_rows if row.status == "CONFIRMED"} == set(confirmed)
+    assert int(applied or 0) >= len(order_rows)
+    return {
+        "accepted": len(booking_ids),
+        "confirmed": statuses["CONFIRMED"],
+        "rejected": statuses["REJECTED"],
+        "retries": load.retries,
+    }

@@ -1,0 +1,115 @@
+"""The resilience suite: faults injected into ``ticketing dev``'s processes under steady load,
+each scenario ending with the consistency check. `make chaos` runs the same scenarios longer
+(TICKETING_CHAOS_SCALE=full)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.chaos import check_consistency, prepare_sale, scaled, steady_load
+from tests.e2e.devprocess import DevProcess, dev_process
+from ticketing.shared.settings import Settings
+
+RATE = 20.0
+
+
+@pytest.fixture
+async def dev(base_settings: Settings, tmp_path: Path) -> AsyncIterator[DevProcess]:
+    async with dev_process(
+        base_settings, tmp_path, TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS="3"
+    ) as running:
+        yield running
+
+
+async def api_client(dev: DevProcess) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {await dev.token()}"}
+    return httpx.AsyncClient(base_url=dev.gateway, headers=headers, timeout=10)
+
+
+async def at(delay: float, action: object) -> None:
+    await asyncio.sleep(delay)
+    await action  # type: ignore[misc]
+
+
+async def kill(dev: DevProcess, needle: str) -> None:
+    pid = dev.child(needle)
+    assert pid is not None, needle
+    os.kill(pid, signal.SIGKILL)
+
+
+async def pause(dev: DevProcess, needle: str, seconds: float) -> None:
+    pid = dev.child(needle)
+    assert pid is not None, needle
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_kill_9_of_every_service_mid_load_loses_and_doubles_nothing(dev: DevProcess) -> None:
+    seconds = scaled(12, 60)
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=3, capacity=40)
+        step = seconds / 5
+        load, *_ = await asyncio.gather(
+            steady_load(api, sale, rate=RATE, seconds=seconds),
+            at(step * 1, kill(dev, "serve order")),
+            at(step * 2, kill(dev, "serve booking")),  # its outbox relay dies with it
+            at(step * 3, kill(dev, "serve gateway")),
+            at(step * 4, kill(dev, "serve inventory")),
+        )
+    await dev.wait_healthy()
+    summary = await check_consistency(dev, load, sale)
+    assert summary["confirmed"] > 0
+    assert summary["rejected"] > 0  # the events sold out: both outcomes were exercised
+    assert dev.log_path.read_bytes().count(b"child died, restarting") >= 4
+
+
+async def test_a_paused_broker_delays_but_loses_nothing(dev: DevProcess) -> None:
+    seconds = scaled(10, 40)
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=2, capacity=500)
+        load, _ = await asyncio.gather(
+            steady_load(api, sale, rate=RATE, seconds=seconds),
+            at(2, pause(dev, "tansu", scaled(5, 20))),
+        )
+    summary = await check_consistency(dev, load, sale)
+    assert summary["confirmed"] == summary["accepted"]
+
+
+async def test_a_broker_restarted_empty_is_recovered_by_outbox_replay(dev: DevProcess) -> None:
+    seconds = scaled(8, 30)
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=2, capacity=500)
+        load, _ = await asyncio.gather(
+            steady_load(api, sale, rate=RATE, seconds=seconds),
+            at(seconds / 2, kill(dev, "tansu")),  # Tansu keeps nothing: topics and offsets gone
+        )
+    await dev.wait_healthy()
+    await asyncio.sleep(3)  # let relays and consumers reconnect to the new broker
+    for service in ("booking", "order"):
+        out = await dev.run_cli("outbox", "replay", "--service", service, "--since", "1h")
+        assert "replayed" in out or "nothing to replay" in out
+    summary = await check_consistency(dev, load, sale)
+    assert summary["confirmed"] == summary["accepted"]
+
+
+async def test_inventory_unavailable_bookings_wait_then_settle(dev: DevProcess) -> None:
+    seconds = scaled(10, 30)
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=2, capacity=500)
+        load, _ = await asyncio.gather(
+            steady_load(api, sale, rate=RATE, seconds=seconds),
+            at(2, pause(dev, "serve inventory", scaled(4, 10))),
+        )
+    summary = await check_consistency(dev, load, sale)
+    assert summary["confirmed"] == summary["accepted"]
+    assert summary["retries"] > 0  # clients did see 503s while inventory was away
