@@ -1,4 +1,4 @@
-.PHONY: up test chaos check unit fmt seed compose-config clean
+.PHONY: up test chaos bench check unit fmt seed compose-config clean
 
 # The README's run command: installs what is missing and runs the whole system (Ctrl-C stops).
 up:
@@ -20,19 +20,23 @@ test:
 chaos:
 	TICKETING_CHAOS_SCALE=full .venv/bin/pytest tests/e2e/test_chaos.py -v
 
+# Benchmarks (not tests): throughput, latency, relay, flash sale, memory -> docs/benchmarks.md
+bench:
+	scripts/bench.sh
+
 # Fast feedback: unit tests only (no database, no broker).
 unit:
 	.venv/bin/pytest -m unit -q
 
 check:
-	.venv/bin/ruff check src tests scripts alembic
-	.venv/bin/ruff format --check src tests scripts alembic
+	.venv/bin/ruff check src tests scripts alembic benchmarks
+	.venv/bin/ruff format --check src tests scripts alembic benchmarks
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
 fmt:
-	.venv/bin/ruff format src tests scripts alembic
-	.venv/bin/ruff check --fix src tests scripts alembic
+	.venv/bin/ruff format src tests scripts alembic benchmarks
+	.venv/bin/ruff check --fix src tests scripts alembic benchmarks
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -14,8 +14,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet --editable '.[dev]'
 
 echo "== static checks"
-"$VENV/bin/ruff" check src tests scripts alembic
-"$VENV/bin/ruff" format --check src tests scripts alembic
+"$VENV/bin/ruff" check src tests scripts alembic benchmarks
+"$VENV/bin/ruff" format --check src tests scripts alembic benchmarks
 "$VENV/bin/mypy"
 "$VENV/bin/lint-imports"
 

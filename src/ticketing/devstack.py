@@ -218,11 +218,12 @@ class DevStack:
                     raise DevStackError(f"{service} did not become ready at {url}")
 
     async def stop(self) -> None:
-        """Services first (all at once), then the broker and the OIDC server."""
-        services = [child for child in self.children if child.name in SERVICES]
-        infrastructure = [child for child in self.children if child.name not in SERVICES]
-        await asyncio.gather(*(child.stop() for child in services))
-        await asyncio.gather(*(child.stop() for child in infrastructure))
+        """Callers before callees: the gateway, then booking and order (so their in-flight
+        messages finish against a live inventory), then inventory, then the infrastructure."""
+        tiers = [("gateway",), ("booking", "order"), ("inventory",)]
+        for tier in tiers:
+            await asyncio.gather(*(c.stop() for c in self.children if c.name in tier))
+        await asyncio.gather(*(c.stop() for c in self.children if c.name not in SERVICES))
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

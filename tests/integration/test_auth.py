@@ -20,7 +20,13 @@ from litestar import Litestar, get
 
 from tests.conftest import bearer
 from tests.harness import fetch_token, serve
-from ticketing.shared.auth import JwksCache, OidcDiscovery, TokenVerifier, Unauthenticated
+from ticketing.shared.auth import (
+    JwksCache,
+    OidcDiscovery,
+    Principal,
+    TokenVerifier,
+    Unauthenticated,
+)
 from ticketing.shared.oauth_client import ClientCredentials
 
 PROBLEM = "application/problem+json"
@@ -240,3 +246,29 @@ async def test_client_credentials_token_is_refreshed_before_it_expires(oidc_issu
             assert credentials.fetches == 2
         finally:
             await credentials.aclose()
+
+
+class CountingVerifier(TokenVerifier):
+    checks = 0
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        self.checks += 1
+        return await super()._verify(token)
+
+
+async def test_verified_tokens_are_remembered_until_they_expire(issuer: Issuer) -> None:
+    key = rsa("cache")
+    issuer.keys = [key]
+    now = [time.time()]
+    async with httpx.AsyncClient() as http:
+        jwks = JwksCache(OidcDiscovery(issuer.url, http), http)
+        verifier = CountingVerifier(
+            jwks, issuer=issuer.url, audience="ticketing-api", clock=lambda: now[0]
+        )
+        token = issuer.sign(key, exp=int(now[0]) + 60)
+        for _ in range(3):
+            assert (await verifier.verify(token)).subject == "tester"
+        assert verifier.checks == 1
+        now[0] += 61  # past exp: the remembered answer is dropped and the token checked again
+        await verifier.verify(token)
+        assert verifier.checks == 2

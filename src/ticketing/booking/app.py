@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
         async with service_runtime(app, settings, "booking", outbox) as shared:
             service = BookingService(
                 shared.engine,
-                InventoryClient(inventory),
+                InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
                 max_tickets=settings.booking_max_tickets,
                 after_commit=shared.relay.wake,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 
 import msgspec
 
@@ -10,10 +12,28 @@ from ticketing.contracts.inventory import Event
 from ticketing.shared.errors import NotFound, Unavailable
 from ticketing.shared.upstream import Upstream
 
+MAX_CACHED_EVENTS = 10_000
+
 
 class InventoryClient:
-    def __init__(self, upstream: Upstream) -> None:
+    """Reads events from inventory, keeping each answer for ``cache_seconds``.
+
+    Booking reads an event for its price and for the advisory capacity check only (inventory's
+    reservation decides), so an answer a moment old is good enough, and a hot event during a
+    flash sale costs inventory one read per interval instead of one per request.
+    """
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._upstream = upstream
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[uuid.UUID, tuple[Event, float]] = {}
 
     async def get_event(
         self,
@@ -21,6 +41,19 @@ class InventoryClient:
         *,
         correlation_id: str | None = None,
         authorization: str | None = None,
+    ) -> Event:
+        cached = self._cache.get(event_id)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+        event = await self._fetch(event_id, correlation_id, authorization)
+        if self._cache_seconds > 0:
+            if len(self._cache) > MAX_CACHED_EVENTS:
+                self._cache.clear()
+            self._cache[event_id] = (event, self._clock() + self._cache_seconds)
+        return event
+
+    async def _fetch(
+        self, event_id: uuid.UUID, correlation_id: str | None, authorization: str | None
     ) -> Event:
         headers = {}
         if correlation_id:

@@ -55,5 +55,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        timeout_keep_alive=65,  # longer than clients' and proxies' idle timeouts: no reuse races
     )
     return 0

