@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import platform
@@ -126,10 +127,8 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
     while process.returncode is None:
         for name, value in footprint(dev).items():
             peak[name] = max(peak.get(name, 0.0), value)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), 0.5)
-        except TimeoutError:
-            pass
     out = (await process.stdout.read()).decode() if process.stdout else ""
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     measured = json.loads(line[5:])

@@ -238,3 +238,45 @@ async def render_in_chromium(url: str, budget_ms: int = 15000) -> str:
         )
         out, _ = await asyncio.wait_for(process.communicate(), timeout=90)
     return out.decode("utf-8", "replace")
+
+
+def _mysql_port(settings: Settings) -> int:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.mysql_url)
+    if url.host not in (None, "127.0.0.1", "localhost"):
+        raise RuntimeError("the database restart scenario needs the local MariaDB")
+    return url.port or 3306
+
+
+async def restart_local_mariadb(settings: Settings, down_seconds: float) -> None:
+    """Stop the local MariaDB, keep it down for ``down_seconds``, start it again."""
+    port = _mysql_port(settings)
+    admin = shutil.which("mariadb-admin") or shutil.which("mysqladmin")
+    daemon = shutil.which("mariadbd") or shutil.which("/usr/sbin/mariadbd")
+    starter = shutil.which("start-stop-daemon")
+    if admin is None or starter is None or daemon is None:
+        raise RuntimeError("the database restart scenario needs mariadb-admin and mariadbd")
+    stop = await asyncio.create_subprocess_exec(
+        admin, "-uroot", "--protocol=tcp", f"-P{port}", "shutdown"
+    )
+    await stop.wait()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while await asyncio.to_thread(port_open, port) and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(down_seconds)
+    start = await asyncio.create_subprocess_exec(
+        starter, "--start", "--oknodo", "--background", "--exec", daemon
+    )
+    await start.wait()
+    while not await asyncio.to_thread(port_open, port):
+        if loop.time() > deadline + down_seconds:
+            raise RuntimeError("MariaDB did not come back")
+        await asyncio.sleep(0.2)
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.3):
+        return True
+    return False

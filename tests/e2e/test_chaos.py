@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.chaos import check_consistency, prepare_sale, scaled, steady_load
 from tests.e2e.devprocess import DevProcess, dev_process
+from tests.harness import restart_local_mariadb
 from ticketing.shared.settings import Settings
 
 RATE = 20.0
@@ -113,3 +114,17 @@ async def test_inventory_unavailable_bookings_wait_then_settle(dev: DevProcess) 
     summary = await check_consistency(dev, load, sale)
     assert summary["confirmed"] == summary["accepted"]
     assert summary["retries"] > 0  # clients did see 503s while inventory was away
+
+
+async def test_a_database_restart_mid_load_loses_nothing(dev: DevProcess) -> None:
+    seconds = scaled(10, 30)
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=2, capacity=500)
+        load, _ = await asyncio.gather(
+            steady_load(api, sale, rate=RATE, seconds=seconds),
+            at(2, restart_local_mariadb(dev.settings, scaled(2, 10))),
+        )
+    await dev.wait_healthy()
+    summary = await check_consistency(dev, load, sale)
+    assert summary["confirmed"] == summary["accepted"]
+    assert summary["retries"] > 0  # clients did see the outage

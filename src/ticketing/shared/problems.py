@@ -9,7 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from ticketing.shared.errors import TicketingError
 
@@ -126,6 +126,19 @@ def handle_unicode_error(
     return problem_response(request, 400, "The request body is not valid UTF-8 text.")
 
 
+def handle_database_down(
+    request: Request[Any, Any, Any], exc: OperationalError
+) -> Response[dict[str, Any]]:
+    """The database cannot be reached (restarting, network): retry shortly, nothing was done."""
+    log.warning("database unavailable", path=request.url.path, error=type(exc.orig).__name__)
+    return problem_response(
+        request,
+        503,
+        "The database is unavailable; nothing was changed. Retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return problem_response(request, 500, "An unexpected error occurred; it has been logged.")
@@ -136,6 +149,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,
     DataError: handle_data_error,
+    OperationalError: handle_database_down,
     UnicodeError: handle_unicode_error,
     Exception: handle_unexpected,
 }
