@@ -104,3 +104,18 @@ async def test_garbage_ids_and_methods(gateway: Gateway) -> None:
         response = await admin.request("PATCH", "/api/v1/venues")
         assert response.status_code == 405
         assert response.headers["content-type"] == PROBLEM
+
+
+async def test_every_method_needs_a_token(gateway: Gateway, stack: Stack) -> None:
+    methods = ("OPTIONS", "HEAD", "GET", "DELETE", "PUT", "POST")
+    async with httpx.AsyncClient(base_url=gateway.url) as anonymous:
+        for method in methods:  # the gateway proxies every method: all need a token
+            response = await anonymous.request(method, "/api/v1/bookings")
+            assert response.status_code == 401, method
+    async with httpx.AsyncClient(base_url=str(stack.booking.base_url)) as anonymous:
+        for method in methods:  # a service: 401, or 405 for a method the path does not serve
+            response = await anonymous.request(method, "/api/v1/bookings")
+            assert response.status_code in (401, 405), method
+    async with gateway.client("admin") as admin:
+        response = await admin.request("OPTIONS", "/api/v1/venues")
+        assert response.status_code < 500

@@ -19,6 +19,7 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.pagination import CURSOR_PATTERN
 from ticketing.shared.security import requires
 
 WRITE = "bookings:write"
@@ -69,7 +70,7 @@ class CustomerController(Controller):
         customer_id: FromPath[uuid.UUID],
         bookings: Bookings,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
-        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(pattern=CURSOR_PATTERN)] = None,
     ) -> BookingPage:
         return await bookings.list_bookings(customer_id, limit=limit, cursor=cursor)
 

@@ -24,7 +24,7 @@ from ticketing.gateway.proxy import (
 )
 from ticketing.gateway.ratelimit import RateLimiter
 from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
-from ticketing.shared.auth import OidcDiscovery, Principal
+from ticketing.shared.auth import OidcDiscovery, Principal, Unauthenticated
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import (
     InvalidInput,
@@ -70,7 +70,9 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
         raise NotFound(f"There is nothing at {path}; check the path and the id in it.")
     prefix, name = route
     scope["path_template"] = f"{prefix}/*"
-    principal: Principal = scope["user"]
+    principal = scope.get("user")
+    if not isinstance(principal, Principal):  # never reached without the auth middleware
+        raise Unauthenticated("a valid bearer token is required")
     permission = permission_for(str(scope.get("method", "GET")), name)
     if permission is not None:
         principal.require(permission)

@@ -50,6 +50,45 @@ def _conflicting_names(specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return renames
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+PROBLEMS = {
+    "400": "The request is not valid; the detail names the field.",
+    "401": "No valid bearer token.",
+    "403": "The token lacks the permission this operation needs.",
+    "404": "An id in the path or the body names nothing.",
+    "405": "The path does not serve this method.",
+    "409": "The request contradicts the current state (e.g. too few tickets left).",
+    "413": "The body is over the size limit.",
+    "422": "An Idempotency-Key reused with another body.",
+    "429": "Rate limit exceeded; see Retry-After.",
+    "431": "The request headers are too large.",
+    "503": "A service behind the gateway is unavailable; see Retry-After.",
+}
+
+
+def _with_problems(operation: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer is application/problem+json, whatever the service documented."""
+    responses = dict(operation.get("responses", {}))
+    for status, description in PROBLEMS.items():
+        responses[status] = {
+            "description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "Problem"}}},
+        }
+    return {**operation, "responses": responses}
+
+
 def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[str, Any]:
     renames = _conflicting_names(specs)
     paths: dict[str, Any] = {}
@@ -58,7 +97,10 @@ def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[st
     for service, spec in sorted(specs.items()):
         for path, item in spec.get("paths", {}).items():
             if upstream_for(path) == service:
-                paths[path] = _rewrite(item, renames[service])
+                paths[path] = {
+                    method: _with_problems(operation) if isinstance(operation, dict) else operation
+                    for method, operation in _rewrite(item, renames[service]).items()
+                }
         for name, schema in spec.get("components", {}).get("schemas", {}).items():
             schemas[renames[service].get(name, name)] = _rewrite(schema, renames[service])
         for tag in spec.get("tags", []):
@@ -93,7 +135,7 @@ def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[st
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": dict(sorted(schemas.items())),
+            "schemas": {**dict(sorted(schemas.items())), "Problem": PROBLEM_SCHEMA},
             "securitySchemes": security_schemes,
         },
         "security": security,

@@ -131,6 +131,16 @@ def decoded_path(scope: Scope) -> str | None:
     return path
 
 
+def has_body(scope: Scope) -> bool:
+    """Whether the caller announced a body (whatever the method: a GET may carry one)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"transfer-encoding" or (
+            name.lower() == b"content-length" and value != b"0"
+        ):
+            return True
+    return False
+
+
 async def body_of(receive: Receive, limit: int) -> AsyncIterator[bytes]:
     """The request body as it arrives, refused past ``limit`` bytes."""
     seen = 0
@@ -168,7 +178,7 @@ async def forward(
         method,
         target_of(scope),
         headers=request_headers(scope),
-        content=body_of(receive, body_limit) if method not in ("GET", "HEAD") else None,
+        content=body_of(receive, body_limit) if has_body(scope) else None,
     )
     started = time.perf_counter()
     try:

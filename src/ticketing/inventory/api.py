@@ -20,6 +20,7 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
+from ticketing.shared.pagination import CURSOR_PATTERN
 from ticketing.shared.security import requires
 
 WRITE = "inventory:write"
@@ -69,7 +70,7 @@ class EventController(Controller):
         self,
         inventory: Inventory,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
-        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(pattern=CURSOR_PATTERN)] = None,
     ) -> EventPage:
         return await inventory.list_events(limit=limit, cursor=cursor)
 

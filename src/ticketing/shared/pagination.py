@@ -10,6 +10,8 @@ from typing import Protocol, TypeVar
 
 from ticketing.shared.errors import InvalidInput
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{22}$"  # a UUID's 16 bytes, base64url without padding
+
 
 def encode_cursor(last_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")

@@ -37,7 +37,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 def bearer_auth(*, public_metrics: bool) -> DefineMiddleware:
     """Verify tokens everywhere but health, docs and (on internal services) metrics."""
     exclude = [*PUBLIC_PATHS, METRICS_PATH] if public_metrics else PUBLIC_PATHS
-    return DefineMiddleware(BearerAuthMiddleware, exclude=exclude)
+    # Litestar lets OPTIONS through unauthenticated by default; no method is exempt here (the
+    # API serves no cross-origin browsers, and the gateway proxies every method).
+    return DefineMiddleware(BearerAuthMiddleware, exclude=exclude, exclude_http_methods=())
 
 
 def requires(permission: str) -> Guard:
