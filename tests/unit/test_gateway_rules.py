@@ -139,7 +139,6 @@ def test_merge_keeps_routed_paths_and_deconflicts_components() -> None:
     assert set(schemas) == {"InventoryPage", "BookingPage", "Venue", "Problem"}
     responses = merged["paths"]["/api/v1/events"]["get"]["responses"]
     assert "application/problem+json" in responses["404"]["content"]
-    assert responses["200"] == ref
     events_ref = merged["paths"]["/api/v1/events"]["get"]["responses"]["200"]["$ref"]
     assert events_ref == "#/components/schemas/InventoryPage"
     bookings_ref = merged["paths"]["/api/v1/bookings"]["get"]["responses"]["200"]["$ref"]
