@@ -5,13 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-PYTHON="${PYTHON:-python3}"
-
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet --editable '.[dev]'
+scripts/install.sh
 if [ -z "${TICKETING_MYSQL_URL:-}" ]; then
     "$VENV/bin/python" scripts/ensure_mysql.py   # starts the local MariaDB when it is stopped
 fi

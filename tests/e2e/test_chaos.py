@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +35,24 @@ async def api_client(dev: DevProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=dev.gateway, headers=headers, timeout=10)
 
 
+async def under_load(
+    dev: DevProcess,
+    seconds: float,
+    *faults: Coroutine[Any, Any, None],
+    capacity: int = 500,
+    events_count: int = 2,
+    before_check: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, int]:
+    """Steady booking load with ``faults`` running beside it, then the consistency check."""
+    async with await api_client(dev) as api:
+        sale = await prepare_sale(api, events_count=events_count, capacity=capacity)
+        load, *_ = await asyncio.gather(steady_load(api, sale, rate=RATE, seconds=seconds), *faults)
+    await dev.wait_healthy()
+    if before_check is not None:
+        await before_check()
+    return await check_consistency(dev, load, sale)
+
+
 async def at(delay: float, action: object) -> None:
     await asyncio.sleep(delay)
     await action  # type: ignore[misc]
@@ -57,74 +76,54 @@ async def pause(dev: DevProcess, needle: str, seconds: float) -> None:
 
 async def test_kill_9_of_every_service_mid_load_loses_and_doubles_nothing(dev: DevProcess) -> None:
     seconds = scaled(12, 60)
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=3, capacity=40)
-        step = seconds / 5
-        load, *_ = await asyncio.gather(
-            steady_load(api, sale, rate=RATE, seconds=seconds),
-            at(step * 1, kill(dev, "serve order")),
-            at(step * 2, kill(dev, "serve booking")),  # its outbox relay dies with it
-            at(step * 3, kill(dev, "serve gateway")),
-            at(step * 4, kill(dev, "serve inventory")),
-        )
-    await dev.wait_healthy()
-    summary = await check_consistency(dev, load, sale)
+    step = seconds / 5
+    summary = await under_load(
+        dev,
+        seconds,
+        at(step * 1, kill(dev, "serve order")),
+        at(step * 2, kill(dev, "serve booking")),  # its outbox relay dies with it
+        at(step * 3, kill(dev, "serve gateway")),
+        at(step * 4, kill(dev, "serve inventory")),
+        capacity=40,
+        events_count=3,
+    )
     assert summary["confirmed"] > 0
     assert summary["rejected"] > 0  # the events sold out: both outcomes were exercised
     assert dev.log_path.read_bytes().count(b"child died, restarting") >= 4
 
 
 async def test_a_paused_broker_delays_but_loses_nothing(dev: DevProcess) -> None:
-    seconds = scaled(10, 40)
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=2, capacity=500)
-        load, _ = await asyncio.gather(
-            steady_load(api, sale, rate=RATE, seconds=seconds),
-            at(2, pause(dev, "tansu", scaled(5, 20))),
-        )
-    summary = await check_consistency(dev, load, sale)
+    summary = await under_load(dev, scaled(10, 40), at(2, pause(dev, "tansu", scaled(5, 20))))
     assert summary["confirmed"] == summary["accepted"]
 
 
 async def test_a_broker_restarted_empty_is_recovered_by_outbox_replay(dev: DevProcess) -> None:
     seconds = scaled(8, 30)
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=2, capacity=500)
-        load, _ = await asyncio.gather(
-            steady_load(api, sale, rate=RATE, seconds=seconds),
-            at(seconds / 2, kill(dev, "tansu")),  # Tansu keeps nothing: topics and offsets gone
-        )
-    await dev.wait_healthy()
-    await asyncio.sleep(3)  # let relays and consumers reconnect to the new broker
-    for service in ("booking", "order"):
-        out = await dev.run_cli("outbox", "replay", "--service", service, "--since", "1h")
-        assert "replayed" in out or "nothing to replay" in out
-    summary = await check_consistency(dev, load, sale)
+
+    async def replay() -> None:
+        await asyncio.sleep(3)  # let relays and consumers reconnect to the new broker
+        for service in ("booking", "order"):
+            out = await dev.run_cli("outbox", "replay", "--service", service, "--since", "1h")
+            assert "replayed" in out or "nothing to replay" in out
+
+    # Tansu keeps nothing: topics and offsets are gone after the kill.
+    summary = await under_load(
+        dev, seconds, at(seconds / 2, kill(dev, "tansu")), before_check=replay
+    )
     assert summary["confirmed"] == summary["accepted"]
 
 
 async def test_inventory_unavailable_bookings_wait_then_settle(dev: DevProcess) -> None:
-    seconds = scaled(10, 30)
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=2, capacity=500)
-        load, _ = await asyncio.gather(
-            steady_load(api, sale, rate=RATE, seconds=seconds),
-            at(2, pause(dev, "serve inventory", scaled(4, 10))),
-        )
-    summary = await check_consistency(dev, load, sale)
+    summary = await under_load(
+        dev, scaled(10, 30), at(2, pause(dev, "serve inventory", scaled(4, 10)))
+    )
     assert summary["confirmed"] == summary["accepted"]
     assert summary["retries"] > 0  # clients did see 503s while inventory was away
 
 
 async def test_a_database_restart_mid_load_loses_nothing(dev: DevProcess) -> None:
-    seconds = scaled(10, 30)
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=2, capacity=500)
-        load, _ = await asyncio.gather(
-            steady_load(api, sale, rate=RATE, seconds=seconds),
-            at(2, restart_local_mariadb(dev.settings, scaled(2, 10))),
-        )
-    await dev.wait_healthy()
-    summary = await check_consistency(dev, load, sale)
+    summary = await under_load(
+        dev, scaled(10, 30), at(2, restart_local_mariadb(dev.settings, scaled(2, 10)))
+    )
     assert summary["confirmed"] == summary["accepted"]
     assert summary["retries"] > 0  # clients did see the outage
