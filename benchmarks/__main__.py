@@ -149,6 +149,20 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
     }
 
 
+async def drain_saga(dev: DevProcess, limit: float = 600) -> float:
+    """Seconds until no booking is PENDING any more (the saga caught up with the load)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        async with dev.engines["booking"].connect() as conn:
+            pending = await conn.scalar(
+                select(func.count()).select_from(bookings).where(bookings.c.status == "PENDING")
+            )
+        if not pending:
+            break
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> dict[str, Any]:
     async with await api(dev) as client:
         customer_id, event_id = await sale(client, 1_000_000)
@@ -372,6 +386,8 @@ async def main(args: argparse.Namespace) -> None:
             results["accept"] = accept_throughput_result = await accept_throughput(
                 dev, args.seconds
             )
+            drained = await drain_saga(dev)
+            accept_throughput_result["saga_drain_seconds"] = round(drained, 1)
             raw = await raw_booking_writes(
                 dev.settings, dev.settings.database_name("booking"), concurrency=64, seconds=10
             )

@@ -1,6 +1,5 @@
 from typing import Any, cast
 
-import httpx
 import pytest
 from litestar.types import Scope
 
@@ -92,15 +91,13 @@ def test_request_headers_drop_hop_by_hop_and_set_forwarding() -> None:
 
 
 def test_response_headers_drop_hop_by_hop_and_upstream_ids() -> None:
-    upstream = httpx.Headers(
-        [
-            ("content-type", "application/json"),
-            ("connection", "close, x-internal"),
-            ("x-internal", "1"),
-            ("x-request-id", "abc"),
-            ("location", "/api/v1/bookings/1"),
-        ]
-    )
+    upstream = [
+        (b"content-type", b"application/json"),
+        (b"Connection", b"close, x-internal"),
+        (b"x-internal", b"1"),
+        (b"x-request-id", b"abc"),
+        (b"location", b"/api/v1/bookings/1"),
+    ]
     kept = {name for name, _ in response_headers(upstream)}
     assert kept == {b"content-type", b"location"}
 

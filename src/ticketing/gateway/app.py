@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             finally:
                 for upstream in upstreams.values():
                     await upstream.client.aclose()
+                    await upstream.pool.aclose()
 
     return create_http_app(
         service="gateway",

@@ -20,6 +20,7 @@ from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
 from ticketing.shared.breaker import CircuitBreaker, CircuitOpen
+from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
 from ticketing.shared.observability import current_correlation_id
 
 HOP_BY_HOP = frozenset(
@@ -59,14 +60,13 @@ class Upstream:
     base_url: str
     breaker: CircuitBreaker
     timeout: float
-    client: httpx.AsyncClient = field(init=False)
+    client: httpx.AsyncClient = field(init=False)  # health checks and documents
+    pool: Http11Pool = field(init=False)  # proxied requests
 
     def __post_init__(self) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-        )
+        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout))
+        url = httpx.URL(self.base_url)
+        self.pool = Http11Pool(url.host, url.port or 80)
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -102,13 +102,19 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return kept
 
 
-def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The upstream's headers minus hop-by-hop ones and those the gateway sets itself."""
     named_in_connection = {
-        token.strip().lower() for token in headers.get("connection", "").split(",") if token
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+        if token.strip()
     }
     dropped = HOP_BY_HOP | named_in_connection | {"x-request-id", "date", "server"}
-    return [(name, value) for name, value in headers.raw if name.decode().lower() not in dropped]
+    return [
+        (name, value) for name, value in headers if name.decode("latin-1").lower() not in dropped
+    ]
 
 
 def target_of(scope: Scope) -> str:
@@ -159,6 +165,11 @@ async def body_of(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body (small: the limit is the body limit), refused past ``limit``."""
+    return b"".join([chunk async for chunk in body_of(receive, limit)])
+
+
 async def forward(
     upstream: Upstream,
     scope: Scope,
@@ -174,41 +185,42 @@ async def forward(
     except CircuitOpen as refused:
         raise UpstreamUnavailable(upstream.name, int(refused.extensions["retry_after"])) from None
     method = str(scope.get("method", "GET"))
-    request = upstream.client.build_request(
-        method,
-        target_of(scope),
-        headers=request_headers(scope),
-        content=body_of(receive, body_limit) if has_body(scope) else None,
-    )
-    started = time.perf_counter()
     try:
-        async with asyncio.timeout(upstream.timeout):
-            response = await upstream.client.send(request, stream=True)
+        body = await read_body(receive, body_limit) if has_body(scope) else b""
     except BodyTooLarge:
         upstream.breaker.record_success()  # the caller's fault, not the upstream's
         raise
-    except (httpx.HTTPError, TimeoutError) as error:
+    headers = [
+        (name, value)
+        for name, value in request_headers(scope)
+        if name.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(upstream.timeout):
+            response = await upstream.pool.request(method, target_of(scope), headers, body)
+    except (OSError, TimeoutError, UpstreamProtocolError) as error:
         upstream.breaker.record_failure()
         log.warning("upstream failed", upstream=upstream.name, error=type(error).__name__)
         raise UpstreamUnavailable(upstream.name, 1) from error
-    if response.status_code >= 500:
+    if response.status >= 500:
         upstream.breaker.record_failure()
     else:
         upstream.breaker.record_success()
-    latency.labels(upstream.name, f"{response.status_code // 100}xx").observe(
+    latency.labels(upstream.name, f"{response.status // 100}xx").observe(
         time.perf_counter() - started
     )
     try:
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
+                "status": response.status,
                 "headers": response_headers(response.headers),
             }
         )
-        async for chunk in response.aiter_raw():
+        async for chunk in response.body():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         final: Message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(final)
     finally:
-        await response.aclose()
+        response.release()

@@ -1,4 +1,4 @@
-"""Calls to another service over HTTP: one pooled client, a timeout, and a circuit breaker.
+"""Calls to another service over HTTP: a keep-alive pool, a timeout, and a circuit breaker.
 
 Timeouts, connection errors and 5xx count as failures and raise :class:`Unavailable`; any other
 answer is returned for the caller's typed adapter to interpret.
@@ -6,13 +6,16 @@ answer is returned for the caller's typed adapter to interpret.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +26,18 @@ class Credentials(Protocol):
     async def authorization(self) -> str: ...
 
     async def invalidate(self, rejected: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream's whole answer."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
 
 
 class Upstream:
@@ -38,13 +53,12 @@ class Upstream:
     ) -> None:
         self.name = name
         self._credentials = credentials
+        self._timeout = timeout
         self.breaker = breaker or CircuitBreaker(name)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        url = urlsplit(base_url)
+        self._prefix = url.path.rstrip("/")
+        self._pool = Http11Pool(
+            url.hostname or "127.0.0.1", url.port or 80, max_connections=max_connections
         )
 
     async def request(
@@ -52,19 +66,17 @@ class Upstream:
         method: str,
         path: str,
         *,
-        json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         credentials = self._credentials
         if credentials is None:
-            return await self._call(method, path, json=json, content=content, headers=headers)
+            return await self._call(method, path, content=content, headers=headers)
         for attempt in (1, 2):
             authorization = await credentials.authorization()
             response = await self._call(
                 method,
                 path,
-                json=json,
                 content=content,
                 headers={**(headers or {}), "Authorization": authorization},
             )
@@ -78,16 +90,25 @@ class Upstream:
         method: str,
         path: str,
         *,
-        json: Any,
         content: bytes | None,
         headers: dict[str, str] | None,
-    ) -> httpx.Response:
+    ) -> Reply:
         self.breaker.before_call()
+        fields = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+        ]
         try:
-            response = await self._client.request(
-                method, path, json=json, content=content, headers=headers
-            )
-        except httpx.HTTPError as error:
+            async with asyncio.timeout(self._timeout):
+                answer = await self._pool.request(
+                    method, self._prefix + path, fields, content or b""
+                )
+                try:
+                    body = b"".join([chunk async for chunk in answer.body()])
+                finally:
+                    answer.release()
+            response = Reply(answer.status, body)
+        except (OSError, TimeoutError, UpstreamProtocolError) as error:
             self.breaker.record_failure()
             log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
             raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
@@ -99,4 +120,4 @@ class Upstream:
         return response
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
