@@ -45,6 +45,7 @@ class UpstreamResponse:
     _head_done: bool = False
     _complete: bool = False
     _parser: httptools.HttpResponseParser | None = None
+    _keep_alive: bool = False
     _released: bool = False
 
     # httptools callbacks
@@ -61,6 +62,8 @@ class UpstreamResponse:
 
     def on_message_complete(self) -> None:
         self._complete = True
+        # Only meaningful inside a callback: the parser resets once the message is complete.
+        self._keep_alive = self._parser is not None and self._parser.should_keep_alive()
 
     async def _feed(self) -> None:
         data = await self.connection.reader.read(65536)
@@ -91,12 +94,7 @@ class UpstreamResponse:
         if self._released:
             return
         self._released = True
-        reusable = (
-            self._complete
-            and not self.head_only
-            and self._parser is not None
-            and self._parser.should_keep_alive()
-        )
+        reusable = self._complete and not self.head_only and self._keep_alive
         self.pool.give_back(self.connection, reusable=reusable)
 
 
