@@ -15,13 +15,7 @@ from prometheus_client.registry import Collector
 
 from ticketing.gateway.docs import assets_root, docs_handlers
 from ticketing.gateway.openapi import MergedSpec
-from ticketing.gateway.proxy import (
-    BodyTooLarge,
-    Upstream,
-    UpstreamUnavailable,
-    decoded_path,
-    forward,
-)
+from ticketing.gateway.proxy import Backend, BodyTooLarge, decoded_path, forward
 from ticketing.gateway.ratelimit import RateLimiter
 from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
 from ticketing.shared.auth import OidcDiscovery, Principal, Unauthenticated
@@ -43,15 +37,15 @@ BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, Breake
 class BreakerCollector(Collector):
     """``gateway_breaker_state{upstream}``: 0 closed, 1 half-open, 2 open (read at scrape)."""
 
-    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
-        self._upstreams = upstreams
+    def __init__(self, backends: Mapping[str, Backend]) -> None:
+        self._backends = backends
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "gateway_breaker_state", "Circuit breaker state per upstream", labels=["upstream"]
         )
-        for name, upstream in self._upstreams.items():
-            family.add_metric([name], BREAKER_STATE_VALUE[upstream.breaker.state])
+        for name, backend in self._backends.items():
+            family.add_metric([name], BREAKER_STATE_VALUE[backend.upstream.breaker.state])
         yield family
 
 
@@ -98,7 +92,7 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
 
     try:
         await forward(
-            state.upstreams[name],
+            state.backends[name].upstream,
             scope,
             receive,
             send_with_limits,
@@ -107,18 +101,18 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
         )
     except BodyTooLarge:
         raise PayloadTooLarge(f"the body is over {settings.max_request_body_bytes} bytes") from None
-    except UpstreamUnavailable as error:
+    except Unavailable as error:
         raise Unavailable(
-            f"the {error.upstream} service is unavailable; try again shortly",
-            retry_after=error.retry_after,
-            service=error.upstream,
+            f"the {name} service is unavailable; try again shortly",
+            retry_after=error.extensions.get("retry_after", 1),
+            service=name,
         ) from None
 
 
-async def upstream_ready(upstream: Upstream) -> None:
-    response = await upstream.client.get("/health/ready", timeout=1.0)
+async def backend_ready(backend: Backend) -> None:
+    response = await backend.client.get("/health/ready", timeout=1.0)
     if response.status_code != 200:
-        raise ConnectionError(f"{upstream.name} is not ready")
+        raise ConnectionError(f"{backend.name} is not ready")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -136,17 +130,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        upstreams: dict[str, Upstream] = {
-            name: Upstream(
-                name,
-                settings.base_url(name),
-                breaker=breaker(name),
-                timeout=settings.upstream_timeout,
+        backends: dict[str, Backend] = {
+            name: Backend.create(
+                name, settings.base_url(name), breaker(name), settings.upstream_timeout
             )
             for name in UPSTREAMS
         }
         metrics: HttpMetrics = app.state.metrics
-        metrics.registry.register(BreakerCollector(upstreams))
+        metrics.registry.register(BreakerCollector(backends))
         app.state.upstream_latency = Histogram(
             "gateway_upstream_duration_seconds",
             "Time until an upstream's response headers arrived",
@@ -154,7 +145,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             registry=metrics.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        app.state.upstreams = upstreams
+        app.state.backends = backends
         app.state.limiter = RateLimiter(
             settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
         )
@@ -168,19 +159,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 return await discovery.endpoint("token_endpoint")
 
             app.state.spec = MergedSpec(
-                {name: upstream.client for name, upstream in upstreams.items()}, token_url
+                {name: backend.client for name, backend in backends.items()}, token_url
             )
-            for name, upstream in upstreams.items():
-                register_readiness(app, name, functools.partial(upstream_ready, upstream))
+            for name, backend in backends.items():
+                register_readiness(app, name, functools.partial(backend_ready, backend))
             app.state.health_details = lambda: {
-                "breakers": {name: u.breaker.state.value for name, u in upstreams.items()}
+                "breakers": {n: b.upstream.breaker.state.value for n, b in backends.items()}
             }
             try:
                 yield
             finally:
-                for upstream in upstreams.values():
-                    await upstream.client.aclose()
-                    await upstream.pool.aclose()
+                for backend in backends.values():
+                    await backend.aclose()
 
     return create_http_app(
         service="gateway",

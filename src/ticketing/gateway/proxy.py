@@ -1,17 +1,16 @@
-"""The streaming reverse proxy: one pooled HTTP client per upstream, a breaker each, a timeout.
+"""The reverse proxy over each service's :class:`~ticketing.shared.upstream.Upstream` (a
+keep-alive pool, a breaker, a timeout).
 
-Request and response bodies stream through; hop-by-hop headers are dropped; the caller's
-``Authorization`` is forwarded (each service verifies it again); ``X-Forwarded-*`` and
-``X-Request-ID`` are set. A refused, timed-out or unreachable upstream gives a 503 problem
-naming the service, with ``Retry-After``.
+Request bodies are read whole (at most the body limit) and responses stream back; hop-by-hop
+headers are dropped; the caller's ``Authorization`` is forwarded (each service verifies it
+again); ``X-Forwarded-*`` and ``X-Request-ID`` are set. A refused, timed-out or unreachable
+upstream gives a 503 problem naming the service, with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httpx
@@ -19,9 +18,9 @@ import structlog
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from ticketing.shared.breaker import CircuitBreaker, CircuitOpen
-from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
+from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.upstream import Upstream
 
 HOP_BY_HOP = frozenset(
     {
@@ -47,26 +46,24 @@ class BodyTooLarge(Exception):
     pass
 
 
-class UpstreamUnavailable(Exception):
-    def __init__(self, upstream: str, retry_after: int) -> None:
-        super().__init__(f"{upstream} is unavailable")
-        self.upstream = upstream
-        self.retry_after = retry_after
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A service behind the gateway: proxied requests go through ``upstream`` (breaker, timeout,
+    keep-alive pool); health checks and API documents through ``client``, so that probes never
+    move the breaker."""
 
-
-@dataclass
-class Upstream:
     name: str
-    base_url: str
-    breaker: CircuitBreaker
-    timeout: float
-    client: httpx.AsyncClient = field(init=False)  # health checks and documents
-    pool: Http11Pool = field(init=False)  # proxied requests
+    upstream: Upstream
+    client: httpx.AsyncClient
 
-    def __post_init__(self) -> None:
-        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout))
-        url = httpx.URL(self.base_url)
-        self.pool = Http11Pool(url.host, url.port or 80)
+    @classmethod
+    def create(cls, name: str, base_url: str, breaker: CircuitBreaker, timeout: float) -> Backend:
+        upstream = Upstream(name, base_url, timeout=timeout, breaker=breaker, max_connections=200)
+        return cls(name, upstream, httpx.AsyncClient(base_url=base_url, timeout=timeout))
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+        await self.client.aclose()
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -147,27 +144,23 @@ def has_body(scope: Scope) -> bool:
     return False
 
 
-async def body_of(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused past ``limit`` bytes."""
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body (small: at most the body limit), refused past ``limit``."""
+    chunks: list[bytes] = []
     seen = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            break
         body = message.get("body", b"")
         chunk = body if isinstance(body, bytes) else b""
         seen += len(chunk)
         if seen > limit:
             raise BodyTooLarge
-        if chunk:
-            yield chunk
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body (small: the limit is the body limit), refused past ``limit``."""
-    return b"".join([chunk async for chunk in body_of(receive, limit)])
+            break
+    return b"".join(chunks)
 
 
 async def forward(
@@ -179,34 +172,17 @@ async def forward(
     body_limit: int,
     latency: Histogram,
 ) -> None:
-    """Send the request to ``upstream`` and stream its answer back."""
-    try:
-        upstream.breaker.before_call()
-    except CircuitOpen as refused:
-        raise UpstreamUnavailable(upstream.name, int(refused.extensions["retry_after"])) from None
-    method = str(scope.get("method", "GET"))
-    try:
-        body = await read_body(receive, body_limit) if has_body(scope) else b""
-    except BodyTooLarge:
-        upstream.breaker.record_success()  # the caller's fault, not the upstream's
-        raise
+    """Send the request to ``upstream`` and stream its answer back. Raises BodyTooLarge, and
+    Unavailable when the breaker is open or the upstream cannot answer."""
+    body = await read_body(receive, body_limit) if has_body(scope) else b""
     headers = [
         (name, value)
         for name, value in request_headers(scope)
         if name.lower() not in (b"content-length", b"transfer-encoding")
     ]
+    method = str(scope.get("method", "GET"))
     started = time.perf_counter()
-    try:
-        async with asyncio.timeout(upstream.timeout):
-            response = await upstream.pool.request(method, target_of(scope), headers, body)
-    except (OSError, TimeoutError, UpstreamProtocolError) as error:
-        upstream.breaker.record_failure()
-        log.warning("upstream failed", upstream=upstream.name, error=type(error).__name__)
-        raise UpstreamUnavailable(upstream.name, 1) from error
-    if response.status >= 500:
-        upstream.breaker.record_failure()
-    else:
-        upstream.breaker.record_success()
+    response = await upstream.open(method, target_of(scope), headers, body)
     latency.labels(upstream.name, f"{response.status // 100}xx").observe(
         time.perf_counter() - started
     )

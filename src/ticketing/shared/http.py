@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ticketing import __version__
 from ticketing.shared.observability import HttpMetrics, observability_middleware
-from ticketing.shared.problems import EXCEPTION_HANDLERS
+from ticketing.shared.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, problem_body
 from ticketing.shared.security import bearer_auth, verifier_lifespan
 from ticketing.shared.settings import Settings
 
@@ -78,19 +78,17 @@ def header_limit(app: ASGIApp, max_bytes: int) -> ASGIApp:
             size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
             if size > max_bytes:
                 body = msgspec.json.encode(
-                    {
-                        "type": "about:blank",
-                        "title": "Request Header Fields Too Large",
-                        "status": 431,
-                        "detail": f"the request headers are over {max_bytes} bytes",
-                        "instance": scope.get("path", ""),
-                    }
+                    problem_body(
+                        431,
+                        f"the request headers are over {max_bytes} bytes",
+                        str(scope.get("path", "")),
+                    )
                 )
                 start: HTTPResponseStartEvent = {
                     "type": "http.response.start",
                     "status": 431,
                     "headers": [
-                        (b"content-type", b"application/problem+json"),
+                        (b"content-type", PROBLEM_JSON.encode()),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }

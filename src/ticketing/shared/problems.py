@@ -28,6 +28,20 @@ STATUS_BY_KIND = {
 log = structlog.get_logger(__name__)
 
 
+def problem_body(
+    status: int, detail: str, instance: str, *, title: str | None = None, **extensions: Any
+) -> dict[str, Any]:
+    """An RFC 9457 problem document."""
+    return {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extensions,
+    }
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     status: int,
@@ -37,14 +51,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        **extensions,
-    }
+    body = problem_body(status, detail, request.url.path, title=title, **extensions)
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -154,4 +161,4 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     Exception: handle_unexpected,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem_response"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem_body", "problem_response"]

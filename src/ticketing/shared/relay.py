@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -178,7 +177,3 @@ class OutboxRelay:
 
 def relay_lock_name(settings: Settings, service: str) -> str:
     return f"{settings.db_prefix}{service}.outbox-relay"
-
-
-def describe(relay: OutboxRelay) -> dict[str, Any]:
-    return {"leader": relay.is_leader, "published": relay.published}

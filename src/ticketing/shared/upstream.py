@@ -15,7 +15,7 @@ import structlog
 
 from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
+from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError, UpstreamResponse
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +85,25 @@ class Upstream:
             await credentials.invalidate(authorization)  # rotated keys or revoked: one fresh try
         return response
 
+    async def open(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse:
+        """Send a request and read the head of the answer; the caller streams the body and
+        releases it. The breaker counts timeouts, connection errors and 5xx as failures."""
+        self.breaker.before_call()
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._pool.request(method, self._prefix + target, headers, body)
+        except (OSError, TimeoutError, UpstreamProtocolError) as error:
+            self.breaker.record_failure()
+            log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
+            raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
+        if response.status >= 500:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+        return response
+
     async def _call(
         self,
         method: str,
@@ -93,31 +112,22 @@ class Upstream:
         content: bytes | None,
         headers: dict[str, str] | None,
     ) -> Reply:
-        self.breaker.before_call()
         fields = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in (headers or {}).items()
         ]
+        answer = await self.open(method, path, fields, content or b"")
         try:
             async with asyncio.timeout(self._timeout):
-                answer = await self._pool.request(
-                    method, self._prefix + path, fields, content or b""
-                )
-                try:
-                    body = b"".join([chunk async for chunk in answer.body()])
-                finally:
-                    answer.release()
-            response = Reply(answer.status, body)
+                body = b"".join([chunk async for chunk in answer.body()])
         except (OSError, TimeoutError, UpstreamProtocolError) as error:
-            self.breaker.record_failure()
-            log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
             raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
-        if response.status_code >= 500:
-            self.breaker.record_failure()
-            log.warning("upstream error", upstream=self.name, status=response.status_code)
-            raise Unavailable(f"{self.name} answered {response.status_code}", retry_after=1)
-        self.breaker.record_success()
-        return response
+        finally:
+            answer.release()
+        if answer.status >= 500:
+            log.warning("upstream error", upstream=self.name, status=answer.status)
+            raise Unavailable(f"{self.name} answered {answer.status}", retry_after=1)
+        return Reply(answer.status, body)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
