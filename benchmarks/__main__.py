@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ from ticketing.shared.relay import OutboxRelay, create_producer
 from ticketing.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = ("accept", "confirmation", "relay", "flash")
 
 
 def rss_mb(pid: int | None) -> float:
@@ -48,6 +50,27 @@ def rss_mb(pid: int | None) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds the process has used so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_holders(dev: DevProcess) -> dict[str, int | None]:
+    """The processes that share the machine's cores during a run."""
+    holders = {s: dev.child(f"serve {s}") for s in ("inventory", "booking", "order", "gateway")}
+    holders["broker"] = dev.child("tansu")
+    holders["oidc"] = dev.child("dev-idp")
+    mariadb = subprocess.run(["pidof", "mariadbd"], capture_output=True, text=True, check=False)
+    holders["mariadb"] = int(mariadb.stdout.split()[0]) if mariadb.stdout.strip() else None
+    return holders
 
 
 def footprint(dev: DevProcess) -> dict[str, float]:
@@ -124,11 +147,14 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
         stdout=asyncio.subprocess.PIPE,
     )
     peak: dict[str, float] = {}
+    holders = cpu_holders(dev)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in holders.items()}
     while process.returncode is None:
         for name, value in footprint(dev).items():
             peak[name] = max(peak.get(name, 0.0), value)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), 0.5)
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in holders.items()}
     out = (await process.stdout.read()).decode() if process.stdout else ""
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     measured = json.loads(line[5:])
@@ -146,6 +172,8 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
         "p95_ms": measured["p95_us"] / 1000,
         "p99_ms": measured["p99_us"] / 1000,
         "rss_under_load_mb": peak,
+        # Share of one core each process used during the run (2.0 would be both cores).
+        "cores_used": {name: round(value / seconds, 2) for name, value in cpu.items()},
     }
 
 
@@ -378,33 +406,37 @@ async def main(args: argparse.Namespace) -> None:
         "machine": machine(),
         "command": "make bench",
     }
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     with tempfile.TemporaryDirectory() as logs:
         async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING") as dev:
             await asyncio.sleep(2)
             results["footprint_idle_mb"] = footprint(dev)
-            print("accept throughput ...", file=sys.stderr)
-            results["accept"] = accept_throughput_result = await accept_throughput(
-                dev, args.seconds
-            )
-            drained = await drain_saga(dev)
-            accept_throughput_result["saga_drain_seconds"] = round(drained, 1)
-            raw = await raw_booking_writes(
-                dev.settings, dev.settings.database_name("booking"), concurrency=64, seconds=10
-            )
-            accept_throughput_result["raw_write_ceiling_per_second"] = round(raw, 1)
-            accept_throughput_result["ratio_to_ceiling"] = round(
-                accept_throughput_result["accepted_per_second"] / raw, 3
-            )
-            print("confirmation latency ...", file=sys.stderr)
-            results["confirmation"] = await confirmation_latency(dev, rate=args.rate, seconds=20)
-            print("relay throughput ...", file=sys.stderr)
-            results["relay"] = await relay_throughput(dev, rows=args.relay_rows)
-            print("flash sale ...", file=sys.stderr)
-            results["flash_sale"] = await flash_sale(dev, tickets=100, buyers=5000)
+            if "accept" in only:
+                print("accept throughput ...", file=sys.stderr)
+                accept = results["accept"] = await accept_throughput(dev, args.seconds)
+                accept["saga_drain_seconds"] = round(await drain_saga(dev), 1)
+                raw = await raw_booking_writes(
+                    dev.settings, dev.settings.database_name("booking"), concurrency=64, seconds=10
+                )
+                accept["raw_write_ceiling_per_second"] = round(raw, 1)
+                accept["ratio_to_ceiling"] = round(accept["accepted_per_second"] / raw, 3)
+            if "confirmation" in only:
+                print("confirmation latency ...", file=sys.stderr)
+                results["confirmation"] = await confirmation_latency(
+                    dev, rate=args.rate, seconds=20
+                )
+            if "relay" in only:
+                print("relay throughput ...", file=sys.stderr)
+                results["relay"] = await relay_throughput(dev, rows=args.relay_rows)
+            if "flash" in only:
+                print("flash sale ...", file=sys.stderr)
+                results["flash_sale"] = await flash_sale(dev, tickets=100, buyers=5000)
             results["footprint_after_mb"] = footprint(dev)
+    print(json.dumps(results, indent=2))
+    if only != set(SCENARIOS):
+        return  # a partial run is for measuring one change; the report needs every scenario
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, REPO / "docs" / "benchmarks.md")
-    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
@@ -412,5 +444,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=30, help="accept throughput duration")
     parser.add_argument("--rate", type=float, default=200, help="bookings/s for the latency run")
     parser.add_argument("--relay-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated scenarios to run ({','.join(SCENARIOS)}); "
+        "a partial run prints its JSON and writes no report",
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.json")
     asyncio.run(main(parser.parse_args()))

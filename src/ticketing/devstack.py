@@ -29,6 +29,7 @@ from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_IDP = REPO / "deploy" / "dev-idp"
+TANSU_FETCH_MAX_WAIT_MS = 10
 SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
 TOPICS = (
     "ticketing.bookings",
@@ -172,6 +173,10 @@ class DevStack:
         self.start("kafka", [*argv, "--advertised-listener-url", url], after_start=prepare)
         self.env["TICKETING_KAFKA_BOOTSTRAP"] = bootstrap
         self.env.setdefault("RUST_LOG", "warn")
+        # Tansu answers a fetch that finds nothing only when the fetch's wait is over (Kafka
+        # answers as soon as a record arrives), so each hop of the saga would wait up to that
+        # long: poll it briefly instead.
+        self.env.setdefault("TICKETING_KAFKA_FETCH_MAX_WAIT_MS", str(TANSU_FETCH_MAX_WAIT_MS))
         await asyncio.wait_for(started.wait(), 60)
 
     async def start_idp(self) -> None:

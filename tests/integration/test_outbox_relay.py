@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import create_topics, free_port, kafka_broker, read_topic
 from ticketing.contracts.events import OrderRejected
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.outbox import append, outbox_table
+from ticketing.shared.outbox import append, build_row, outbox_table
 from ticketing.shared.relay import OutboxRelay, create_producer
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -53,15 +53,10 @@ async def write_events(
                     reason=f"{key}:{sequence}",
                     rejected_at=datetime.now(UTC),
                 )
-                await append(
-                    conn,
-                    table,
-                    event,
-                    topic=topic,
-                    key=key,
-                    aggregate_type="test",
-                    aggregate_id=key,
+                row = build_row(
+                    event, topic=topic, key=key, aggregate_type="test", aggregate_id=key
                 )
+                await append(conn, table, [row])
 
 
 async def pending(engine: AsyncEngine, table: Table) -> int:

@@ -25,6 +25,7 @@ def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
         dlq_topic=ORDERS_DLQ_TOPIC,
         accepted=(OrderConfirmed, OrderRejected),
         handle=settle,
+        handle_batch=service.apply_outcomes,
         description="Moves a booking to CONFIRMED or REJECTED, once per message.",
     )
     return broker

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, insert, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.booking.tables import bookings, customers, idempotency_keys
@@ -66,21 +68,25 @@ async def customer_exists(conn: AsyncConnection, customer_id: uuid.UUID) -> bool
     return (await conn.scalar(query)) is not None
 
 
-async def add_booking(conn: AsyncConnection, booking: Booking) -> None:
-    created = booking.created_at.replace(tzinfo=None)
-    await conn.execute(
-        insert(bookings).values(
-            id=booking.id,
-            customer_id=booking.customer_id,
-            event_id=booking.event_id,
-            ticket_count=booking.ticket_count,
-            unit_price=Decimal(booking.unit_price),
-            total_price=Decimal(booking.total_price),
-            status=booking.status.value,
-            created_at=created,
-            updated_at=created,
+async def add_bookings(conn: AsyncConnection, new: Sequence[Booking]) -> None:
+    """Insert ``new`` bookings with one multi-row statement."""
+    rows = []
+    for booking in new:
+        created = booking.created_at.replace(tzinfo=None)
+        rows.append(
+            {
+                "id": booking.id,
+                "customer_id": booking.customer_id,
+                "event_id": booking.event_id,
+                "ticket_count": booking.ticket_count,
+                "unit_price": Decimal(booking.unit_price),
+                "total_price": Decimal(booking.total_price),
+                "status": booking.status.value,
+                "created_at": created,
+                "updated_at": created,
+            }
         )
-    )
+    await conn.execute(insert(bookings), rows)
 
 
 async def get_booking(
@@ -122,6 +128,38 @@ async def set_outcome(
         .values(status=status.value, order_id=order_id, reason=reason, updated_at=utcnow())
     )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    booking_id: uuid.UUID
+    status: BookingStatus
+    order_id: uuid.UUID | None
+    reason: str | None
+
+
+async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
+    """Move PENDING bookings to their final status with one statement (at most one outcome per
+    booking); the number of bookings moved (those not PENDING are left alone)."""
+    if not outcomes:
+        return 0
+    by_id = bookings.c.id
+    order_ids = {o.booking_id: o.order_id for o in outcomes if o.order_id is not None}
+    reasons = {o.booking_id: o.reason for o in outcomes if o.reason is not None}
+    result = await conn.execute(
+        update(bookings)
+        .where(
+            by_id.in_([o.booking_id for o in outcomes]),
+            bookings.c.status == BookingStatus.PENDING.value,
+        )
+        .values(
+            status=case({o.booking_id: o.status.value for o in outcomes}, value=by_id),
+            order_id=case(order_ids, value=by_id, else_=null()) if order_ids else null(),
+            reason=case(reasons, value=by_id, else_=null()) if reasons else null(),
+            updated_at=utcnow(),
+        )
+    )
+    return int(result.rowcount)
 
 
 # Idempotency keys ------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import structlog
@@ -32,15 +33,37 @@ from ticketing.contracts.events import (
 )
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
+from ticketing.shared.consumer import Received
 from ticketing.shared.db import mysql_error_code, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
+from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
+MAX_KNOWN_CUSTOMERS = 100_000
 DUPLICATE_KEY = 1062
 log = structlog.get_logger(__name__)
 _encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    """What accepting one booking writes: its row, its outbox event, its idempotency key."""
+
+    booking: Booking
+    outbox_row: dict[str, Any]
+    idempotency_key: str | None
+    response: str
+
+
+async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> None:
+    """Write accepted bookings (and their BookingRequested events) in the caller's transaction."""
+    await repo.add_bookings(conn, [item.booking for item in new])
+    await outbox_ops.append(conn, outbox, [item.outbox_row for item in new])
+    for item in new:
+        if item.idempotency_key is not None:
+            await repo.complete_key(conn, item.idempotency_key, item.booking.id, item.response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +84,18 @@ class BookingService:
         max_tickets: int,
         after_commit: Callable[[], None] = lambda: None,
         abandoned_after: timedelta = timedelta(seconds=30),
+        max_group: int = 100,
     ) -> None:
         self._engine = engine
         self._abandoned_after = abandoned_after
         self._inventory = inventory
         self._max_tickets = max_tickets
-        self._after_commit = after_commit
+        # Customers are never deleted, so one that existed once still does: remembering them
+        # saves a query per booking (the foreign key on bookings stays the final guard).
+        self._known_customers: set[uuid.UUID] = set()
+        self._writer = GroupCommit(
+            engine, write_bookings, max_batch=max_group, after_commit=after_commit
+        )
 
     # Customers -------------------------------------------------------------------------
 
@@ -150,9 +179,7 @@ class BookingService:
         authorization: str | None,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
-        async with self._engine.connect() as conn:
-            if not await repo.customer_exists(conn, data.customer_id):
-                raise NotFound(f"customer {data.customer_id} does not exist")
+        await self._check_customer(data.customer_id)
         event = await self._inventory.get_event(
             data.event_id, correlation_id=correlation_id, authorization=authorization
         )
@@ -180,26 +207,29 @@ class BookingService:
             requested_at=now,
         )
         body = _encoder.encode(booking)
-
-        async def work(conn: AsyncConnection) -> None:
-            await repo.add_booking(conn, booking)
-            await outbox_ops.append(
-                conn,
-                outbox,
-                requested,
-                topic=BOOKINGS_TOPIC,
-                key=str(booking.event_id),
-                aggregate_type="booking",
-                aggregate_id=str(booking.id),
-                correlation_id=correlation_id,
-            )
-            if idempotency_key is not None:
-                await repo.complete_key(conn, idempotency_key, booking.id, body.decode())
-
-        await run_transaction(self._engine, work)
-        self._after_commit()
+        outbox_row = outbox_ops.build_row(
+            requested,
+            topic=BOOKINGS_TOPIC,
+            key=str(booking.event_id),
+            aggregate_type="booking",
+            aggregate_id=str(booking.id),
+            correlation_id=correlation_id,
+        )
+        # Concurrent bookings share one transaction (see GroupCommit); this returns once the
+        # booking, its event and its idempotency key are committed.
+        await self._writer.write(NewBooking(booking, outbox_row, idempotency_key, body.decode()))
         log.info("booking accepted", booking_id=str(booking.id), event_id=str(booking.event_id))
         return Accepted(booking_id=booking.id, body=body, replayed=False)
+
+    async def _check_customer(self, customer_id: uuid.UUID) -> None:
+        if customer_id in self._known_customers:
+            return
+        async with self._engine.connect() as conn:
+            if not await repo.customer_exists(conn, customer_id):
+                raise NotFound(f"customer {customer_id} does not exist")
+        if len(self._known_customers) >= MAX_KNOWN_CUSTOMERS:
+            self._known_customers.clear()
+        self._known_customers.add(customer_id)
 
     async def _claim_key(self, key: str, fingerprint: str) -> Accepted | None:
         """None when this request owns the key now; the first answer when it was given."""
@@ -253,3 +283,46 @@ class BookingService:
             return True
 
         return await run_transaction(self._engine, work)
+
+    async def apply_outcomes(self, received: Sequence[Received]) -> None:
+        """Settle a batch of outcomes in one transaction, each message at most once.
+
+        Messages applied before are skipped. If another consumer applied one of them meanwhile,
+        the transaction fails on the inbox's key and each goes through :meth:`apply_outcome`.
+        """
+        events: dict[uuid.UUID, OrderConfirmed | OrderRejected] = {}
+        for item in received:
+            events.setdefault(item.event.message_id, item.event)
+        async with self._engine.connect() as conn:
+            seen = await inbox_ops.seen_among(conn, inbox, CONSUMER, list(events))
+        todo = [event for message_id, event in events.items() if message_id not in seen]
+        if not todo:
+            return
+        outcomes: dict[uuid.UUID, repo.Outcome] = {}
+        for event in todo:
+            outcomes.setdefault(event.booking_id, _outcome(event))
+
+        async def work(conn: AsyncConnection) -> int:
+            await inbox_ops.claim_all(conn, inbox, CONSUMER, [e.message_id for e in todo])
+            return await repo.set_outcomes(conn, list(outcomes.values()))
+
+        try:
+            changed = await run_transaction(self._engine, work)
+        except IntegrityError as error:
+            if mysql_error_code(error) != DUPLICATE_KEY:
+                raise
+            log.warning("batch overlaps messages applied meanwhile; applying one by one")
+            for event in todo:
+                await self.apply_outcome(event)
+            return
+        if changed < len(outcomes):
+            log.warning(
+                "outcomes ignored: bookings missing or already final",
+                count=len(outcomes) - changed,
+            )
+
+
+def _outcome(event: OrderConfirmed | OrderRejected) -> repo.Outcome:
+    if isinstance(event, OrderConfirmed):
+        return repo.Outcome(event.booking_id, BookingStatus.CONFIRMED, event.order_id, None)
+    return repo.Outcome(event.booking_id, BookingStatus.REJECTED, None, event.reason)

@@ -74,3 +74,39 @@ class ReservationResult(msgspec.Struct):
     booking_id: uuid.UUID
     status: ReservationStatus
     left_capacity: int
+
+
+MAX_RESERVATION_BATCH = 500
+
+
+class ReservationItem(msgspec.Struct, forbid_unknown_fields=True):
+    event_id: uuid.UUID
+    booking_id: uuid.UUID
+    ticket_count: TicketCount
+
+
+class ReservationBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Several bookings' reservations, decided in one transaction, in this order."""
+
+    items: Annotated[
+        list[ReservationItem], msgspec.Meta(min_length=1, max_length=MAX_RESERVATION_BATCH)
+    ]
+
+
+class ReservationOutcome(StrEnum):
+    """A batch item's answer: the reservation's status, or why there is none."""
+
+    RESERVED = "reserved"
+    INSUFFICIENT = "insufficient"
+    EVENT_NOT_FOUND = "event_not_found"  # nothing recorded: the booking id stays unused
+    CONFLICT = "conflict"  # the booking id already holds a different reservation
+
+
+class ReservationItemResult(msgspec.Struct):
+    booking_id: uuid.UUID
+    outcome: ReservationOutcome
+    left_capacity: int | None = None  # after this reservation; None without one
+
+
+class ReservationBatchResult(msgspec.Struct):
+    items: list[ReservationItemResult]  # in the order of the request

@@ -14,6 +14,8 @@ from ticketing.contracts.inventory import (
     Event,
     EventCreate,
     EventPage,
+    ReservationBatch,
+    ReservationBatchResult,
     ReservationRequest,
     ReservationResult,
     Venue,
@@ -99,3 +101,25 @@ class ReservationController(Controller):
         inventory: Inventory,
     ) -> ReservationResult:
         return await inventory.reserve(event_id, data)
+
+
+class ReservationBatchController(Controller):
+    """Internal: the order saga reserves for a whole batch of bookings in one call."""
+
+    path = "/internal/v1/reservations"
+    tags = ["internal"]
+    dependencies = DEPENDENCIES
+
+    @post(
+        "/",
+        status_code=200,
+        summary="Reserve tickets for many bookings in one transaction (idempotent per booking id)",
+        description="Items are decided in order, exactly as if each were reserved alone: a "
+        "booking id that already holds a reservation gets its first answer back (or "
+        "`conflict` when it asks for other seats); an unknown event records nothing.",
+        guards=[requires(RESERVE)],
+    )
+    async def reserve_many(
+        self, data: JSONBody[ReservationBatch], inventory: Inventory
+    ) -> ReservationBatchResult:
+        return ReservationBatchResult(items=await inventory.reserve_many(data.items))

@@ -7,7 +7,12 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from ticketing.inventory.api import EventController, ReservationController, VenueController
+from ticketing.inventory.api import (
+    EventController,
+    ReservationBatchController,
+    ReservationController,
+    VenueController,
+)
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine, ping
 from ticketing.shared.http import create_http_app, register_readiness
@@ -30,7 +35,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return create_http_app(
         service="inventory",
         settings=settings,
-        route_handlers=[VenueController, EventController, ReservationController],
+        route_handlers=[
+            VenueController,
+            EventController,
+            ReservationController,
+            ReservationBatchController,
+        ],
         lifespan=[database],
         description="Venues, events and the authoritative ticket capacity.",
     )

@@ -7,10 +7,16 @@ functions state the same rules so that they can be tested fast and reused by fak
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from ticketing.contracts.inventory import ReservationStatus
+from ticketing.contracts.inventory import (
+    ReservationItem,
+    ReservationItemResult,
+    ReservationOutcome,
+    ReservationStatus,
+)
 from ticketing.shared.errors import Conflict, InvalidInput
 
 CENT = Decimal("0.01")
@@ -69,3 +75,61 @@ class Reservation:
                 f"booking {self.booking_id} already holds a reservation for "
                 f"{self.ticket_count} ticket(s) of event {self.event_id}"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """What one batch of reservation requests decides (see :func:`decide`)."""
+
+    results: list[ReservationItemResult]  # one per request, in request order
+    new: list[Reservation]  # the reservations to record
+    taken: dict[uuid.UUID, int]  # seats to take from each event
+
+
+def decide(
+    items: Sequence[ReservationItem],
+    existing: Mapping[uuid.UUID, Reservation],
+    capacity: Mapping[uuid.UUID, int],
+) -> Decisions:
+    """Decide a batch in request order, as if each were reserved alone one after the other.
+
+    ``existing`` holds the reservations already recorded for these booking ids (a repeat gets
+    its first answer back, or a conflict when it asks for something else); ``capacity`` holds
+    the locked ``left_capacity`` of every existing event (absent: the event does not exist, and
+    nothing is recorded for the booking id).
+    """
+    left = dict(capacity)
+    known = dict(existing)
+    results: list[ReservationItemResult] = []
+    new: list[Reservation] = []
+    taken: dict[uuid.UUID, int] = {}
+    for item in items:
+        first = known.get(item.booking_id)
+        if first is not None:
+            same = first.event_id == item.event_id and first.ticket_count == item.ticket_count
+            results.append(
+                ReservationItemResult(
+                    item.booking_id, ReservationOutcome(first.status.value), first.left_capacity
+                )
+                if same
+                else ReservationItemResult(item.booking_id, ReservationOutcome.CONFLICT)
+            )
+            continue
+        seats = left.get(item.event_id)
+        if seats is None:
+            results.append(
+                ReservationItemResult(item.booking_id, ReservationOutcome.EVENT_NOT_FOUND)
+            )
+            continue
+        status = reservation_status(seats, item.ticket_count)
+        if status is ReservationStatus.RESERVED:
+            seats -= item.ticket_count
+            left[item.event_id] = seats
+            taken[item.event_id] = taken.get(item.event_id, 0) + item.ticket_count
+        reservation = Reservation(item.booking_id, item.event_id, item.ticket_count, status, seats)
+        known[item.booking_id] = reservation
+        new.append(reservation)
+        results.append(
+            ReservationItemResult(item.booking_id, ReservationOutcome(status.value), seats)
+        )
+    return Decisions(results, new, taken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -120,24 +121,27 @@ async def event_exists(conn: AsyncConnection, event_id: uuid.UUID) -> bool:
     return (await conn.scalar(select(events.c.id).where(events.c.id == event_id))) is not None
 
 
-async def claim_reservation(
-    conn: AsyncConnection, booking_id: uuid.UUID, event_id: uuid.UUID, ticket_count: int
-) -> None:
-    """Insert the booking's reservation row; a second claim fails on the primary key (1062)."""
-    await conn.execute(
-        insert(reservations).values(
-            booking_id=booking_id,
-            event_id=event_id,
-            ticket_count=ticket_count,
-            status=ReservationStatus.INSUFFICIENT.value,
-            left_capacity=0,
-            created_at=utcnow(),
-        )
+async def lock_capacity(
+    conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """``left_capacity`` of each existing event, row-locked until the transaction ends.
+
+    Locks are taken in id order, so two transactions locking overlapping events never deadlock.
+    """
+    if not event_ids:
+        return {}
+    query = (
+        select(events.c.id, events.c.left_capacity)
+        .where(events.c.id.in_(sorted(event_ids)))
+        .order_by(events.c.id)
+        .with_for_update()
     )
+    return {row.id: int(row.left_capacity) for row in await conn.execute(query)}
 
 
 async def take_capacity(conn: AsyncConnection, event_id: uuid.UUID, ticket_count: int) -> bool:
-    """The one conditional UPDATE that decides: True when ``ticket_count`` seats were taken."""
+    """The conditional UPDATE: True when ``ticket_count`` seats were taken, False (and nothing
+    changed) when fewer are left. It never drives ``left_capacity`` below zero."""
     result = await conn.execute(
         update(events)
         .where(events.c.id == event_id, events.c.left_capacity >= ticket_count)
@@ -146,27 +150,35 @@ async def take_capacity(conn: AsyncConnection, event_id: uuid.UUID, ticket_count
     return result.rowcount == 1
 
 
-async def left_capacity(conn: AsyncConnection, event_id: uuid.UUID) -> int | None:
-    value = await conn.scalar(select(events.c.left_capacity).where(events.c.id == event_id))
-    return None if value is None else int(value)
-
-
-async def settle_reservation(
-    conn: AsyncConnection, booking_id: uuid.UUID, status: ReservationStatus, left: int
-) -> None:
+async def add_reservations(conn: AsyncConnection, new: Sequence[Reservation]) -> None:
+    """Record reservations; a booking id that already has one fails on the primary key (1062)."""
+    if not new:
+        return
+    now = utcnow()
     await conn.execute(
-        update(reservations)
-        .where(reservations.c.booking_id == booking_id)
-        .values(status=status.value, left_capacity=left)
+        insert(reservations),
+        [
+            {
+                "booking_id": r.booking_id,
+                "event_id": r.event_id,
+                "ticket_count": r.ticket_count,
+                "status": r.status.value,
+                "left_capacity": r.left_capacity,
+                "created_at": now,
+            }
+            for r in new
+        ],
     )
 
 
-async def get_reservation(conn: AsyncConnection, booking_id: uuid.UUID) -> Reservation | None:
-    row = (
-        await conn.execute(select(reservations).where(reservations.c.booking_id == booking_id))
-    ).first()
-    if row is None:
-        return None
+async def get_reservations(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Reservation]:
+    query = select(reservations).where(reservations.c.booking_id.in_(booking_ids))
+    return {row.booking_id: _reservation(row) for row in await conn.execute(query)}
+
+
+def _reservation(row: AnyRow) -> Reservation:
     return Reservation(
         booking_id=row.booking_id,
         event_id=row.event_id,

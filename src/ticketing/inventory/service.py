@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -11,6 +12,9 @@ from ticketing.contracts.inventory import (
     Event,
     EventCreate,
     EventPage,
+    ReservationItem,
+    ReservationItemResult,
+    ReservationOutcome,
     ReservationRequest,
     ReservationResult,
     ReservationStatus,
@@ -18,13 +22,14 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import Reservation, check_event_capacity, parse_price
+from ticketing.inventory.domain import check_event_capacity, decide, parse_price
 from ticketing.shared.db import mysql_error_code, run_transaction
-from ticketing.shared.errors import NotFound
+from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
 DUPLICATE_KEY = 1062
+DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
 
 
@@ -88,40 +93,46 @@ class InventoryService:
         return EventPage(*page(items, limit))
 
     async def reserve(self, event_id: uuid.UUID, request: ReservationRequest) -> ReservationResult:
-        """Reserve seats for a booking, at most once per booking id.
-
-        The reservation row is claimed first (its primary key serialises repeats of one booking
-        without touching the event row), then one conditional UPDATE decides. A repeat gets the
-        first answer back and never touches capacity again.
-        """
-        booking_id, count = request.booking_id, request.ticket_count
-
-        async def work(conn: AsyncConnection) -> Reservation:
-            await repo.claim_reservation(conn, booking_id, event_id, count)
-            taken = await repo.take_capacity(conn, event_id, count)
-            left = await repo.left_capacity(conn, event_id)
-            if left is None:
-                raise NotFound(f"event {event_id} does not exist")
-            status = ReservationStatus.RESERVED if taken else ReservationStatus.INSUFFICIENT
-            await repo.settle_reservation(conn, booking_id, status, left)
-            return Reservation(booking_id, event_id, count, status, left)
-
-        try:
-            reservation = await run_transaction(self._engine, work)
-        except IntegrityError as error:
-            if mysql_error_code(error) != DUPLICATE_KEY:
-                raise
-            reservation = await self._first_answer(booking_id)
-            reservation.check_repeat(event_id, count)
+        """Reserve seats for one booking, at most once per booking id (a batch of one)."""
+        item = ReservationItem(event_id, request.booking_id, request.ticket_count)
+        (result,) = await self.reserve_many([item])
+        if result.outcome is ReservationOutcome.EVENT_NOT_FOUND:
+            raise NotFound(f"event {event_id} does not exist")
+        if result.outcome is ReservationOutcome.CONFLICT:
+            raise Conflict(f"booking {request.booking_id} already holds a different reservation")
+        assert result.left_capacity is not None
         return ReservationResult(
-            booking_id=reservation.booking_id,
-            status=reservation.status,
-            left_capacity=reservation.left_capacity,
+            booking_id=result.booking_id,
+            status=ReservationStatus(result.outcome.value),
+            left_capacity=result.left_capacity,
         )
 
-    async def _first_answer(self, booking_id: uuid.UUID) -> Reservation:
-        async with self._engine.connect() as conn:
-            reservation = await repo.get_reservation(conn, booking_id)
-        if reservation is None:  # pragma: no cover - the duplicate key proves it exists
-            raise NotFound(f"no reservation for booking {booking_id}")
-        return reservation
+    async def reserve_many(self, items: Sequence[ReservationItem]) -> list[ReservationItemResult]:
+        """Decide reservations for many bookings in one transaction, at most once per booking id.
+
+        The events' rows are locked first, the decisions are made in request order (see
+        :func:`~ticketing.inventory.domain.decide`), and then the reservations are recorded and
+        each event's seats taken with one conditional UPDATE, which the decisions must satisfy.
+        A concurrent request for the same booking id makes the insert fail on the primary key;
+        the whole transaction is then decided again and finds that reservation.
+        """
+
+        async def work(conn: AsyncConnection) -> list[ReservationItemResult]:
+            existing = await repo.get_reservations(conn, [i.booking_id for i in items])
+            wanted = {i.event_id for i in items if i.booking_id not in existing}
+            capacity = await repo.lock_capacity(conn, list(wanted))
+            decisions = decide(items, existing, capacity)
+            await repo.add_reservations(conn, decisions.new)
+            for event_id, seats in decisions.taken.items():
+                if not await repo.take_capacity(conn, event_id, seats):
+                    # Cannot happen while the row lock holds; refuse rather than oversell.
+                    raise RuntimeError(f"event {event_id} changed under its row lock")
+            return decisions.results
+
+        for attempt in range(1, DUPLICATE_RETRIES + 1):
+            try:
+                return await run_transaction(self._engine, work)
+            except IntegrityError as error:
+                if mysql_error_code(error) != DUPLICATE_KEY or attempt == DUPLICATE_RETRIES:
+                    raise
+        raise AssertionError("unreachable")

@@ -25,6 +25,7 @@ def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker
         dlq_topic=BOOKINGS_DLQ_TOPIC,
         accepted=(BookingRequested,),
         handle=apply,
+        handle_batch=service.handle_batch,
         description="Reserves the tickets at inventory and records the order or the rejection.",
     )
     return broker, runner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ticketing.contracts.inventory import ReservationStatus
+from ticketing.contracts.inventory import ReservationOutcome, ReservationStatus
 
 
 class OrderStatus(StrEnum):
@@ -21,4 +21,15 @@ class RejectionReason(StrEnum):
 def outcome_of(reservation: ReservationStatus) -> tuple[OrderStatus, RejectionReason | None]:
     if reservation is ReservationStatus.RESERVED:
         return OrderStatus.CONFIRMED, None
+    return OrderStatus.REJECTED, RejectionReason.INSUFFICIENT_CAPACITY
+
+
+def outcome_of_item(outcome: ReservationOutcome) -> tuple[OrderStatus, RejectionReason | None]:
+    """What one answer of a batch reservation means for its booking."""
+    if outcome is ReservationOutcome.RESERVED:
+        return OrderStatus.CONFIRMED, None
+    if outcome is ReservationOutcome.EVENT_NOT_FOUND:
+        return OrderStatus.REJECTED, RejectionReason.EVENT_NOT_FOUND
+    if outcome is ReservationOutcome.CONFLICT:
+        return OrderStatus.REJECTED, RejectionReason.RESERVATION_CONFLICT
     return OrderStatus.REJECTED, RejectionReason.INSUFFICIENT_CAPACITY

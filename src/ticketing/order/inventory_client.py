@@ -6,7 +6,14 @@ import uuid
 
 import msgspec
 
-from ticketing.contracts.inventory import ReservationRequest, ReservationResult
+from ticketing.contracts.inventory import (
+    ReservationBatch,
+    ReservationBatchResult,
+    ReservationItem,
+    ReservationItemResult,
+    ReservationRequest,
+    ReservationResult,
+)
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.upstream import Upstream
 
@@ -48,3 +55,21 @@ class InventoryClient:
         if response.status_code == 409:
             raise Conflict(f"booking {booking_id} holds a different reservation")
         raise InventoryRefused(f"inventory answered {response.status_code}: {response.text[:300]}")
+
+    async def reserve_many(self, items: list[ReservationItem]) -> list[ReservationItemResult]:
+        """Reserve for many bookings in one call (each at most once per booking id); the
+        answers in the order of ``items``. Raises Unavailable when inventory cannot answer."""
+        response = await self._upstream.request(
+            "POST",
+            "/internal/v1/reservations",
+            content=_encoder.encode(ReservationBatch(items=items)),
+            headers={"Content-Type": "application/json"},
+        )
+        if response.status_code != 200:
+            raise InventoryRefused(
+                f"inventory answered {response.status_code}: {response.text[:300]}"
+            )
+        result = msgspec.json.decode(response.content, type=ReservationBatchResult)
+        if [r.booking_id for r in result.items] != [i.booking_id for i in items]:
+            raise InventoryRefused("inventory answered for other bookings than were asked")
+        return result.items

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import structlog
 from sqlalchemy import insert
@@ -13,11 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of
+from ticketing.contracts.inventory import ReservationItem
+from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of, outcome_of_item
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.tables import inbox, orders, outbox
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
+from ticketing.shared.consumer import Received
 from ticketing.shared.db import mysql_error_code, run_transaction
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.ids import new_id
@@ -59,28 +62,8 @@ class OrderService:
         async def work(conn: AsyncConnection) -> bool:
             if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
                 return False
-            await conn.execute(
-                insert(orders).values(
-                    id=order_id or new_id(),
-                    booking_id=event.booking_id,
-                    event_id=event.event_id,
-                    ticket_count=event.ticket_count,
-                    total_price=Decimal(event.total_price),
-                    status=status.value,
-                    reason=None if reason is None else reason.value,
-                    created_at=datetime.now(UTC).replace(tzinfo=None),
-                )
-            )
-            await outbox_ops.append(
-                conn,
-                outbox,
-                outcome,
-                topic=ORDERS_TOPIC,
-                key=str(event.booking_id),
-                aggregate_type="order",
-                aggregate_id=str(event.booking_id),
-                correlation_id=current_correlation_id(),
-            )
+            await conn.execute(insert(orders), [_order_row(event, order_id, status, reason)])
+            await outbox_ops.append(conn, outbox, [_outbox_row(outcome, current_correlation_id())])
             return True
 
         try:
@@ -95,6 +78,57 @@ class OrderService:
             self._after_commit()
             log.info("booking settled", booking_id=str(event.booking_id), status=status.value)
         return applied
+
+    async def handle_batch(self, received: Sequence[Received]) -> None:
+        """Apply a batch of BookingRequested: one reservation call, one transaction.
+
+        Messages applied before are skipped, as are further messages for a booking that comes
+        twice. If another consumer applied one of them meanwhile, the transaction fails on the
+        inbox's key and every message goes through :meth:`handle_booking_requested` instead.
+        """
+        firsts: dict[uuid.UUID, Received] = {}
+        for item in received:
+            firsts.setdefault(item.event.booking_id, item)
+        async with self._engine.connect() as conn:
+            seen = await inbox_ops.seen_among(
+                conn, inbox, CONSUMER, [item.event.message_id for item in firsts.values()]
+            )
+        todo = [item for item in firsts.values() if item.event.message_id not in seen]
+        if not todo:
+            return
+        answers = await self._inventory.reserve_many(
+            [
+                ReservationItem(e.event_id, e.booking_id, e.ticket_count)
+                for e in (item.event for item in todo)
+            ]
+        )
+        orders_rows, outbox_rows = [], []
+        for item, answer in zip(todo, answers, strict=True):
+            event: BookingRequested = item.event
+            status, reason = outcome_of_item(answer.outcome)
+            order_id = new_id() if status is OrderStatus.CONFIRMED else None
+            orders_rows.append(_order_row(event, order_id, status, reason))
+            outbox_rows.append(
+                _outbox_row(_outcome_event(event, order_id, reason), item.correlation_id)
+            )
+
+        async def work(conn: AsyncConnection) -> None:
+            await inbox_ops.claim_all(conn, inbox, CONSUMER, [i.event.message_id for i in todo])
+            await conn.execute(insert(orders), orders_rows)
+            await outbox_ops.append(conn, outbox, outbox_rows)
+
+        try:
+            await run_transaction(self._engine, work)
+        except IntegrityError as error:
+            if mysql_error_code(error) != DUPLICATE_KEY:
+                raise
+            log.warning("batch overlaps messages applied meanwhile; applying one by one")
+            for item in todo:
+                with structlog.contextvars.bound_contextvars(correlation_id=item.correlation_id):
+                    await self.handle_booking_requested(item.event)
+            return
+        self._after_commit()
+        log.info("bookings settled", count=len(todo))
 
     async def _reserve(self, event: BookingRequested) -> tuple[OrderStatus, RejectionReason | None]:
         try:
@@ -131,4 +165,36 @@ def _outcome_event(
         event_id=event.event_id,
         reason=(reason or RejectionReason.INSUFFICIENT_CAPACITY).value,
         rejected_at=now,
+    )
+
+
+def _order_row(
+    event: BookingRequested,
+    order_id: uuid.UUID | None,
+    status: OrderStatus,
+    reason: RejectionReason | None,
+) -> dict[str, Any]:
+    """The order row recording the saga's outcome for ``event``'s booking."""
+    return {
+        "id": order_id or new_id(),
+        "booking_id": event.booking_id,
+        "event_id": event.event_id,
+        "ticket_count": event.ticket_count,
+        "total_price": Decimal(event.total_price),
+        "status": status.value,
+        "reason": None if reason is None else reason.value,
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+def _outbox_row(
+    outcome: OrderConfirmed | OrderRejected, correlation_id: str | None
+) -> dict[str, Any]:
+    return outbox_ops.build_row(
+        outcome,
+        topic=ORDERS_TOPIC,
+        key=str(outcome.booking_id),
+        aggregate_type="order",
+        aggregate_id=str(outcome.booking_id),
+        correlation_id=correlation_id,
     )

@@ -1,8 +1,10 @@
 """Running Kafka messages to completion: retries, dead-lettering, then the offset commit.
 
-Subscribers use ``AckPolicy.MANUAL``. Messages arrive in batches; each record of a batch is
-handled on its own (concurrently: they concern different bookings, and every handler is
-idempotent), and the batch's offsets are committed only once every record's transaction has
+Subscribers use ``AckPolicy.MANUAL``. Messages arrive in batches. A consumer that has a batch
+handler applies the whole batch at once (one call to each dependency, one transaction); if that
+fails for a reason other than an unavailable dependency, or when there is no batch handler, each
+record is handled on its own (concurrently: they concern different bookings, and every handler
+is idempotent). The batch's offsets are committed only once every record's transaction has
 committed or the record was safely written to the dead-letter topic. Nothing is dropped:
 
 - a record that cannot be decoded goes to the DLQ at once;
@@ -15,7 +17,7 @@ committed or the record was safely written to the dead-letter topic. Nothing is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,17 @@ from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A decoded event and the correlation id it travelled with."""
+
+    event: Any
+    correlation_id: str | None
+
+
+BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -102,9 +115,45 @@ class MessageRunner:
         self._max_backoff = max_backoff
         self.dead_lettered = 0
 
-    async def run_batch(self, deliveries: list[Delivery], handler: Handler) -> None:
+    async def run_batch(
+        self,
+        deliveries: list[Delivery],
+        handler: Handler,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
+        if batch_handler is not None:
+            deliveries = await self._run_together(deliveries, batch_handler)
         await asyncio.gather(*(self.run(delivery, handler) for delivery in deliveries))
+
+    async def _run_together(
+        self, deliveries: list[Delivery], batch_handler: BatchHandler
+    ) -> list[Delivery]:
+        """Apply the decodable records with one call; the records still to handle one by one
+        (none, unless the batch failed for a reason other than an unavailable dependency)."""
+        decoded: list[tuple[Delivery, Any]] = []
+        for delivery in deliveries:
+            try:
+                decoded.append((delivery, decode_event(delivery, self._accepted)))
+            except PoisonMessage as error:
+                await self._dead_letter(delivery, error, attempts=1)
+        received = [Received(event, d.headers.get(CORRELATION_ID_HEADER)) for d, event in decoded]
+        delay = 0.1
+        while received:
+            try:
+                await batch_handler(received)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - retried, or handled record by record
+                if not is_transient(error):
+                    log.warning("batch failed, handling its records one by one", error=repr(error))
+                    return [delivery for delivery, _ in decoded]
+                log.warning("dependency unavailable, retrying the batch", error=repr(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+            else:
+                break
+        return []
 
     async def run(self, delivery: Delivery, handler: Handler) -> None:
         with structlog.contextvars.bound_contextvars(
@@ -165,10 +214,12 @@ def subscribe(
     accepted: tuple[type[Any], ...],
     handle: Handler,
     description: str,
+    handle_batch: BatchHandler | None = None,
 ) -> MessageRunner:
     """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
-    each record is decoded to one of ``accepted`` and handed to ``handle``; the offsets are
-    committed after the whole batch completed."""
+    each record is decoded to one of ``accepted`` and the batch handed to ``handle_batch``
+    (when given; ``handle`` takes the records one by one otherwise, or when the batch failed);
+    the offsets are committed after the whole batch completed."""
     runner = MessageRunner(
         broker,
         dlq_topic=dlq_topic,
@@ -191,7 +242,7 @@ def subscribe(
         del body  # decoded per record by the runner into the event dataclasses
         records = message.raw_message
         batch = records if isinstance(records, tuple) else (records,)
-        await runner.run_batch([Delivery.of(record) for record in batch], handle)
+        await runner.run_batch([Delivery.of(record) for record in batch], handle, handle_batch)
         await message.ack()
 
     return runner

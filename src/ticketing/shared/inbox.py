@@ -4,6 +4,7 @@ effects, so a redelivered message is recognised and skipped (idempotent consumer
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import Column, MetaData, String, Table, Uuid, insert, select
 from sqlalchemy.dialects.mysql import DATETIME
@@ -42,3 +43,25 @@ async def seen(conn: AsyncConnection, table: Table, consumer: str, message_id: u
         table.c.consumer == consumer, table.c.message_id == message_id
     )
     return (await conn.scalar(query)) is not None
+
+
+async def claim_all(
+    conn: AsyncConnection, table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
+) -> None:
+    """Record every message as applied, in one statement; any that already was makes the
+    statement fail on the primary key (1062), so the caller's transaction applies none of them."""
+    now = utcnow()
+    await conn.execute(
+        insert(table),
+        [{"consumer": consumer, "message_id": m, "processed_at": now} for m in message_ids],
+    )
+
+
+async def seen_among(
+    conn: AsyncConnection, table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``message_ids`` were applied already (an early check, like :func:`seen`)."""
+    query = select(table.c.message_id).where(
+        table.c.consumer == consumer, table.c.message_id.in_(message_ids)
+    )
+    return set((await conn.scalars(query)).all())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -95,7 +96,7 @@ def build_row(
     key: str,
     aggregate_type: str,
     aggregate_id: str,
-    correlation_id: str | None,
+    correlation_id: str | None = None,
 ) -> dict[str, Any]:
     """The values of one outbox row for ``event``."""
     event_type = type(event).__name__
@@ -118,30 +119,10 @@ def build_row(
     }
 
 
-async def append(
-    conn: AsyncConnection,
-    table: Table,
-    event: Event,
-    *,
-    topic: str,
-    key: str,
-    aggregate_type: str,
-    aggregate_id: str,
-    correlation_id: str | None = None,
-) -> None:
-    """Write ``event`` to the outbox inside the caller's transaction."""
-    await conn.execute(
-        insert(table).values(
-            build_row(
-                event,
-                topic=topic,
-                key=key,
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                correlation_id=correlation_id,
-            )
-        )
-    )
+async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Write outbox ``rows`` (from :func:`build_row`) inside the caller's transaction, with
+    one multi-row statement."""
+    await conn.execute(insert(table), list(rows))
 
 
 def row_from_db(row: Any) -> OutboxRow:

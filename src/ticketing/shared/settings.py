@@ -35,6 +35,7 @@ class Settings:
     kafka_enable_idempotence: bool = False
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
+    kafka_fetch_max_wait_ms: int = 500
     inventory_url: str = ""
     booking_url: str = ""
     upstream_timeout: float = 3.0
