@@ -287,23 +287,20 @@ class BookingService:
     async def apply_outcomes(self, received: Sequence[Received]) -> None:
         """Settle a batch of outcomes in one transaction, each message at most once.
 
-        Messages applied before are skipped. If another consumer applied one of them meanwhile,
-        the transaction fails on the inbox's key and each goes through :meth:`apply_outcome`.
+        The common case (no message of the batch was applied before) costs one transaction. If
+        one was (a redelivery, or another consumer got there first), the inbox insert fails on
+        its key, nothing of the batch is applied, and each message goes through
+        :meth:`apply_outcome`, which skips the ones applied already.
         """
         events: dict[uuid.UUID, OrderConfirmed | OrderRejected] = {}
         for item in received:
             events.setdefault(item.event.message_id, item.event)
-        async with self._engine.connect() as conn:
-            seen = await inbox_ops.seen_among(conn, inbox, CONSUMER, list(events))
-        todo = [event for message_id, event in events.items() if message_id not in seen]
-        if not todo:
-            return
         outcomes: dict[uuid.UUID, repo.Outcome] = {}
-        for event in todo:
+        for event in events.values():
             outcomes.setdefault(event.booking_id, _outcome(event))
 
         async def work(conn: AsyncConnection) -> int:
-            await inbox_ops.claim_all(conn, inbox, CONSUMER, [e.message_id for e in todo])
+            await inbox_ops.claim_all(conn, inbox, CONSUMER, list(events))
             return await repo.set_outcomes(conn, list(outcomes.values()))
 
         try:
@@ -311,8 +308,8 @@ class BookingService:
         except IntegrityError as error:
             if mysql_error_code(error) != DUPLICATE_KEY:
                 raise
-            log.warning("batch overlaps messages applied meanwhile; applying one by one")
-            for event in todo:
+            log.info("batch holds messages applied before; applying one by one")
+            for event in events.values():
                 await self.apply_outcome(event)
             return
         if changed < len(outcomes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 
@@ -111,14 +112,21 @@ class InventoryService:
         """Decide reservations for many bookings in one transaction, at most once per booking id.
 
         The events' rows are locked first, the decisions are made in request order (see
-        :func:`~ticketing.inventory.domain.decide`), and then the reservations are recorded and
-        each event's seats taken with one conditional UPDATE, which the decisions must satisfy.
-        A concurrent request for the same booking id makes the insert fail on the primary key;
-        the whole transaction is then decided again and finds that reservation.
+        :func:`~ticketing.inventory.domain.decide`), then the reservations are recorded and each
+        event's seats taken with one conditional UPDATE, which the decisions must satisfy.
+
+        The first attempt assumes that no booking id holds a reservation yet (the common case:
+        one statement less). If one does (a repeat, or a concurrent request for the same
+        booking id), the insert fails on the primary key, nothing is changed, and the batch is
+        decided again knowing the reservations already recorded.
         """
 
-        async def work(conn: AsyncConnection) -> list[ReservationItemResult]:
-            existing = await repo.get_reservations(conn, [i.booking_id for i in items])
+        async def work(conn: AsyncConnection, *, optimistic: bool) -> list[ReservationItemResult]:
+            existing = (
+                {}
+                if optimistic
+                else await repo.get_reservations(conn, [i.booking_id for i in items])
+            )
             wanted = {i.event_id for i in items if i.booking_id not in existing}
             capacity = await repo.lock_capacity(conn, list(wanted))
             decisions = decide(items, existing, capacity)
@@ -129,9 +137,11 @@ class InventoryService:
                     raise RuntimeError(f"event {event_id} changed under its row lock")
             return decisions.results
 
-        for attempt in range(1, DUPLICATE_RETRIES + 1):
+        for attempt in range(DUPLICATE_RETRIES + 1):
             try:
-                return await run_transaction(self._engine, work)
+                return await run_transaction(
+                    self._engine, functools.partial(work, optimistic=attempt == 0)
+                )
             except IntegrityError as error:
                 if mysql_error_code(error) != DUPLICATE_KEY or attempt == DUPLICATE_RETRIES:
                     raise

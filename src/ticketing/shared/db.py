@@ -3,39 +3,65 @@
 Hot paths use SQLAlchemy Core (not the ORM) and READ COMMITTED: InnoDB's default REPEATABLE READ
 takes gap locks that deadlock concurrent range updates. Deadlocks (1213) and lock wait timeouts
 (1205) are retried by :func:`run_transaction`.
+
+Connections are checked for life only after they sat idle in the pool (``PING_AFTER_IDLE``), not
+on every checkout: under load the ping was a round trip per transaction, and a connection that
+answered a moment ago is alive. One that died since (the server restarted) fails its statement;
+SQLAlchemy then discards every pooled connection, consumers retry and HTTP callers get a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from ticketing.shared.settings import ServiceName, Settings
 
 T = TypeVar("T")
 
 RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213})
+PING_AFTER_IDLE = 5.0  # seconds
 log = structlog.get_logger(__name__)
 
 
 def create_engine(settings: Settings, service: ServiceName) -> AsyncEngine:
     """The engine of ``service``'s own database (``<prefix><service>``)."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url(service),
         isolation_level="READ COMMITTED",
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
         pool_recycle=3600,
     )
+    event.listen(engine.sync_engine.pool, "checkin", _remember_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+def _remember_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+    """Ping a connection that sat in the pool for ``PING_AFTER_IDLE`` seconds or more; a dead
+    one is replaced by a fresh connection (the pool retries the checkout)."""
+    checked_in_at = record.info.get("checked_in_at")
+    if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE:
+        return
+    try:
+        dbapi_connection.ping(False)
+    except Exception as error:
+        raise DisconnectionError(f"pooled connection is dead: {error!r}") from error
 
 
 def create_server_engine(settings: Settings) -> AsyncEngine:
