@@ -402,3 +402,32 @@ async def test_a_pooled_connection_that_died_while_idle_is_replaced_at_checkout(
         assert replacement != victim
     finally:
         await engine.dispose()
+
+
+async def session_rollbacks(conn: AsyncConnection) -> int:
+    row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
+    return int(row[1])
+
+
+async def test_a_committed_transaction_costs_no_rollback_and_a_read_leaves_nothing_open(
+    databases: Settings,
+) -> None:
+    engine = create_engine(databases, "booking")  # one connection, reused for every step
+    try:
+        async with engine.connect() as conn:
+            before = await session_rollbacks(conn)
+            await conn.execute(select(func.count()).select_from(bookings))
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 1
+        async with engine.connect() as conn:  # the read's transaction was rolled back on return
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 0
+            assert await session_rollbacks(conn) == before + 1
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(select(func.count()).select_from(bookings))
+
+        await db.run_transaction(engine, work)
+        async with engine.connect() as conn:  # committed: nothing rolled back on return
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 0
+            assert await session_rollbacks(conn) == before + 2  # only the previous read's
+    finally:
+        await engine.dispose()

@@ -8,6 +8,10 @@ Connections are checked for life only after they sat idle in the pool (``PING_AF
 on every checkout: under load the ping was a round trip per transaction, and a connection that
 answered a moment ago is alive. One that died since (the server restarted) fails its statement;
 SQLAlchemy then discards every pooled connection, consumers retry and HTTP callers get a 503.
+
+A connection going back to the pool is rolled back (SQLAlchemy's reset on return), except right
+after :func:`run_transaction` committed on it: it has nothing to undo, and the rollback was one
+more round trip per transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import structlog
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -30,6 +34,7 @@ T = TypeVar("T")
 
 RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213})
 PING_AFTER_IDLE = 5.0  # seconds
+COMMITTED = "ticketing.committed"  # set in a connection's info when its transaction committed
 log = structlog.get_logger(__name__)
 
 
@@ -42,10 +47,19 @@ def create_engine(settings: Settings, service: ServiceName) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=3600,
+        pool_reset_on_return=None,  # done by _reset below
     )
+    event.listen(engine.sync_engine.pool, "reset", _reset)
     event.listen(engine.sync_engine.pool, "checkin", _remember_checkin)
     event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     return engine
+
+
+def _reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+    committed = record.info.pop(COMMITTED, False)
+    if committed or state.transaction_was_reset or state.terminate_only or not state.asyncio_safe:
+        return  # nothing to undo, or nothing that may be done
+    dbapi_connection.rollback()
 
 
 def _remember_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -116,8 +130,11 @@ async def run_transaction(
     """Run ``work`` in one transaction, retrying it whole on deadlock or lock wait timeout."""
     for attempt in range(1, attempts + 1):
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            async with engine.connect() as conn:
+                async with conn.begin():
+                    result = await work(conn)
+                conn.info[COMMITTED] = True
+                return result
         except DBAPIError as error:
             code = mysql_error_code(error)
             if code not in RETRYABLE_MYSQL_ERRORS or attempt == attempts:

@@ -120,11 +120,15 @@ class OutboxRelay:
 
     @contextlib.asynccontextmanager
     async def _leadership(self) -> AsyncIterator[AsyncConnection]:
-        """Hold the relay lock on a dedicated connection (released when it closes or dies)."""
+        """Hold the relay lock on a dedicated connection (released when it closes or dies).
+
+        The connection runs in autocommit: the relay's read needs no transaction, and its mark
+        is one statement, so each batch costs a round trip less than with explicit commits.
+        """
         async with self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             while True:
                 got = await conn.scalar(_GET_LOCK, {"name": self._lock_name})
-                await conn.commit()
                 if got == 1:
                     break
             self.is_leader = True
@@ -143,7 +147,6 @@ class OutboxRelay:
                 count = await self.publish_batch(conn, producer)
             except KafkaError as error:
                 log.warning("publishing failed, retrying", error=repr(error), retry_in=delay)
-                await conn.rollback()  # hold no transaction (nor its metadata lock) while waiting
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue
@@ -163,17 +166,13 @@ class OutboxRelay:
         )
         rows = [row_from_db(row) for row in await conn.execute(query)]
         if not rows:
-            await conn.commit()  # never idle inside a transaction
             return 0
-        # The read and the mark share one transaction (READ COMMITTED: it holds no snapshot and
-        # the read takes no locks), which saves a round trip per batch.
         await send_rows(producer, rows)
         await conn.execute(
             update(table)
             .where(table.c.id.in_([row.id for row in rows]))
             .values(published_at=utcnow())
         )
-        await conn.commit()
         self.published += len(rows)
         return len(rows)
 
