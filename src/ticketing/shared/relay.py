@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared.outbox import OutboxRow, row_from_db, utcnow
+from ticketing.shared.outbox import utcnow
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -59,7 +62,45 @@ async def start_producer(producer: AIOKafkaProducer, *, max_delay: float = 5.0) 
             return
 
 
-async def send_rows(producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
+class Sendable(Protocol):
+    """What sending needs of an outbox row (an :class:`OutboxRow` or the relay's slimmer read)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def headers(self) -> list[tuple[str, bytes]]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unpublished:
+    """An outbox row as the relay reads it: only the columns that go to Kafka."""
+
+    id: int
+    topic: str
+    key: bytes
+    payload: bytes
+    headers: list[tuple[str, bytes]]
+
+
+_decode_headers = msgspec.json.Decoder(dict[str, str])
+
+
+def _unpublished(row: Any) -> Unpublished:
+    headers = _decode_headers.decode(row.headers)
+    return Unpublished(
+        row.id,
+        row.topic,
+        row.message_key.encode(),
+        row.payload.encode(),
+        [(name, value.encode()) for name, value in headers.items()],
+    )
+
+
+async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Sendable]) -> None:
     """Send ``rows`` in order and wait until the broker acknowledged every one."""
     pending = [
         await producer.send(row.topic, value=row.payload, key=row.key, headers=row.headers)
@@ -144,7 +185,7 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             try:
-                count = await self.publish_batch(conn, producer)
+                count = await self.publish(conn, producer)
             except KafkaError as error:
                 log.warning("publishing failed, retrying", error=repr(error), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -155,26 +196,58 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
-    async def publish_batch(self, conn: AsyncConnection, producer: AIOKafkaProducer) -> int:
-        """Publish the oldest unpublished rows once; the number published."""
+    async def publish(self, conn: AsyncConnection, producer: AIOKafkaProducer) -> int:
+        """Publish the oldest unpublished rows, batch after batch while batches come full; the
+        number published.
+
+        A batch is sent only after the one before was acknowledged, so the order is that of the
+        ids. While a full batch waits for the broker, the one before is marked and the next one
+        read: the read skips the id range of the batch in flight, which is not marked yet (a
+        row inside that range that committed late is read a batch later).
+        """
+        published = 0
+        unmarked: list[Unpublished] = []  # acknowledged by the broker, not marked yet
+        batch = await self._read(conn)
+        while batch:
+            sending = asyncio.ensure_future(send_rows(producer, batch))
+            following: list[Unpublished] = []
+            try:
+                await self._mark(conn, unmarked)
+                unmarked = []
+                if len(batch) == self._batch_size:
+                    following = await self._read(conn, skip=(batch[0].id, batch[-1].id))
+            finally:
+                await sending  # a broker error propagates: this batch stays unmarked
+            unmarked = batch
+            published += len(batch)
+            batch = following
+        await self._mark(conn, unmarked)
+        return published
+
+    async def _mark(self, conn: AsyncConnection, rows: list[Unpublished]) -> None:
+        if rows:
+            await conn.execute(
+                update(self._table)
+                .where(self._table.c.id.in_([row.id for row in rows]))
+                .values(published_at=utcnow())
+            )
+            self.published += len(rows)
+
+    async def _read(
+        self, conn: AsyncConnection, *, skip: tuple[int, int] | None = None
+    ) -> list[Unpublished]:
+        """The oldest unpublished rows, outside the id range ``skip`` when given."""
         table = self._table
+        # Only what goes to Kafka: decoding the other columns was a third of the relay's time.
         query = (
-            select(table)
+            select(table.c.id, table.c.topic, table.c.message_key, table.c.payload, table.c.headers)
             .where(table.c.published_at.is_(None))
             .order_by(table.c.id)
             .limit(self._batch_size)
         )
-        rows = [row_from_db(row) for row in await conn.execute(query)]
-        if not rows:
-            return 0
-        await send_rows(producer, rows)
-        await conn.execute(
-            update(table)
-            .where(table.c.id.in_([row.id for row in rows]))
-            .values(published_at=utcnow())
-        )
-        self.published += len(rows)
-        return len(rows)
+        if skip is not None:
+            query = query.where(or_(table.c.id < skip[0], table.c.id > skip[1]))
+        return [_unpublished(row) for row in await conn.execute(query)]
 
 
 def relay_lock_name(settings: Settings, service: str) -> str:
