@@ -10,6 +10,12 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def cores(used: dict[str, float]) -> str:
+    """Where the two cores went during a scenario (load generator not included)."""
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items() if value >= 0.01)
+    return f"| cores used per process (of {sum(used.values()):.2f} in all) | {parts} |"
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -35,10 +41,12 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| accepted bookings/s | {a['accepted_per_second']} |",
         f"| latency p50 / p95 / p99 | {a['p50_ms']} / {a['p95_ms']} / {a['p99_ms']} ms |",
         f"| errors | {a['errors']} of {a['requests']} |",
-        f"| ceiling: the same write (booking + outbox row) in raw aiomysql, one process | "
+        f"| ceiling: the same write (booking + outbox row) in raw aiomysql, one process, "
+        f"64 connections, into a scratch copy of the tables | "
         f"{a['raw_write_ceiling_per_second']}/s |",
         f"| ratio to the ceiling | {a['ratio_to_ceiling']} |",
         f"| time for the saga to settle them all after the load stopped | {a['saga_drain_seconds']} s |",
+        cores(a["cores_used"]),
         "",
         "Accepting is faster than settling: the saga (order's reservations, two consumers, two",
         "relays) works off the backlog after the load stops; the next measurement starts only then.",
@@ -57,6 +65,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| p99 | {c['p99_ms']} ms |",
         f"| max | {c['max_ms']} ms |",
         f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",
+        cores(c["cores_used"]),
         "",
         f"Targets: p50 under 30 ms ({mark(c['p50_ms'] < 30)}), p99 under 150 ms "
         f"({mark(c['p99_ms'] < 150)}).",
