@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +20,7 @@ from tests.harness import create_topics, free_port, kafka_broker, read_topic
 from ticketing.contracts.events import OrderRejected
 from ticketing.shared.db import create_engine, ensure_database
 from ticketing.shared.outbox import append, build_row, outbox_table
-from ticketing.shared.relay import OutboxRelay, create_producer
+from ticketing.shared.relay import OutboxRelay, Unpublished, create_producer, send_rows
 from ticketing.shared.settings import ServiceName, Settings
 
 SERVICE: ServiceName = "order"  # any service database name works; this one is dropped with the run
@@ -169,3 +170,42 @@ async def test_a_broker_outage_loses_nothing(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert sequences_by_key(records) == {"a": list(range(5)), "b": list(range(5))}
+
+
+async def test_rows_land_where_the_producer_would_put_them_in_order_in_any_batch_size(
+    kafka_bootstrap: str,
+) -> None:
+    """send_rows packs rows into record batches itself: the partition of each key must be the
+    producer's own choice, full batches and a row larger than a batch must keep the order."""
+    topic = f"relay.batches.{uuid.uuid4().hex[:8]}"
+    await create_topics(kafka_bootstrap, 3, topic)
+    keys = [f"key-{n}" for n in range(6)]
+    rows = [
+        Unpublished(
+            id=index,
+            topic=topic,
+            key=keys[index % len(keys)].encode(),
+            payload=(b"x" * 3000 if index == 40 else f"{index}".encode()),
+            headers=[("sequence", str(index).encode())],
+        )
+        for index in range(120)
+    ]
+    # Batches of at most 1 KiB: many fill up, and row 40 fits in none.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_batch_size=1024)
+    await producer.start()
+    try:
+        await send_rows(producer, rows)
+        expected = {
+            key: (await producer.send_and_wait(topic, b"probe", key=key.encode())).partition
+            for key in keys
+        }
+    finally:
+        await producer.stop()
+    records = [r for r in await read_topic(kafka_bootstrap, topic, 126) if r.value != b"probe"]
+    assert len(records) == 120
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        key = record.key.decode()
+        assert record.partition == expected[key]
+        sequences[key].append(int(dict(record.headers)["sequence"]))
+    assert sequences == {k: list(range(n, 120, len(keys))) for n, k in enumerate(keys)}
