@@ -23,6 +23,7 @@ from ticketing.booking.inventory_client import InventoryClient as BookingInvento
 from ticketing.booking.service import BookingService
 from ticketing.booking.tables import bookings
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.order import inventory_client as order_inventory_client
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import orders
@@ -431,3 +432,14 @@ async def test_a_committed_transaction_costs_no_rollback_and_a_read_leaves_nothi
             assert await session_rollbacks(conn) == before + 2  # only the previous read's
     finally:
         await engine.dispose()
+
+
+async def test_an_order_batch_larger_than_one_reservation_call_is_split_in_order(
+    stack: Stack, order_service: OrderService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(order_inventory_client, "MAX_RESERVATION_BATCH", 2)
+    customer_id, event_id = await setup_sale(stack, capacity=3)
+    events = [requested(customer_id, event_id) for _ in range(5)]
+    await order_service.handle_batch([Received(e, None) for e in events])
+    statuses = await order_rows(stack, [e.booking_id for e in events])
+    assert [statuses[e.booking_id] for e in events] == ["CONFIRMED"] * 3 + ["REJECTED"] * 2

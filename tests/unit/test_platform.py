@@ -45,6 +45,8 @@ def test_environment_values_are_converted() -> None:
         {"TICKETING_DB_PREFIX": "x`; DROP"},
         {"TICKETING_MYSQL_URL": "mysql+aiomysql://root@127.0.0.1:3306/somedb"},
         {"TICKETING_LOG_FORMAT": "xml"},
+        {"TICKETING_CONSUMER_BATCH_SIZE": "0"},
+        {"TICKETING_RELAY_BATCH_SIZE": "-1"},
     ],
 )
 def test_unusable_values_fail_with_the_variable_named(environ: dict[str, str]) -> None:

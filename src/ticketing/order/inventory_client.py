@@ -7,6 +7,7 @@ import uuid
 import msgspec
 
 from ticketing.contracts.inventory import (
+    MAX_RESERVATION_BATCH,
     ReservationBatch,
     ReservationBatchResult,
     ReservationItem,
@@ -57,8 +58,15 @@ class InventoryClient:
         raise InventoryRefused(f"inventory answered {response.status_code}: {response.text[:300]}")
 
     async def reserve_many(self, items: list[ReservationItem]) -> list[ReservationItemResult]:
-        """Reserve for many bookings in one call (each at most once per booking id); the
-        answers in the order of ``items``. Raises Unavailable when inventory cannot answer."""
+        """Reserve for many bookings (each at most once per booking id), in calls of at most
+        ``MAX_RESERVATION_BATCH``; the answers in the order of ``items``. Raises Unavailable
+        when inventory cannot answer."""
+        answers: list[ReservationItemResult] = []
+        for start in range(0, len(items), MAX_RESERVATION_BATCH):
+            answers += await self._reserve_batch(items[start : start + MAX_RESERVATION_BATCH])
+        return answers
+
+    async def _reserve_batch(self, items: list[ReservationItem]) -> list[ReservationItemResult]:
         response = await self._upstream.request(
             "POST",
             "/internal/v1/reservations",

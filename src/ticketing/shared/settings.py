@@ -95,8 +95,9 @@ class Settings:
             raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
         if not self.db_prefix.replace("_", "").isalnum():
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
-        if self.booking_max_tickets < 1:
-            raise SettingsError("TICKETING_BOOKING_MAX_TICKETS must be at least 1")
+        for name in ("booking_max_tickets", "consumer_batch_size", "relay_batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
 
