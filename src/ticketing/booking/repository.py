@@ -113,23 +113,6 @@ async def list_bookings(
     return [_booking(row) for row in await conn.execute(query)]
 
 
-async def set_outcome(
-    conn: AsyncConnection,
-    booking_id: uuid.UUID,
-    status: BookingStatus,
-    *,
-    order_id: uuid.UUID | None,
-    reason: str | None,
-) -> bool:
-    """Move a PENDING booking to its final status; False when it was not PENDING."""
-    result = await conn.execute(
-        update(bookings)
-        .where(bookings.c.id == booking_id, bookings.c.status == BookingStatus.PENDING.value)
-        .values(status=status.value, order_id=order_id, reason=reason, updated_at=utcnow())
-    )
-    return result.rowcount == 1
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     booking_id: uuid.UUID

@@ -263,22 +263,16 @@ class BookingService:
 
     async def apply_outcome(self, event: OrderConfirmed | OrderRejected) -> bool:
         """Settle the booking once per message; False when the message was already applied."""
-        if isinstance(event, OrderConfirmed):
-            status, order_id, reason = BookingStatus.CONFIRMED, event.order_id, None
-        else:
-            status, order_id, reason = BookingStatus.REJECTED, None, event.reason
+        outcome = _outcome(event)
 
         async def work(conn: AsyncConnection) -> bool:
             if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
                 return False
-            changed = await repo.set_outcome(
-                conn, event.booking_id, status, order_id=order_id, reason=reason
-            )
-            if not changed:
+            if not await repo.set_outcomes(conn, [outcome]):
                 log.warning(
                     "outcome ignored: booking missing or already final",
                     booking_id=str(event.booking_id),
-                    outcome=status.value,
+                    outcome=outcome.status.value,
                 )
             return True
 
