@@ -5,6 +5,7 @@ each scenario ending with the consistency check. `make chaos` runs the same scen
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -39,11 +40,17 @@ async def under_load(
     dev: DevProcess,
     seconds: float,
     *faults: Coroutine[Any, Any, None],
-    capacity: int = 500,
+    capacity: int | None = None,
     events_count: int = 2,
     before_check: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
-    """Steady booking load with ``faults`` running beside it, then the consistency check."""
+    """Steady booking load with ``faults`` running beside it, then the consistency check.
+
+    Without a ``capacity``, every event has seats for every request the load could send it (up
+    to three tickets each), so a fault must never show as a rejection.
+    """
+    if capacity is None:
+        capacity = math.ceil(RATE * seconds * 3 / events_count) + 10
     async with await api_client(dev) as api:
         sale = await prepare_sale(api, events_count=events_count, capacity=capacity)
         load, *_ = await asyncio.gather(steady_load(api, sale, rate=RATE, seconds=seconds), *faults)
