@@ -1,0 +1,102 @@
+"""The consumer runner's batch path, with an in-memory stand-in for the broker (logic only; the
+real broker and database are in tests/integration)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderRejected
+from ticketing.shared.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.errors import Unavailable
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.published: list[bytes] = []
+
+    async def publish(self, value: bytes, topic: str, **_: Any) -> None:
+        self.published.append(value)
+
+
+def delivery(offset: int, *, valid: bool = True) -> Delivery:
+    event = OrderRejected(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        reason="insufficient_capacity",
+        rejected_at=datetime.now(UTC),
+    )
+    return Delivery(
+        topic="t",
+        partition=0,
+        offset=offset,
+        key=None,
+        value=msgspec.json.encode(event) if valid else b"{not json",
+        headers={EVENT_TYPE_HEADER: "OrderRejected"},
+    )
+
+
+def runner() -> tuple[MessageRunner, DeadLetters]:
+    broker = DeadLetters()
+    stand_in: Any = broker  # only publish() is used, for dead letters
+    run = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
+    return run, broker
+
+
+async def test_a_batch_goes_to_the_batch_handler_once_without_its_poison() -> None:
+    run, dead = runner()
+    batches: list[int] = []
+    singles: list[Any] = []
+
+    async def batch(received: Sequence[Received]) -> None:
+        batches.append(len(received))
+
+    async def single(event: Any) -> None:
+        singles.append(event)
+
+    await run.run_batch([delivery(0), delivery(1, valid=False), delivery(2)], single, batch)
+    assert batches == [2]
+    assert singles == []
+    assert dead.published == [b"{not json"]
+
+
+async def test_an_unavailable_dependency_retries_the_batch_as_a_batch() -> None:
+    run, _ = runner()
+    attempts = 0
+    singles: list[Any] = []
+
+    async def batch(received: Sequence[Received]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise Unavailable("inventory is away")
+
+    async def single(event: Any) -> None:
+        singles.append(event)
+
+    await run.run_batch([delivery(0), delivery(1)], single, batch)
+    assert attempts == 3
+    assert singles == []
+
+
+async def test_any_other_batch_failure_falls_back_to_one_record_at_a_time() -> None:
+    run, dead = runner()
+    singles: list[Any] = []
+
+    async def batch(received: Sequence[Received]) -> None:
+        raise ValueError("something in this batch is wrong")
+
+    async def single(event: Any) -> None:
+        singles.append(event)
+
+    records = [delivery(0), delivery(1), delivery(2)]
+    await run.run_batch(records, single, batch)
+    assert sorted(str(e.message_id) for e in singles) == sorted(
+        msgspec.json.decode(r.value)["message_id"] for r in records
+    )
+    assert dead.published == []
