@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import MetaData, func, select
 
 from tests.e2e.devprocess import DevProcess
 from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
 from ticketing.order.tables import orders
+from ticketing.shared.outbox import outbox_table
 
 FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
 
@@ -113,6 +114,21 @@ async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, second
     return load
 
 
+async def outbox_backlog(dev: DevProcess) -> dict[str, int]:
+    """Unpublished outbox rows per service."""
+    backlog = {}
+    for service in ("booking", "order"):
+        table = outbox_table(MetaData())
+        async with dev.engines[service].connect() as conn:
+            backlog[service] = int(
+                await conn.scalar(
+                    select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+                )
+                or 0
+            )
+    return backlog
+
+
 async def check_consistency(
     dev: DevProcess, load: Load, sale: Sale, settle: float = 120
 ) -> dict[str, int]:
@@ -121,17 +137,24 @@ async def check_consistency(
     assert load.gave_up == 0, "some bookings never got an answer"
     assert load.accepted, "the load was not accepted at all"
     booking_ids = [uuid.UUID(b) for b in load.accepted]
-    async with asyncio.timeout(settle):
-        while True:
-            async with dev.engines["booking"].connect() as conn:
-                pending = await conn.scalar(
-                    select(func.count())
-                    .select_from(bookings)
-                    .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
-                )
-            if pending == 0:
-                break
-            await asyncio.sleep(0.5)
+    deadline = asyncio.get_running_loop().time() + settle
+    while True:
+        async with dev.engines["booking"].connect() as conn:
+            pending = await conn.scalar(
+                select(func.count())
+                .select_from(bookings)
+                .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
+            )
+        if pending == 0:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            # Say what was stuck where, for the next person to read this failure.
+            raise AssertionError(
+                f"{pending} of {len(booking_ids)} bookings still PENDING after {settle} s; "
+                f"outboxes: {await outbox_backlog(dev)}; the stack's log ends with:\n"
+                + dev.log_path.read_text(errors="replace")[-4000:]
+            )
+        await asyncio.sleep(0.5)
     event_ids = [uuid.UUID(e) for e in sale.events]
     async with dev.engines["booking"].connect() as conn:
         rows = (
