@@ -30,7 +30,7 @@ from sqlalchemy import MetaData, func, select, text
 
 from benchmarks.raw import raw_booking_writes, raw_producer
 from benchmarks.report import write_report
-from tests.e2e.devprocess import DevProcess, dev_process
+from tests.e2e.devprocess import DevProcess, dev_process, pending_bookings
 from ticketing.booking.tables import bookings
 from ticketing.booking.tables import metadata as booking_metadata
 from ticketing.shared.db import create_engine, ensure_database
@@ -211,11 +211,7 @@ async def drain_saga(dev: DevProcess, limit: float = 600) -> float:
     """Seconds until no booking is PENDING any more (the saga caught up with the load)."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
-        async with dev.engines["booking"].connect() as conn:
-            pending = await conn.scalar(
-                select(func.count()).select_from(bookings).where(bookings.c.status == "PENDING")
-            )
-        if not pending:
+        if not await pending_bookings(dev.engines["booking"]):
             break
         await asyncio.sleep(0.5)
     return time.perf_counter() - started
@@ -260,13 +256,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
     engine = dev.engines["booking"]
     booking_ids = [uuid.UUID(i) for i in ids]
     for _ in range(600):
-        async with engine.connect() as conn:
-            pending = await conn.scalar(
-                select(func.count())
-                .select_from(bookings)
-                .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
-            )
-        if pending == 0:
+        if await pending_bookings(engine, booking_ids) == 0:
             break
         await asyncio.sleep(0.1)
     async with engine.connect() as conn:

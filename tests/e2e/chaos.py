@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from sqlalchemy import MetaData, func, select
 
-from tests.e2e.devprocess import DevProcess
+from tests.e2e.devprocess import DevProcess, pending_bookings
 from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
@@ -139,12 +139,7 @@ async def check_consistency(
     booking_ids = [uuid.UUID(b) for b in load.accepted]
     deadline = asyncio.get_running_loop().time() + settle
     while True:
-        async with dev.engines["booking"].connect() as conn:
-            pending = await conn.scalar(
-                select(func.count())
-                .select_from(bookings)
-                .where(bookings.c.id.in_(booking_ids), bookings.c.status == "PENDING")
-            )
+        pending = await pending_bookings(dev.engines["booking"], booking_ids)
         if pending == 0:
             break
         if asyncio.get_running_loop().time() > deadline:

@@ -8,18 +8,30 @@ import dataclasses
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import drop_databases, free_port
+from ticketing.booking.tables import bookings
 from ticketing.shared.db import create_engine
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 SERVICES = ("inventory", "booking", "order", "gateway")
+
+
+async def pending_bookings(engine: AsyncEngine, booking_ids: list[uuid.UUID] | None = None) -> int:
+    """How many of ``booking_ids`` (default: all bookings) are still PENDING."""
+    query = select(func.count()).select_from(bookings).where(bookings.c.status == "PENDING")
+    if booking_ids is not None:
+        query = query.where(bookings.c.id.in_(booking_ids))
+    async with engine.connect() as conn:
+        return int(await conn.scalar(query) or 0)
 
 
 def descendants(pid: int) -> set[int]:
