@@ -428,7 +428,7 @@ def machine() -> dict[str, Any]:
         ["mariadb", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return {
-        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "cpus": len(os.sched_getaffinity(0)),
         "cpu": cpu,
         "memory_gb": round(memory / 1024 / 1024, 1),
         "python": platform.python_version(),
