@@ -34,7 +34,7 @@ from ticketing.contracts.events import (
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.consumer import Received
-from ticketing.shared.db import mysql_error_code, run_transaction
+from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
@@ -42,7 +42,6 @@ from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
 MAX_KNOWN_CUSTOMERS = 100_000
-DUPLICATE_KEY = 1062
 log = structlog.get_logger(__name__)
 _encoder = msgspec.json.Encoder()
 
@@ -114,7 +113,7 @@ class BookingService:
         try:
             await run_transaction(self._engine, work)
         except IntegrityError as error:
-            if mysql_error_code(error) == DUPLICATE_KEY:
+            if is_duplicate_key(error):
                 raise Conflict(f"a customer with email {data.email} already exists") from None
             raise
         return customer
@@ -300,7 +299,7 @@ class BookingService:
         try:
             changed = await run_transaction(self._engine, work)
         except IntegrityError as error:
-            if mysql_error_code(error) != DUPLICATE_KEY:
+            if not is_duplicate_key(error):
                 raise
             log.info("batch holds messages applied before; applying one by one")
             for event in events.values():

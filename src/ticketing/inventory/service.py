@@ -24,12 +24,11 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import check_event_capacity, decide, parse_price
-from ticketing.shared.db import mysql_error_code, run_transaction
+from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
-DUPLICATE_KEY = 1062
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
 
@@ -143,6 +142,6 @@ class InventoryService:
                     self._engine, functools.partial(work, optimistic=attempt == 0)
                 )
             except IntegrityError as error:
-                if mysql_error_code(error) != DUPLICATE_KEY or attempt == DUPLICATE_RETRIES:
+                if not is_duplicate_key(error) or attempt == DUPLICATE_RETRIES:
                     raise
         raise AssertionError("unreachable")

@@ -19,9 +19,7 @@ class RejectionReason(StrEnum):
 
 
 def outcome_of(reservation: ReservationStatus) -> tuple[OrderStatus, RejectionReason | None]:
-    if reservation is ReservationStatus.RESERVED:
-        return OrderStatus.CONFIRMED, None
-    return OrderStatus.REJECTED, RejectionReason.INSUFFICIENT_CAPACITY
+    return outcome_of_item(ReservationOutcome(reservation.value))
 
 
 def outcome_of_item(outcome: ReservationOutcome) -> tuple[OrderStatus, RejectionReason | None]:

@@ -15,19 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.contracts.inventory import ReservationItem
-from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of, outcome_of_item
+from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of_item
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.tables import inbox, orders, outbox
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.consumer import Received
-from ticketing.shared.db import mysql_error_code, run_transaction
-from ticketing.shared.errors import Conflict, NotFound
+from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import current_correlation_id
 
 CONSUMER = "order-service"
-DUPLICATE_KEY = 1062
 log = structlog.get_logger(__name__)
 
 
@@ -69,7 +67,7 @@ class OrderService:
         try:
             applied = await run_transaction(self._engine, work)
         except IntegrityError as error:
-            if mysql_error_code(error) != DUPLICATE_KEY:
+            if not is_duplicate_key(error):
                 raise
             # Another message for the same booking was applied already: never a second order.
             log.warning("booking already has an order", booking_id=str(event.booking_id))
@@ -116,7 +114,7 @@ class OrderService:
         try:
             await run_transaction(self._engine, work)
         except IntegrityError as error:
-            if mysql_error_code(error) != DUPLICATE_KEY:
+            if not is_duplicate_key(error):
                 raise
             log.info("batch holds messages applied before; applying one by one")
             for item in todo:
@@ -127,18 +125,11 @@ class OrderService:
         log.info("bookings settled", count=len(todo))
 
     async def _reserve(self, event: BookingRequested) -> tuple[OrderStatus, RejectionReason | None]:
-        try:
-            result = await self._inventory.reserve(
-                event.event_id,
-                event.booking_id,
-                event.ticket_count,
-                correlation_id=current_correlation_id(),
-            )
-        except NotFound:
-            return OrderStatus.REJECTED, RejectionReason.EVENT_NOT_FOUND
-        except Conflict:
-            return OrderStatus.REJECTED, RejectionReason.RESERVATION_CONFLICT
-        return outcome_of(result.status)
+        item = ReservationItem(event.event_id, event.booking_id, event.ticket_count)
+        (answer,) = await self._inventory.reserve_many(
+            [item], correlation_id=current_correlation_id()
+        )
+        return outcome_of_item(answer.outcome)
 
 
 def _outcome_event(

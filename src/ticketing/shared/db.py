@@ -33,6 +33,7 @@ from ticketing.shared.settings import ServiceName, Settings
 T = TypeVar("T")
 
 RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213})
+DUPLICATE_KEY = 1062
 PING_AFTER_IDLE = 5.0  # seconds
 COMMITTED = "ticketing.committed"  # set in a connection's info when its transaction committed
 log = structlog.get_logger(__name__)
@@ -119,6 +120,11 @@ def mysql_error_code(error: BaseException) -> int | None:
     if args and isinstance(args[0], int):
         return args[0]
     return None
+
+
+def is_duplicate_key(error: BaseException) -> bool:
+    """The statement broke a primary or unique key (MySQL error 1062)."""
+    return mysql_error_code(error) == DUPLICATE_KEY
 
 
 async def run_transaction(

@@ -55,13 +55,3 @@ async def claim_all(
         insert(table),
         [{"consumer": consumer, "message_id": m, "processed_at": now} for m in message_ids],
     )
-
-
-async def seen_among(
-    conn: AsyncConnection, table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Which of ``message_ids`` were applied already (an early check, like :func:`seen`)."""
-    query = select(table.c.message_id).where(
-        table.c.consumer == consumer, table.c.message_id.in_(message_ids)
-    )
-    return set((await conn.scalars(query)).all())

@@ -125,8 +125,15 @@ async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
     await conn.execute(insert(table), list(rows))
 
 
+_decode_headers = msgspec.json.Decoder(dict[str, str])
+
+
+def decode_headers(stored: str) -> list[tuple[str, bytes]]:
+    """An outbox row's ``headers`` column as Kafka record headers."""
+    return [(name, value.encode()) for name, value in _decode_headers.decode(stored).items()]
+
+
 def row_from_db(row: Any) -> OutboxRow:
-    headers: dict[str, str] = msgspec.json.decode(row.headers)
     return OutboxRow(
         id=row.id,
         event_id=row.event_id,
@@ -134,7 +141,7 @@ def row_from_db(row: Any) -> OutboxRow:
         key=row.message_key.encode(),
         event_type=row.event_type,
         payload=row.payload.encode(),
-        headers=[(name, value.encode()) for name, value in headers.items()],
+        headers=decode_headers(row.headers),
         created_at=row.created_at,
         published_at=row.published_at,
     )

@@ -20,7 +20,6 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
-import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -29,7 +28,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Table, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared.outbox import utcnow
+from ticketing.shared.outbox import decode_headers, utcnow
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -88,18 +87,16 @@ class Unpublished:
     headers: list[tuple[str, bytes]]
 
 
-_decode_headers = msgspec.json.Decoder(dict[str, str])
 _PARTITIONER = DefaultPartitioner()  # the producer's own default: same key, same partition
 
 
 def _unpublished(row: Any) -> Unpublished:
-    headers = _decode_headers.decode(row.headers)
     return Unpublished(
         row.id,
         row.topic,
         row.message_key.encode(),
         row.payload.encode(),
-        [(name, value.encode()) for name, value in headers.items()],
+        decode_headers(row.headers),
     )
 
 
