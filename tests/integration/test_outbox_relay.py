@@ -175,8 +175,8 @@ async def test_a_broker_outage_loses_nothing(
 async def test_rows_land_where_the_producer_would_put_them_in_order_in_any_batch_size(
     kafka_bootstrap: str,
 ) -> None:
-    """send_rows packs rows into record batches itself: the partition of each key must be the
-    producer's own choice, full batches and a row larger than a batch must keep the order."""
+    """send_rows keeps the producer's own partitioning and the row order, with batches that fill
+    up and a row larger than any batch."""
     topic = f"relay.batches.{uuid.uuid4().hex[:8]}"
     await create_topics(kafka_bootstrap, 3, topic)
     keys = [f"key-{n}" for n in range(6)]

@@ -100,3 +100,20 @@ async def test_any_other_batch_failure_falls_back_to_one_record_at_a_time() -> N
         msgspec.json.decode(r.value)["message_id"] for r in records
     )
     assert dead.published == []
+
+
+async def test_a_record_that_keeps_failing_is_dead_lettered_after_its_attempts() -> None:
+    run, dead = runner()
+    calls = 0
+
+    async def single(event: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Unavailable("waited out, not counted")
+        raise ValueError("this record is broken")
+
+    record = delivery(0)
+    await run.run_batch([record], single)
+    assert calls == 1 + 5  # one unavailable, then the five attempts it is allowed
+    assert dead.published == [record.value]

@@ -138,22 +138,13 @@ class MessageRunner:
             except PoisonMessage as error:
                 await self._dead_letter(delivery, error, attempts=1)
         received = [Received(event, d.headers.get(CORRELATION_ID_HEADER)) for d, event in decoded]
-        delay = 0.1
-        while received:
-            try:
-                await batch_handler(received)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - retried, or handled record by record
-                if not is_transient(error):
-                    log.warning("batch failed, handling its records one by one", error=repr(error))
-                    return [delivery for delivery, _ in decoded]
-                log.warning("dependency unavailable, retrying the batch", error=repr(error))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-            else:
-                break
-        return []
+        if not received:
+            return []
+        failure = await self._retrying(lambda: batch_handler(received), give_up=lambda _: True)
+        if failure is None:
+            return []
+        log.warning("batch failed, handling its records one by one", error=repr(failure))
+        return [delivery for delivery, _ in decoded]
 
     async def run(self, delivery: Delivery, handler: Handler) -> None:
         with structlog.contextvars.bound_contextvars(
@@ -168,25 +159,39 @@ class MessageRunner:
         except PoisonMessage as error:
             await self._dead_letter(delivery, error, attempts=1)
             return
-        failures, delay = 0, 0.1
+        failures = 0
+
+        def give_up(error: Exception) -> bool:
+            nonlocal failures
+            failures += 1
+            log.warning("handler failed", error=repr(error), attempt=failures)
+            return failures >= self._max_attempts
+
+        failure = await self._retrying(lambda: handler(event), give_up=give_up)
+        if failure is not None:
+            await self._dead_letter(delivery, failure, attempts=failures)
+
+    async def _retrying(
+        self, call: Callable[[], Awaitable[None]], *, give_up: Callable[[Exception], bool]
+    ) -> Exception | None:
+        """Call ``call`` until it succeeds (None), with capped backoff between attempts. An
+        unavailable dependency is waited out for as long as it takes; any other failure ends
+        the attempts, with that error, once ``give_up`` says so."""
+        delay = 0.1
         while True:
             try:
-                await handler(event)
+                await call()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - every failure is retried or dead-lettered
+            except Exception as error:  # noqa: BLE001 - every failure is retried or handed back
                 if is_transient(error):
                     log.warning("dependency unavailable, retrying", error=repr(error))
-                else:
-                    failures += 1
-                    log.warning("handler failed", error=repr(error), attempt=failures)
-                    if failures >= self._max_attempts:
-                        await self._dead_letter(delivery, error, attempts=failures)
-                        return
+                elif give_up(error):
+                    return error
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
             else:
-                return
+                return None
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
         headers = {

@@ -23,8 +23,6 @@ from typing import Any, Protocol
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Table, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -87,9 +85,6 @@ class Unpublished:
     headers: list[tuple[str, bytes]]
 
 
-_PARTITIONER = DefaultPartitioner()  # the producer's own default: same key, same partition
-
-
 def _unpublished(row: Any) -> Unpublished:
     return Unpublished(
         row.id,
@@ -103,47 +98,14 @@ def _unpublished(row: Any) -> Unpublished:
 async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Sendable]) -> None:
     """Send ``rows`` in order and wait until the broker acknowledged every one.
 
-    Rows are packed into one record batch per partition (aiokafka's batch API: one future per
-    batch instead of one per message, which was a third of the relay's time), partitioned by key
-    exactly as the producer itself would. A partition's batches are handed over in row order.
+    One ``send`` per row, not aiokafka's batch API: batches built that way were refused by
+    Tansu with UnknownError after a broker restart, which stalled the relay (the broker-restart
+    chaos scenario); a per-row send was never refused.
     """
-    pending: list[asyncio.Future[Any]] = []
-    open_batches: dict[tuple[str, int], BatchBuilder] = {}
-    partitions: dict[str, list[int]] = {}
-
-    async def submit(topic: str, partition: int) -> None:
-        batch = open_batches.pop((topic, partition), None)
-        if batch is not None:
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
-
-    for row in rows:
-        if row.topic not in partitions:
-            partitions[row.topic] = sorted(await producer.partitions_for(row.topic))
-        every = partitions[row.topic]
-        partition = _PARTITIONER(row.key, every, every)
-        where = (row.topic, partition)
-        for _ in range(2):
-            batch = open_batches.setdefault(where, producer.create_batch())
-            appended = batch.append(
-                key=row.key, value=row.payload, timestamp=None, headers=row.headers
-            )
-            if appended is not None:
-                break
-            if batch.record_count() == 0:  # larger than a batch: on its own, still in order
-                open_batches.pop(where)
-                pending.append(
-                    await producer.send(
-                        row.topic,
-                        value=row.payload,
-                        key=row.key,
-                        headers=row.headers,
-                        partition=partition,
-                    )
-                )
-                break
-            await submit(*where)  # full: hand it over and start the next one
-    for topic, partition in list(open_batches):
-        await submit(topic, partition)
+    pending = [
+        await producer.send(row.topic, value=row.payload, key=row.key, headers=row.headers)
+        for row in rows
+    ]
     await asyncio.gather(*pending)
 
 
