@@ -5,10 +5,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+import anyio.to_thread
+import pytest
 from faststream.kafka.annotations import KafkaMessage
 
+from ticketing.contracts.events import (
+    CORRELATION_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MESSAGE_ID_HEADER,
+    BookingRequested,
+)
+from ticketing.shared.consumer import Received, subscribe
 from ticketing.shared.messaging import create_broker
+from ticketing.shared.outbox import encode_event
 from ticketing.shared.settings import Settings
 
 
@@ -48,3 +61,74 @@ async def test_publish_and_consume_round_trip(
     assert key == b"event-1"
     assert seen_id == correlation_id
     assert event_type == "HarnessChecked"
+
+
+async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
+    base_settings: Settings, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastStream resolves an injected context field (the message) with a synchronous getter,
+    which its dependency injection runs in a worker thread: a thread hop for every batch. Our
+    subscribers take the message as the decoded body instead; no batch may cross a thread."""
+    thread_calls: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting_run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        thread_calls.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+    settings = dataclasses.replace(
+        base_settings,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+    )
+    broker = create_broker(settings, client_id="thread-test")
+    topic = f"harness.{uuid.uuid4().hex}"
+    received: asyncio.Queue[Received] = asyncio.Queue()
+
+    async def handle(event: Any) -> None:
+        raise AssertionError("the batch handler takes every record of a good batch")
+
+    async def handle_batch(batch: Sequence[Received]) -> None:
+        for item in batch:
+            await received.put(item)
+
+    subscribe(
+        broker,
+        settings,
+        topic=topic,
+        group=f"group-{uuid.uuid4().hex[:8]}",
+        dlq_topic=f"{topic}.dlq",
+        accepted=(BookingRequested,),
+        handle=handle,
+        handle_batch=handle_batch,
+        description="thread test",
+    )
+    event = BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        ticket_count=2,
+        unit_price="10.00",
+        total_price="20.00",
+        requested_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    await broker.start()
+    try:
+        await broker.publish(
+            encode_event(event),
+            topic,
+            key=str(event.booking_id).encode(),
+            headers={
+                EVENT_TYPE_HEADER: "BookingRequested",
+                MESSAGE_ID_HEADER: str(event.message_id),
+                CORRELATION_ID_HEADER: "thread-test",
+            },
+        )
+        got = await asyncio.wait_for(received.get(), timeout=30)
+    finally:
+        await broker.stop()
+    assert got == Received(event, "thread-test")
+    assert thread_calls == []

@@ -25,7 +25,7 @@ import msgspec
 import structlog
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage as InjectedMessage
+from faststream.kafka.message import KafkaMessage
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ticketing.contracts.events import (
@@ -239,15 +239,24 @@ def subscribe(
         batch=True,
         max_records=settings.consumer_batch_size,
         batch_timeout_ms=5,
+        decoder=as_received,
         title=f"{group}:{topic}",
         description=description,
         **consumer_options(settings),
     )
-    async def on_batch(body: Any, message: InjectedMessage) -> None:
-        del body  # decoded per record by the runner into the event dataclasses
+    async def on_batch(message: Any) -> None:
         records = message.raw_message
         batch = records if isinstance(records, tuple) else (records,)
         await runner.run_batch([Delivery.of(record) for record in batch], handle, handle_batch)
         await message.ack()
 
     return runner
+
+
+async def as_received(message: KafkaMessage) -> KafkaMessage:
+    """The subscriber's decoder: hands the handler FastStream's message itself. The runner
+    decodes each record into its event dataclass, so FastStream's own per-record JSON decoding
+    would be wasted work; and taking the message as the body, not through an injected context
+    field, keeps FastStream's dependency resolution from running a synchronous getter in a
+    worker thread for every batch (a thread hop and a futex wake per batch, measured)."""
+    return message
