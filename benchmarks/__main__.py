@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import MetaData, func, select, text
+from sqlalchemy import MetaData, bindparam, func, select, text
 
 from benchmarks.raw import raw_booking_writes, raw_producer
 from benchmarks.report import write_report
@@ -270,6 +270,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         latencies = [value / 1000 for (value,) in rows]
     return {
         "rate_per_second": rate,
+        "stages_ms": await latency_stages(dev, booking_ids),
         "bookings": len(ids),
         "errors": errors,
         "confirmed": len(latencies),
@@ -278,6 +279,35 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         "max_ms": round(max(latencies, default=0.0), 1),
         "cores_used": cores,
     }
+
+
+STAGES = {
+    "booking committed, relayed to the broker": ("b.created_at", "bo.published_at"),
+    "delivered to order, capacity reserved at inventory": ("bo.published_at", "r.created_at"),
+    "order recorded with its outcome": ("r.created_at", "oo.created_at"),
+    "outcome relayed to the broker": ("oo.created_at", "oo.published_at"),
+    "delivered to booking, CONFIRMED": ("oo.published_at", "b.updated_at"),
+}
+
+
+async def latency_stages(dev: DevProcess, booking_ids: list[uuid.UUID]) -> dict[str, float]:
+    """Mean time of each leg from the 202 to CONFIRMED, from the timestamps every service
+    writes (one MariaDB server, so one clock). "Relayed" is when the relay marked the row,
+    after the broker acknowledged it, so a consumer may see a message slightly before it."""
+    name = dev.settings.database_name
+    averages = ", ".join(
+        f"AVG(TIMESTAMPDIFF(MICROSECOND, {start}, {end})) / 1000" for start, end in STAGES.values()
+    )
+    query = text(
+        f"SELECT {averages} FROM {name('booking')}.bookings b "
+        f"JOIN {name('booking')}.outbox bo ON bo.aggregate_id = b.id "
+        f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
+        f"JOIN {name('order')}.outbox oo ON oo.aggregate_id = b.id "
+        "WHERE b.status = 'CONFIRMED' AND b.id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
+    async with dev.engines["booking"].connect() as conn:
+        row = (await conn.execute(query, {"ids": [str(i) for i in booking_ids]})).one()
+    return {stage: round(float(value or 0), 1) for stage, value in zip(STAGES, row, strict=True)}
 
 
 async def raw_write_ceiling(dev: DevProcess) -> float:

@@ -70,6 +70,13 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",
         cores(c["cores_used"]),
         "",
+        "Where the time goes (mean per leg, from the timestamps each service writes; the legs",
+        "add up to the mean, not the median):",
+        "",
+        "| leg | mean |",
+        "| --- | --- |",
+        *(f"| {leg} | {ms} ms |" for leg, ms in c["stages_ms"].items()),
+        "",
         f"Targets: p50 under 30 ms ({mark(c['p50_ms'] < 30)}), p99 under 150 ms "
         f"({mark(c['p99_ms'] < 150)}).",
         "",
