@@ -1,4 +1,4 @@
-"""``make bench``: drive the running stack (``ticketing dev``) through the gateway from this
+"""``make bench``: drive a fresh stack (``ticketing dev``) per scenario through the gateway from this
 separate process, measure the ceilings in the same run, and write docs/benchmarks.md and JSON.
 
     python -m benchmarks [--seconds 30] [--output docs/benchmarks.json]
