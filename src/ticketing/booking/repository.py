@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, delete, insert, null, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.booking.tables import bookings, customers, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
+from ticketing.shared import sql
 from ticketing.shared.outbox import utcnow
 
 
@@ -68,25 +69,40 @@ async def customer_exists(conn: AsyncConnection, customer_id: uuid.UUID) -> bool
     return (await conn.scalar(query)) is not None
 
 
+_BOOKING_COLUMNS = (
+    "id",
+    "customer_id",
+    "event_id",
+    "ticket_count",
+    "unit_price",
+    "total_price",
+    "status",
+    "created_at",
+    "updated_at",
+)
+_ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
+
+
 async def add_bookings(conn: AsyncConnection, new: Sequence[Booking]) -> None:
-    """Insert ``new`` bookings with one multi-row statement."""
+    """Insert ``new`` bookings with one multi-row statement (on the driver's cursor: every
+    accepted booking passes here)."""
     rows = []
     for booking in new:
         created = booking.created_at.replace(tzinfo=None)
         rows.append(
-            {
-                "id": booking.id,
-                "customer_id": booking.customer_id,
-                "event_id": booking.event_id,
-                "ticket_count": booking.ticket_count,
-                "unit_price": Decimal(booking.unit_price),
-                "total_price": Decimal(booking.total_price),
-                "status": booking.status.value,
-                "created_at": created,
-                "updated_at": created,
-            }
+            (
+                str(booking.id),
+                str(booking.customer_id),
+                str(booking.event_id),
+                booking.ticket_count,
+                Decimal(booking.unit_price),
+                Decimal(booking.total_price),
+                booking.status.value,
+                created,
+                created,
+            )
         )
-    await conn.execute(insert(bookings), rows)
+    await sql.execute_many(conn, _ADD_BOOKINGS, rows)
 
 
 async def get_booking(
@@ -123,26 +139,26 @@ class Outcome:
 
 async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
     """Move PENDING bookings to their final status with one statement (at most one outcome per
-    booking); the number of bookings moved (those not PENDING are left alone)."""
+    booking); the number of bookings moved (those not PENDING are left alone). On the driver's
+    cursor: every booking is settled here."""
     if not outcomes:
         return 0
-    by_id = bookings.c.id
-    order_ids = {o.booking_id: o.order_id for o in outcomes if o.order_id is not None}
-    reasons = {o.booking_id: o.reason for o in outcomes if o.reason is not None}
-    result = await conn.execute(
-        update(bookings)
-        .where(
-            by_id.in_([o.booking_id for o in outcomes]),
-            bookings.c.status == BookingStatus.PENDING.value,
-        )
-        .values(
-            status=case({o.booking_id: o.status.value for o in outcomes}, value=by_id),
-            order_id=case(order_ids, value=by_id, else_=null()) if order_ids else null(),
-            reason=case(reasons, value=by_id, else_=null()) if reasons else null(),
-            updated_at=utcnow(),
-        )
+    ids = [str(o.booking_id) for o in outcomes]
+    whens = " ".join(["WHEN %s THEN %s"] * len(outcomes))
+    params: list[Any] = []
+    for column in ("status", "order_id", "reason"):
+        for booking_id, o in zip(ids, outcomes, strict=True):
+            value = {"status": o.status.value, "order_id": o.order_id, "reason": o.reason}[column]
+            params += [booking_id, None if value is None else str(value)]
+    params += [utcnow(), *ids, BookingStatus.PENDING.value]
+    statement = (  # only placeholders are formatted in; every value is a parameter
+        "UPDATE bookings SET "  # noqa: S608
+        f"status = CASE id {whens} END, "
+        f"order_id = CASE id {whens} END, "
+        f"reason = CASE id {whens} END, "
+        f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))}) AND status = %s"
     )
-    return int(result.rowcount)
+    return await sql.execute(conn, statement, params)
 
 
 # Idempotency keys ------------------------------------------------------------------------

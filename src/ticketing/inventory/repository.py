@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.contracts.inventory import Event, ReservationStatus, Venue
 from ticketing.inventory.domain import Reservation, format_price
 from ticketing.inventory.tables import events, reservations, venues
+from ticketing.shared import sql
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
@@ -121,6 +122,21 @@ async def event_exists(conn: AsyncConnection, event_id: uuid.UUID) -> bool:
     return (await conn.scalar(select(events.c.id).where(events.c.id == event_id))) is not None
 
 
+# The reservation path (every booking passes here) runs on the driver's cursor.
+_RESERVATION_COLUMNS = (
+    "booking_id",
+    "event_id",
+    "ticket_count",
+    "status",
+    "left_capacity",
+    "created_at",
+)
+_ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
+_TAKE_CAPACITY = (
+    "UPDATE events SET left_capacity = left_capacity - %s WHERE id = %s AND left_capacity >= %s"
+)
+
+
 async def lock_capacity(
     conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
@@ -130,24 +146,21 @@ async def lock_capacity(
     """
     if not event_ids:
         return {}
-    query = (
-        select(events.c.id, events.c.left_capacity)
-        .where(events.c.id.in_(sorted(event_ids)))
-        .order_by(events.c.id)
-        .with_for_update()
+    ordered = sorted(event_ids)
+    rows = await sql.fetch_all(
+        conn,
+        "SELECT id, left_capacity FROM events "  # noqa: S608 - placeholders only
+        f"WHERE id IN ({sql.placeholders(len(ordered))}) ORDER BY id FOR UPDATE",
+        [str(event_id) for event_id in ordered],
     )
-    return {row.id: int(row.left_capacity) for row in await conn.execute(query)}
+    return {uuid.UUID(str(event_id)): int(left) for event_id, left in rows}
 
 
 async def take_capacity(conn: AsyncConnection, event_id: uuid.UUID, ticket_count: int) -> bool:
     """The conditional UPDATE: True when ``ticket_count`` seats were taken, False (and nothing
     changed) when fewer are left. It never drives ``left_capacity`` below zero."""
-    result = await conn.execute(
-        update(events)
-        .where(events.c.id == event_id, events.c.left_capacity >= ticket_count)
-        .values(left_capacity=events.c.left_capacity - ticket_count)
-    )
-    return result.rowcount == 1
+    changed = await sql.execute(conn, _TAKE_CAPACITY, [ticket_count, str(event_id), ticket_count])
+    return changed == 1
 
 
 async def add_reservations(conn: AsyncConnection, new: Sequence[Reservation]) -> None:
@@ -155,17 +168,18 @@ async def add_reservations(conn: AsyncConnection, new: Sequence[Reservation]) ->
     if not new:
         return
     now = utcnow()
-    await conn.execute(
-        insert(reservations),
+    await sql.execute_many(
+        conn,
+        _ADD_RESERVATIONS,
         [
-            {
-                "booking_id": r.booking_id,
-                "event_id": r.event_id,
-                "ticket_count": r.ticket_count,
-                "status": r.status.value,
-                "left_capacity": r.left_capacity,
-                "created_at": now,
-            }
+            (
+                str(r.booking_id),
+                str(r.event_id),
+                r.ticket_count,
+                r.status.value,
+                r.left_capacity,
+                now,
+            )
             for r in new
         ],
     )

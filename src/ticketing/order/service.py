@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,7 +16,8 @@ from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConf
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of_item
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.tables import inbox, orders, outbox
+from ticketing.order.repository import add_orders
+from ticketing.order.tables import inbox, outbox
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.consumer import Received
@@ -60,7 +60,7 @@ class OrderService:
         async def work(conn: AsyncConnection) -> bool:
             if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
                 return False
-            await conn.execute(insert(orders), [_order_row(event, order_id, status, reason)])
+            await add_orders(conn, [_order_row(event, order_id, status, reason)])
             await outbox_ops.append(conn, outbox, [_outbox_row(outcome, current_correlation_id())])
             return True
 
@@ -108,7 +108,7 @@ class OrderService:
 
         async def work(conn: AsyncConnection) -> None:
             await inbox_ops.claim_all(conn, inbox, CONSUMER, [i.event.message_id for i in todo])
-            await conn.execute(insert(orders), orders_rows)
+            await add_orders(conn, orders_rows)
             await outbox_ops.append(conn, outbox, outbox_rows)
 
         try:

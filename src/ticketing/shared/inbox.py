@@ -10,6 +10,7 @@ from sqlalchemy import Column, MetaData, String, Table, Uuid, insert, select
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketing.shared import sql
 from ticketing.shared.outbox import utcnow
 
 
@@ -51,7 +52,9 @@ async def claim_all(
     """Record every message as applied, in one statement; any that already was makes the
     statement fail on the primary key (1062), so the caller's transaction applies none of them."""
     now = utcnow()
-    await conn.execute(
-        insert(table),
-        [{"consumer": consumer, "message_id": m, "processed_at": now} for m in message_ids],
-    )
+    if table not in _claims:
+        _claims[table] = sql.insert_sql(table, ("consumer", "message_id", "processed_at"))
+    await sql.execute_many(conn, _claims[table], [(consumer, str(m), now) for m in message_ids])
+
+
+_claims: dict[Table, str] = {}  # the claim statement of each inbox table (on the driver's cursor)

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
-    insert,
 )
 from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +32,7 @@ from ticketing.contracts.events import (
     EVENT_TYPE_HEADER,
     MESSAGE_ID_HEADER,
 )
+from ticketing.shared import sql
 
 
 class Event(Protocol):
@@ -119,10 +119,27 @@ def build_row(
     }
 
 
+_ROW_COLUMNS = (
+    "event_id",
+    "aggregate_type",
+    "aggregate_id",
+    "topic",
+    "message_key",
+    "event_type",
+    "payload",
+    "headers",
+    "created_at",
+)
+_inserts: dict[Table, str] = {}
+
+
 async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Write outbox ``rows`` (from :func:`build_row`) inside the caller's transaction, with
-    one multi-row statement."""
-    await conn.execute(insert(table), list(rows))
+    one multi-row statement (on the driver's cursor: every event passes here)."""
+    if table not in _inserts:
+        _inserts[table] = sql.insert_sql(table, _ROW_COLUMNS)
+    values = [(str(row["event_id"]), *(row[column] for column in _ROW_COLUMNS[1:])) for row in rows]
+    await sql.execute_many(conn, _inserts[table], values)
 
 
 _decode_headers = msgspec.json.Decoder(dict[str, str])

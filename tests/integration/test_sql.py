@@ -1,0 +1,89 @@
+"""Hot statements on the driver's cursor behave like SQLAlchemy's own: same transaction, same
+exceptions, a lost connection invalidated (real MariaDB)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ticketing.shared import sql
+from ticketing.shared.db import create_engine, is_duplicate_key, run_transaction
+from ticketing.shared.settings import Settings
+
+metadata = MetaData()
+notes = Table(
+    "sql_probe_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("text", String(200), nullable=False),
+)
+INSERT = sql.insert_sql(notes, ("id", "text"))
+
+
+@pytest.fixture
+async def engine(databases: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(databases, "order")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+        await engine.dispose()
+
+
+async def count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(notes)) or 0)
+
+
+async def test_statements_commit_with_the_transaction_and_escape_every_value(
+    engine: AsyncEngine,
+) -> None:
+    hostile = "x'); DROP TABLE sql_probe_notes; --"
+
+    async def work(conn: AsyncConnection) -> int:
+        await sql.execute_many(conn, INSERT, [(1, hostile), (2, "two")])
+        return await sql.execute(
+            conn, "UPDATE sql_probe_notes SET text = %s WHERE id = %s", ["2!", 2]
+        )
+
+    assert await run_transaction(engine, work) == 1
+    async with engine.connect() as conn:
+        rows = await sql.fetch_all(conn, "SELECT id, text FROM sql_probe_notes ORDER BY id")
+    assert rows == [(1, hostile), (2, "2!")]
+
+
+async def test_a_failure_rolls_back_the_whole_transaction_as_sqlalchemys_own_error(
+    engine: AsyncEngine,
+) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        await sql.execute_many(conn, INSERT, [(1, "one")])
+        await sql.execute_many(conn, INSERT, [(2, "two"), (1, "one again")])
+
+    with pytest.raises(IntegrityError) as caught:
+        await run_transaction(engine, work)
+    assert is_duplicate_key(caught.value)
+    assert "one again" not in str(caught.value)  # parameters stay out of messages and logs
+    assert await count(engine) == 0
+
+
+async def test_a_lost_connection_is_invalidated_and_the_next_transaction_works(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as victim:
+        connection_id = await victim.scalar(text("SELECT CONNECTION_ID()"))
+        async with engine.connect() as killer:
+            await killer.execute(text(f"KILL CONNECTION {int(connection_id)}"))
+        with pytest.raises(OperationalError) as caught:
+            await sql.fetch_all(victim, "SELECT 1")
+        assert caught.value.connection_invalidated
+        assert victim.invalidated
+    await run_transaction(engine, lambda conn: sql.execute_many(conn, INSERT, [(3, "three")]))
+    assert await count(engine) == 1
