@@ -1,8 +1,9 @@
 """Database plumbing: one async engine per service database, created from settings.
 
-Hot paths use SQLAlchemy Core (not the ORM) and READ COMMITTED: InnoDB's default REPEATABLE READ
-takes gap locks that deadlock concurrent range updates. Deadlocks (1213) and lock wait timeouts
-(1205) are retried by :func:`run_transaction`.
+Services use SQLAlchemy Core, not the ORM (the statements every booking passes through run on
+the driver's cursor: :mod:`ticketing.shared.sql`), and READ COMMITTED: InnoDB's default
+REPEATABLE READ takes gap locks that deadlock concurrent range updates. Deadlocks (1213) and
+lock wait timeouts (1205) are retried by :func:`run_transaction`.
 
 Connections are checked for life only after they sat idle in the pool (``PING_AFTER_IDLE``), not
 on every checkout: under load the ping was a round trip per transaction, and a connection that
