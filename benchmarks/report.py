@@ -65,12 +65,12 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         "| figure | value |",
         "| --- | --- |",
         f"| p50 | {c['p50_ms']} ms |",
+        f"| p99 | {c['p99_ms']} ms |",
+        f"| max | {c['max_ms']} ms |",
         f"| p50 / p99 of a booking alone (one every 200 ms, same stack, just before) | "
         f"{c['alone']['p50_ms']} / {c['alone']['p99_ms']} ms |",
         f"| p50 at {c['rate_per_second']}/s over p50 alone | "
         f"{round(c['p50_ms'] / max(c['alone']['p50_ms'], 0.1), 2)} |",
-        f"| p99 | {c['p99_ms']} ms |",
-        f"| max | {c['max_ms']} ms |",
         f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",
         cores(c["cores_used"]),
         "",
