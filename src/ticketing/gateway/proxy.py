@@ -24,21 +24,24 @@ from ticketing.shared.upstream import Upstream
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
 # Set by the gateway itself, never passed through from either side.
 OWN_HEADERS = frozenset(
-    {"host", "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
+# Not passed on with a request: hop-by-hop, the gateway's own, and the body framing (the
+# gateway frames the body it forwards itself).
+NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length"}
 log = structlog.get_logger(__name__)
 
 
@@ -67,51 +70,42 @@ class Backend:
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The caller's headers minus hop-by-hop ones, plus X-Forwarded-* and X-Request-ID."""
+    """The caller's headers minus hop-by-hop ones and the body framing, plus X-Forwarded-* and
+    X-Request-ID. Works on the raw bytes: ASGI servers hand header names over lowercased."""
     raw: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
-    named_in_connection = {
-        token.strip().lower()
-        for name, value in raw
-        if name.lower() == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    kept: list[tuple[bytes, bytes]] = []
-    forwarded_for = ""
-    host = ""
+    dropped = NOT_FORWARDED
+    forwarded_for = host = b""
     for name, value in raw:
-        lowered = name.decode("latin-1").lower()
-        if lowered == "x-forwarded-for":
-            forwarded_for = value.decode("latin-1")
-        if lowered == "host":
-            host = value.decode("latin-1")
-        if lowered in HOP_BY_HOP or lowered in OWN_HEADERS or lowered in named_in_connection:
-            continue
-        kept.append((name, value))
+        if name == b"connection":
+            dropped = dropped | connection_tokens(value)
+        elif name == b"x-forwarded-for":
+            forwarded_for = value
+        elif name == b"host":
+            host = value
+    kept = [(name, value) for name, value in raw if name not in dropped]
     client = scope.get("client")
-    client_ip = client[0] if client else "unknown"
-    chain = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
+    client_ip = (client[0] if client else "unknown").encode("latin-1")
     kept += [
-        (b"x-forwarded-for", chain.encode("latin-1")),
+        (b"x-forwarded-for", forwarded_for + b", " + client_ip if forwarded_for else client_ip),
         (b"x-forwarded-proto", str(scope.get("scheme", "http")).encode("latin-1")),
-        (b"x-forwarded-host", host.encode("latin-1")),
+        (b"x-forwarded-host", host),
         (b"x-request-id", (current_correlation_id() or "").encode("latin-1")),
     ]
     return kept
 
 
+def connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The header names a ``Connection`` header lists (hop-by-hop by declaration)."""
+    return frozenset(token.strip().lower() for token in value.split(b",") if token.strip())
+
+
 def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The upstream's headers minus hop-by-hop ones and those the gateway sets itself."""
-    named_in_connection = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.decode("latin-1").split(",")
-        if token.strip()
-    }
-    dropped = HOP_BY_HOP | named_in_connection | {"x-request-id", "date", "server"}
-    return [
-        (name, value) for name, value in headers if name.decode("latin-1").lower() not in dropped
-    ]
+    dropped = HOP_BY_HOP | {b"x-request-id", b"date", b"server"}
+    for name, value in headers:
+        if name.lower() == b"connection":
+            dropped = dropped | connection_tokens(value)
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
 def target_of(scope: Scope) -> str:
@@ -175,11 +169,7 @@ async def forward(
     """Send the request to ``upstream`` and stream its answer back. Raises BodyTooLarge, and
     Unavailable when the breaker is open or the upstream cannot answer."""
     body = await read_body(receive, body_limit) if has_body(scope) else b""
-    headers = [
-        (name, value)
-        for name, value in request_headers(scope)
-        if name.lower() not in (b"content-length", b"transfer-encoding")
-    ]
+    headers = request_headers(scope)
     method = str(scope.get("method", "GET"))
     started = time.perf_counter()
     response = await upstream.open(method, target_of(scope), headers, body)

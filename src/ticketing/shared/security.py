@@ -30,8 +30,18 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         verifier: TokenVerifier = connection.app.state.verifier
-        token = bearer_token(connection.headers.get("authorization"))
+        token = bearer_token(authorization(connection.scope))
         return AuthenticationResult(user=await verifier.verify(token), auth=token)
+
+
+def authorization(scope: Any) -> str | None:
+    """The first ``Authorization`` header, read off the scope: building Litestar's header
+    mapping for this one lookup was about 4% of the gateway's CPU per request. ASGI servers
+    hand header names over lowercased."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def bearer_auth(*, public_metrics: bool) -> DefineMiddleware:
