@@ -145,11 +145,12 @@ async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> in
         return 0
     ids = [str(o.booking_id) for o in outcomes]
     whens = " ".join(["WHEN %s THEN %s"] * len(outcomes))
-    params: list[Any] = []
-    for column in ("status", "order_id", "reason"):
-        for booking_id, o in zip(ids, outcomes, strict=True):
-            value = {"status": o.status.value, "order_id": o.order_id, "reason": o.reason}[column]
-            params += [booking_id, None if value is None else str(value)]
+    new_values: list[list[Any]] = [
+        [o.status.value for o in outcomes],
+        [None if o.order_id is None else str(o.order_id) for o in outcomes],
+        [o.reason for o in outcomes],
+    ]
+    params = [p for values in new_values for pair in zip(ids, values, strict=True) for p in pair]
     params += [utcnow(), *ids, BookingStatus.PENDING.value]
     statement = (  # only placeholders are formatted in; every value is a parameter
         "UPDATE bookings SET "  # noqa: S608
