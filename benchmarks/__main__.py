@@ -76,6 +76,23 @@ def cpu_holders(dev: DevProcess) -> dict[str, int | None]:
     return holders
 
 
+class CoreMeter:
+    """How many cores each process of the stack used from now until :meth:`cores` (2.0 would
+    be both cores of this machine)."""
+
+    def __init__(self, dev: DevProcess) -> None:
+        self._holders = cpu_holders(dev)
+        self._before = {name: cpu_seconds(pid) for name, pid in self._holders.items()}
+        self._started = time.perf_counter()
+
+    def cores(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self._started
+        return {
+            name: round((cpu_seconds(pid) - self._before[name]) / elapsed, 2)
+            for name, pid in self._holders.items()
+        }
+
+
 def footprint(dev: DevProcess) -> dict[str, float]:
     return {
         s: round(rss_mb(dev.child(f"serve {s}")), 1)
@@ -177,14 +194,13 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
         stdout=asyncio.subprocess.PIPE,
     )
     peak: dict[str, float] = {}
-    holders = cpu_holders(dev)
-    cpu_before = {name: cpu_seconds(pid) for name, pid in holders.items()}
+    meter = CoreMeter(dev)
     while process.returncode is None:
         for name, value in footprint(dev).items():
             peak[name] = max(peak.get(name, 0.0), value)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), 0.5)
-    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in holders.items()}
+    cores = meter.cores()
     out = (await process.stdout.read()).decode() if process.stdout else ""
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     measured = json.loads(line[5:])
@@ -202,8 +218,7 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
         "p95_ms": measured["p95_us"] / 1000,
         "p99_ms": measured["p99_us"] / 1000,
         "rss_under_load_mb": peak,
-        # Share of one core each process used during the run (2.0 would be both cores).
-        "cores_used": {name: round(value / seconds, 2) for name, value in cpu.items()},
+        "cores_used": cores,
     }
 
 
@@ -239,8 +254,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
             errors += 1
 
     tasks = []
-    holders = cpu_holders(dev)
-    cpu_before = {name: cpu_seconds(pid) for name, pid in holders.items()}
+    meter = CoreMeter(dev)
     started = time.perf_counter()
     try:
         for index in range(int(rate * seconds)):
@@ -249,10 +263,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         await asyncio.gather(*tasks)
     finally:
         await lean.aclose()
-    elapsed = time.perf_counter() - started
-    cores = {
-        n: round((cpu_seconds(pid) - cpu_before[n]) / elapsed, 2) for n, pid in holders.items()
-    }
+    cores = meter.cores()
     engine = dev.engines["booking"]
     booking_ids = [uuid.UUID(i) for i in ids]
     for _ in range(600):

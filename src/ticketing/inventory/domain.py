@@ -68,9 +68,13 @@ class Reservation:
     status: ReservationStatus
     left_capacity: int
 
+    def is_repeat(self, event_id: uuid.UUID, ticket_count: int) -> bool:
+        """Whether a request asks for exactly what this reservation holds."""
+        return event_id == self.event_id and ticket_count == self.ticket_count
+
     def check_repeat(self, event_id: uuid.UUID, ticket_count: int) -> None:
         """A repeat must ask for the same thing; otherwise the booking id was reused by mistake."""
-        if event_id != self.event_id or ticket_count != self.ticket_count:
+        if not self.is_repeat(event_id, ticket_count):
             raise Conflict(
                 f"booking {self.booking_id} already holds a reservation for "
                 f"{self.ticket_count} ticket(s) of event {self.event_id}"
@@ -106,12 +110,11 @@ def decide(
     for item in items:
         first = known.get(item.booking_id)
         if first is not None:
-            same = first.event_id == item.event_id and first.ticket_count == item.ticket_count
             results.append(
                 ReservationItemResult(
                     item.booking_id, ReservationOutcome(first.status.value), first.left_capacity
                 )
-                if same
+                if first.is_repeat(item.event_id, item.ticket_count)
                 else ReservationItemResult(item.booking_id, ReservationOutcome.CONFLICT)
             )
             continue

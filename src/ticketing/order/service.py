@@ -170,7 +170,7 @@ def _order_row(
         "total_price": Decimal(event.total_price),
         "status": status.value,
         "reason": None if reason is None else reason.value,
-        "created_at": datetime.now(UTC).replace(tzinfo=None),
+        "created_at": outbox_ops.utcnow(),
     }
 
 

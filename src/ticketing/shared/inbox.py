@@ -52,9 +52,5 @@ async def claim_all(
     """Record every message as applied, in one statement; any that already was makes the
     statement fail on the primary key (1062), so the caller's transaction applies none of them."""
     now = utcnow()
-    if table not in _claims:
-        _claims[table] = sql.insert_sql(table, ("consumer", "message_id", "processed_at"))
-    await sql.execute_many(conn, _claims[table], [(consumer, str(m), now) for m in message_ids])
-
-
-_claims: dict[Table, str] = {}  # the claim statement of each inbox table (on the driver's cursor)
+    statement = sql.insert_sql(table, ("consumer", "message_id", "processed_at"))
+    await sql.execute_many(conn, statement, [(consumer, str(m), now) for m in message_ids])

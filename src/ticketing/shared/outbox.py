@@ -130,16 +130,13 @@ _ROW_COLUMNS = (
     "headers",
     "created_at",
 )
-_inserts: dict[Table, str] = {}
 
 
 async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Write outbox ``rows`` (from :func:`build_row`) inside the caller's transaction, with
     one multi-row statement (on the driver's cursor: every event passes here)."""
-    if table not in _inserts:
-        _inserts[table] = sql.insert_sql(table, _ROW_COLUMNS)
     values = [(str(row["event_id"]), *(row[column] for column in _ROW_COLUMNS[1:])) for row in rows]
-    await sql.execute_many(conn, _inserts[table], values)
+    await sql.execute_many(conn, sql.insert_sql(table, _ROW_COLUMNS), values)
 
 
 _decode_headers = msgspec.json.Decoder(dict[str, str])

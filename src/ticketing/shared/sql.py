@@ -18,6 +18,7 @@ Values are passed the way the driver takes them: UUIDs as strings, datetimes nai
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,15 +37,14 @@ def quote(name: str) -> str:
     return str(_preparer.quote(name))
 
 
-def insert_sql(table: Table, columns: Sequence[str], *, ignore: bool = False) -> str:
-    """``INSERT`` of one row into ``columns`` of ``table``; run with :func:`execute_many` for
-    several rows (the driver sends them as one multi-row statement)."""
-    for column in columns:
-        table.c[column]
-    names = ", ".join(quote(c) for c in columns)
-    marks = ", ".join(["%s"] * len(columns))
-    verb = "INSERT IGNORE INTO" if ignore else "INSERT INTO"
-    return f"{verb} {quote(table.name)} ({names}) VALUES ({marks})"
+@functools.cache
+def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
+    """``INSERT`` of one row into ``columns`` of ``table`` (built once per table and columns; a
+    column the table does not have raises KeyError); run with :func:`execute_many` for several
+    rows (the driver sends them as one multi-row statement)."""
+    names = ", ".join(quote(table.c[column].name) for column in columns)
+    marks = placeholders(len(columns))
+    return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608 - our names
 
 
 def placeholders(count: int) -> str:
