@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
@@ -27,8 +26,9 @@ WRITE = "bookings:write"
 MAX_PAGE_SIZE = 100
 
 
-def provide_bookings(state: State) -> BookingService:
-    service: BookingService = state.bookings
+def provide_bookings(request: Request[Any, Any, Any]) -> BookingService:
+    # From the request's app, not Litestar's ``state`` parameter: that builds a State per call.
+    service: BookingService = request.app.state.bookings
     return service
 
 
@@ -51,7 +51,7 @@ class CustomerController(Controller):
     tags = ["customers"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create a customer", guards=[requires(WRITE)])
+    @post("/", status_code=201, summary="Create a customer", opt=requires(WRITE))
     async def create_customer(
         self, data: JSONBody[CustomerCreate], bookings: Bookings
     ) -> Response[Customer]:
@@ -84,7 +84,7 @@ class BookingController(Controller):
         "/",
         status_code=202,
         summary="Request tickets; the booking settles to CONFIRMED or REJECTED shortly",
-        guards=[requires(WRITE)],
+        opt=requires(WRITE),
     )
     async def request_booking(
         self,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
-from litestar.datastructures import State
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -29,8 +28,9 @@ WRITE = "inventory:write"
 RESERVE = "inventory:reserve"
 
 
-def provide_inventory(state: State) -> InventoryService:
-    service: InventoryService = state.inventory
+def provide_inventory(request: Request[Any, Any, Any]) -> InventoryService:
+    # From the request's app, not Litestar's ``state`` parameter: that builds a State per call.
+    service: InventoryService = request.app.state.inventory
     return service
 
 
@@ -43,7 +43,7 @@ class VenueController(Controller):
     tags = ["venues"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create a venue", guards=[requires(WRITE)])
+    @post("/", status_code=201, summary="Create a venue", opt=requires(WRITE))
     async def create_venue(
         self, data: JSONBody[VenueCreate], inventory: Inventory
     ) -> Response[Venue]:
@@ -60,7 +60,7 @@ class EventController(Controller):
     tags = ["events"]
     dependencies = DEPENDENCIES
 
-    @post("/", status_code=201, summary="Create an event at a venue", guards=[requires(WRITE)])
+    @post("/", status_code=201, summary="Create an event at a venue", opt=requires(WRITE))
     async def create_event(
         self, data: JSONBody[EventCreate], inventory: Inventory
     ) -> Response[Event]:
@@ -92,7 +92,7 @@ class ReservationController(Controller):
         "/{event_id:uuid}/reservations",
         status_code=200,
         summary="Reserve tickets for a booking (idempotent per booking id)",
-        guards=[requires(RESERVE)],
+        opt=requires(RESERVE),
     )
     async def reserve(
         self,
@@ -117,7 +117,7 @@ class ReservationBatchController(Controller):
         description="Items are decided in order, exactly as if each were reserved alone: a "
         "booking id that already holds a reservation gets its first answer back (or "
         "`conflict` when it asks for other seats); an unknown event records nothing.",
-        guards=[requires(RESERVE)],
+        opt=requires(RESERVE),
     )
     async def reserve_many(
         self, data: JSONBody[ReservationBatch], inventory: Inventory

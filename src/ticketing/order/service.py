@@ -23,7 +23,7 @@ from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.ids import new_id
-from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.observability import correlation_id_bound, current_correlation_id
 
 CONSUMER = "order-service"
 log = structlog.get_logger(__name__)
@@ -118,7 +118,7 @@ class OrderService:
                 raise
             log.info("batch holds messages applied before; applying one by one")
             for item in todo:
-                with structlog.contextvars.bound_contextvars(correlation_id=item.correlation_id):
+                with correlation_id_bound(item.correlation_id):
                     await self.handle_booking_requested(item.event)
             return
         self._after_commit()

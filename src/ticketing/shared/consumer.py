@@ -36,6 +36,7 @@ from ticketing.contracts.events import (
 )
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.messaging import consumer_options
+from ticketing.shared.observability import correlation_id_bound
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -147,9 +148,11 @@ class MessageRunner:
         return [delivery for delivery, _ in decoded]
 
     async def run(self, delivery: Delivery, handler: Handler) -> None:
-        with structlog.contextvars.bound_contextvars(
-            message_id=delivery.headers.get(MESSAGE_ID_HEADER),
-            correlation_id=delivery.headers.get(CORRELATION_ID_HEADER),
+        with (
+            structlog.contextvars.bound_contextvars(
+                message_id=delivery.headers.get(MESSAGE_ID_HEADER)
+            ),
+            correlation_id_bound(delivery.headers.get(CORRELATION_ID_HEADER)),
         ):
             await self._run(delivery, handler)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from ticketing.shared.observability import add_correlation_id
 from ticketing.shared.settings import Settings
 
 _SECRET_KEYS = frozenset({"authorization", "password", "secret", "token", "access_token"})
@@ -41,6 +42,7 @@ def configure_logging(settings: Settings, service: str) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_correlation_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,

@@ -1,10 +1,20 @@
-"""Per-request correlation id, access log and Prometheus metrics, as one ASGI middleware."""
+"""Per-request correlation id, access log and Prometheus metrics, as one ASGI middleware.
+
+The correlation id lives in a context variable of its own, set and reset directly: binding it
+through structlog's contextvars (a generator context manager that scans every context variable)
+was a twelfth of the gateway's CPU per proxied request. :func:`add_correlation_id` puts it on
+every log line.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
@@ -14,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 log = structlog.get_logger("ticketing.access")
+_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
 @dataclass(slots=True)
@@ -26,6 +37,10 @@ class HttpMetrics:
     )
     requests: Counter = field(init=False)
     latency: Histogram = field(init=False)
+    # The labelled children by (method, route, status): prometheus_client's labels() takes a
+    # lock and validates the labels on every call. Bounded: routes are templates, and the HTTP
+    # parser knows a fixed set of methods.
+    _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -41,6 +56,18 @@ class HttpMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.latency.labels(self.service, method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def _request_id(scope: Scope) -> str:
@@ -73,27 +100,46 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            try:
-                await app(scope, receive, send_with_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                route = str(scope.get("path_template") or "unmatched")
-                method = str(scope.get("method", ""))
-                metrics.requests.labels(metrics.service, method, route, str(status)).inc()
-                metrics.latency.labels(metrics.service, method, route).observe(elapsed)
-                log.info(
-                    "request",
-                    method=method,
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+        bound = _correlation_id.set(correlation_id)
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = str(scope.get("path_template") or "unmatched")
+            method = str(scope.get("method", ""))
+            metrics.record(method, route, status, elapsed)
+            log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+            _correlation_id.reset(bound)
 
     return middleware
 
 
 def current_correlation_id() -> str | None:
     """The correlation id bound for the request or message being handled, if any."""
-    value = structlog.contextvars.get_contextvars().get("correlation_id")
-    return None if value is None else str(value)
+    return _correlation_id.get()
+
+
+@contextmanager
+def correlation_id_bound(correlation_id: str | None) -> Iterator[None]:
+    """Handle a message (or anything else) under ``correlation_id``."""
+    bound = _correlation_id.set(correlation_id)
+    try:
+        yield
+    finally:
+        _correlation_id.reset(bound)
+
+
+def add_correlation_id(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: the bound correlation id on every line written under it."""
+    correlation_id = _correlation_id.get()
+    if correlation_id is not None:
+        event_dict.setdefault("correlation_id", correlation_id)
+    return event_dict
