@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,9 @@ class InventoryClient:
 
     Booking reads an event for its price and for the advisory capacity check only (inventory's
     reservation decides), so an answer a moment old is good enough, and a hot event during a
-    flash sale costs inventory one read per interval instead of one per request.
+    flash sale costs inventory one read per interval instead of one per request. When an entry
+    runs out, the requests that arrive while it is being read again wait for that one read
+    rather than each sending its own (at 1,500 bookings/s, 54 reads a second instead of one).
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class InventoryClient:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[uuid.UUID, tuple[Event, float]] = {}
+        self._reading: dict[uuid.UUID, asyncio.Future[Event]] = {}
 
     async def get_event(
         self,
@@ -42,15 +46,33 @@ class InventoryClient:
         correlation_id: str | None = None,
         authorization: str | None = None,
     ) -> Event:
+        if self._cache_seconds <= 0:
+            return await self._fetch(event_id, correlation_id, authorization)
         cached = self._cache.get(event_id)
         if cached is not None and self._clock() < cached[1]:
             return cached[0]
+        reading = self._reading.get(event_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(event_id, correlation_id, authorization))
+            self._reading[event_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(event_id, done))
+        # Shielded: a caller that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    async def _read(
+        self, event_id: uuid.UUID, correlation_id: str | None, authorization: str | None
+    ) -> Event:
         event = await self._fetch(event_id, correlation_id, authorization)
-        if self._cache_seconds > 0:
-            if len(self._cache) > MAX_CACHED_EVENTS:
-                self._cache.clear()
-            self._cache[event_id] = (event, self._clock() + self._cache_seconds)
+        if len(self._cache) > MAX_CACHED_EVENTS:
+            self._cache.clear()
+        self._cache[event_id] = (event, self._clock() + self._cache_seconds)
         return event
+
+    def _read_done(self, event_id: uuid.UUID, done: asyncio.Future[Event]) -> None:
+        if self._reading.get(event_id) is done:
+            del self._reading[event_id]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller went away
 
     async def _fetch(
         self, event_id: uuid.UUID, correlation_id: str | None, authorization: str | None
