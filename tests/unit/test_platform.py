@@ -1,9 +1,11 @@
+import gc
 import time
 import uuid
 from typing import Any
 
 import pytest
 
+from ticketing.cli.serve import GC_THRESHOLDS, settle_heap
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import (
     HttpMetrics,
@@ -115,3 +117,14 @@ async def test_a_request_s_correlation_id_is_seen_inside_it_and_gone_after() -> 
     with correlation_id_bound("m-1"):
         assert add_correlation_id(None, "info", {"event": "x"})["correlation_id"] == "m-1"
     assert "correlation_id" not in add_correlation_id(None, "info", {"event": "x"})
+
+
+def test_a_started_service_settles_its_heap() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

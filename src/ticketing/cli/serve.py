@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 from ticketing.shared.settings import ServiceName, Settings
 
 SERVED: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
+# Young-generation collections every 20,000 allocations instead of 700, and the older ones
+# accordingly rarer: with a service's requests in flight, the collector was a seventh of the
+# gateway's CPU (py-spy --native), most of it spent walking objects that live for the whole
+# process. Garbage in cycles is still collected, a little later.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """Once started: move everything built so far (modules, the app, pools, caches) out of the
+    collector's sight, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +61,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from ticketing.gateway.app import create_app as create_gateway
 
         app = create_gateway(settings)
+    app.on_startup.append(settle_heap)  # after the lifespan managers: their objects live on too
     host, port = settings.bind(service)
     uvicorn.run(
         app,
