@@ -19,6 +19,7 @@ from litestar import Litestar
 from sqlalchemy import text
 
 from ticketing.devstack import die_with_parent, tansu_binary
+from ticketing.shared.coalescing import CoalescingHttpProtocol
 from ticketing.shared.db import create_server_engine
 from ticketing.shared.settings import Settings
 
@@ -103,7 +104,13 @@ async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
     loop; yield its URL."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=CoalescingHttpProtocol,  # as ``ticketing serve`` runs every service
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

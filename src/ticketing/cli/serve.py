@@ -40,6 +40,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
     from litestar import Litestar
 
+    from ticketing.shared.coalescing import CoalescingHttpProtocol
     from ticketing.shared.logging import configure_logging
 
     service: ServiceName = args.service
@@ -65,6 +66,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     host, port = settings.bind(service)
     uvicorn.run(
         app,
+        http=CoalescingHttpProtocol,
         host=args.host or host,
         port=args.port or port,
         log_config=None,
