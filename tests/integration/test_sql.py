@@ -4,6 +4,7 @@ exceptions, a lost connection invalidated (real MariaDB)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
@@ -87,3 +88,49 @@ async def test_a_lost_connection_is_invalidated_and_the_next_transaction_works(
         assert victim.invalidated
     await run_transaction(engine, lambda conn: sql.execute_many(conn, INSERT, [(3, "three")]))
     assert await count(engine) == 1
+
+
+UPDATE = "UPDATE sql_probe_notes SET text = %s WHERE id >= %s"
+
+
+async def test_a_whole_transaction_in_one_query_commits_and_counts_each_statement(
+    engine: AsyncEngine,
+) -> None:
+    hostile = "x'); DROP TABLE sql_probe_notes; COMMIT; --"
+    statements = [
+        sql.Statement(INSERT, [(1, hostile), (2, "two"), (3, "100% three")], rows=True),
+        sql.Statement(UPDATE, ["later; DELETE FROM sql_probe_notes", 2]),
+    ]
+
+    async def work(conn: AsyncConnection) -> list[int]:
+        return await sql.commit_all(conn, statements)
+
+    assert await run_transaction(engine, work, commits_itself=True) == [3, 2]
+    async with engine.connect() as conn:
+        rows = await sql.fetch_all(conn, "SELECT id, text FROM sql_probe_notes ORDER BY id")
+    later = "later; DELETE FROM sql_probe_notes"
+    assert rows == [(1, hostile), (2, later), (3, later)]  # every value stayed a value
+
+
+async def test_a_failing_statement_stops_the_query_and_nothing_of_it_stays(
+    engine: AsyncEngine, databases: Settings
+) -> None:
+    # One pooled connection: every step below reuses the one the failed query ran on.
+    engine = create_engine(replace(databases, db_pool_size=1, db_max_overflow=0), "order")
+    statements = [
+        sql.Statement(INSERT, [(1, "one")], rows=True),
+        sql.Statement(INSERT, [(2, "two"), (1, "one again")], rows=True),
+        sql.Statement(INSERT, [(3, "never run")], rows=True),
+    ]
+    with pytest.raises(IntegrityError) as caught:
+        await run_transaction(
+            engine, lambda conn: sql.commit_all(conn, statements), commits_itself=True
+        )
+    assert is_duplicate_key(caught.value)
+    assert "one again" not in str(caught.value)
+    assert await count(engine) == 0  # the first insert was rolled back with the connection
+    # The pooled connection is clean and usable: the next transaction commits alone.
+    one = [sql.Statement(INSERT, [(4, "four")], rows=True)]
+    await run_transaction(engine, lambda conn: sql.commit_all(conn, one), commits_itself=True)
+    assert await count(engine) == 1
+    await engine.dispose()

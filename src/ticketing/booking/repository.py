@@ -86,6 +86,11 @@ _ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
 async def add_bookings(conn: AsyncConnection, new: Sequence[Booking]) -> None:
     """Insert ``new`` bookings with one multi-row statement (on the driver's cursor: every
     accepted booking passes here)."""
+    await sql.run(conn, add_bookings_statement(new))
+
+
+def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
+    """The statement of :func:`add_bookings`, for :func:`ticketing.shared.sql.commit_all`."""
     rows = []
     for booking in new:
         created = booking.created_at.replace(tzinfo=None)
@@ -102,7 +107,7 @@ async def add_bookings(conn: AsyncConnection, new: Sequence[Booking]) -> None:
                 created,
             )
         )
-    await sql.execute_many(conn, _ADD_BOOKINGS, rows)
+    return sql.Statement(_ADD_BOOKINGS, rows, rows=True)
 
 
 async def get_booking(
@@ -143,6 +148,12 @@ async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> in
     cursor: every booking is settled here."""
     if not outcomes:
         return 0
+    return await sql.run(conn, set_outcomes_statement(outcomes))
+
+
+def set_outcomes_statement(outcomes: Sequence[Outcome]) -> sql.Statement:
+    """The statement of :func:`set_outcomes` (``outcomes`` not empty), for
+    :func:`ticketing.shared.sql.commit_all`."""
     ids = [str(o.booking_id) for o in outcomes]
     whens = " ".join(["WHEN %s THEN %s"] * len(outcomes))
     new_values: list[list[Any]] = [
@@ -159,7 +170,7 @@ async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> in
         f"reason = CASE id {whens} END, "
         f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))}) AND status = %s"
     )
-    return await sql.execute(conn, statement, params)
+    return sql.Statement(statement, params)
 
 
 # Idempotency keys ------------------------------------------------------------------------
@@ -194,14 +205,13 @@ async def take_over_key(conn: AsyncConnection, key: str, claimed_at: datetime) -
     return result.rowcount == 1
 
 
-async def complete_key(
-    conn: AsyncConnection, key: str, booking_id: uuid.UUID, response: str
-) -> None:
-    await conn.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.idem_key == key)
-        .values(booking_id=booking_id, response=response)
-    )
+def complete_key_statement(key: str, booking_id: uuid.UUID, response: str) -> sql.Statement:
+    """Record the answer given for ``key``'s request (with its booking, in the same transaction:
+    :func:`ticketing.shared.sql.commit_all`)."""
+    return sql.Statement(_COMPLETE_KEY, (str(booking_id), response, key))
+
+
+_COMPLETE_KEY = "UPDATE idempotency_keys SET booking_id = %s, response = %s WHERE idem_key = %s"
 
 
 async def release_key(conn: AsyncConnection, key: str) -> None:

@@ -33,6 +33,7 @@ from ticketing.contracts.events import (
 )
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
+from ticketing.shared import sql
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
@@ -57,12 +58,18 @@ class NewBooking:
 
 
 async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> None:
-    """Write accepted bookings (and their BookingRequested events) in the caller's transaction."""
-    await repo.add_bookings(conn, [item.booking for item in new])
-    await outbox_ops.append(conn, outbox, [item.outbox_row for item in new])
-    for item in new:
-        if item.idempotency_key is not None:
-            await repo.complete_key(conn, item.idempotency_key, item.booking.id, item.response)
+    """Write and commit accepted bookings, their BookingRequested events and their idempotency
+    keys' answers: the whole transaction in one round trip (``sql.commit_all``)."""
+    statements = [
+        repo.add_bookings_statement([item.booking for item in new]),
+        outbox_ops.append_statement(outbox, [item.outbox_row for item in new]),
+    ]
+    statements += [
+        repo.complete_key_statement(item.idempotency_key, item.booking.id, item.response)
+        for item in new
+        if item.idempotency_key is not None
+    ]
+    await sql.commit_all(conn, statements)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,11 @@ class BookingService:
         # saves a query per booking (the foreign key on bookings stays the final guard).
         self._known_customers: set[uuid.UUID] = set()
         self._writer = GroupCommit(
-            engine, write_bookings, max_batch=max_group, after_commit=after_commit
+            engine,
+            write_bookings,
+            max_batch=max_group,
+            after_commit=after_commit,
+            commits_itself=True,
         )
 
     # Customers -------------------------------------------------------------------------
@@ -293,11 +304,17 @@ class BookingService:
             outcomes.setdefault(event.booking_id, _outcome(event))
 
         async def work(conn: AsyncConnection) -> int:
-            await inbox_ops.claim_all(conn, inbox, CONSUMER, list(events))
-            return await repo.set_outcomes(conn, list(outcomes.values()))
+            _, changed = await sql.commit_all(
+                conn,
+                [
+                    inbox_ops.claim_all_statement(inbox, CONSUMER, list(events)),
+                    repo.set_outcomes_statement(list(outcomes.values())),
+                ],
+            )
+            return changed
 
         try:
-            changed = await run_transaction(self._engine, work)
+            changed = await run_transaction(self._engine, work, commits_itself=True)
         except IntegrityError as error:
             if not is_duplicate_key(error):
                 raise

@@ -26,8 +26,12 @@ _ADD_ORDERS = sql.insert_sql(orders, ORDER_COLUMNS)
 async def add_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Record orders (rows keyed by :data:`ORDER_COLUMNS`) with one multi-row statement, on the
     driver's cursor; a booking that already has its order fails on the unique key (1062)."""
-    await sql.execute_many(
-        conn,
+    await sql.run(conn, add_orders_statement(rows))
+
+
+def add_orders_statement(rows: Sequence[dict[str, Any]]) -> sql.Statement:
+    """The statement of :func:`add_orders`, for :func:`ticketing.shared.sql.commit_all`."""
+    return sql.Statement(
         _ADD_ORDERS,
         [
             (
@@ -38,4 +42,5 @@ async def add_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
             )
             for row in rows
         ],
+        rows=True,
     )

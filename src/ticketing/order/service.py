@@ -16,10 +16,11 @@ from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConf
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of_item
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.repository import add_orders
+from ticketing.order.repository import add_orders, add_orders_statement
 from ticketing.order.tables import inbox, outbox
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import outbox as outbox_ops
+from ticketing.shared import sql
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.ids import new_id
@@ -107,12 +108,19 @@ class OrderService:
             )
 
         async def work(conn: AsyncConnection) -> None:
-            await inbox_ops.claim_all(conn, inbox, CONSUMER, [i.event.message_id for i in todo])
-            await add_orders(conn, orders_rows)
-            await outbox_ops.append(conn, outbox, outbox_rows)
+            await sql.commit_all(
+                conn,
+                [
+                    inbox_ops.claim_all_statement(
+                        inbox, CONSUMER, [i.event.message_id for i in todo]
+                    ),
+                    add_orders_statement(orders_rows),
+                    outbox_ops.append_statement(outbox, outbox_rows),
+                ],
+            )
 
         try:
-            await run_transaction(self._engine, work)
+            await run_transaction(self._engine, work, commits_itself=True)
         except IntegrityError as error:
             if not is_duplicate_key(error):
                 raise

@@ -133,13 +133,22 @@ async def run_transaction(
     work: Callable[[AsyncConnection], Awaitable[T]],
     *,
     attempts: int = 5,
+    commits_itself: bool = False,
 ) -> T:
-    """Run ``work`` in one transaction, retrying it whole on deadlock or lock wait timeout."""
+    """Run ``work`` in one transaction, retrying it whole on deadlock or lock wait timeout.
+
+    With ``commits_itself``, ``work`` sends its own ``COMMIT`` (``sql.commit_all``) and
+    SQLAlchemy begins no transaction; if ``work`` fails, the connection goes back to the pool
+    uncommitted and is rolled back there.
+    """
     for attempt in range(1, attempts + 1):
         try:
             async with engine.connect() as conn:
-                async with conn.begin():
+                if commits_itself:
                     result = await work(conn)
+                else:
+                    async with conn.begin():
+                        result = await work(conn)
                 conn.info[COMMITTED] = True
                 return result
         except DBAPIError as error:

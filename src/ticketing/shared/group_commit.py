@@ -41,6 +41,7 @@ class GroupCommit(Generic[T]):
         max_batch: int = 100,
         writers: int = 2,
         after_commit: Callable[[], None] = lambda: None,
+        commits_itself: bool = False,
     ) -> None:
         if max_batch < 1 or writers < 1:
             raise ValueError("max_batch and writers must be at least 1")
@@ -49,6 +50,7 @@ class GroupCommit(Generic[T]):
         self._max_batch = max_batch
         self._writers = writers
         self._after_commit = after_commit
+        self._commits_itself = commits_itself  # write_many sends its own COMMIT (sql.commit_all)
         self._queue: deque[tuple[T, asyncio.Future[None]]] = deque()
         self._active = 0  # writer tasks draining the queue
         self._tasks: set[asyncio.Task[None]] = set()
@@ -91,7 +93,11 @@ class GroupCommit(Generic[T]):
     async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            await run_transaction(self._engine, lambda conn: self._write_many(conn, items))
+            await run_transaction(
+                self._engine,
+                lambda conn: self._write_many(conn, items),
+                commits_itself=self._commits_itself,
+            )
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

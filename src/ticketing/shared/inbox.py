@@ -51,6 +51,13 @@ async def claim_all(
 ) -> None:
     """Record every message as applied, in one statement; any that already was makes the
     statement fail on the primary key (1062), so the caller's transaction applies none of them."""
+    await sql.run(conn, claim_all_statement(table, consumer, message_ids))
+
+
+def claim_all_statement(
+    table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
+) -> sql.Statement:
+    """The statement of :func:`claim_all`, for :func:`ticketing.shared.sql.commit_all`."""
     now = utcnow()
     statement = sql.insert_sql(table, ("consumer", "message_id", "processed_at"))
-    await sql.execute_many(conn, statement, [(consumer, str(m), now) for m in message_ids])
+    return sql.Statement(statement, [(consumer, str(m), now) for m in message_ids], rows=True)

@@ -135,8 +135,13 @@ _ROW_COLUMNS = (
 async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Write outbox ``rows`` (from :func:`build_row`) inside the caller's transaction, with
     one multi-row statement (on the driver's cursor: every event passes here)."""
+    await sql.run(conn, append_statement(table, rows))
+
+
+def append_statement(table: Table, rows: Sequence[dict[str, Any]]) -> sql.Statement:
+    """The statement of :func:`append`, for :func:`ticketing.shared.sql.commit_all`."""
     values = [(str(row["event_id"]), *(row[column] for column in _ROW_COLUMNS[1:])) for row in rows]
-    await sql.execute_many(conn, sql.insert_sql(table, _ROW_COLUMNS), values)
+    return sql.Statement(sql.insert_sql(table, _ROW_COLUMNS), values, rows=True)
 
 
 _decode_headers = msgspec.json.Decoder(dict[str, str])

@@ -14,13 +14,18 @@ connection SQLAlchemy checked out. Nothing else changes:
   retries, duplicate-key checks and disconnect handling see no difference.
 
 Values are passed the way the driver takes them: UUIDs as strings, datetimes naive UTC.
+
+A transaction whose statements need no answer before the commit (a group of bookings, a
+consumer's batch) is sent whole by :func:`commit_all`: its statements and the ``COMMIT`` as one
+multi-statement query, one round trip instead of one per statement.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pymysql.err import Error as DriverError
 from pymysql.err import OperationalError as DriverOperationalError
@@ -30,6 +35,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _preparer = mysql.dialect().identifier_preparer
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement with its parameters. With ``rows``, ``sql`` is an :func:`insert_sql` and
+    ``params`` holds one parameter tuple per row (sent as one multi-row ``INSERT``)."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    rows: bool = False
 
 
 def quote(name: str) -> str:
@@ -72,19 +88,64 @@ async def fetch_all(
     return rows
 
 
+async def run(conn: AsyncConnection, statement: Statement) -> int:
+    """Run ``statement`` on its own; the number of rows it changed."""
+    if statement.rows:
+        return await execute_many(conn, statement.sql, statement.params)
+    return await execute(conn, statement.sql, statement.params)
+
+
+async def commit_all(conn: AsyncConnection, statements: Sequence[Statement]) -> list[int]:
+    """Run ``statements``, then ``COMMIT``, as one multi-statement query (aiomysql always enables
+    multi-statements on its connections); the number of rows each statement changed.
+
+    For ``run_transaction(..., commits_itself=True)``. When a statement fails the server runs
+    none after it, the commit included, and raises its error here; the connection then goes back
+    to the pool uncommitted and is rolled back there.
+    """
+
+    async def send(cursor: Any) -> list[int]:
+        script = ";\n".join([*(_render(cursor, statement) for statement in statements), "COMMIT"])
+        await cursor.execute(script)  # no parameters: the script is rendered already
+        counts = [int(cursor.rowcount)]
+        while await cursor.nextset():
+            counts.append(int(cursor.rowcount))
+        return counts[: len(statements)]
+
+    return await _on_cursor(conn, "; ".join(s.sql for s in statements) + "; COMMIT", send)
+
+
+def _render(cursor: Any, statement: Statement) -> str:
+    """The statement as the driver would send it: every value escaped by the driver."""
+    if not statement.rows:
+        return str(cursor.mogrify(statement.sql, statement.params))
+    head, values, row = statement.sql.rpartition(" VALUES ")
+    assert values, "a multi-row statement is an INSERT ... VALUES (...)"
+    return head + values + ",".join(cursor.mogrify(row, params) for params in statement.params)
+
+
 async def _run(
     conn: AsyncConnection, sql: str, params: Any, *, many: bool, fetch: bool
 ) -> tuple[int, list[tuple[Any, ...]]]:
+    async def send(cursor: Any) -> tuple[int, list[tuple[Any, ...]]]:
+        if many:
+            await cursor.executemany(sql, params)
+        else:
+            await cursor.execute(sql, params)
+        rows = list(await cursor.fetchall()) if fetch else []
+        return int(cursor.rowcount), rows
+
+    return await _on_cursor(conn, sql, send)
+
+
+async def _on_cursor(conn: AsyncConnection, sql: str, send: Callable[[Any], Awaitable[R]]) -> R:
+    """``send`` on a cursor of ``conn``'s driver connection; a driver error raised as the
+    SQLAlchemy exception SQLAlchemy would have raised (``sql`` names the statement in it)."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
     try:
         async with driver.cursor() as cursor:
-            if many:
-                await cursor.executemany(sql, params)
-            else:
-                await cursor.execute(sql, params)
-            rows = list(await cursor.fetchall()) if fetch else []
-            return int(cursor.rowcount), rows
+            return await send(cursor)
     except DriverError as error:
         dialect = conn.dialect
         lost = isinstance(error, DriverOperationalError) and dialect.is_disconnect(
