@@ -8,9 +8,16 @@ from collections import Counter
 
 import httpx
 import pytest
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import bearer
 from tests.integration.helpers import create_event
+from ticketing.contracts.inventory import ReservationStatus
+from ticketing.inventory import repository as repo
+from ticketing.inventory.domain import Reservation
+from ticketing.shared import sql
+from ticketing.shared.db import run_transaction
 
 ORDER_TOKEN: dict[str, str] = {}
 
@@ -129,3 +136,26 @@ async def test_bad_reservation_bodies_are_400(inventory: httpx.AsyncClient) -> N
         assert response.status_code == 400, body
         assert field in response.json()["detail"]
     assert await left_capacity(inventory, event["id"]) == 5
+
+
+async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
+    inventory: httpx.AsyncClient, inventory_db: AsyncEngine
+) -> None:
+    """The last guard against overselling: should a decision ever take more seats than are
+    left, the check constraint refuses it and the whole transaction, reservation included,
+    leaves nothing behind."""
+    event = await create_event(inventory, capacity=2)
+    event_id = uuid.UUID(event["id"])
+    booking_id = uuid.uuid4()
+    reservation = Reservation(booking_id, event_id, 3, ReservationStatus.RESERVED, -1)
+    statements = [
+        repo.add_reservations_statement([reservation]),
+        repo.take_seats_statement(event_id, 3),
+    ]
+    with pytest.raises(DBAPIError):
+        await run_transaction(
+            inventory_db, lambda conn: sql.commit_all(conn, statements), commits_itself=True
+        )
+    assert await left_capacity(inventory, event["id"]) == 2
+    async with inventory_db.connect() as conn:
+        assert await repo.get_reservations(conn, [booking_id]) == {}

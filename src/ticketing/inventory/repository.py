@@ -132,9 +132,7 @@ _RESERVATION_COLUMNS = (
     "created_at",
 )
 _ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
-_TAKE_CAPACITY = (
-    "UPDATE events SET left_capacity = left_capacity - %s WHERE id = %s AND left_capacity >= %s"
-)
+_TAKE_SEATS = "UPDATE events SET left_capacity = left_capacity - %s WHERE id = %s"
 
 
 async def lock_capacity(
@@ -156,20 +154,19 @@ async def lock_capacity(
     return {uuid.UUID(str(event_id)): int(left) for event_id, left in rows}
 
 
-async def take_capacity(conn: AsyncConnection, event_id: uuid.UUID, ticket_count: int) -> bool:
-    """The conditional UPDATE: True when ``ticket_count`` seats were taken, False (and nothing
-    changed) when fewer are left. It never drives ``left_capacity`` below zero."""
-    changed = await sql.execute(conn, _TAKE_CAPACITY, [ticket_count, str(event_id), ticket_count])
-    return changed == 1
+def take_seats_statement(event_id: uuid.UUID, seats: int) -> sql.Statement:
+    """Take ``seats`` of the event's left capacity, in the transaction that locked the event's
+    row and decided it has them (for :func:`ticketing.shared.sql.commit_all`). Should it not,
+    the ``left_capacity >= 0`` check constraint refuses the statement, the transaction fails
+    whole, and nothing is oversold."""
+    return sql.Statement(_TAKE_SEATS, [seats, str(event_id)])
 
 
-async def add_reservations(conn: AsyncConnection, new: Sequence[Reservation]) -> None:
-    """Record reservations; a booking id that already has one fails on the primary key (1062)."""
-    if not new:
-        return
+def add_reservations_statement(new: Sequence[Reservation]) -> sql.Statement:
+    """Record reservations (``new`` not empty); a booking id that already has one fails on the
+    primary key (1062). For :func:`ticketing.shared.sql.commit_all`."""
     now = utcnow()
-    await sql.execute_many(
-        conn,
+    return sql.Statement(
         _ADD_RESERVATIONS,
         [
             (
@@ -182,6 +179,7 @@ async def add_reservations(conn: AsyncConnection, new: Sequence[Reservation]) ->
             )
             for r in new
         ],
+        rows=True,
     )
 
 

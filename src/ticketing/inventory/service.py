@@ -24,6 +24,7 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import check_event_capacity, decide, parse_price
+from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.ids import new_id
@@ -112,7 +113,9 @@ class InventoryService:
 
         The events' rows are locked first, the decisions are made in request order (see
         :func:`~ticketing.inventory.domain.decide`), then the reservations are recorded and each
-        event's seats taken with one conditional UPDATE, which the decisions must satisfy.
+        event's seats taken, all in one round trip with the COMMIT (``sql.commit_all``); the
+        ``left_capacity >= 0`` check constraint refuses a decision the locked counts did not
+        allow, failing the whole transaction.
 
         The first attempt assumes that no booking id holds a reservation yet (the common case:
         one statement less). If one does (a repeat, or a concurrent request for the same
@@ -129,17 +132,20 @@ class InventoryService:
             wanted = {i.event_id for i in items if i.booking_id not in existing}
             capacity = await repo.lock_capacity(conn, list(wanted))
             decisions = decide(items, existing, capacity)
-            await repo.add_reservations(conn, decisions.new)
-            for event_id, seats in decisions.taken.items():
-                if not await repo.take_capacity(conn, event_id, seats):
-                    # Cannot happen while the row lock holds; refuse rather than oversell.
-                    raise RuntimeError(f"event {event_id} changed under its row lock")
+            # The rest in one round trip with the COMMIT: the decisions fit the locked counts,
+            # and the check constraint behind take_seats_statement refuses any that would not.
+            statements = [repo.take_seats_statement(e, n) for e, n in decisions.taken.items()]
+            if decisions.new:
+                statements.insert(0, repo.add_reservations_statement(decisions.new))
+            await sql.commit_all(conn, statements)
             return decisions.results
 
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
                 return await run_transaction(
-                    self._engine, functools.partial(work, optimistic=attempt == 0)
+                    self._engine,
+                    functools.partial(work, optimistic=attempt == 0),
+                    commits_itself=True,
                 )
             except IntegrityError as error:
                 if not is_duplicate_key(error) or attempt == DUPLICATE_RETRIES:
