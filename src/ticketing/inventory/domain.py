@@ -1,7 +1,8 @@
 """Inventory rules, in plain Python (no I/O, no framework).
 
-The database enforces the capacity invariant itself (a conditional UPDATE and a CHECK); these
-functions state the same rules so that they can be tested fast and reused by fakes.
+The database enforces the capacity invariant itself (the event row's lock while deciding, and a
+CHECK on ``left_capacity``); these functions state the rules so that they can be tested fast
+and reused by fakes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def check_event_capacity(event_capacity: int, venue_capacity: int) -> None:
 
 
 def reservation_status(left_capacity: int, ticket_count: int) -> ReservationStatus:
-    """The rule the conditional UPDATE applies: reserve only when enough seats are left."""
+    """The rule every reservation follows: reserve only when enough seats are left."""
     if ticket_count < 1:
         raise InvalidInput("ticket_count must be at least 1")
     if left_capacity >= ticket_count:

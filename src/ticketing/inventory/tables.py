@@ -46,7 +46,7 @@ events = Table(
 )
 
 # No foreign key to events on purpose: the FK check would take a shared lock on the event row
-# before the conditional UPDATE takes an exclusive one, and concurrent reservations would deadlock.
+# before the seat update takes an exclusive one, and concurrent reservations would deadlock.
 reservations = Table(
     "reservations",
     metadata,
