@@ -83,14 +83,9 @@ _BOOKING_COLUMNS = (
 _ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
 
 
-async def add_bookings(conn: AsyncConnection, new: Sequence[Booking]) -> None:
-    """Insert ``new`` bookings with one multi-row statement (on the driver's cursor: every
-    accepted booking passes here)."""
-    await sql.run(conn, add_bookings_statement(new))
-
-
 def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
-    """The statement of :func:`add_bookings`, for :func:`ticketing.shared.sql.commit_all`."""
+    """Insert ``new`` bookings with one multi-row statement, for
+    :func:`ticketing.shared.sql.commit_all` (every accepted booking passes here)."""
     rows = []
     for booking in new:
         created = booking.created_at.replace(tzinfo=None)

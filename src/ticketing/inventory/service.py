@@ -134,9 +134,8 @@ class InventoryService:
             decisions = decide(items, existing, capacity)
             # The rest in one round trip with the COMMIT: the decisions fit the locked counts,
             # and the check constraint behind take_seats_statement refuses any that would not.
-            statements = [repo.take_seats_statement(e, n) for e, n in decisions.taken.items()]
-            if decisions.new:
-                statements.insert(0, repo.add_reservations_statement(decisions.new))
+            statements = [repo.add_reservations_statement(decisions.new)] if decisions.new else []
+            statements += [repo.take_seats_statement(e, n) for e, n in decisions.taken.items()]
             await sql.commit_all(conn, statements)
             return decisions.results
 

@@ -46,18 +46,12 @@ async def seen(conn: AsyncConnection, table: Table, consumer: str, message_id: u
     return (await conn.scalar(query)) is not None
 
 
-async def claim_all(
-    conn: AsyncConnection, table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
-) -> None:
-    """Record every message as applied, in one statement; any that already was makes the
-    statement fail on the primary key (1062), so the caller's transaction applies none of them."""
-    await sql.run(conn, claim_all_statement(table, consumer, message_ids))
-
-
 def claim_all_statement(
     table: Table, consumer: str, message_ids: Sequence[uuid.UUID]
 ) -> sql.Statement:
-    """The statement of :func:`claim_all`, for :func:`ticketing.shared.sql.commit_all`."""
+    """Record every message as applied, in one statement (for
+    :func:`ticketing.shared.sql.commit_all`); any that already was makes the statement fail on
+    the primary key (1062), so the transaction applies none of them."""
     now = utcnow()
     statement = sql.insert_sql(table, ("consumer", "message_id", "processed_at"))
     return sql.Statement(statement, [(consumer, str(m), now) for m in message_ids], rows=True)
