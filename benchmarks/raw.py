@@ -24,6 +24,7 @@ async def raw_booking_writes(
         port=url.port or 3306,
         user=url.username or "root",
         password=url.password or "",
+        unix_socket=url.query.get("unix_socket"),
         db=database,
         minsize=concurrency,
         maxsize=concurrency,

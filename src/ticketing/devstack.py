@@ -260,6 +260,7 @@ def check_database(settings: Settings) -> None:
             port=url.port or 3306,
             user=url.username or "root",
             password=url.password or "",
+            unix_socket=url.query.get("unix_socket"),
             connect_timeout=3,
         ).close()
     except pymysql.err.OperationalError as error:
