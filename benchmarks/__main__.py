@@ -93,6 +93,12 @@ class CoreMeter:
         }
 
 
+def cpu_per_booking(cores: dict[str, float], rate: float) -> dict[str, int]:
+    """The CPU each process spent per booking (µs) at ``rate`` bookings/s: far steadier from
+    run to run than the rate itself, which follows the host's speed."""
+    return {name: round(value / rate * 1e6) for name, value in cores.items() if value >= 0.01}
+
+
 def footprint(dev: DevProcess) -> dict[str, float]:
     return {
         s: round(rss_mb(dev.child(f"serve {s}")), 1)
@@ -494,19 +500,35 @@ async def run_scenario(
     scenario: str, dev: DevProcess, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
     if scenario == "accept":
+        # The ceiling is measured on both sides of the load, and the ratio taken to their mean:
+        # these hosts' speed drifts within minutes, and one reading taken after the load would
+        # tie the ratio to whichever way the host had drifted meanwhile.
+        before = await raw_write_ceiling(dev)
         accept = results["accept"] = await accept_throughput(dev, args.seconds)
         accept["saga_drain_seconds"] = round(await drain_saga(dev), 1)
-        raw = await raw_write_ceiling(dev)
+        after = await raw_write_ceiling(dev)
+        raw = (before + after) / 2
+        accept["raw_write_ceiling_readings"] = [round(before, 1), round(after, 1)]
         accept["raw_write_ceiling_per_second"] = round(raw, 1)
         accept["ratio_to_ceiling"] = round(accept["accepted_per_second"] / raw, 3)
+        accept["cpu_us_per_booking"] = cpu_per_booking(
+            accept["cores_used"], accept["accepted_per_second"]
+        )
     elif scenario == "confirmation":
         # The same path with nothing else going on (a booking every 200 ms): the reference the
         # 200/s figure is read against, measured on the same stack.
+        idle = CoreMeter(dev)
+        await asyncio.sleep(5)
+        idle_cores = idle.cores()
         alone = await confirmation_latency(dev, rate=5, seconds=10)
         results["confirmation"] = await confirmation_latency(dev, rate=args.rate, seconds=20)
         results["confirmation"]["alone"] = {
             key: alone[key] for key in ("rate_per_second", "bookings", "p50_ms", "p99_ms")
         }
+        results["confirmation"]["idle_cores_used"] = idle_cores
+        results["confirmation"]["cpu_us_per_booking"] = cpu_per_booking(
+            results["confirmation"]["cores_used"], args.rate
+        )
     elif scenario == "relay":
         results["relay"] = await relay_throughput(dev, rows=args.relay_rows)
     else:

@@ -10,10 +10,15 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def cores(used: dict[str, float]) -> str:
+def cores(used: dict[str, float], label: str = "cores used per process") -> str:
     """Where the two cores went during a scenario (load generator not included)."""
     parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items() if value >= 0.01)
-    return f"| cores used per process (of {sum(used.values()):.2f} in all) | {parts} |"
+    return f"| {label} (of {sum(used.values()):.2f} in all) | {parts} |"
+
+
+def per_booking(used: dict[str, int]) -> str:
+    parts = ", ".join(f"{name} {value}" for name, value in used.items())
+    return f"| CPU per booking, µs (of {sum(used.values()):,} in all) | {parts} |"
 
 
 def write_report(r: dict[str, Any], path: Path) -> None:
@@ -46,10 +51,13 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| errors | {a['errors']} of {a['requests']} |",
         f"| ceiling: the same write (booking + outbox row) in raw aiomysql, one process, "
         f"64 connections, into a scratch copy of the tables | "
-        f"{a['raw_write_ceiling_per_second']}/s |",
+        f"{a['raw_write_ceiling_per_second']}/s (mean of "
+        f"{' and '.join(str(v) for v in a['raw_write_ceiling_readings'])}, "
+        "measured before and after the load) |",
         f"| ratio to the ceiling | {a['ratio_to_ceiling']} |",
         f"| time for the saga to settle them all after the load stopped | {a['saga_drain_seconds']} s |",
         cores(a["cores_used"]),
+        per_booking(a["cpu_us_per_booking"]),
         "",
         "Accepting is faster than settling: the saga (order's reservations, two consumers, two",
         "relays) works off the backlog after the load stops; the next measurement starts only then.",
@@ -73,6 +81,8 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"{round(c['p50_ms'] / max(c['alone']['p50_ms'], 0.1), 2)} |",
         f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",
         cores(c["cores_used"]),
+        per_booking(c["cpu_us_per_booking"]),
+        cores(c["idle_cores_used"], "cores used by the idle stack, 5 s before the runs"),
         "",
         "Where the time goes (mean per leg, from the timestamps each service writes; the legs",
         "add up to the mean, not the median):",
