@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import create_topics, free_port, kafka_broker, read_topic
@@ -209,3 +209,32 @@ async def test_rows_land_where_the_producer_would_put_them_in_order_in_any_batch
         assert record.partition == expected[key]
         sequences[key].append(int(dict(record.headers)["sequence"]))
     assert sequences == {k: list(range(n, 120, len(keys))) for n, k in enumerate(keys)}
+
+
+async def test_a_relay_cancelled_in_the_middle_of_a_query_stops(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    """Cancelled while MySQL runs its read, the relay's connection dies and handing it back to
+    the pool fails; that failure must not pass for an ordinary one and restart the relay (a
+    service that stops would wait for it forever)."""
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    relay = relay_for(settings, engine, table, f"cancel-{uuid.uuid4().hex}", poll_interval=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        while not relay.is_leader:
+            await asyncio.sleep(0.02)
+        async with engine.connect() as holder:
+            # A write lock on the table: the relay's next read waits for it inside MySQL.
+            await holder.execute(text(f"LOCK TABLES {table.name} WRITE"))
+            try:
+                await asyncio.sleep(0.5)
+                task.cancel()
+                done, _ = await asyncio.wait([task], timeout=10)
+            finally:
+                await holder.execute(text("UNLOCK TABLES"))
+        assert done, "the cancelled relay went on running"
+        assert task.cancelled()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -3,6 +3,7 @@ exceptions, a lost connection invalidated (real MariaDB)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -134,3 +135,23 @@ async def test_a_failing_statement_stops_the_query_and_nothing_of_it_stays(
     await run_transaction(engine, lambda conn: sql.commit_all(conn, one), commits_itself=True)
     assert await count(engine) == 1
     await engine.dispose()
+
+
+async def test_a_statement_cancelled_midway_leaves_the_cancellation_and_a_working_pool(
+    engine: AsyncEngine,
+) -> None:
+    """The driver closes a connection whose statement was cancelled; handing it back to the
+    pool must discard it quietly, so the caller sees its CancelledError and nothing else."""
+
+    async def slow() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))  # a transaction begun: closing would roll back
+            await sql.fetch_all(conn, "SELECT SLEEP(5)", [])
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=3)
+    await run_transaction(engine, lambda conn: sql.execute(conn, INSERT, [7, "after"]))
+    assert await count(engine) == 1

@@ -140,7 +140,8 @@ async def _run(
 
 async def _on_cursor(conn: AsyncConnection, sql: str, send: Callable[[Any], Awaitable[R]]) -> R:
     """``send`` on a cursor of ``conn``'s driver connection; a driver error raised as the
-    SQLAlchemy exception SQLAlchemy would have raised (``sql`` names the statement in it)."""
+    SQLAlchemy exception SQLAlchemy would have raised (``sql`` names the statement in it), and
+    the connection invalidated when ``send`` is interrupted, as SQLAlchemy does."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
     try:
@@ -162,3 +163,9 @@ async def _on_cursor(conn: AsyncConnection, sql: str, send: Callable[[Any], Awai
             connection_invalidated=lost,
             dialect=dialect,
         ) from error
+    except BaseException:
+        # Cancelled halfway through the protocol: the driver has closed its connection. The
+        # pool must discard it, not roll it back (that raises, and the error would replace the
+        # cancellation in whoever holds the connection).
+        await conn.invalidate()
+        raise
