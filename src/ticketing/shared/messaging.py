@@ -13,6 +13,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
+from ticketing.shared.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,7 @@ def create_broker(settings: Settings, *, client_id: str) -> KafkaBroker:
         enable_idempotence=settings.kafka_enable_idempotence,
         request_timeout_ms=15_000,
         graceful_timeout=10.0,
+        partitioner=Murmur2Partitioner(),
         logger=None,
     )
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.shared import sql
 from ticketing.shared.outbox import decode_headers, utcnow
+from ticketing.shared.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         linger_ms=0,
         request_timeout_ms=10_000,
         max_batch_size=256 * 1024,
+        partitioner=Murmur2Partitioner(),
     )
 
 
