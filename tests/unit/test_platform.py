@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ticketing.cli.serve import GC_THRESHOLDS, settle_heap
+from ticketing.cli.serve import GC_THRESHOLDS, settle_heap, takes_proxy_headers
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import (
     HttpMetrics,
@@ -162,3 +162,8 @@ def test_a_started_service_settles_its_heap() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_only_the_gateway_reads_forwarded_headers() -> None:
+    assert takes_proxy_headers("gateway")
+    assert not any(takes_proxy_headers(s) for s in ("inventory", "booking", "order"))
