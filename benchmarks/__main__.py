@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import uvloop
 from sqlalchemy import MetaData, bindparam, func, select, text
 
 from benchmarks.raw import raw_booking_writes, raw_producer
@@ -35,6 +36,7 @@ from ticketing.booking.tables import bookings
 from ticketing.booking.tables import metadata as booking_metadata
 from ticketing.shared.db import create_engine, ensure_database
 from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
+from ticketing.shared.logging import configure_logging
 from ticketing.shared.outbox import outbox_table
 from ticketing.shared.relay import OutboxRelay, create_producer
 from ticketing.shared.settings import Settings
@@ -539,6 +541,7 @@ async def main(args: argparse.Namespace) -> None:
     base = dataclasses.replace(
         Settings.from_env(), db_prefix=f"ticketing_bench_{uuid.uuid4().hex[:6]}_"
     )
+    configure_logging(base, "bench")  # to stderr: stdout carries the JSON
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -577,4 +580,7 @@ if __name__ == "__main__":
         "a partial run prints its JSON and writes no report",
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.json")
-    asyncio.run(main(parser.parse_args()))
+    # uvloop, as under `ticketing serve`: the relay scenario runs the services' own relay in
+    # this process, and is meant to measure it as the services run it.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(parser.parse_args()))
