@@ -22,6 +22,7 @@ multi-statement query, one round trip instead of one per statement.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -167,5 +168,6 @@ async def _on_cursor(conn: AsyncConnection, sql: str, send: Callable[[Any], Awai
         # Cancelled halfway through the protocol: the driver has closed its connection. The
         # pool must discard it, not roll it back (that raises, and the error would replace the
         # cancellation in whoever holds the connection).
-        await conn.invalidate()
+        with contextlib.suppress(Exception):  # nor may a failure to invalidate replace it
+            await conn.invalidate()
         raise
