@@ -18,7 +18,7 @@ _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _words(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
