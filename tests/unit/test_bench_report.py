@@ -1,0 +1,49 @@
+"""docs/benchmarks.md is rendered from a run's JSON: every figure shown, every target judged.
+
+`make bench` takes minutes and is not part of the test run, so a report that no longer renders
+(or judges a target wrongly) would otherwise surface only at the next benchmark."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import write_report
+
+RUN = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.json"
+
+
+def render(results: dict[str, Any], tmp_path: Path) -> str:
+    path = tmp_path / "benchmarks.md"
+    write_report(results, path)
+    return path.read_text()
+
+
+def test_the_committed_run_renders_with_every_figure(tmp_path: Path) -> None:
+    results = json.loads(RUN.read_text())
+    report = render(results, tmp_path)
+    accept, confirmation = results["accept"], results["confirmation"]
+    assert f"| accepted bookings/s | {accept['accepted_per_second']} |" in report
+    before, after = accept["raw_write_ceiling_readings"]
+    assert f"(mean of {before} and {after}, measured before and after the load)" in report
+    assert "| CPU per booking, µs (of " in report
+    assert "| cores used by the idle stack, 5 s before the runs (of " in report
+    for leg in confirmation["stages_ms"]:
+        assert f"| {leg} |" in report
+    assert f"{results['relay']['relay_events_per_second']:,} events/s" in report
+
+
+def test_targets_are_judged_at_their_thresholds(tmp_path: Path) -> None:
+    results = json.loads(RUN.read_text())
+    passing = copy.deepcopy(results)
+    passing["accept"].update(accepted_per_second=1000, ratio_to_ceiling=0.4)
+    passing["confirmation"].update(p50_ms=29.9, p99_ms=149.9)
+    report = render(passing, tmp_path)
+    assert "**missed**" not in report.split("## 3.")[0]
+    failing = copy.deepcopy(results)
+    failing["accept"].update(accepted_per_second=999.9, ratio_to_ceiling=0.399)
+    failing["confirmation"].update(p50_ms=30.0, p99_ms=150.0)
+    report = render(failing, tmp_path)
+    assert report.count("**missed**", 0, report.index("## 3.")) == 4
