@@ -34,6 +34,7 @@ from ticketing.contracts.events import (
     EVENT_TYPES,
     MESSAGE_ID_HEADER,
 )
+from ticketing.shared.cancellation import stop_requested
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.messaging import consumer_options
 from ticketing.shared.observability import correlation_id_bound
@@ -186,7 +187,9 @@ class MessageRunner:
                 await call()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - every failure is retried or handed back
+            except Exception as error:  # every failure is retried or handed back
+                if stop_requested():
+                    raise asyncio.CancelledError from error
                 if is_transient(error):
                     log.warning("dependency unavailable, retrying", error=repr(error))
                 elif give_up(error):
