@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import aiomysql
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.engine import make_url
 
+from ticketing.shared.db import server_connect_args
 from ticketing.shared.settings import Settings
 
 
@@ -18,13 +18,8 @@ async def raw_booking_writes(
     settings: Settings, database: str, *, concurrency: int, seconds: float
 ) -> float:
     """Booking row + outbox row in one transaction, raw aiomysql, one process: writes/s."""
-    url = make_url(settings.mysql_url)
     pool = await aiomysql.create_pool(
-        host=url.host or "127.0.0.1",
-        port=url.port or 3306,
-        user=url.username or "root",
-        password=url.password or "",
-        unix_socket=url.query.get("unix_socket"),
+        **server_connect_args(settings),
         db=database,
         minsize=concurrency,
         maxsize=concurrency,

@@ -253,18 +253,12 @@ def check_database(settings: Settings) -> None:
     import pymysql
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.mysql_url)
+    from ticketing.shared.db import server_connect_args
+
     try:
-        pymysql.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 3306,
-            user=url.username or "root",
-            password=url.password or "",
-            unix_socket=url.query.get("unix_socket"),
-            connect_timeout=3,
-        ).close()
+        pymysql.connect(**server_connect_args(settings), connect_timeout=3).close()
     except pymysql.err.OperationalError as error:
-        safe = url.render_as_string(hide_password=True)
+        safe = make_url(settings.mysql_url).render_as_string(hide_password=True)
         raise DevStackError(
             f"no MySQL/MariaDB answers at {safe} ({error.args[-1]}).\n"
             "hint: start one (e.g. `start-stop-daemon --start --background --exec "

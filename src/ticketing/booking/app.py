@@ -15,7 +15,7 @@ from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
 from ticketing.booking.tables import outbox
-from ticketing.shared.cancellation import stop_requested
+from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
@@ -70,8 +70,7 @@ async def _purge_keys(service: BookingService, settings: Settings) -> None:
             )
             if purged:
                 log.info("idempotency keys purged", count=purged)
-        except Exception as error:  # retried at the next round
-            if stop_requested():
-                raise asyncio.CancelledError from error
+        except Exception as error:  # noqa: BLE001 - retried at the next round
+            stop_if_cancelled(error)
             log.warning("purging idempotency keys failed", error=repr(error))
         await asyncio.sleep(PURGE_EVERY_SECONDS)

@@ -34,7 +34,7 @@ from ticketing.contracts.events import (
     EVENT_TYPES,
     MESSAGE_ID_HEADER,
 )
-from ticketing.shared.cancellation import stop_requested
+from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.messaging import consumer_options
 from ticketing.shared.observability import correlation_id_bound
@@ -187,9 +187,8 @@ class MessageRunner:
                 await call()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # every failure is retried or handed back
-                if stop_requested():
-                    raise asyncio.CancelledError from error
+            except Exception as error:  # noqa: BLE001 - every failure is retried or handed back
+                stop_if_cancelled(error)
                 if is_transient(error):
                     log.warning("dependency unavailable, retrying", error=repr(error))
                 elif give_up(error):

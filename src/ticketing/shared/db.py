@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
@@ -78,6 +79,19 @@ def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
         dbapi_connection.ping(False)
     except Exception as error:
         raise DisconnectionError(f"pooled connection is dead: {error!r}") from error
+
+
+def server_connect_args(settings: Settings) -> dict[str, Any]:
+    """``TICKETING_MYSQL_URL`` as the keyword arguments of pymysql's and aiomysql's ``connect``,
+    for what talks to the server without SQLAlchemy (a Unix socket named in the URL included)."""
+    url = make_url(settings.mysql_url)
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 3306,
+        "user": url.username or "root",
+        "password": url.password or "",
+        "unix_socket": url.query.get("unix_socket"),
+    }
 
 
 def create_server_engine(settings: Settings) -> AsyncEngine:

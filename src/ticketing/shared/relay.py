@@ -27,7 +27,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.shared import sql
-from ticketing.shared.cancellation import stop_requested
+from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.outbox import decode_headers, utcnow
 from ticketing.shared.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
@@ -154,9 +154,8 @@ class OutboxRelay:
                     await self._publish_forever(conn, producer)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the relay must survive anything
-                if stop_requested():
-                    raise asyncio.CancelledError from error
+            except Exception as error:  # noqa: BLE001 - the relay must survive anything
+                stop_if_cancelled(error)
                 log.warning("outbox relay failed, restarting", error=repr(error), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
