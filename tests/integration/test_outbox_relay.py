@@ -238,3 +238,34 @@ async def test_a_relay_cancelled_in_the_middle_of_a_query_stops(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_rows_waiting_for_their_mark_are_never_sent_twice(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    """Acknowledged rows are marked a second after the first mark here, while the relay reads
+    every 20 ms and is woken by new rows: its reads must leave the acknowledged, unmarked rows
+    out, or they would go to the broker again on every read."""
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 3, topic)
+    relay = relay_for(
+        settings, engine, table, f"linger-{uuid.uuid4().hex}", poll_interval=0.02, mark_linger=1
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        for wave in range(5):
+            await write_events(engine, table, topic, [f"k{wave}", "shared"], per_key=3)
+            relay.wake()
+            await asyncio.sleep(0.1)
+        assert await pending(engine, table) > 0  # published, but their marks are lingering
+        await wait_until_drained(engine, table)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert relay.published == 30
+    records = await read_topic(kafka_bootstrap, topic, 31, timeout=3)  # one more, if any
+    assert len(records) == 30
+    ordered = sequences_by_key(records)
+    assert ordered == {**{f"k{w}": [0, 1, 2] for w in range(5)}, "shared": [0, 1, 2] * 5}
