@@ -17,6 +17,7 @@ committed or the record was safely written to the dead-letter topic. Nothing is 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,18 +238,20 @@ def subscribe(
         max_attempts=settings.consumer_max_attempts,
     )
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         topic,
         group_id=group,
         ack_policy=AckPolicy.MANUAL,
         batch=True,
         max_records=settings.consumer_batch_size,
-        batch_timeout_ms=5,
         decoder=as_received,
         title=f"{group}:{topic}",
         description=description,
         **consumer_options(settings),
     )
+    wait_without_sleeping(subscriber)
+
+    @subscriber
     async def on_batch(message: Any) -> None:
         records = message.raw_message
         batch = records if isinstance(records, tuple) else (records,)
@@ -256,6 +259,31 @@ def subscribe(
         await message.ack()
 
     return runner
+
+
+IDLE_WAIT_MS = 200
+
+
+def wait_without_sleeping(subscriber: Any) -> None:
+    """Make a FastStream batch subscriber wait for records instead of sleeping between polls.
+
+    FastStream's batch subscriber asks aiokafka for records with a wait of ``batch_timeout_ms``
+    and, when none came, sleeps as long again before it asks anew: a record that arrives during
+    that sleep waits for the sleep to end (2-3 ms of each hop's median at 5 ms, measured), and
+    the loop wakes 200 times a second when idle. aiokafka's ``getmany`` returns as soon as
+    records arrive, so the subscriber here asks with a long wait and never sleeps.
+    """
+    if not callable(getattr(type(subscriber), "get_msg", None)):
+        raise TypeError(
+            f"{type(subscriber).__name__} has no get_msg to replace: FastStream changed"
+        )
+    max_records = subscriber.max_records
+
+    async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        batches = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=max_records)
+        return tuple(itertools.chain.from_iterable(batches.values()))
+
+    subscriber.get_msg = get_msg
 
 
 async def as_received(message: KafkaMessage) -> KafkaMessage:

@@ -1,0 +1,55 @@
+"""Our batch subscribers wait for records instead of sleeping between polls (a stand-in
+consumer; the real loop against a real broker runs in tests/integration and tests/e2e)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from ticketing.contracts.events import OrderRejected
+from ticketing.shared.consumer import IDLE_WAIT_MS, subscribe
+from ticketing.shared.settings import Settings
+
+
+class Consumer:
+    """Answers ``getmany`` with the batches it was given, then with nothing."""
+
+    def __init__(self, *batches: dict[str, list[str]]) -> None:
+        self.batches = list(batches)
+        self.asked: list[dict[str, Any]] = []
+
+    async def getmany(self, **options: Any) -> dict[str, list[str]]:
+        self.asked.append(options)
+        return self.batches.pop(0) if self.batches else {}
+
+
+def subscriber(batch_size: int) -> Any:
+    broker = KafkaBroker("127.0.0.1:9")  # never connected
+
+    async def ignore(_: Any) -> None:
+        return None
+
+    subscribe(
+        broker,
+        Settings(consumer_batch_size=batch_size),
+        topic="t",
+        group="g",
+        dlq_topic="t.dlq",
+        accepted=(OrderRejected,),
+        handle=ignore,
+        description="test",
+    )
+    (only,) = broker.subscribers
+    return only
+
+
+async def test_an_empty_poll_returns_at_once_and_the_next_one_waits_for_records() -> None:
+    polling = subscriber(batch_size=7)
+    consumer = Consumer({"p0": ["a", "b"], "p1": ["c"]})
+    assert await polling.get_msg(consumer) == ("a", "b", "c")
+    # FastStream's own sleeps here (as long as its batch timeout, 200 ms by default) before it
+    # returns; ours returns at once, and its caller asks again.
+    assert await asyncio.wait_for(polling.get_msg(consumer), timeout=0.1) == ()
+    assert consumer.asked == [{"timeout_ms": IDLE_WAIT_MS, "max_records": 7}] * 2
