@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -92,6 +93,56 @@ class CoreMeter:
         return {
             name: round((cpu_seconds(pid) - self._before[name]) / elapsed, 2)
             for name, pid in self._holders.items()
+        }
+
+
+class FsyncProbe:
+    """Times a 512-byte write and ``fdatasync`` every 50 ms, in a thread, while a run goes on.
+
+    MariaDB commits with a flush of its log (``innodb_flush_log_at_trx_commit=1``), and every
+    booking passes through several commits: a disk whose flush stalls holds every commit behind
+    it, whatever the code does. The probe's file is a temporary one; ``same_disk`` tells whether
+    it is on the device that holds MariaDB's data directory.
+    """
+
+    def __init__(self, mariadb_datadir: str, interval: float = 0.05) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fsync-probe", daemon=True)
+        self._seconds: list[float] = []
+        directory = tempfile.gettempdir()
+        try:
+            self.same_disk = os.stat(directory).st_dev == os.stat(mariadb_datadir).st_dev
+        except OSError:
+            self.same_disk = False
+        self._directory = directory
+
+    def __enter__(self) -> FsyncProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with tempfile.TemporaryFile(dir=self._directory) as file:
+            while not self._stop.wait(self._interval):
+                file.write(b"x" * 512)
+                file.flush()
+                started = time.perf_counter()
+                os.fdatasync(file.fileno())
+                self._seconds.append(time.perf_counter() - started)
+
+    def summary(self) -> dict[str, Any]:
+        ms = [value * 1000 for value in self._seconds]
+        return {
+            "flushes": len(ms),
+            "p50_ms": round(percentile(ms, 0.50), 2),
+            "p99_ms": round(percentile(ms, 0.99), 1),
+            "max_ms": round(max(ms, default=0.0), 1),
+            "over_50_ms": sum(1 for value in ms if value > 50),
+            "same_disk_as_mariadb": self.same_disk,
         }
 
 
@@ -523,7 +574,11 @@ async def run_scenario(
         await asyncio.sleep(5)
         idle_cores = idle.cores()
         alone = await confirmation_latency(dev, rate=5, seconds=10)
-        results["confirmation"] = await confirmation_latency(dev, rate=args.rate, seconds=20)
+        async with dev.engines["booking"].connect() as conn:
+            datadir = str(await conn.scalar(text("SELECT @@datadir")))
+        with FsyncProbe(datadir) as disk:
+            results["confirmation"] = await confirmation_latency(dev, rate=args.rate, seconds=20)
+        results["confirmation"]["disk_fsync"] = disk.summary()
         results["confirmation"]["alone"] = {
             key: alone[key] for key in ("rate_per_second", "bookings", "p50_ms", "p99_ms")
         }

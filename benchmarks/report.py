@@ -21,6 +21,16 @@ def per_booking(used: dict[str, int]) -> str:
     return f"| CPU per booking, µs (of {sum(used.values()):,} in all) | {parts} |"
 
 
+def disk_row(disk: dict[str, Any]) -> str:
+    """The disk's flushes beside the run: a stalled flush holds up every commit behind it."""
+    where = "the disk of MariaDB's data" if disk["same_disk_as_mariadb"] else "another disk"
+    return (
+        f"| a 512-byte write and fdatasync every 50 ms during the run, on {where} "
+        f"({disk['flushes']} flushes) | p50 {disk['p50_ms']} / p99 {disk['p99_ms']} / "
+        f"max {disk['max_ms']} ms; {disk['over_50_ms']} over 50 ms |"
+    )
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -83,6 +93,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         cores(c["cores_used"]),
         per_booking(c["cpu_us_per_booking"]),
         cores(c["idle_cores_used"], "cores used by the idle stack, 5 s before the runs"),
+        disk_row(c["disk_fsync"]),
         "",
         "Where the time goes (mean per leg, from the timestamps each service writes; the legs",
         "add up to the mean, not the median):",

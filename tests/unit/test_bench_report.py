@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.__main__ import FsyncProbe
 from benchmarks.report import write_report
 
 RUN = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.json"
@@ -32,6 +36,8 @@ def test_the_committed_run_renders_with_every_figure(tmp_path: Path) -> None:
     assert "| cores used by the idle stack, 5 s before the runs (of " in report
     for leg in confirmation["stages_ms"]:
         assert f"| {leg} |" in report
+    disk = confirmation["disk_fsync"]
+    assert f"max {disk['max_ms']} ms; {disk['over_50_ms']} over 50 ms |" in report
     assert f"{results['relay']['relay_events_per_second']:,} events/s" in report
 
 
@@ -47,3 +53,14 @@ def test_targets_are_judged_at_their_thresholds(tmp_path: Path) -> None:
     failing["confirmation"].update(p50_ms=30.0, p99_ms=150.0)
     report = render(failing, tmp_path)
     assert report.count("**missed**", 0, report.index("## 3.")) == 4
+
+
+def test_the_fsync_probe_times_real_flushes(tmp_path: Path) -> None:
+    with FsyncProbe(str(tmp_path), interval=0.01) as probe:
+        time.sleep(0.3)
+    summary = probe.summary()
+    assert summary["flushes"] >= 5
+    assert 0 < summary["p50_ms"] <= summary["max_ms"]
+    assert summary["same_disk_as_mariadb"] is (
+        os.stat(tempfile.gettempdir()).st_dev == os.stat(tmp_path).st_dev
+    )
