@@ -31,6 +31,13 @@ class Transactions:
             raise ConnectionError("MySQL went away")
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
+
+
 async def test_a_failed_mark_is_retried_and_its_batch_stays_unmarked_until_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -42,17 +49,16 @@ async def test_a_failed_mark_is_retried_and_its_batch_stays_unmarked_until_then(
     task = asyncio.create_task(marker.run())
     try:
         marker.add(1, 3, [1, 2, 3])
-        await asyncio.sleep(0.01)
+        await eventually(lambda: transactions.calls == 1)
         marker.add(4, 4, [4])  # acknowledged while the first mark runs
         assert marker.unmarked() == [(1, 3), (4, 4)]
         transactions.release.set()  # the first mark fails
-        await asyncio.sleep(0.05)
+        await eventually(lambda: transactions.calls == 2)  # the retry, with both batches
         assert marker.unmarked() == [(1, 3), (4, 4)]
         assert counted == []
-        transactions.release.set()  # the retry, with both batches, commits
-        await asyncio.sleep(0.05)
+        transactions.release.set()  # the retry commits
+        await eventually(lambda: counted == [4])
         assert marker.unmarked() == []
-        assert counted == [4]
         assert transactions.calls == 2
     finally:
         task.cancel()
