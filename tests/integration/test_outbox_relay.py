@@ -269,3 +269,29 @@ async def test_rows_waiting_for_their_mark_are_never_sent_twice(
     assert len(records) == 30
     ordered = sequences_by_key(records)
     assert ordered == {**{f"k{w}": [0, 1, 2] for w in range(5)}, "shared": [0, 1, 2] * 5}
+
+
+async def test_a_relay_that_is_stopped_marks_what_the_broker_acknowledged(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    """The marks here linger half a minute after the first: only the relay's last marks, made
+    as it stops, can mark the second wave before the test ends."""
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 3, topic)
+    relay = relay_for(settings, engine, table, f"stop-{uuid.uuid4().hex}", mark_linger=30)
+    task = asyncio.create_task(relay.run())
+    try:
+        await write_events(engine, table, topic, ["first"], per_key=2)
+        relay.wake()
+        await wait_until_drained(engine, table)  # the first mark comes at once
+        await write_events(engine, table, topic, ["second"], per_key=3)
+        relay.wake()
+        assert len(await read_topic(kafka_bootstrap, topic, 5)) == 5  # all acknowledged
+        assert await pending(engine, table) == 3  # the second wave's mark lingers
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await pending(engine, table) == 0
+    assert relay.published == 5
