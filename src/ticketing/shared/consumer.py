@@ -269,9 +269,9 @@ def wait_without_sleeping(subscriber: Any) -> None:
 
     FastStream's batch subscriber asks aiokafka for records with a wait of ``batch_timeout_ms``
     and, when none came, sleeps as long again before it asks anew: a record that arrives during
-    that sleep waits for the sleep to end (2-3 ms of each hop's median at 5 ms, measured), and
-    the loop wakes 200 times a second when idle. aiokafka's ``getmany`` returns as soon as
-    records arrive, so the subscriber here asks with a long wait and never sleeps.
+    that sleep waits for the sleep to end, and with a short timeout the idle loop wakes a few
+    hundred times a second. aiokafka's ``getmany`` returns as soon as records arrive, so the
+    subscriber here asks with a long wait and never sleeps (a stopping consumer ends the wait).
     """
     if not callable(getattr(type(subscriber), "get_msg", None)):
         raise TypeError(
