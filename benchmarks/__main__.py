@@ -134,10 +134,14 @@ class FsyncProbe:
                 os.fdatasync(file.fileno())
                 self._seconds.append(time.perf_counter() - started)
 
+    @property
+    def flushes(self) -> int:
+        return len(self._seconds)
+
     def summary(self) -> dict[str, Any]:
         ms = [value * 1000 for value in self._seconds]
         return {
-            "flushes": len(ms),
+            "flushes": self.flushes,
             "p50_ms": round(percentile(ms, 0.50), 2),
             "p99_ms": round(percentile(ms, 0.99), 1),
             "max_ms": round(max(ms, default=0.0), 1),
