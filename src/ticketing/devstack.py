@@ -29,8 +29,10 @@ from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_IDP = REPO / "deploy" / "dev-idp"
-# 5 ms measured 2-3 ms faster per booking than 10 ms, for about 0.05 more cores when idle.
-TANSU_FETCH_MAX_WAIT_MS = 5
+# Each of the two consumers polls Tansu once per wait. 20 ms against 5: the idle stack at 0.15-0.2
+# cores instead of 0.45-0.5, a booking alone about as fast, and at 200 bookings/s, where the two
+# cores are busy, a lower p50 and p99 in seven of seven alternating pairs (docs/performance.md).
+TANSU_FETCH_MAX_WAIT_MS = 20
 SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
 TOPICS = (
     "ticketing.bookings",
@@ -174,9 +176,8 @@ class DevStack:
         self.start("kafka", [*argv, "--advertised-listener-url", url], after_start=prepare)
         self.env["TICKETING_KAFKA_BOOTSTRAP"] = bootstrap
         self.env.setdefault("RUST_LOG", "warn")
-        # Tansu answers a fetch that finds nothing only when the fetch's wait is over (Kafka
-        # answers as soon as a record arrives), so each hop of the saga would wait up to that
-        # long: poll it briefly instead.
+        # Tansu answers a fetch only when the fetch's wait is over (Kafka answers as soon as a
+        # record arrives), so each hop of the saga waits for part of it: poll with a short wait.
         self.env.setdefault("TICKETING_KAFKA_FETCH_MAX_WAIT_MS", str(TANSU_FETCH_MAX_WAIT_MS))
         await asyncio.wait_for(started.wait(), 60)
 
