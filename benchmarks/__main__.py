@@ -150,6 +150,28 @@ class FsyncProbe:
         }
 
 
+def fixed_work() -> int:
+    """A fixed piece of pure-Python work, of the kind the services do per message: small
+    dicts, formatted strings, JSON."""
+    total = 0
+    for index in range(20_000):
+        record = {"id": index, "name": f"item-{index}", "tags": [index % 7, index % 11]}
+        total += len(json.dumps(record)) + sum(record["tags"])
+    return total
+
+
+def host_speed(rounds: int = 7) -> float:
+    """The CPU time (ms) :func:`fixed_work` takes here, the median of ``rounds``: lower is a
+    faster host. These hosts' speed moves by half within an hour (the same booking costs
+    twice the CPU), so runs are compared by this figure, measured in each run."""
+    times = []
+    for _ in range(rounds):
+        started = time.process_time()
+        fixed_work()
+        times.append((time.process_time() - started) * 1000)
+    return round(sorted(times)[rounds // 2], 1)
+
+
 def cpu_per_booking(cores: dict[str, float], rate: float) -> dict[str, int]:
     """The CPU each process spent per booking (µs) at ``rate`` bookings/s: far steadier from
     run to run than the rate itself, which follows the host's speed."""
@@ -607,6 +629,7 @@ async def main(args: argparse.Namespace) -> None:
         "command": "make bench",
     }
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    speed_before = host_speed()  # no stack running yet
     after: dict[str, float] = {}
     for scenario in (s for s in SCENARIOS if s in only):
         # Each scenario gets a fresh stack (empty databases, empty broker): Tansu keeps every
@@ -621,6 +644,7 @@ async def main(args: argparse.Namespace) -> None:
                 for name, value in footprint(dev).items():
                     after[name] = max(after.get(name, 0.0), value)
     results["footprint_after_mb"] = after
+    results["host_speed_ms"] = [speed_before, host_speed()]  # the last stack is stopped
     print(json.dumps(results, indent=2))
     if only != set(SCENARIOS):
         return  # a partial run is for measuring one change; the report needs every scenario

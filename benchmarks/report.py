@@ -31,6 +31,16 @@ def disk_row(disk: dict[str, Any]) -> str:
     )
 
 
+def host_speed_line(readings: list[float]) -> str:
+    """How fast the host was during the run, for comparing runs (see ``host_speed``)."""
+    before, after = readings
+    return (
+        f"The host's speed: a fixed piece of pure-Python work took {before} ms of CPU before "
+        f"the run and {after} ms after it (lower is faster; these hosts' speed moves by half "
+        "within an hour, so compare runs by it)."
+    )
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -40,6 +50,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         "",
         f"Measured by `{r['command']}` on {r['date']}: {m['cpus']} cores ({m['cpu']}), "
         f"{m['memory_gb']} GB, Python {m['python']}, {m['mariadb']}, {m['broker']}; {versions}.",
+        host_speed_line(r["host_speed_ms"]),
         "Everything runs on that one machine at once: MariaDB, the broker, the OIDC server, the four",
         "services (`ticketing dev`, log level WARNING) and the load generator. These machines are",
         "noisy, so every figure that matters is also a ratio to a ceiling measured in the same run.",

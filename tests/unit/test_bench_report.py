@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.__main__ import FsyncProbe
+from benchmarks.__main__ import FsyncProbe, fixed_work, host_speed
 from benchmarks.report import write_report
 
 RUN = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.json"
@@ -39,6 +39,8 @@ def test_the_committed_run_renders_with_every_figure(tmp_path: Path) -> None:
     disk = confirmation["disk_fsync"]
     assert f"max {disk['max_ms']} ms; {disk['over_50_ms']} over 50 ms |" in report
     assert f"{results['relay']['relay_events_per_second']:,} events/s" in report
+    before, after = results["host_speed_ms"]
+    assert f"took {before} ms of CPU before the run and {after} ms after it" in report
 
 
 def test_targets_are_judged_at_their_thresholds(tmp_path: Path) -> None:
@@ -66,3 +68,11 @@ def test_the_fsync_probe_times_real_flushes(tmp_path: Path) -> None:
     assert summary["same_disk_as_mariadb"] is (
         os.stat(tempfile.gettempdir()).st_dev == os.stat(tmp_path).st_dev
     )
+
+
+def test_the_host_speed_probe_times_the_same_work_in_cpu_time() -> None:
+    assert fixed_work() == fixed_work()  # the same work every time, or runs would not compare
+    started = time.process_time()
+    median = host_speed(rounds=3)
+    spent = (time.process_time() - started) * 1000
+    assert 0 < median <= spent  # CPU time of one round, not of all three nor of wall time
