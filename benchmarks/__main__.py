@@ -155,8 +155,9 @@ def fixed_work() -> int:
     dicts, formatted strings, JSON."""
     total = 0
     for index in range(20_000):
-        record = {"id": index, "name": f"item-{index}", "tags": [index % 7, index % 11]}
-        total += len(json.dumps(record)) + sum(record["tags"])
+        tags = [index % 7, index % 11]
+        record = {"id": index, "name": f"item-{index}", "tags": tags}
+        total += len(json.dumps(record)) + sum(tags)
     return total
 
 
