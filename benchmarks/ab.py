@@ -1,0 +1,158 @@
+"""Alternating A/B runs of the confirmation path at a fixed rate (a measuring tool, not a test).
+
+    python -m benchmarks.ab --rounds 3 --variant "" --variant TICKETING_KAFKA_FETCH_MAX_WAIT_MS=20
+
+Each variant is a set of environment settings for ``ticketing dev`` (an empty one is the code as
+it is). Every run starts a fresh stack, measures the idle stack's cores, a booking alone (one
+every 200 ms) and then ``--rate`` bookings/s for ``--seconds``, and prints one JSON line: p50 and
+p99 from 202 to CONFIRMED, the booking alone, the cores each process used, and the median, p90
+and p99 of each leg of the saga. The variants alternate within each round, so that a drift of
+the host's speed (these hosts' speed moves by half within an hour) hits all of them alike; the
+host's speed is measured before every run. A summary per variant ends the output.
+
+A change to the code itself is compared by gating it on an environment variable while it is
+measured: the variants then differ only in that variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from sqlalchemy import text
+
+from benchmarks.__main__ import (
+    STAGES,
+    CoreMeter,
+    confirmation_latency,
+    host_speed,
+    percentile,
+)
+from tests.e2e.devprocess import DevProcess, dev_process
+from ticketing.shared.logging import configure_logging
+from ticketing.shared.settings import Settings
+
+
+def parse_variant(spec: str) -> dict[str, str]:
+    """``"A=1,B=2"`` as ``{"A": "1", "B": "2"}``; ``""`` is the code as it is."""
+    settings: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE")
+        settings[name] = value
+    return settings
+
+
+def spread(values: list[float]) -> list[float]:
+    """Median, p90 and p99 of ``values`` (ms), rounded."""
+    return [round(percentile(values, share), 1) for share in (0.5, 0.9, 0.99)]
+
+
+async def leg_spreads(dev: DevProcess, since: datetime) -> dict[str, list[float]]:
+    """Median, p90 and p99 of each leg of the saga for the bookings confirmed since ``since``,
+    from the timestamps every service writes (one MariaDB server, so one clock)."""
+    name = dev.settings.database_name
+    legs = ", ".join(
+        f"TIMESTAMPDIFF(MICROSECOND, {start}, {end})" for start, end in STAGES.values()
+    )
+    query = text(
+        f"SELECT {legs} FROM {name('booking')}.bookings b "
+        f"JOIN {name('booking')}.outbox bo ON bo.aggregate_id = b.id "
+        f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
+        f"JOIN {name('order')}.outbox oo ON oo.aggregate_id = b.id "
+        "WHERE b.status = 'CONFIRMED' AND b.created_at >= :since"
+    )
+    async with dev.engines["booking"].connect() as conn:
+        rows = (await conn.execute(query, {"since": since.replace(tzinfo=None)})).all()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in STAGES]
+    return {
+        stage: spread([value / 1000 for value in column])
+        for stage, column in zip(STAGES, columns, strict=True)
+    }
+
+
+async def measure(env: dict[str, str], rate: float, seconds: float) -> dict[str, Any]:
+    """One run of one variant on a fresh stack."""
+    speed = host_speed()  # before the stack starts: the host alone
+    base = dataclasses.replace(
+        Settings.from_env(), db_prefix=f"ticketing_ab_{uuid.uuid4().hex[:6]}_"
+    )
+    with tempfile.TemporaryDirectory() as logs:
+        async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING", **env) as dev:
+            await asyncio.sleep(2)
+            idle = CoreMeter(dev)
+            await asyncio.sleep(5)
+            idle_cores = idle.cores()
+            alone = await confirmation_latency(dev, rate=5, seconds=10)
+            since = datetime.now(UTC)
+            loaded = await confirmation_latency(dev, rate=rate, seconds=seconds)
+            legs = await leg_spreads(dev, since)
+    return {
+        "variant": env,
+        "host_speed_ms": speed,
+        "p50_ms": loaded["p50_ms"],
+        "p99_ms": loaded["p99_ms"],
+        "alone_p50_ms": alone["p50_ms"],
+        "confirmed": loaded["confirmed"],
+        "errors": loaded["errors"],
+        "idle_cores": round(sum(idle_cores.values()), 2),
+        "cores_used": loaded["cores_used"],
+        "legs_p50_p90_p99_ms": legs,
+    }
+
+
+def summary(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per variant: its p50s, p99s, alone p50s and idle cores, in run order."""
+    lines = []
+    variants: list[dict[str, str]] = []
+    for run in runs:
+        if run["variant"] not in variants:
+            variants.append(run["variant"])
+    for variant in variants:
+        mine = [run for run in runs if run["variant"] == variant]
+        label = ",".join(f"{k}={v}" for k, v in variant.items()) or "(as it is)"
+        figures = {
+            key: ", ".join(str(run[key]) for run in mine)
+            for key in ("p50_ms", "p99_ms", "alone_p50_ms", "idle_cores", "host_speed_ms")
+        }
+        lines.append(f"{label}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
+    return lines
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging(Settings.from_env(), "bench")  # to stderr: stdout carries the results
+    runs = []
+    for _ in range(args.rounds):
+        for variant in args.variant or [{}]:
+            run = await measure(variant, args.rate, args.seconds)
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+    for line in summary(runs):
+        print(line)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ab", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant (3)")
+    parser.add_argument("--rate", type=float, default=200, help="bookings/s (200)")
+    parser.add_argument("--seconds", type=float, default=20, help="length of each run (20)")
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        help='NAME=VALUE[,NAME=VALUE...] for ticketing dev; "" for the code as it is '
+        "(repeat for each variant)",
+    )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(parser.parse_args()))
