@@ -387,21 +387,29 @@ STAGES = {
 }
 
 
+def confirmed_saga(dev: DevProcess) -> str:
+    """``FROM ... WHERE`` over every confirmed booking joined with the rows each leg of its saga
+    wrote (aliases ``b``, ``bo``, ``r``, ``oo`` as in :data:`STAGES`); callers add conditions."""
+    name = dev.settings.database_name
+    return (
+        f"FROM {name('booking')}.bookings b "
+        f"JOIN {name('booking')}.outbox bo ON bo.aggregate_id = b.id "
+        f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
+        f"JOIN {name('order')}.outbox oo ON oo.aggregate_id = b.id "
+        "WHERE b.status = 'CONFIRMED'"
+    )
+
+
 async def latency_stages(dev: DevProcess, booking_ids: list[uuid.UUID]) -> dict[str, float]:
     """Mean time of each leg from the 202 to CONFIRMED, from the timestamps every service
     writes (one MariaDB server, so one clock). "Relayed" is when the relay marked the row,
     after the broker acknowledged it, so a consumer may see a message slightly before it."""
-    name = dev.settings.database_name
     averages = ", ".join(
         f"AVG(TIMESTAMPDIFF(MICROSECOND, {start}, {end})) / 1000" for start, end in STAGES.values()
     )
-    query = text(
-        f"SELECT {averages} FROM {name('booking')}.bookings b "
-        f"JOIN {name('booking')}.outbox bo ON bo.aggregate_id = b.id "
-        f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
-        f"JOIN {name('order')}.outbox oo ON oo.aggregate_id = b.id "
-        "WHERE b.status = 'CONFIRMED' AND b.id IN :ids"
-    ).bindparams(bindparam("ids", expanding=True))
+    query = text(f"SELECT {averages} {confirmed_saga(dev)} AND b.id IN :ids").bindparams(
+        bindparam("ids", expanding=True)
+    )
     async with dev.engines["booking"].connect() as conn:
         row = (await conn.execute(query, {"ids": [str(i) for i in booking_ids]})).one()
     return {stage: round(float(value or 0), 1) for stage, value in zip(STAGES, row, strict=True)}

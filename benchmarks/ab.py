@@ -33,6 +33,7 @@ from benchmarks.__main__ import (
     STAGES,
     CoreMeter,
     confirmation_latency,
+    confirmed_saga,
     host_speed,
     percentile,
 )
@@ -60,17 +61,10 @@ def spread(values: list[float]) -> list[float]:
 async def leg_spreads(dev: DevProcess, since: datetime) -> dict[str, list[float]]:
     """Median, p90 and p99 of each leg of the saga for the bookings confirmed since ``since``,
     from the timestamps every service writes (one MariaDB server, so one clock)."""
-    name = dev.settings.database_name
     legs = ", ".join(
         f"TIMESTAMPDIFF(MICROSECOND, {start}, {end})" for start, end in STAGES.values()
     )
-    query = text(
-        f"SELECT {legs} FROM {name('booking')}.bookings b "
-        f"JOIN {name('booking')}.outbox bo ON bo.aggregate_id = b.id "
-        f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
-        f"JOIN {name('order')}.outbox oo ON oo.aggregate_id = b.id "
-        "WHERE b.status = 'CONFIRMED' AND b.created_at >= :since"
-    )
+    query = text(f"SELECT {legs} {confirmed_saga(dev)} AND b.created_at >= :since")
     async with dev.engines["booking"].connect() as conn:
         rows = (await conn.execute(query, {"since": since.replace(tzinfo=None)})).all()
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in STAGES]
