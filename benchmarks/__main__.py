@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -584,6 +585,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+@contextlib.asynccontextmanager
+async def fresh_stack(base: Settings, **env: str) -> AsyncIterator[DevProcess]:
+    """A new ``ticketing dev`` (empty databases, empty broker) at log level WARNING, settled
+    for two seconds, with ``env`` as extra settings; stopped and its databases dropped after."""
+    with tempfile.TemporaryDirectory() as logs:
+        async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING", **env) as dev:
+            await asyncio.sleep(2)
+            yield dev
+
+
+async def idle_then_alone(dev: DevProcess) -> tuple[dict[str, float], dict[str, Any]]:
+    """The cores the idle stack uses over 5 s, then the latency of a booking alone (one every
+    200 ms for 10 s): the references a run at a fixed rate is read against."""
+    idle = CoreMeter(dev)
+    await asyncio.sleep(5)
+    idle_cores = idle.cores()
+    return idle_cores, await confirmation_latency(dev, rate=5, seconds=10)
+
+
 async def run_scenario(
     scenario: str, dev: DevProcess, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
@@ -605,10 +625,7 @@ async def run_scenario(
     elif scenario == "confirmation":
         # The same path with nothing else going on (a booking every 200 ms): the reference the
         # 200/s figure is read against, measured on the same stack.
-        idle = CoreMeter(dev)
-        await asyncio.sleep(5)
-        idle_cores = idle.cores()
-        alone = await confirmation_latency(dev, rate=5, seconds=10)
+        idle_cores, alone = await idle_then_alone(dev)
         async with dev.engines["booking"].connect() as conn:
             datadir = str(await conn.scalar(text("SELECT @@datadir")))
         with FsyncProbe(datadir) as disk:
@@ -644,14 +661,12 @@ async def main(args: argparse.Namespace) -> None:
         # Each scenario gets a fresh stack (empty databases, empty broker): Tansu keeps every
         # record batch in memory and lists all of a partition's batches on every fetch, so the
         # history one scenario leaves behind would slow the broker down for the next.
-        with tempfile.TemporaryDirectory() as logs:
-            async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING") as dev:
-                await asyncio.sleep(2)
-                results.setdefault("footprint_idle_mb", footprint(dev))
-                print(f"{scenario} ...", file=sys.stderr)
-                await run_scenario(scenario, dev, args, results)
-                for name, value in footprint(dev).items():
-                    after[name] = max(after.get(name, 0.0), value)
+        async with fresh_stack(base) as dev:
+            results.setdefault("footprint_idle_mb", footprint(dev))
+            print(f"{scenario} ...", file=sys.stderr)
+            await run_scenario(scenario, dev, args, results)
+            for name, value in footprint(dev).items():
+                after[name] = max(after.get(name, 0.0), value)
     results["footprint_after_mb"] = after
     results["host_speed_ms"] = [speed_before, host_speed()]  # the last stack is stopped
     print(json.dumps(results, indent=2))

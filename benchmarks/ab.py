@@ -20,10 +20,8 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import tempfile
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -31,13 +29,14 @@ from sqlalchemy import text
 
 from benchmarks.__main__ import (
     STAGES,
-    CoreMeter,
     confirmation_latency,
     confirmed_saga,
+    fresh_stack,
     host_speed,
+    idle_then_alone,
     percentile,
 )
-from tests.e2e.devprocess import DevProcess, dev_process
+from tests.e2e.devprocess import DevProcess
 from ticketing.shared.logging import configure_logging
 from ticketing.shared.settings import Settings
 
@@ -80,16 +79,11 @@ async def measure(env: dict[str, str], rate: float, seconds: float) -> dict[str,
     base = dataclasses.replace(
         Settings.from_env(), db_prefix=f"ticketing_ab_{uuid.uuid4().hex[:6]}_"
     )
-    with tempfile.TemporaryDirectory() as logs:
-        async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING", **env) as dev:
-            await asyncio.sleep(2)
-            idle = CoreMeter(dev)
-            await asyncio.sleep(5)
-            idle_cores = idle.cores()
-            alone = await confirmation_latency(dev, rate=5, seconds=10)
-            since = datetime.now(UTC)
-            loaded = await confirmation_latency(dev, rate=rate, seconds=seconds)
-            legs = await leg_spreads(dev, since)
+    async with fresh_stack(base, **env) as dev:
+        idle_cores, alone = await idle_then_alone(dev)
+        since = datetime.now(UTC)
+        loaded = await confirmation_latency(dev, rate=rate, seconds=seconds)
+        legs = await leg_spreads(dev, since)
     return {
         "variant": env,
         "host_speed_ms": speed,
