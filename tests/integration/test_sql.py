@@ -155,3 +155,49 @@ async def test_a_statement_cancelled_midway_leaves_the_cancellation_and_a_workin
         await asyncio.wait_for(task, timeout=3)
     await run_transaction(engine, lambda conn: sql.execute(conn, INSERT, [7, "after"]))
     assert await count(engine) == 1
+
+
+NASTY = [
+    "x'); DROP TABLE sql_probe_notes; --",
+    "back\\slash\\' and \\\\ double",
+    'quote" \'single\' \\"both\\"',
+    "nul\0, newline\n, return\r, ctrl-z\x1a",
+    "100% of %s and %%s",
+    "emoji \U0001f39f and accents éàü",
+    "\\",
+    "'",
+]
+
+
+async def round_trip(engine: AsyncEngine, *, no_backslash_escapes: bool) -> list[tuple[int, str]]:
+    async def work(conn: AsyncConnection) -> None:
+        if no_backslash_escapes:
+            await conn.execute(
+                text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+            )
+        rows = [(index, value) for index, value in enumerate(NASTY)]
+        await sql.commit_all(conn, [sql.Statement(INSERT, rows, rows=True)])
+
+    await run_transaction(engine, work, commits_itself=True)
+    async with engine.connect() as conn:
+        return await sql.fetch_all(conn, "SELECT id, text FROM sql_probe_notes ORDER BY id")
+
+
+async def test_every_character_survives_the_rendered_query(engine: AsyncEngine) -> None:
+    assert await round_trip(engine, no_backslash_escapes=False) == list(enumerate(NASTY))
+
+
+async def test_a_server_without_backslash_escapes_gets_the_drivers_quoting(
+    databases: Settings,
+) -> None:
+    # One pooled connection, thrown away after: the session's sql_mode must not leak.
+    engine = create_engine(replace(databases, db_pool_size=1, db_max_overflow=0), "order")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+        assert await round_trip(engine, no_backslash_escapes=True) == list(enumerate(NASTY))
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+    finally:
+        await engine.dispose()

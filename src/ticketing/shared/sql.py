@@ -8,7 +8,8 @@ order and reservation writes) are therefore plain SQL run on the aiomysql cursor
 connection SQLAlchemy checked out. Nothing else changes:
 
 - they run inside SQLAlchemy's transaction, which commits or rolls back as before;
-- the driver escapes every parameter, as it does for SQLAlchemy's own statements;
+- every value is a parameter, escaped as the driver escapes SQLAlchemy's own statements (the
+  driver's own escaping, or for :func:`commit_all` the same text written by :func:`literal`);
 - a failure is raised as the SQLAlchemy exception SQLAlchemy would have raised (``IntegrityError``
   for a duplicate key, ``OperationalError`` for a lost server, the connection invalidated), so
   retries, duplicate-key checks and disconnect handling see no difference.
@@ -17,7 +18,11 @@ Values are passed the way the driver takes them: UUIDs as strings, datetimes nai
 
 A transaction whose statements need no answer before the commit (a group of bookings, a
 consumer's batch) is sent whole by :func:`commit_all`: its statements and the ``COMMIT`` as one
-multi-statement query, one round trip instead of one per statement.
+multi-statement query, one round trip instead of one per statement. Its values are rendered by
+:func:`literal`, which writes exactly what the driver's escaping writes for the types every
+booking carries (strings, integers, decimals, naive datetimes, NULL) and hands every other value
+to the driver: the driver escapes a string through ``str.translate``, a character at a time, and
+that was a tenth of booking's and order's CPU under load.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
+from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 from pymysql.err import Error as DriverError
 from pymysql.err import OperationalError as DriverOperationalError
 from sqlalchemy import Table
@@ -116,13 +124,62 @@ async def commit_all(conn: AsyncConnection, statements: Sequence[Statement]) -> 
     return await _on_cursor(conn, "; ".join(s.sql for s in statements) + "; COMMIT", send)
 
 
+def escape_string(value: str) -> str:
+    """``value`` escaped for a quoted MySQL string literal, exactly as the driver escapes it
+    (``pymysql.converters.escape_string``), with one C-speed scan per special character instead
+    of a translation a character at a time. The backslash goes first, so that the backslashes
+    the later replacements add are not doubled."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\0" in value:
+        value = value.replace("\0", "\\0")
+    if "\n" in value:
+        value = value.replace("\n", "\\n")
+    if "\r" in value:
+        value = value.replace("\r", "\\r")
+    if "\x1a" in value:
+        value = value.replace("\x1a", "\\Z")
+    if '"' in value:
+        value = value.replace('"', '\\"')
+    if "'" in value:
+        value = value.replace("'", "\\'")
+    return value
+
+
+def literal(value: Any, driver: Any) -> str:
+    """``value`` as an SQL literal, the same text as ``driver.escape(value)`` (``driver``: an
+    aiomysql connection whose server accepts backslash escapes; :func:`render` checks that)."""
+    kind = type(value)
+    if kind is str:
+        return "'" + escape_string(value) + "'"
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "NULL"
+    if kind is datetime and value.tzinfo is None:
+        return "'" + str(value.isoformat(" ")) + "'"
+    if kind is Decimal:
+        return format(value, "f")
+    return str(driver.escape(value))  # any other type: the driver's own conversion
+
+
+def render(cursor: Any, sql: str, params: Sequence[Any]) -> str:
+    """``sql`` with its ``%s`` placeholders replaced by ``params`` as literals: the text
+    ``cursor.mogrify(sql, params)`` returns (``cursor``: an aiomysql cursor). A server in
+    ``NO_BACKSLASH_ESCAPES`` mode quotes strings differently: there the driver renders."""
+    driver = cursor.connection
+    if driver.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+        return str(cursor.mogrify(sql, tuple(params)))
+    return sql % tuple([literal(value, driver) for value in params])
+
+
 def _render(cursor: Any, statement: Statement) -> str:
-    """The statement as the driver would send it: every value escaped by the driver."""
+    """The statement as the driver would send it (:func:`render`)."""
     if not statement.rows:
-        return str(cursor.mogrify(statement.sql, statement.params))
+        return render(cursor, statement.sql, statement.params)
     head, values, row = statement.sql.rpartition(" VALUES ")
     assert values, "a multi-row statement is an INSERT ... VALUES (...)"
-    return head + values + ",".join(cursor.mogrify(row, params) for params in statement.params)
+    return head + values + ",".join(render(cursor, row, params) for params in statement.params)
 
 
 async def _run(
