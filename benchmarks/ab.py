@@ -1,6 +1,8 @@
-"""Alternating A/B runs of the confirmation path at a fixed rate (a measuring tool, not a test).
+"""Alternating A/B runs of the confirmation path or of accept throughput (a measuring tool, not a
+test).
 
     python -m benchmarks.ab --rounds 3 --variant "" --variant TICKETING_KAFKA_FETCH_MAX_WAIT_MS=20
+    python -m benchmarks.ab --scenario accept --rounds 3 --variant "" --variant MY_SWITCH=1
 
 Each variant is a set of environment settings for ``ticketing dev`` (an empty one is the code as
 it is). Every run starts a fresh stack, measures the idle stack's cores, a booking alone (one
@@ -29,8 +31,10 @@ from sqlalchemy import text
 
 from benchmarks.__main__ import (
     STAGES,
+    accept_throughput,
     confirmation_latency,
     confirmed_saga,
+    cpu_per_booking,
     fresh_stack,
     host_speed,
     idle_then_alone,
@@ -73,18 +77,45 @@ async def leg_spreads(dev: DevProcess, since: datetime) -> dict[str, list[float]
     }
 
 
-async def measure(env: dict[str, str], rate: float, seconds: float) -> dict[str, Any]:
+# What the summary lists for each scenario, per variant and in run order.
+SUMMARY_KEYS = {
+    "confirmation": ("p50_ms", "p99_ms", "alone_p50_ms", "idle_cores", "host_speed_ms"),
+    "accept": ("accepted_per_second", "p99_ms", "cpu_us_per_booking_total", "host_speed_ms"),
+}
+
+
+async def measure_accept(dev: DevProcess, seconds: float) -> dict[str, Any]:
+    accept = await accept_throughput(dev, int(seconds))
+    cpu = cpu_per_booking(accept["cores_used"], accept["accepted_per_second"])
+    return {
+        "accepted_per_second": accept["accepted_per_second"],
+        "p50_ms": accept["p50_ms"],
+        "p99_ms": accept["p99_ms"],
+        "errors": accept["errors"],
+        "cores_used": accept["cores_used"],
+        "cpu_us_per_booking": cpu,
+        "cpu_us_per_booking_total": sum(cpu.values()),
+    }
+
+
+async def measure(
+    env: dict[str, str], rate: float, seconds: float, scenario: str = "confirmation"
+) -> dict[str, Any]:
     """One run of one variant on a fresh stack."""
     speed = host_speed()  # before the stack starts: the host alone
     base = dataclasses.replace(
         Settings.from_env(), db_prefix=f"ticketing_ab_{uuid.uuid4().hex[:6]}_"
     )
     async with fresh_stack(base, **env) as dev:
+        if scenario == "accept":
+            figures = await measure_accept(dev, seconds)
+            return {"scenario": scenario, "variant": env, "host_speed_ms": speed, **figures}
         idle_cores, alone = await idle_then_alone(dev)
         since = datetime.now(UTC)
         loaded = await confirmation_latency(dev, rate=rate, seconds=seconds)
         legs = await leg_spreads(dev, since)
     return {
+        "scenario": scenario,
         "variant": env,
         "host_speed_ms": speed,
         "p50_ms": loaded["p50_ms"],
@@ -99,7 +130,7 @@ async def measure(env: dict[str, str], rate: float, seconds: float) -> dict[str,
 
 
 def summary(runs: list[dict[str, Any]]) -> list[str]:
-    """One line per variant: its p50s, p99s, alone p50s and idle cores, in run order."""
+    """One line per variant with its scenario's figures (``SUMMARY_KEYS``), in run order."""
     lines = []
     variants: list[dict[str, str]] = []
     for run in runs:
@@ -110,7 +141,7 @@ def summary(runs: list[dict[str, Any]]) -> list[str]:
         label = ",".join(f"{k}={v}" for k, v in variant.items()) or "(as it is)"
         figures = {
             key: ", ".join(str(run[key]) for run in mine)
-            for key in ("p50_ms", "p99_ms", "alone_p50_ms", "idle_cores", "host_speed_ms")
+            for key in SUMMARY_KEYS[mine[0].get("scenario", "confirmation")]
         }
         lines.append(f"{label}: " + "; ".join(f"{k} {v}" for k, v in figures.items()))
     return lines
@@ -121,7 +152,8 @@ async def main(args: argparse.Namespace) -> None:
     runs = []
     for _ in range(args.rounds):
         for variant in args.variant or [{}]:
-            run = await measure(variant, args.rate, args.seconds)
+            seconds = args.seconds or (30 if args.scenario == "accept" else 20)
+            run = await measure(variant, args.rate, seconds, args.scenario)
             runs.append(run)
             print(json.dumps(run), flush=True)
     for line in summary(runs):
@@ -133,8 +165,16 @@ if __name__ == "__main__":
         prog="python -m benchmarks.ab", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant (3)")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SUMMARY_KEYS),
+        default="confirmation",
+        help="confirmation latency at --rate (the default), or accept throughput",
+    )
     parser.add_argument("--rate", type=float, default=200, help="bookings/s (200)")
-    parser.add_argument("--seconds", type=float, default=20, help="length of each run (20)")
+    parser.add_argument(
+        "--seconds", type=float, help="length of each run (20 for confirmation, 30 for accept)"
+    )
     parser.add_argument(
         "--variant",
         type=parse_variant,

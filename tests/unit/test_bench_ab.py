@@ -44,3 +44,24 @@ def test_the_summary_groups_alternating_runs_by_variant_in_run_order() -> None:
         "TICKETING_KAFKA_FETCH_MAX_WAIT_MS=20: p50_ms 80.0, 70.0; p99_ms 160.0, 140.0; "
         "alone_p50_ms 20.0, 20.0; idle_cores 0.2, 0.2; host_speed_ms 140.0, 140.0",
     ]
+
+
+def test_an_accept_summary_lists_throughput_and_cpu_per_booking() -> None:
+    def accept(variant: dict[str, str], rate: float, cpu: int) -> dict[str, Any]:
+        return {
+            "scenario": "accept",
+            "variant": variant,
+            "accepted_per_second": rate,
+            "p99_ms": 50.0,
+            "cpu_us_per_booking_total": cpu,
+            "host_speed_ms": 45.0,
+        }
+
+    switch = {"MY_SWITCH": "1"}
+    lines = summary([accept({}, 1900.0, 930), accept(switch, 1950.0, 900)])
+    assert lines == [
+        "(as it is): accepted_per_second 1900.0; p99_ms 50.0; cpu_us_per_booking_total 930; "
+        "host_speed_ms 45.0",
+        "MY_SWITCH=1: accepted_per_second 1950.0; p99_ms 50.0; cpu_us_per_booking_total 900; "
+        "host_speed_ms 45.0",
+    ]
