@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: a benchmark run, not a test. Starts the stack with `ticketing dev`, drives it
 # through the gateway from a separate process (wrk and Python), measures the ceilings in the
-# same run, and writes docs/benchmarks.md and docs/benchmarks.json. Takes three to four minutes.
+# same run, and writes docs/benchmarks.md and docs/benchmarks.json. Takes two to four minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
