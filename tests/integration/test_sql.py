@@ -175,7 +175,7 @@ async def round_trip(engine: AsyncEngine, *, no_backslash_escapes: bool) -> list
             await conn.execute(
                 text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
             )
-        rows = [(index, value) for index, value in enumerate(NASTY)]
+        rows = list(enumerate(NASTY))
         await sql.commit_all(conn, [sql.Statement(INSERT, rows, rows=True)])
 
     await run_transaction(engine, work, commits_itself=True)
@@ -188,16 +188,12 @@ async def test_every_character_survives_the_rendered_query(engine: AsyncEngine) 
 
 
 async def test_a_server_without_backslash_escapes_gets_the_drivers_quoting(
-    databases: Settings,
+    engine: AsyncEngine, databases: Settings
 ) -> None:
-    # One pooled connection, thrown away after: the session's sql_mode must not leak.
+    # One pooled connection, thrown away after: the session's sql_mode must not leak into the
+    # fixture's pool (which made the table and drops it).
     engine = create_engine(replace(databases, db_pool_size=1, db_max_overflow=0), "order")
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
-            await conn.run_sync(metadata.create_all)
         assert await round_trip(engine, no_backslash_escapes=True) == list(enumerate(NASTY))
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
     finally:
         await engine.dispose()
