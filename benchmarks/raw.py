@@ -6,12 +6,66 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomysql
 from aiokafka import AIOKafkaProducer
 
+from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
+from ticketing.shared import outbox as outbox_ops
 from ticketing.shared.db import server_connect_args
 from ticketing.shared.settings import Settings
+
+BOOKING_SQL = (
+    "INSERT INTO bookings (id, customer_id, event_id, ticket_count, unit_price, total_price,"
+    " status, created_at, updated_at) VALUES (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s)"
+)
+OUTBOX_SQL = (
+    "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, topic, message_key, event_type,"
+    " payload, headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+OUTBOX_COLUMNS = (
+    "aggregate_type",
+    "aggregate_id",
+    "topic",
+    "message_key",
+    "event_type",
+    "payload",
+    "headers",
+    "created_at",
+)
+
+
+def booking_write(
+    customer_id: uuid.UUID, event_id: uuid.UUID
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The values of one accepted booking's two rows, as booking writes them: the booking and
+    its BookingRequested outbox row, built by the same contract and ``build_row`` (the JSON
+    payload and headers are most of the bytes the server parses)."""
+    booking_id, now = uuid.uuid4(), datetime.now(UTC)
+    requested = BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=booking_id,
+        customer_id=customer_id,
+        event_id=event_id,
+        ticket_count=1,
+        unit_price="10.00",
+        total_price="10.00",
+        requested_at=now,
+    )
+    row = outbox_ops.build_row(
+        requested,
+        topic=BOOKINGS_TOPIC,
+        key=str(event_id),
+        aggregate_type="booking",
+        aggregate_id=str(booking_id),
+        correlation_id=uuid.uuid4().hex,
+    )
+    created = now.replace(tzinfo=None)
+    booking = (str(booking_id), str(customer_id), str(event_id), created, created)
+    outbox = (str(row["event_id"]), *(row[column] for column in OUTBOX_COLUMNS))
+    return booking, outbox
 
 
 async def raw_booking_writes(
@@ -25,7 +79,7 @@ async def raw_booking_writes(
         maxsize=concurrency,
         autocommit=False,
     )
-    customer_id = uuid.uuid4()
+    customer_id, event_id = uuid.uuid4(), uuid.uuid4()
     async with pool.acquire() as conn, conn.cursor() as cursor:
         now = datetime.now(UTC).replace(tzinfo=None)
         await cursor.execute(
@@ -40,22 +94,10 @@ async def raw_booking_writes(
         nonlocal done
         async with pool.acquire() as conn:
             while time.perf_counter() < deadline:
-                booking_id, event_id, message_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-                now = datetime.now(UTC).replace(tzinfo=None)
+                booking, outbox = booking_write(customer_id, event_id)
                 async with conn.cursor() as cursor:
-                    await cursor.execute(
-                        "INSERT INTO bookings (id, customer_id, event_id, ticket_count, unit_price,"
-                        " total_price, status, created_at, updated_at) VALUES"
-                        " (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s)",
-                        (str(booking_id), str(customer_id), str(event_id), now, now),
-                    )
-                    await cursor.execute(
-                        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, topic,"
-                        " message_key, event_type, payload, headers, created_at) VALUES"
-                        " (%s, 'booking', %s, 'ticketing.bookings', %s, 'BookingRequested', %s,"
-                        " '{}', %s)",
-                        (str(message_id), str(booking_id), str(event_id), "{}", now),
-                    )
+                    await cursor.execute(BOOKING_SQL, booking)
+                    await cursor.execute(OUTBOX_SQL, outbox)
                 await conn.commit()
                 done += 1
 

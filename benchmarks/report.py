@@ -70,8 +70,9 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| accepted bookings/s | {a['accepted_per_second']} |",
         f"| latency p50 / p95 / p99 | {a['p50_ms']} / {a['p95_ms']} / {a['p99_ms']} ms |",
         f"| errors | {a['errors']} of {a['requests']} |",
-        f"| ceiling: the same write (booking + outbox row) in raw aiomysql, one process, "
-        f"64 connections, into a scratch copy of the tables | "
+        "| ceiling: the same write (the booking row and its BookingRequested outbox row, "
+        "payload and headers as booking builds them) in raw aiomysql, one process, "
+        "64 connections, into a scratch copy of the tables | "
         f"{a['raw_write_ceiling_per_second']}/s (mean of "
         f"{' and '.join(str(v) for v in a['raw_write_ceiling_readings'])}, "
         "measured before and after the load) |",

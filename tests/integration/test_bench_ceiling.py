@@ -1,0 +1,83 @@
+"""The raw-write ceiling writes what booking writes for an accepted booking (real MariaDB)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from benchmarks.raw import raw_booking_writes
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticketing.booking.tables import metadata as booking_metadata
+from ticketing.contracts.events import (
+    BOOKINGS_TOPIC,
+    CORRELATION_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MESSAGE_ID_HEADER,
+    BookingRequested,
+)
+from ticketing.shared.db import create_engine, create_server_engine, ensure_database
+from ticketing.shared.settings import Settings
+
+
+@pytest.fixture
+async def scratch(databases: Settings) -> AsyncIterator[tuple[Settings, AsyncEngine]]:
+    """An empty copy of booking's tables in a database of its own, as the bench uses."""
+    settings = dataclasses.replace(
+        databases, db_prefix=f"{databases.db_prefix}ceiling_{uuid.uuid4().hex[:6]}_"
+    )
+    await ensure_database(settings, "booking")
+    engine = create_engine(settings, "booking")
+    async with engine.begin() as conn:
+        await conn.run_sync(booking_metadata.create_all)
+    try:
+        yield settings, engine
+    finally:
+        await engine.dispose()
+        server = create_server_engine(settings)
+        async with server.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE `{settings.database_name('booking')}`"))
+        await server.dispose()
+
+
+async def test_the_ceiling_writes_a_booking_and_its_real_booking_requested_event(
+    scratch: tuple[Settings, AsyncEngine],
+) -> None:
+    settings, engine = scratch
+    rate = await raw_booking_writes(
+        settings, settings.database_name("booking"), concurrency=2, seconds=0.3
+    )
+
+    assert rate > 0
+    async with engine.connect() as conn:
+        bookings = (await conn.execute(text("SELECT id, event_id FROM bookings"))).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT event_id, aggregate_type, aggregate_id, topic, message_key,"
+                    " event_type, payload, headers FROM outbox"
+                )
+            )
+        ).all()
+    assert len(rows) == len(bookings) > 0
+    booked = {str(booking_id): str(event_id) for booking_id, event_id in bookings}
+    for row in rows:
+        # The payload is the event booking publishes, not a stand-in: the ceiling must make the
+        # server parse and store as many bytes as a real booking does.
+        event = msgspec.json.decode(row.payload, type=BookingRequested)
+        headers = msgspec.json.decode(row.headers, type=dict[str, str])
+        assert str(event.booking_id) == row.aggregate_id
+        assert booked[row.aggregate_id] == str(event.event_id) == row.message_key
+        assert str(event.message_id) == str(uuid.UUID(str(row.event_id)))
+        assert (row.aggregate_type, row.topic, row.event_type) == (
+            "booking",
+            BOOKINGS_TOPIC,
+            "BookingRequested",
+        )
+        assert headers[EVENT_TYPE_HEADER] == "BookingRequested"
+        assert headers[MESSAGE_ID_HEADER] == str(event.message_id)
+        assert len(headers[CORRELATION_ID_HEADER]) == 32
