@@ -21,19 +21,8 @@ BOOKING_SQL = (
     " status, created_at, updated_at) VALUES (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s)"
 )
 OUTBOX_SQL = (
-    "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, topic, message_key, event_type,"
-    " payload, headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-
-OUTBOX_COLUMNS = (
-    "aggregate_type",
-    "aggregate_id",
-    "topic",
-    "message_key",
-    "event_type",
-    "payload",
-    "headers",
-    "created_at",
+    f"INSERT INTO outbox ({', '.join(outbox_ops.ROW_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(outbox_ops.ROW_COLUMNS))})"
 )
 
 
@@ -64,8 +53,7 @@ def booking_write(
     )
     created = now.replace(tzinfo=None)
     booking = (str(booking_id), str(customer_id), str(event_id), created, created)
-    outbox = (str(row["event_id"]), *(row[column] for column in OUTBOX_COLUMNS))
-    return booking, outbox
+    return booking, outbox_ops.row_values(row)
 
 
 async def raw_booking_writes(

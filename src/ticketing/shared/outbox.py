@@ -119,7 +119,8 @@ def build_row(
     }
 
 
-_ROW_COLUMNS = (
+# The columns a new row fills, in the order of :func:`row_values`.
+ROW_COLUMNS = (
     "event_id",
     "aggregate_type",
     "aggregate_id",
@@ -140,8 +141,14 @@ async def append(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
 
 def append_statement(table: Table, rows: Sequence[dict[str, Any]]) -> sql.Statement:
     """The statement of :func:`append`, for :func:`ticketing.shared.sql.commit_all`."""
-    values = [(str(row["event_id"]), *(row[column] for column in _ROW_COLUMNS[1:])) for row in rows]
-    return sql.Statement(sql.insert_sql(table, _ROW_COLUMNS), values, rows=True)
+    return sql.Statement(
+        sql.insert_sql(table, ROW_COLUMNS), [row_values(row) for row in rows], rows=True
+    )
+
+
+def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of a :func:`build_row` row for an insert of :data:`ROW_COLUMNS`."""
+    return (str(row["event_id"]), *(row[column] for column in ROW_COLUMNS[1:]))
 
 
 _decode_headers = msgspec.json.Decoder(dict[str, str])
