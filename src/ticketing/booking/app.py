@@ -10,7 +10,12 @@ from datetime import timedelta
 import structlog
 from litestar import Litestar
 
-from ticketing.booking.api import BookingController, CustomerController
+from ticketing.booking.api import (
+    BookingController,
+    CustomerController,
+    document_request_booking,
+    request_booking,
+)
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
@@ -51,14 +56,16 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             finally:
                 await inventory.aclose()
 
-    return create_http_app(
+    app = create_http_app(
         service="booking",
         settings=settings,
-        route_handlers=[CustomerController, BookingController],
+        route_handlers=[CustomerController, BookingController, request_booking],
         lifespan=[runtime],
         description="Customers and bookings. A booking is accepted at once (202) and settles "
         "to CONFIRMED or REJECTED through the order saga.",
     )
+    app.on_startup.append(document_request_booking)
+    return app
 
 
 async def _purge_keys(service: BookingService, settings: Settings) -> None:

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from ticketing.gateway.docs import assets_root, docs_handlers
 from ticketing.gateway.openapi import MergedSpec
-from ticketing.gateway.proxy import Backend, BodyTooLarge, decoded_path, forward
+from ticketing.gateway.proxy import Backend, decoded_path, forward
 from ticketing.gateway.ratelimit import RateLimiter
 from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
 from ticketing.shared.auth import OidcDiscovery, Principal, Unauthenticated
@@ -99,8 +99,6 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
             body_limit=settings.max_request_body_bytes,
             latency=state.upstream_latency,
         )
-    except BodyTooLarge:
-        raise PayloadTooLarge(f"the body is over {settings.max_request_body_bytes} bytes") from None
     except Unavailable as error:
         raise Unavailable(
             f"the {name} service is unavailable; try again shortly",

@@ -18,6 +18,7 @@ import structlog
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
+from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.upstream import Upstream
@@ -43,10 +44,6 @@ OWN_HEADERS = frozenset(
 # gateway frames the body it forwards itself).
 NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length"}
 log = structlog.get_logger(__name__)
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +135,6 @@ def has_body(scope: Scope) -> bool:
     return False
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body (small: at most the body limit), refused past ``limit``."""
-    chunks: list[bytes] = []
-    seen = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body = message.get("body", b"")
-        chunk = body if isinstance(body, bytes) else b""
-        seen += len(chunk)
-        if seen > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 async def forward(
     upstream: Upstream,
     scope: Scope,
@@ -166,7 +144,7 @@ async def forward(
     body_limit: int,
     latency: Histogram,
 ) -> None:
-    """Send the request to ``upstream`` and stream its answer back. Raises BodyTooLarge, and
+    """Send the request to ``upstream`` and stream its answer back. Raises PayloadTooLarge, and
     Unavailable when the breaker is open or the upstream cannot answer."""
     body = await read_body(receive, body_limit) if has_body(scope) else b""
     headers = request_headers(scope)
