@@ -131,19 +131,22 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
     await _answer(send, 202, accepted.body, headers, content_type=b"application/json")
 
 
+def _invalid(message: str, *, source: str, key: str | None = None) -> ValidationException:
+    """A refusal that Litestar's exception handler maps to a 400 problem naming the field
+    (``key``, or the path msgspec writes into ``message``)."""
+    error = {"message": message, "source": source}
+    if key is not None:
+        error["key"] = key
+    return ValidationException(f"Validation failed for POST {BOOKINGS_PATH}", extra=[error])
+
+
 def _decode(body: bytes) -> BookingCreate:
     if not body:
-        raise ValidationException(
-            "Validation failed for POST /api/v1/bookings",
-            extra=[{"message": "a JSON body is required", "key": "body", "source": "body"}],
-        )
+        raise _invalid("a JSON body is required", source="body", key="body")
     try:
         return _booking_create.decode(body)
     except msgspec.ValidationError as error:
-        raise ValidationException(
-            "Validation failed for POST /api/v1/bookings",
-            extra=[{"message": str(error), "source": "body"}],
-        ) from None
+        raise _invalid(str(error), source="body") from None
     except msgspec.DecodeError as error:
         raise ClientException(f"the body is not valid JSON: {error}") from None
 
@@ -153,15 +156,10 @@ def _idempotency_key(scope: Scope) -> str | None:
         if name == b"idempotency-key":
             key = value.decode("latin-1")
             if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-                raise ValidationException(
-                    "Validation failed for POST /api/v1/bookings",
-                    extra=[
-                        {
-                            "message": f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                            "key": "Idempotency-Key",
-                            "source": "header",
-                        }
-                    ],
+                raise _invalid(
+                    f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                    source="header",
+                    key="Idempotency-Key",
                 )
             return key
     return None
