@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import uvloop
@@ -37,7 +36,7 @@ from tests.e2e.devprocess import DevProcess, dev_process, pending_bookings
 from ticketing.booking.tables import bookings
 from ticketing.booking.tables import metadata as booking_metadata
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError
+from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
 from ticketing.shared.logging import configure_logging
 from ticketing.shared.outbox import outbox_table
 from ticketing.shared.relay import OutboxRelay, create_producer
@@ -202,30 +201,23 @@ async def api(dev: DevProcess, connections: int = 100) -> httpx.AsyncClient:
 
 
 class LeanClient:
-    """A fixed-rate load generator's HTTP client: the project's keep-alive HTTP/1.1 client, not
-    httpx, whose own CPU use at a few hundred requests per second took a third of a core from
-    the system under test on this two-core machine."""
+    """A fixed-rate load generator's HTTP client: an aiohttp session (the services' own client
+    stack), not httpx, whose own CPU use at a few hundred requests per second took a third of a
+    core from the system under test on this two-core machine."""
 
     def __init__(self, base_url: str, authorization: str, connections: int) -> None:
-        url = urlsplit(base_url)
-        self._pool = Http11Pool(
-            url.hostname or "127.0.0.1", url.port or 80, max_connections=connections
-        )
-        self._headers = [
-            (b"authorization", authorization.encode()),
-            (b"content-type", b"application/json"),
-        ]
+        self._base_url = base_url.rstrip("/")
+        self._session = new_session(timeout=60, max_connections=connections)
+        self._headers = {"authorization": authorization, "content-type": "application/json"}
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        response = await self._pool.request("POST", path, self._headers, body)
-        try:
-            content = b"".join([chunk async for chunk in response.body()])
-        finally:
-            response.release()
-        return response.status, content
+        async with self._session.post(
+            self._base_url + path, data=body, headers=self._headers
+        ) as response:
+            return response.status, await response.read()
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self._session.close()
 
 
 async def sale(client: httpx.AsyncClient, capacity: int) -> tuple[str, str]:
@@ -332,7 +324,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         nonlocal errors
         try:
             status, content = await lean.post("/api/v1/bookings", body.encode())
-        except (OSError, UpstreamProtocolError):
+        except TRANSPORT_ERRORS:
             errors += 1
             return
         if status == 202:

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
-from litestar import Litestar, get
+from litestar import Litestar, Response, get
 
 from tests.conftest import bearer
 from tests.harness import fetch_token, serve
@@ -27,6 +28,8 @@ from ticketing.shared.auth import (
     TokenVerifier,
     Unauthenticated,
 )
+from ticketing.shared.errors import Unavailable
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 
 PROBLEM = "application/problem+json"
@@ -128,6 +131,8 @@ async def test_booking_verifies_tokens_itself(stack: Any, tokens: dict[str, str]
 class Issuer:
     url: str
     keys: list[Any] = field(default_factory=list)
+    jwks_requests: int = 0
+    jwks_down: bool = False  # answers 503 after a while, as an overloaded issuer would
 
     def sign(self, key: Any, alg: str = "RS256", **claims: Any) -> str:
         """A token signed with ``key``; a claim given as None is left out."""
@@ -153,9 +158,13 @@ async def issuer() -> AsyncIterator[Issuer]:
     def discovery() -> dict[str, str]:
         return {"issuer": state.url, "jwks_uri": f"{state.url}/jwks"}
 
-    @get("/jwks", sync_to_thread=False)
-    def jwks() -> dict[str, Any]:
-        return dict(KeySet(state.keys).as_dict(private=False))
+    @get("/jwks")
+    async def jwks() -> Response[dict[str, Any]]:
+        state.jwks_requests += 1
+        if state.jwks_down:
+            await asyncio.sleep(0.05)
+            return Response({}, status_code=503)
+        return Response(dict(KeySet(state.keys).as_dict(private=False)))
 
     async with serve(Litestar([discovery, jwks])) as url:
         state.url = url
@@ -167,7 +176,7 @@ def rsa(kid: str) -> RSAKey:
 
 
 async def verifier_for(
-    issuer: Issuer, http: httpx.AsyncClient, refresh: float = 0.5
+    issuer: Issuer, http: aiohttp.ClientSession, refresh: float = 0.5
 ) -> tuple[TokenVerifier, JwksCache]:
     jwks = JwksCache(OidcDiscovery(issuer.url, http), http, min_refresh_seconds=refresh)
     return TokenVerifier(jwks, issuer=issuer.url, audience="ticketing-api", leeway_seconds=5), jwks
@@ -178,7 +187,7 @@ async def test_key_rotation_needs_no_restart_and_refetches_are_rate_limited(
 ) -> None:
     old, new = rsa("old"), rsa("new")
     issuer.keys = [old]
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         verifier, jwks = await verifier_for(issuer, http, refresh=1.0)
         assert (await verifier.verify(issuer.sign(old))).subject == "tester"
         issuer.keys = [new]  # the issuer rotates its key
@@ -189,6 +198,25 @@ async def test_key_rotation_needs_no_restart_and_refetches_are_rate_limited(
             with pytest.raises(Unauthenticated):
                 await verifier.verify(issuer.sign(rsa("stranger")))
         assert jwks.fetches == 2
+
+
+async def test_waiters_for_the_first_keys_share_one_fetch(issuer: Issuer) -> None:
+    key = rsa("first")
+    issuer.keys = [key]
+    issuer.jwks_down = True
+    async with new_session(timeout=5) as http:
+        verifier, _ = await verifier_for(issuer, http)
+        token = issuer.sign(key)
+        results = await asyncio.gather(
+            *(verifier.verify(token) for _ in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(result, Unavailable) for result in results)
+        # One fetch for all of them, not one each in turn (20 x the issuer's delay).
+        assert issuer.jwks_requests == 1
+        issuer.jwks_down = False
+        principals = await asyncio.gather(*(verifier.verify(token) for _ in range(20)))
+        assert {principal.subject for principal in principals} == {"tester"}
+        assert issuer.jwks_requests == 2
 
 
 @pytest.mark.parametrize(
@@ -205,7 +233,7 @@ async def test_key_rotation_needs_no_restart_and_refetches_are_rate_limited(
 async def test_claims_are_checked(issuer: Issuer, claims: Callable[[int], dict[str, Any]]) -> None:
     key = rsa("k1")
     issuer.keys = [key]
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         verifier, _ = await verifier_for(issuer, http)
         assert (await verifier.verify(issuer.sign(key))).subject == "tester"
         # Times relative to now, not to when the tests were collected (minutes earlier).
@@ -216,7 +244,7 @@ async def test_claims_are_checked(issuer: Issuer, claims: Callable[[int], dict[s
 async def test_only_asymmetric_algorithms_are_accepted(issuer: Issuer) -> None:
     rsa_key, ec_key = rsa("r"), ECKey.generate_key("P-256", parameters={"kid": "e"})
     issuer.keys = [rsa_key, ec_key]
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         verifier, _ = await verifier_for(issuer, http)
         assert await verifier.verify(issuer.sign(rsa_key, "PS256"))
         assert await verifier.verify(issuer.sign(ec_key, "ES256"))
@@ -231,22 +259,20 @@ async def test_only_asymmetric_algorithms_are_accepted(issuer: Issuer) -> None:
 
 async def test_client_credentials_token_is_refreshed_before_it_expires(oidc_issuer: str) -> None:
     now = [1000.0]
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         credentials = ClientCredentials(
             OidcDiscovery(oidc_issuer, http),
+            http,
             "order-service",
             "order-service-secret",
             clock=lambda: now[0],
         )
-        try:
-            first = await credentials.authorization()
-            assert await credentials.authorization() == first
-            assert credentials.fetches == 1
-            now[0] += 300 - 29  # within the refresh margin of a 300 s token
-            await credentials.authorization()
-            assert credentials.fetches == 2
-        finally:
-            await credentials.aclose()
+        first = await credentials.authorization()
+        assert await credentials.authorization() == first
+        assert credentials.fetches == 1
+        now[0] += 300 - 29  # within the refresh margin of a 300 s token
+        await credentials.authorization()
+        assert credentials.fetches == 2
 
 
 class CountingVerifier(TokenVerifier):
@@ -261,7 +287,7 @@ async def test_verified_tokens_are_remembered_until_they_expire(issuer: Issuer) 
     key = rsa("cache")
     issuer.keys = [key]
     now = [time.time()]
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         jwks = JwksCache(OidcDiscovery(issuer.url, http), http)
         verifier = CountingVerifier(
             jwks, issuer=issuer.url, audience="ticketing-api", clock=lambda: now[0]

@@ -33,6 +33,7 @@ from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.group_commit import GroupCommit
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
@@ -272,9 +273,12 @@ def requested(customer_id: str, event_id: str, count: int = 1) -> BookingRequest
 
 @pytest.fixture
 async def order_service(stack: Stack) -> AsyncIterator[OrderService]:
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         credentials = ClientCredentials(
-            OidcDiscovery(stack.settings.oidc_issuer, http), "order-service", "order-service-secret"
+            OidcDiscovery(stack.settings.oidc_issuer, http),
+            http,
+            "order-service",
+            "order-service-secret",
         )
         upstream = Upstream(
             "inventory", stack.settings.base_url("inventory"), credentials=credentials
@@ -283,7 +287,6 @@ async def order_service(stack: Stack) -> AsyncIterator[OrderService]:
             yield OrderService(stack.engines["order"], InventoryClient(upstream))
         finally:
             await upstream.aclose()
-            await credentials.aclose()
 
 
 async def order_rows(stack: Stack, booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

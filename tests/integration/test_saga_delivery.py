@@ -7,7 +7,6 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
@@ -21,6 +20,7 @@ from ticketing.order.service import OrderService
 from ticketing.order.tables import orders
 from ticketing.order.tables import outbox as order_outbox
 from ticketing.shared.auth import OidcDiscovery
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.upstream import Upstream
 
@@ -92,9 +92,12 @@ async def test_concurrent_handling_of_one_message_applies_it_once(stack: Stack) 
         total_price="100.00",
         requested_at=datetime.now(UTC),
     )
-    async with httpx.AsyncClient() as http:
+    async with new_session(timeout=5) as http:
         credentials = ClientCredentials(
-            OidcDiscovery(stack.settings.oidc_issuer, http), "order-service", "order-service-secret"
+            OidcDiscovery(stack.settings.oidc_issuer, http),
+            http,
+            "order-service",
+            "order-service-secret",
         )
         upstream = Upstream(
             "inventory", stack.settings.base_url("inventory"), credentials=credentials
@@ -106,7 +109,6 @@ async def test_concurrent_handling_of_one_message_applies_it_once(stack: Stack) 
             )
         finally:
             await upstream.aclose()
-            await credentials.aclose()
     assert credentials.fetches == 1  # eight concurrent calls, one token
     assert results.count(True) == 1
     assert await orders_for(stack, str(event.booking_id)) == 1

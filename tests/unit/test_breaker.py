@@ -21,11 +21,11 @@ def state_of(b: CircuitBreaker) -> BreakerState:
 
 
 def call(b: CircuitBreaker, ok: bool) -> None:
-    b.before_call()
+    admission = b.admit()
     if ok:
-        b.record_success()
+        b.record_success(admission)
     else:
-        b.record_failure()
+        b.record_failure(admission)
 
 
 def test_stays_closed_below_the_minimum_number_of_calls() -> None:
@@ -43,7 +43,7 @@ def test_opens_when_half_of_the_last_eight_calls_failed() -> None:
     call(b, ok=False)  # window now holds 4 failures of 8
     assert state_of(b) is BreakerState.OPEN
     with pytest.raises(CircuitOpen) as refused:
-        b.before_call()
+        b.admit()
     assert refused.value.extensions["retry_after"] == 5
 
 
@@ -54,13 +54,13 @@ def test_half_open_admits_a_bounded_number_of_probes_then_closes() -> None:
         call(b, ok=False)
     clock.now = 5.0
     assert state_of(b) is BreakerState.HALF_OPEN
-    b.before_call()
-    b.before_call()
+    first, second = b.admit(), b.admit()
     with pytest.raises(CircuitOpen):
-        b.before_call()  # a third concurrent probe is refused
-    b.record_success()
+        b.admit()  # a third concurrent probe is refused
+    b.record_success(first)
+    b.record_success(first)  # reported twice: counted once
     assert state_of(b) is BreakerState.HALF_OPEN
-    b.record_success()
+    b.record_success(second)
     assert state_of(b) is BreakerState.CLOSED
     call(b, ok=True)
 
@@ -82,9 +82,31 @@ def test_a_failed_probe_opens_again_for_the_full_period() -> None:
 def test_late_outcomes_of_calls_admitted_before_opening_are_ignored() -> None:
     clock = Clock()
     b = breaker(clock)
+    early, late = b.admit(), b.admit()
     for _ in range(4):
         call(b, ok=False)
-    b.record_failure()
-    b.record_success()
+    b.record_failure(early)
+    assert state_of(b) is BreakerState.OPEN
     clock.now = 5.0
     assert state_of(b) is BreakerState.HALF_OPEN
+    b.record_success(late)  # admitted while closed: says nothing about the upstream now
+    assert state_of(b) is BreakerState.HALF_OPEN
+
+
+def test_a_probe_released_without_an_outcome_frees_its_slot() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(4):
+        call(b, ok=False)
+    clock.now = 5.0
+    probe = b.admit()
+    with pytest.raises(CircuitOpen):
+        b.admit()
+    b.release(probe)  # cancelled: no outcome
+    b.release(probe)  # released twice: freed once
+    second = b.admit()
+    with pytest.raises(CircuitOpen):
+        b.admit()
+    b.record_success(second)
+    b.release(second)  # after an outcome: a no-op
+    assert state_of(b) is BreakerState.CLOSED

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 
-import httpx
 from litestar import Litestar, asgi
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
@@ -28,7 +28,9 @@ from ticketing.shared.errors import (
     Unavailable,
 )
 from ticketing.shared.http import create_http_app, register_readiness
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.observability import HttpMetrics
+from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
 
 BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -108,8 +110,9 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def backend_ready(backend: Backend) -> None:
-    response = await backend.client.get("/health/ready", timeout=1.0)
-    if response.status_code != 200:
+    async with asyncio.timeout(1.0):
+        reply = await backend.upstream.probe("/health/ready")
+    if reply.status_code != 200:
         raise ConnectionError(f"{backend.name} is not ready")
 
 
@@ -148,7 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
         )
         app.state.docs_assets_present = (assets_root(settings) / "swagger-ui-dist").is_dir()
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        async with new_session(timeout=IDP_TIMEOUT_SECONDS) as http:
             discovery = OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url)
 
             async def token_url() -> str | None:
@@ -157,7 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 return await discovery.endpoint("token_endpoint")
 
             app.state.spec = MergedSpec(
-                {name: backend.client for name, backend in backends.items()}, token_url
+                {name: backend.upstream for name, backend in backends.items()}, token_url
             )
             for name, backend in backends.items():
                 register_readiness(app, name, functools.partial(backend_ready, backend))

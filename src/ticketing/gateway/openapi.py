@@ -13,13 +13,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import structlog
 
 from ticketing import __version__
 from ticketing.gateway.routing import upstream_for
+from ticketing.shared.errors import Unavailable
+from ticketing.shared.upstream import Upstream
 
 REF_PREFIX = "#/components/schemas/"
+FETCH_TIMEOUT_SECONDS = 2.0
 log = structlog.get_logger(__name__)
 
 
@@ -149,7 +151,7 @@ class MergedSpec:
 
     def __init__(
         self,
-        clients: dict[str, httpx.AsyncClient],
+        clients: dict[str, Upstream],
         token_url: Callable[[], Awaitable[str | None]],
         *,
         refresh_seconds: float = 60.0,
@@ -176,10 +178,12 @@ class MergedSpec:
     async def _fetch_all(self) -> None:
         for name, client in self._clients.items():
             try:
-                response = await client.get("/schema/openapi.json", timeout=2.0)
-                response.raise_for_status()
-                self._specs[name] = response.json()
-            except (httpx.HTTPError, ValueError) as error:
+                async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
+                    reply = await client.probe("/schema/openapi.json")
+                if reply.status_code != 200:
+                    raise Unavailable(f"{name} answered {reply.status_code}")
+                self._specs[name] = json.loads(reply.content)
+            except (Unavailable, TimeoutError, ValueError) as error:
                 log.info("upstream document unavailable", upstream=name, error=type(error).__name__)
         try:
             token_url = await self._token_url()

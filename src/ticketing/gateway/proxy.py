@@ -1,10 +1,12 @@
 """The reverse proxy over each service's :class:`~ticketing.shared.upstream.Upstream` (a
-keep-alive pool, a breaker, a timeout).
+keep-alive pool, a breaker, a timeout on the whole exchange).
 
 Request bodies are read whole (at most the body limit) and responses stream back; hop-by-hop
-headers are dropped; the caller's ``Authorization`` is forwarded (each service verifies it
-again); ``X-Forwarded-*`` and ``X-Request-ID`` are set. A refused, timed-out or unreachable
-upstream gives a 503 problem naming the service, with ``Retry-After``.
+headers and ``Expect`` are dropped; the caller's ``Authorization`` is forwarded (each service
+verifies it again); ``X-Forwarded-*`` and ``X-Request-ID`` are set. A refused, timed-out or
+unreachable upstream gives a 503 problem naming the service, with ``Retry-After``; an answer
+that breaks off after its head was sent ends the caller's connection without completing it, so
+the caller can tell it is incomplete.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-import httpx
 import structlog
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
 from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
+from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.upstream import Upstream
 
@@ -40,35 +42,33 @@ HOP_BY_HOP = frozenset(
 OWN_HEADERS = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
-# Not passed on with a request: hop-by-hop, the gateway's own, and the body framing (the
-# gateway frames the body it forwards itself).
-NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length"}
+# Not passed on with a request: hop-by-hop, the gateway's own, the body framing (the gateway
+# frames the body it forwards itself), and Expect: the gateway has read the body already, and a
+# 100 Continue it provoked upstream would be an answer nobody asked for.
+NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length", b"expect"}
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """A service behind the gateway: proxied requests go through ``upstream`` (breaker, timeout,
-    keep-alive pool); health checks and API documents through ``client``, so that probes never
-    move the breaker."""
+    """A service behind the gateway: proxied requests go through ``upstream``'s breaker; health
+    checks and API documents are its probes, which never move the breaker."""
 
     name: str
     upstream: Upstream
-    client: httpx.AsyncClient
 
     @classmethod
     def create(cls, name: str, base_url: str, breaker: CircuitBreaker, timeout: float) -> Backend:
         upstream = Upstream(name, base_url, timeout=timeout, breaker=breaker, max_connections=200)
-        return cls(name, upstream, httpx.AsyncClient(base_url=base_url, timeout=timeout))
+        return cls(name, upstream)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
-        await self.client.aclose()
 
 
-def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The caller's headers minus hop-by-hop ones and the body framing, plus X-Forwarded-* and
-    X-Request-ID. Works on the raw bytes: ASGI servers hand header names over lowercased."""
+def request_headers(scope: Scope) -> list[tuple[str, str]]:
+    """The caller's headers minus hop-by-hop ones, ``Expect`` and the body framing, plus
+    X-Forwarded-* and X-Request-ID. ASGI servers hand header names over lowercased."""
     raw: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
     dropped = NOT_FORWARDED
     forwarded_for = host = b""
@@ -79,14 +79,19 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
             forwarded_for = value
         elif name == b"host":
             host = value
-    kept = [(name, value) for name, value in raw if name not in dropped]
+    kept = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in raw
+        if name not in dropped
+    ]
     client = scope.get("client")
-    client_ip = (client[0] if client else "unknown").encode("latin-1")
+    client_ip = client[0] if client else "unknown"
+    forwarded = forwarded_for.decode("latin-1")
     kept += [
-        (b"x-forwarded-for", forwarded_for + b", " + client_ip if forwarded_for else client_ip),
-        (b"x-forwarded-proto", str(scope.get("scheme", "http")).encode("latin-1")),
-        (b"x-forwarded-host", host),
-        (b"x-request-id", (current_correlation_id() or "").encode("latin-1")),
+        ("x-forwarded-for", f"{forwarded}, {client_ip}" if forwarded else client_ip),
+        ("x-forwarded-proto", str(scope.get("scheme", "http"))),
+        ("x-forwarded-host", host.decode("latin-1")),
+        ("x-request-id", current_correlation_id() or ""),
     ]
     return kept
 
@@ -145,26 +150,35 @@ async def forward(
     latency: Histogram,
 ) -> None:
     """Send the request to ``upstream`` and stream its answer back. Raises PayloadTooLarge, and
-    Unavailable when the breaker is open or the upstream cannot answer."""
+    Unavailable when the breaker is open or the upstream cannot answer (before anything was
+    sent to the caller), or :class:`AnswerBrokenOff` when its body broke off."""
     body = await read_body(receive, body_limit) if has_body(scope) else b""
     headers = request_headers(scope)
     method = str(scope.get("method", "GET"))
     started = time.perf_counter()
-    response = await upstream.open(method, target_of(scope), headers, body)
-    latency.labels(upstream.name, f"{response.status // 100}xx").observe(
-        time.perf_counter() - started
-    )
-    try:
+    async with upstream.open(method, target_of(scope), headers, body) as answer:
+        latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
+            time.perf_counter() - started
+        )
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status,
-                "headers": response_headers(response.headers),
+                "status": answer.status,
+                "headers": response_headers(answer.headers),
             }
         )
-        async for chunk in response.body():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for chunk in answer.body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Unavailable as error:
+            raise AnswerBrokenOff(upstream.name) from error
         final: Message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(final)
-    finally:
-        response.release()
+
+
+class AnswerBrokenOff(Exception):
+    """The upstream's answer broke off after its head went to the caller: nothing can be said
+    to the caller any more, and its connection must end without completing the answer."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(f"{upstream} broke off its answer")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from litestar import Litestar
 
 from ticketing.order.consumer import build_broker
@@ -14,8 +13,10 @@ from ticketing.order.service import OrderService
 from ticketing.order.tables import outbox
 from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.http import create_http_app
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.runtime import consuming, service_runtime
+from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
 
@@ -25,9 +26,10 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        http = httpx.AsyncClient(timeout=5.0)
+        http = new_session(timeout=IDP_TIMEOUT_SECONDS)
         credentials = ClientCredentials(
             OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
+            http,
             settings.order_client_id,
             settings.order_client_secret,
         )
@@ -50,8 +52,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                     yield
             finally:
                 await inventory.aclose()
-                await credentials.aclose()
-                await http.aclose()
+                await http.close()
 
     return create_http_app(
         service="order",

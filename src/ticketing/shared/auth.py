@@ -2,8 +2,9 @@
 
 The issuer's discovery document names its JWKS; keys are cached and fetched again when a token
 names an unknown ``kid`` (at most once per ``min_refresh_seconds``), so a key rotation needs no
-restart. Only asymmetric algorithms are accepted; ``iss``, ``aud``, ``exp`` and ``nbf`` are
-checked with a small leeway. Failures say nothing that would help an attacker.
+restart; callers waiting for keys share one fetch. Only asymmetric algorithms are accepted;
+``iss``, ``aud``, ``exp`` and ``nbf`` are checked with a small leeway. Failures say nothing that
+would help an attacker.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError, MissingKeyError
 from joserfc.jwk import KeySet
 
 from ticketing.shared.errors import TicketingError, Unavailable
+from ticketing.shared.httpclient import TRANSPORT_ERRORS
 
 ALGORITHMS = ("RS256", "PS256", "ES256")
 MAX_TOKEN_LENGTH = 8192
 log = structlog.get_logger(__name__)
+# A document that cannot be had: unreachable, a non-2xx answer, or not a JSON object.
+DOCUMENT_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, ValueError)
+KEYS_ERRORS: tuple[type[BaseException], ...] = (*DOCUMENT_ERRORS, JoseError)
 
 
 class Unauthenticated(TicketingError):
@@ -77,7 +82,7 @@ class OidcDiscovery:
     must still name the configured issuer.
     """
 
-    def __init__(self, issuer: str, http: httpx.AsyncClient, url: str = "") -> None:
+    def __init__(self, issuer: str, http: aiohttp.ClientSession, url: str = "") -> None:
         self.issuer = issuer.rstrip("/")
         self._url = url or f"{self.issuer}/.well-known/openid-configuration"
         self._http = http
@@ -89,12 +94,10 @@ class OidcDiscovery:
             async with self._lock:
                 if self._document is None:
                     try:
-                        response = await self._http.get(self._url)
-                        response.raise_for_status()
-                    except httpx.HTTPError as error:
+                        document = await get_json(self._http, self._url)
+                    except DOCUMENT_ERRORS as error:
                         raise Unavailable("the authorization server cannot be reached") from error
-                    document: dict[str, Any] = response.json()
-                    if document.get("issuer", "").rstrip("/") != self.issuer:
+                    if str(document.get("issuer", "")).rstrip("/") != self.issuer:
                         raise Unavailable("the authorization server names another issuer")
                     self._document = document
         return self._document
@@ -106,11 +109,21 @@ class OidcDiscovery:
         return value
 
 
+async def get_json(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """GET ``url`` and decode its JSON object; a non-2xx answer raises ClientResponseError."""
+    async with http.get(url, headers={"Accept": "application/json"}) as response:
+        response.raise_for_status()
+        document = await response.json(content_type=None)
+    if not isinstance(document, dict):
+        raise ValueError("the answer is not a JSON object")
+    return document
+
+
 class JwksCache:
     def __init__(
         self,
         discovery: OidcDiscovery,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         min_refresh_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -121,7 +134,7 @@ class JwksCache:
         self._clock = clock
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Future[None] | None = None
         self.fetches = 0
 
     async def keys(self) -> KeySet:
@@ -131,21 +144,33 @@ class JwksCache:
         return self._keys
 
     async def refresh(self) -> bool:
-        """Fetch the JWKS again unless that was done less than ``min_refresh_seconds`` ago."""
-        async with self._lock:
+        """Fetch the JWKS again unless that was done less than ``min_refresh_seconds`` ago;
+        whether it was fetched. Every caller that arrives while a fetch is under way waits for
+        that one fetch and shares its outcome, keys or error: an issuer that is slow or down is
+        asked once, not once per waiting request."""
+        if self._fetching is None:
             if self._keys is not None and self._clock() - self._fetched_at < self._min_refresh:
                 return False
-            url = await self._discovery.endpoint("jwks_uri")
-            try:
-                response = await self._http.get(url)
-                response.raise_for_status()
-                keys = KeySet.import_key_set(response.json())
-            except (httpx.HTTPError, ValueError, JoseError) as error:
-                raise Unavailable("the authorization server's keys cannot be fetched") from error
-            self._keys, self._fetched_at = keys, self._clock()
-            self.fetches += 1
-            log.info("jwks fetched", keys=len(keys.keys))
-            return True
+            self._fetching = asyncio.ensure_future(self._fetch())
+            self._fetching.add_done_callback(self._fetched)
+        # Shielded: a caller that goes away does not cancel the fetch the others wait for.
+        await asyncio.shield(self._fetching)
+        return True
+
+    def _fetched(self, fetch: asyncio.Future[None]) -> None:
+        self._fetching = None
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here too, in case every waiter went away
+
+    async def _fetch(self) -> None:
+        url = await self._discovery.endpoint("jwks_uri")
+        try:
+            keys = KeySet.import_key_set(await get_json(self._http, url))  # type: ignore[arg-type]
+        except KEYS_ERRORS as error:
+            raise Unavailable("the authorization server's keys cannot be fetched") from error
+        self._keys, self._fetched_at = keys, self._clock()
+        self.fetches += 1
+        log.info("jwks fetched", keys=len(keys.keys))
 
 
 class TokenVerifier:

@@ -6,6 +6,12 @@ Open: calls fail fast with :class:`CircuitOpen` for ``open_seconds``.
 Half-open: at most ``half_open_probes`` calls are let through at once; when that many probes
 succeed it closes, and any probe failure opens it again.
 
+Each admitted call holds an :class:`Admission` and reports on it exactly once. An outcome counts
+only in the state that admitted the call: a call admitted before the breaker opened proves
+nothing about the upstream later. A call that ends without an outcome (cancelled) releases its
+probe slot in :meth:`CircuitBreaker.release`, so a half-open breaker is never left full of
+probes that will never report.
+
 aiobreaker lets every concurrent call through in half-open (a thundering herd on a recovering
 upstream), hence this one (see docs/adr/0002-circuit-breaker.md).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from ticketing.shared.errors import Unavailable
@@ -28,6 +35,15 @@ class BreakerState(StrEnum):
 
 class CircuitOpen(Unavailable):
     """The breaker refuses the call: the upstream failed recently."""
+
+
+@dataclass(slots=True)
+class Admission:
+    """One admitted call: the state it was admitted in, and whether it has reported yet."""
+
+    generation: int
+    probe: bool
+    settled: bool = False
 
 
 class CircuitBreaker:
@@ -53,14 +69,14 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_in_flight = 0
         self._probe_successes = 0
+        # Bumped on every change of state: outcomes of calls admitted before it are stale.
+        self._generation = 0
 
     @property
     def state(self) -> BreakerState:
         elapsed = self._clock() - self._opened_at
         if self._state is BreakerState.OPEN and elapsed >= self._open_seconds:
-            self._state = BreakerState.HALF_OPEN
-            self._probes_in_flight = 0
-            self._probe_successes = 0
+            self._enter(BreakerState.HALF_OPEN)
         return self._state
 
     def retry_after(self) -> float:
@@ -69,32 +85,34 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._open_seconds - (self._clock() - self._opened_at))
 
-    def before_call(self) -> None:
-        """Admit a call or raise :class:`CircuitOpen`."""
+    def admit(self) -> Admission:
+        """Admit a call or raise :class:`CircuitOpen`. The caller reports the outcome with
+        :meth:`record_success` or :meth:`record_failure`, and calls :meth:`release` in a
+        ``finally`` whatever happened."""
         state = self.state
         if state is BreakerState.OPEN:
             raise CircuitOpen(
                 f"{self.name} is unavailable", retry_after=max(1, round(self.retry_after()))
             )
-        if state is BreakerState.HALF_OPEN:
+        probe = state is BreakerState.HALF_OPEN
+        if probe:
             if self._probes_in_flight >= self._half_open_probes:
                 raise CircuitOpen(f"{self.name} is recovering", retry_after=1)
             self._probes_in_flight += 1
+        return Admission(self._generation, probe)
 
-    def record_success(self) -> None:
-        if self._state is BreakerState.OPEN:
-            return  # a call admitted before the breaker opened: it proves nothing now
+    def record_success(self, admission: Admission) -> None:
+        if not self._settle(admission):
+            return
         if self._state is BreakerState.HALF_OPEN:
-            self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._probe_successes += 1
             if self._probe_successes >= self._half_open_probes:
-                self._state = BreakerState.CLOSED
-                self._outcomes.clear()
+                self._enter(BreakerState.CLOSED)
             return
         self._outcomes.append(True)
 
-    def record_failure(self) -> None:
-        if self._state is BreakerState.OPEN:
+    def record_failure(self, admission: Admission) -> None:
+        if not self._settle(admission):
             return
         if self._state is BreakerState.HALF_OPEN:
             self._open()
@@ -107,8 +125,30 @@ class CircuitBreaker:
         ):
             self._open()
 
+    def release(self, admission: Admission) -> None:
+        """End a call that reported nothing (cancelled, or failed in a way that says nothing
+        about the upstream): its probe slot is free again. A no-op after an outcome."""
+        self._settle(admission)
+
+    def _settle(self, admission: Admission) -> bool:
+        """Mark ``admission`` reported; whether its outcome still counts (first report, and
+        the breaker has not changed state since the call was admitted)."""
+        if admission.settled:
+            return False
+        admission.settled = True
+        if admission.generation != self._generation:
+            return False
+        if admission.probe:
+            self._probes_in_flight -= 1
+        return True
+
     def _open(self) -> None:
-        self._state = BreakerState.OPEN
         self._opened_at = self._clock()
+        self._enter(BreakerState.OPEN)
+
+    def _enter(self, state: BreakerState) -> None:
+        self._state = state
+        self._generation += 1
         self._outcomes.clear()
         self._probes_in_flight = 0
+        self._probe_successes = 0

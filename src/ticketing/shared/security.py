@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.middleware import (
@@ -22,6 +22,7 @@ from litestar.middleware import (
 )
 
 from ticketing.shared.auth import JwksCache, OidcDiscovery, TokenVerifier, bearer_token
+from ticketing.shared.httpclient import new_session
 from ticketing.shared.settings import Settings
 
 PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]
@@ -66,7 +67,10 @@ def requires(permission: str) -> dict[str, str]:
     return {PERMISSION: permission}
 
 
-def create_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier:
+IDP_TIMEOUT_SECONDS = 5.0
+
+
+def create_verifier(settings: Settings, http: aiohttp.ClientSession) -> TokenVerifier:
     discovery = OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url)
     jwks = JwksCache(discovery, http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
     return TokenVerifier(
@@ -80,7 +84,7 @@ def create_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifie
 def verifier_lifespan(settings: Settings) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        async with new_session(timeout=IDP_TIMEOUT_SECONDS) as http:
             app.state.verifier = create_verifier(settings, http)
             yield
 

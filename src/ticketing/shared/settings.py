@@ -71,6 +71,8 @@ class Settings:
     jwks_min_refresh_seconds: float = 30.0
     order_client_id: str = "order-service"
     order_client_secret: str = "order-service-secret"  # noqa: S105 - the dev server's secret
+    booking_client_id: str = "booking-service"
+    booking_client_secret: str = "booking-service-secret"  # noqa: S105 - the dev server's secret
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_request_body_bytes: int = 64 * 1024

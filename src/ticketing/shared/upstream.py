@@ -1,23 +1,28 @@
-"""Calls to another service over HTTP: a keep-alive pool, a timeout, and a circuit breaker.
+"""Calls to another service over HTTP: an aiohttp session (pool and whole-exchange timeout, see
+:mod:`ticketing.shared.httpclient`) behind a circuit breaker.
 
 Timeouts, connection errors and 5xx count as failures and raise :class:`Unavailable`; any other
-answer is returned for the caller's typed adapter to interpret.
+answer is returned for the caller's typed adapter to interpret. An exchange is a success only
+once its body has been read whole, and a call that is cancelled reports nothing but frees its
+breaker slot.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
+import aiohttp
 import structlog
 
-from ticketing.shared.breaker import CircuitBreaker
+from ticketing.shared.breaker import Admission, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.http11 import Http11Pool, UpstreamProtocolError, UpstreamResponse
+from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
 
 log = structlog.get_logger(__name__)
+Headers = Sequence[tuple[str, str]]
 
 
 class Credentials(Protocol):
@@ -40,6 +45,31 @@ class Reply:
         return self.content.decode("utf-8", "replace")
 
 
+class Answer:
+    """An answer whose head has arrived; its body streams from :meth:`body`."""
+
+    def __init__(self, upstream: str, response: aiohttp.ClientResponse) -> None:
+        self._upstream = upstream
+        self._response = response
+        self.status = response.status
+        self.headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
+        self.failure: BaseException | None = None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; a broken or timed-out body raises :class:`Unavailable`."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except TRANSPORT_ERRORS as error:
+            self.failure = error
+            raise Unavailable(f"{self._upstream} broke off its answer", retry_after=1) from error
+
+    async def finish(self) -> None:
+        """Read what the caller left of the body, so that the connection may be reused."""
+        async for _ in self.body():
+            pass
+
+
 class Upstream:
     def __init__(
         self,
@@ -53,13 +83,9 @@ class Upstream:
     ) -> None:
         self.name = name
         self._credentials = credentials
-        self._timeout = timeout
+        self._base_url = base_url.rstrip("/")
         self.breaker = breaker or CircuitBreaker(name)
-        url = urlsplit(base_url)
-        self._prefix = url.path.rstrip("/")
-        self._pool = Http11Pool(
-            url.hostname or "127.0.0.1", url.port or 80, max_connections=max_connections
-        )
+        self._session = new_session(timeout=timeout, max_connections=max_connections)
 
     async def request(
         self,
@@ -69,65 +95,81 @@ class Upstream:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
+        """One whole exchange through the breaker, with this service's own token when it has
+        credentials (fetched again once when the upstream answers 401). A 5xx raises."""
         credentials = self._credentials
+        fields = list((headers or {}).items())
         if credentials is None:
-            return await self._call(method, path, content=content, headers=headers)
+            return await self._call(method, path, fields, content or b"")
         for attempt in (1, 2):
             authorization = await credentials.authorization()
-            response = await self._call(
-                method,
-                path,
-                content=content,
-                headers={**(headers or {}), "Authorization": authorization},
+            reply = await self._call(
+                method, path, [*fields, ("Authorization", authorization)], content or b""
             )
-            if response.status_code != 401 or attempt == 2:
+            if reply.status_code != 401 or attempt == 2:
                 break
             await credentials.invalidate(authorization)  # rotated keys or revoked: one fresh try
-        return response
+        return reply
 
+    async def probe(self, path: str) -> Reply:
+        """A GET outside the breaker (health checks, documents): a probe never moves it."""
+        try:
+            async with self._session.get(self._base_url + path) as response:
+                return Reply(response.status, await response.read())
+        except TRANSPORT_ERRORS as error:
+            raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
+
+    @asynccontextmanager
     async def open(
-        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> UpstreamResponse:
-        """Send a request and read the head of the answer; the caller streams the body and
-        releases it. The breaker counts timeouts, connection errors and 5xx as failures."""
-        self.breaker.before_call()
+        self, method: str, target: str, headers: Headers, body: bytes
+    ) -> AsyncIterator[Answer]:
+        """Send a request and yield the answer once its head arrived; the caller reads the body
+        inside the block. Raises :class:`Unavailable` when the breaker refuses, the upstream
+        cannot be reached, or the exchange fails or times out (the body included)."""
+        admission = self.breaker.admit()
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._pool.request(method, self._prefix + target, headers, body)
-        except (OSError, TimeoutError, UpstreamProtocolError) as error:
-            self.breaker.record_failure()
-            log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
-            raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
-        if response.status >= 500:
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()
-        return response
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        content: bytes | None,
-        headers: dict[str, str] | None,
-    ) -> Reply:
-        fields = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in (headers or {}).items()
-        ]
-        answer = await self.open(method, path, fields, content or b"")
-        try:
-            async with asyncio.timeout(self._timeout):
-                body = b"".join([chunk async for chunk in answer.body()])
-        except (OSError, TimeoutError, UpstreamProtocolError) as error:
-            raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
+            try:
+                response = await self._session.request(
+                    method,
+                    self._base_url + target,
+                    headers=headers,
+                    data=body or None,
+                    allow_redirects=False,
+                )
+            except TRANSPORT_ERRORS as error:
+                self._failed(admission, error)
+                raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
+            answer = Answer(self.name, response)
+            try:
+                yield answer
+                if answer.failure is None:
+                    await answer.finish()
+            except BaseException:
+                if answer.failure is not None:
+                    self._failed(admission, answer.failure)
+                raise  # anything else (the caller's own failure, a cancellation) says nothing
+            finally:
+                response.release()  # back to the pool if read whole, else closed
+            if answer.failure is not None:
+                self._failed(admission, answer.failure)
+            elif answer.status >= 500:
+                self.breaker.record_failure(admission)
+            else:
+                self.breaker.record_success(admission)
         finally:
-            answer.release()
+            self.breaker.release(admission)
+
+    def _failed(self, admission: Admission, error: BaseException) -> None:
+        self.breaker.record_failure(admission)
+        log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
+
+    async def _call(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+        async with self.open(method, path, headers, body) as answer:
+            content = b"".join([chunk async for chunk in answer.body()])
         if answer.status >= 500:
             log.warning("upstream error", upstream=self.name, status=answer.status)
             raise Unavailable(f"{self.name} answered {answer.status}", retry_after=1)
-        return Reply(answer.status, body)
+        return Reply(answer.status, content)
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self._session.close()

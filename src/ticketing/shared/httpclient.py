@@ -1,0 +1,39 @@
+"""The one HTTP client stack of every service: aiohttp sessions, made here with one set of
+defaults (ADR 10).
+
+- A timeout on the whole exchange, the body included: an upstream that trickles an answer
+  cannot hold a caller, a connection or a breaker slot for longer than that.
+- Informational (1xx) answers are aiohttp's to skip; a connection goes back to the pool only
+  once its answer was read whole, so an answer can never reach another request.
+- Pooled connections are dropped after ``KEEPALIVE_SECONDS`` idle, well before our services
+  close them (uvicorn runs with a keep-alive of 65 s), so a request is not sent on a connection
+  the server is closing; aiohttp retries such a request only when its method is idempotent.
+- Nothing is added or rewritten behind the caller's back: no default ``User-Agent``,
+  ``Accept`` or ``Accept-Encoding`` header, no decompression, no cookies, no proxy taken from
+  the environment. The gateway's proxy passes answers through byte for byte.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+KEEPALIVE_SECONDS = 30.0
+NOT_ADDED = ("User-Agent", "Accept", "Accept-Encoding")
+
+
+def new_session(*, timeout: float, max_connections: int = 100) -> aiohttp.ClientSession:
+    """A session with its own connection pool; close it with ``await session.close()``."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
+        ),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=NOT_ADDED,
+        trust_env=False,
+    )
+
+
+# What a failed exchange raises: aiohttp's errors, the operating system's, and the timeout.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError, TimeoutError)

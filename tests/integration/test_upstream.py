@@ -1,0 +1,203 @@
+"""The client for calls between services, against real sockets: informational answers, a
+timeout on the whole answer, connection reuse, and the breaker's bookkeeping when calls are
+cancelled or finish late."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from ticketing.shared.breaker import BreakerState, CircuitBreaker
+from ticketing.shared.errors import Unavailable
+from ticketing.shared.upstream import Upstream
+
+Answer = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class RawServer:
+    """An HTTP/1.1 server on a raw socket whose answers the test writes byte for byte, to send
+    what a framework would not (informational answers, a body that never ends)."""
+
+    answer: Answer
+    connections: int = 0
+    requests: list[str] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = 0
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if length:
+                    await reader.readexactly(length)
+                target = head.split(" ", 2)[1]
+                self.requests.append(head)
+                await self.answer(target, writer)
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[RawServer]:
+    server = RawServer(answer)
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        yield server
+    finally:
+        listening.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait_closed(), 2)
+
+
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    """Read the state through a call, so that the type checker does not narrow it."""
+    return breaker.state
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def echo_target(target: str, writer: asyncio.StreamWriter) -> None:
+    writer.write(ok(target.encode()))
+    await writer.drain()
+
+
+async def test_informational_answers_are_skipped_and_the_connection_stays_in_step() -> None:
+    async def informational_first(target: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)  # the final answer in a segment of its own
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        await echo_target(target, writer)
+
+    async with raw_server(informational_first) as server:
+        upstream = Upstream("test", server.url, timeout=5)
+        try:
+            for index in range(5):
+                reply = await upstream.request("GET", f"/item/{index}")
+                assert (reply.status_code, reply.content) == (200, f"/item/{index}".encode())
+        finally:
+            await upstream.aclose()
+        assert server.connections == 1
+
+
+async def test_keep_alive_connections_are_reused() -> None:
+    async with raw_server(echo_target) as server:
+        upstream = Upstream("test", server.url, timeout=5)
+        try:
+            replies = await asyncio.gather(*(upstream.request("GET", f"/{i}") for i in range(20)))
+            assert [r.content for r in replies] == [f"/{i}".encode() for i in range(20)]
+            for i in range(20):
+                assert (await upstream.request("POST", "/p", content=b"x" * i)).content == b"/p"
+        finally:
+            await upstream.aclose()
+        assert server.connections <= 20
+        assert len(server.requests) == 40
+
+
+async def test_a_body_that_never_ends_is_cut_at_the_timeout() -> None:
+    async def endless(target: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(300):
+            writer.write(b"1\r\nx\r\n")  # one byte of ``target``'s endless body
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async with raw_server(endless) as server:
+        upstream = Upstream("test", server.url, timeout=0.5)
+        try:
+            async with asyncio.timeout(5):  # the server would stream for 15 s
+                with pytest.raises(Unavailable):
+                    await upstream.request("GET", "/endless")
+        finally:
+            await upstream.aclose()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_cancelled_half_open_probe_frees_its_slot() -> None:
+    release = asyncio.Event()
+
+    async def held(target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/fail":
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+        else:
+            await release.wait()
+            writer.write(ok(b"late"))
+        await writer.drain()
+
+    clock = Clock()
+    breaker = CircuitBreaker("test", open_seconds=5, half_open_probes=1, clock=clock)
+    async with raw_server(held) as server:
+        upstream = Upstream("test", server.url, timeout=5, breaker=breaker)
+        try:
+            for _ in range(4):
+                with pytest.raises(Unavailable):
+                    await upstream.request("GET", "/fail")
+            assert state_of(breaker) is BreakerState.OPEN
+            clock.now = 5.0
+            probe = asyncio.create_task(upstream.request("GET", "/held"))
+            await asyncio.sleep(0.1)
+            probe.cancel()  # the caller went away while its probe waited for an answer
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+            release.set()
+            reply = await upstream.request("GET", "/now")  # refused for ever before the fix
+            assert reply.status_code == 200
+            assert state_of(breaker) is BreakerState.CLOSED
+        finally:
+            release.set()
+            await upstream.aclose()
+
+
+async def test_a_success_admitted_before_the_breaker_opened_does_not_close_it() -> None:
+    release = asyncio.Event()
+
+    async def slow_or_failing(target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/slow":
+            await release.wait()
+            writer.write(ok(b"late"))
+        else:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+
+    clock = Clock()
+    breaker = CircuitBreaker("test", open_seconds=5, half_open_probes=1, clock=clock)
+    async with raw_server(slow_or_failing) as server:
+        upstream = Upstream("test", server.url, timeout=30, breaker=breaker)
+        try:
+            early = asyncio.create_task(upstream.request("GET", "/slow"))  # admitted while closed
+            await asyncio.sleep(0.1)
+            for _ in range(4):
+                with pytest.raises(Unavailable):
+                    await upstream.request("GET", "/fail")
+            assert state_of(breaker) is BreakerState.OPEN
+            clock.now = 5.0
+            assert state_of(breaker) is BreakerState.HALF_OPEN
+            release.set()
+            assert (await early).status_code == 200
+            # That success says nothing about the upstream now: only a probe may close it.
+            assert state_of(breaker) is BreakerState.HALF_OPEN
+        finally:
+            release.set()
+            await upstream.aclose()
