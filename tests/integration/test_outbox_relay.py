@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -238,3 +238,97 @@ async def test_a_relay_cancelled_in_the_middle_of_a_query_stops(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class RecordingProducer:
+    """A producer that acknowledges every send at once and notes the order of the sends (the
+    order aiokafka keeps per partition); ``watched_sent`` is set once ``watch`` was sent."""
+
+    def __init__(self, watch: str) -> None:
+        self.sent: list[str] = []
+        self.watch = watch
+        self.watched_sent = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
+        reason = json.loads(value)["reason"]
+        self.sent.append(reason)
+        if reason == self.watch:
+            self.watched_sent.set()
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+
+
+def event_row(key: str, sequence: int) -> dict[str, Any]:
+    event = OrderRejected(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        reason=f"{key}:{sequence}",
+        rejected_at=datetime.now(UTC),
+    )
+    return build_row(event, topic="relay.order", key=key, aggregate_type="test", aggregate_id=key)
+
+
+async def commit_rows(engine: AsyncEngine, table: Table, key: str, sequences: range) -> None:
+    for sequence in sequences:
+        async with engine.begin() as conn:
+            await append(conn, table, [event_row(key, sequence)])
+
+
+async def test_a_row_committed_late_inside_the_batch_in_flight_keeps_its_keys_order(
+    outbox: tuple[AsyncEngine, Table],
+) -> None:
+    """With batches of 4: ids 1-4 are the first batch; id 6 ("late:0") commits only once the
+    second batch (5, 7, 8, 9) was read and is being sent, and id 10 ("late:1", the same key)
+    right after it, before the relay reads its third batch (it reads that after marking the
+    first, which waits for a lock held until then). Both must go out in id order."""
+    engine, table = outbox
+    await commit_rows(engine, table, "early", range(5))  # ids 1-5
+    async with engine.connect() as late, engine.connect() as gate:
+        await late.begin()
+        await append(late, table, [event_row("late", 0)])  # id 6, not committed yet
+        await commit_rows(engine, table, "early", range(5, 8))  # ids 7-9
+        # Marking the first batch waits for this lock, so the third read waits until both
+        # late rows are committed.
+        await gate.begin()
+        await gate.execute(text(f"SELECT id FROM {table.name} ORDER BY id LIMIT 1 FOR UPDATE"))
+        producer = RecordingProducer(watch="early:4")  # the second batch's first row
+        relay = OutboxRelay(
+            engine,
+            table,
+            lock_name=f"late-{uuid.uuid4().hex}",
+            producer_factory=lambda: cast(AIOKafkaProducer, producer),
+            batch_size=4,
+            poll_interval=0.05,
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            await asyncio.wait_for(producer.watched_sent.wait(), timeout=30)
+            await late.commit()
+            await commit_rows(engine, table, "late", range(1, 2))  # id 10
+            await gate.rollback()
+            await wait_until_drained(engine, table)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    ids = {}
+    async with engine.connect() as conn:
+        for row_id, payload in await conn.execute(select(table.c.id, table.c.payload)):
+            ids[json.loads(payload)["reason"]] = row_id
+    assert ids["late:0"] < ids["early:5"] < ids["late:1"]  # the late row is inside the range
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for reason in producer.sent:
+        by_key[reason.split(":")[0]].append(reason)
+    assert by_key == {
+        key: sorted((r for r in ids if r.startswith(f"{key}:")), key=ids.__getitem__)
+        for key in ("early", "late")
+    }

@@ -6,7 +6,9 @@
   relays never publish side by side; the others wait on standby and take over when it dies.
 - Order: rows are read by ``published_at IS NULL`` in id order, never by a high-water mark, so a
   transaction that commits after a higher id is never skipped; a row that is causally later
-  always has a higher id, and aiokafka keeps send order per partition.
+  always has a higher id and commits later, so no read sees it without its predecessors, and
+  aiokafka keeps send order per partition. While a batch is in flight the next read leaves out
+  exactly its ids, not their range: a late row inside the range goes before the higher ids.
 - Latency: the writer calls :meth:`OutboxRelay.wake` after its commit; a short poll covers rows
   written by other processes.
 - Broker outages are retried with capped exponential backoff; nothing is lost or dropped.
@@ -208,8 +210,9 @@ class OutboxRelay:
 
         A batch is sent only after the one before was acknowledged, so the order is that of the
         ids. While a full batch waits for the broker, the one before is marked and the next one
-        read: the read skips the id range of the batch in flight, which is not marked yet (a
-        row inside that range that committed late is read a batch later).
+        read, leaving out exactly the ids in flight (not marked yet): a row that committed late
+        inside their id range must be read now, before the higher ids read with it, or it would
+        go out after a later row of its key.
         """
         published = 0
         unmarked: list[Unpublished] = []  # acknowledged by the broker, not marked yet
@@ -221,7 +224,7 @@ class OutboxRelay:
                 await self._mark(conn, unmarked)
                 unmarked = []
                 if len(batch) == self._batch_size:
-                    following = await self._read(conn, skip=(batch[0].id, batch[-1].id))
+                    following = await self._read(conn, in_flight=batch)
             finally:
                 await sending  # a broker error propagates: this batch stays unmarked
             unmarked = batch
@@ -240,14 +243,13 @@ class OutboxRelay:
             self.published += len(rows)
 
     async def _read(
-        self, conn: AsyncConnection, *, skip: tuple[int, int] | None = None
+        self, conn: AsyncConnection, *, in_flight: Sequence[Unpublished] = ()
     ) -> list[Unpublished]:
-        """The oldest unpublished rows, outside the id range ``skip`` when given."""
+        """The oldest unpublished rows, but for those ``in_flight`` (sent, not marked yet)."""
         query = self._select
-        params: list[int] = []
-        if skip is not None:
-            query += " AND (id < %s OR id > %s)"
-            params += skip
+        params = [row.id for row in in_flight]
+        if params:
+            query += f" AND id NOT IN ({sql.placeholders(len(params))})"
         rows = await sql.fetch_all(
             conn, query + " ORDER BY id LIMIT %s", [*params, self._batch_size]
         )
