@@ -54,7 +54,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("topic", String(255), nullable=False),
         Column("message_key", String(255), nullable=False),
         Column("event_type", String(128), nullable=False),
-        # JSON text, not a blob: aiomysql 0.3 cannot bind bytes parameters.
+        # JSON text: what the relay sends and replay reads back, readable in the database too.
         Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
         Column("headers", Text, nullable=False),
         Column("created_at", DATETIME(fsp=6), nullable=False),
