@@ -39,6 +39,8 @@ const signingKey = {
 const rolesOf = new Map(realm.clients.map((client) => [client.client_id, client.roles]));
 
 const provider = new Provider(issuer, {
+  // A client without roles (booking-service only reads) leaves scope out: oidc-provider
+  // refuses an empty one.
   clients: realm.clients.map((client) => ({
     client_id: client.client_id,
     client_secret: client.client_secret,
@@ -46,7 +48,7 @@ const provider = new Provider(issuer, {
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
-    scope: client.roles.join(' '),
+    ...(client.roles.length ? { scope: client.roles.join(' ') } : {}),
   })),
   clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
   jwks: { keys: [signingKey] },

@@ -23,7 +23,7 @@ from ticketing.contracts.booking import (
 from ticketing.shared.body import read_body
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.pagination import CURSOR_PATTERN
-from ticketing.shared.security import authorization, requires
+from ticketing.shared.security import requires
 
 WRITE = "bookings:write"
 BOOKINGS_PATH = "/api/v1/bookings"
@@ -122,7 +122,6 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
         raw_body=body,
         idempotency_key=key,
         correlation_id=current_correlation_id(),
-        authorization=authorization(scope),
     )
     headers = [(b"location", f"{BOOKINGS_PATH}/{accepted.booking_id}".encode())]
     if accepted.replayed:

@@ -20,9 +20,13 @@ from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
 from ticketing.booking.tables import outbox
+from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
+from ticketing.shared.httpclient import new_session
+from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.runtime import consuming, service_runtime
+from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
 from ticketing.shared.upstream import Upstream
 
@@ -35,8 +39,18 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
+        http = new_session(timeout=IDP_TIMEOUT_SECONDS)
+        credentials = ClientCredentials(
+            OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
+            http,
+            settings.booking_client_id,
+            settings.booking_client_secret,
+        )
         inventory = Upstream(
-            "inventory", settings.base_url("inventory"), timeout=settings.upstream_timeout
+            "inventory",
+            settings.base_url("inventory"),
+            timeout=settings.upstream_timeout,
+            credentials=credentials,
         )
         async with service_runtime(app, settings, "booking", outbox) as shared:
             service = BookingService(
@@ -55,6 +69,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                     yield
             finally:
                 await inventory.aclose()
+                await http.close()
 
     app = create_http_app(
         service="booking",

@@ -162,18 +162,14 @@ class BookingService:
         raw_body: bytes,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
-        authorization: str | None = None,
     ) -> Accepted:
-        """Accept a booking: the PENDING row and its BookingRequested event in one transaction.
-
-        ``authorization`` is the caller's own token, relayed to inventory to read the event.
-        """
+        """Accept a booking: the PENDING row and its BookingRequested event in one transaction."""
         if idempotency_key is not None:
             replay = await self._claim_key(idempotency_key, domain.fingerprint(raw_body))
             if replay is not None:
                 return replay
         try:
-            return await self._accept(data, idempotency_key, correlation_id, authorization)
+            return await self._accept(data, idempotency_key, correlation_id)
         except BaseException:
             if idempotency_key is not None:
                 await run_transaction(
@@ -186,13 +182,10 @@ class BookingService:
         data: BookingCreate,
         idempotency_key: str | None,
         correlation_id: str | None,
-        authorization: str | None,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
         await self._check_customer(data.customer_id)
-        event = await self._inventory.get_event(
-            data.event_id, correlation_id=correlation_id, authorization=authorization
-        )
+        event = await self._inventory.get_event(data.event_id, correlation_id=correlation_id)
         domain.check_visible_capacity(event.left_capacity, data.ticket_count)
 
         now = datetime.now(UTC)
