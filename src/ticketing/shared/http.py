@@ -156,6 +156,7 @@ def create_http_app(
         openapi_config=_openapi_config(service, description, authenticate) if own_openapi else None,
         state=None,
         debug=debug,
+        logging_config=None,  # ours (shared/logging.py): Litestar's own would replace it
     )
     app.state.readiness = {}
     app.state.metrics = http_metrics
