@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 # builds it (Litestar configures logging when an app is constructed).
 EMIT = """
 import logging
+import warnings
 
 import structlog
 from litestar import Litestar
@@ -44,6 +45,7 @@ except ZeroDivisionError:
     logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
 logging.getLogger("httpx").info('HTTP Request: GET http://127.0.0.1/health/ready "200 OK"')
 logging.getLogger("litestar").info("litestar line")
+warnings.warn("old API", DeprecationWarning, stacklevel=1)
 """
 
 
@@ -53,7 +55,7 @@ def emitted(after_build: str = "") -> tuple[list[dict[str, Any]], str]:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
     env.pop("TICKETING_LOG_LEVEL", None)
     script = textwrap.dedent(EMIT).replace("{after_build}", after_build)
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+    done = subprocess.run(
         [sys.executable, "-c", script],
         env=env,
         capture_output=True,
@@ -89,6 +91,8 @@ def test_every_line_is_json_with_the_structlog_keys() -> None:
     assert started["logger"] == "uvicorn.error"
     assert by_event(records, "Heartbeat failed")["level"] == "warning"
     assert by_event(records, "litestar line")["logger"] == "litestar"
+    (warning,) = [record for record in records if "old API" in record["event"]]
+    assert warning["logger"] == "py.warnings"
 
 
 def test_standard_library_exceptions_keep_their_traceback() -> None:

@@ -79,7 +79,7 @@ def configure_logging(settings: Settings, service: str) -> None:
 def _route_standard_library(level: int, enrich: list[Processor], renderer: Processor) -> None:
     """One stderr handler on the root logger, rendering records as structlog renders its own
     (a record's ``extra`` fields become keys, so secrets among them are redacted too)."""
-    global _root_handler, _root_level  # noqa: PLW0603 - logging is configured once per process
+    global _root_handler, _root_level  # logging is configured once per process
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             *enrich,
@@ -98,6 +98,7 @@ def _route_standard_library(level: int, enrich: list[Processor], renderer: Proce
     handler.setFormatter(formatter)
     _root_handler, _root_level = handler, level
     reclaim_standard_library_logging()
+    logging.captureWarnings(True)  # a library's DeprecationWarning is a log line like the others
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
