@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -87,6 +88,17 @@ def child_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def json_lines(stderr: bytes) -> list[dict[str, Any]]:
+    """Every line of ``stderr`` as JSON (a line in another format fails the test)."""
+    records = []
+    for line in stderr.decode().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    return records
 
 
 async def drop_databases(settings: Settings) -> None:

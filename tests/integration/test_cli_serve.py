@@ -4,26 +4,14 @@ writing one log format (JSON) throughout, without a line per health probe."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 
 import httpx
 
-from tests.harness import free_port
+from tests.harness import free_port, json_lines
 from ticketing.shared.settings import Settings
-
-
-def json_lines(stderr: bytes) -> list[dict[str, object]]:
-    """Every line of ``stderr`` as JSON (a line in another format fails the test)."""
-    records = []
-    for line in stderr.decode().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise AssertionError(f"not a JSON line: {line!r}") from None
-    return records
 
 
 async def test_serve_answers_and_stops_cleanly_on_sigterm(databases: Settings) -> None:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import statistics
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -25,7 +28,9 @@ from tests.harness import (
     drop_databases,
     free_port,
     group_members,
+    json_lines,
     kafka_broker,
+    port_open,
     serve,
     until_ready,
 )
@@ -163,3 +168,45 @@ async def settle_one(stack: Stack, customer_id: str, event_id: str) -> float:
     outcome = await settled(stack, accepted.json()["id"], timeout=60)
     assert outcome["status"] == "CONFIRMED", outcome
     return loop.time() - started
+
+
+async def test_a_booking_process_is_ready_once_joined_and_logs_one_format(
+    settings: Settings,
+) -> None:
+    """``ticketing serve booking`` as a real process: ready only after its consumer joined,
+    and every line it writes is JSON, although booking builds a second Litestar app while it
+    starts (for its OpenAPI document), which would bring Litestar's own log format along."""
+    await create_topics(settings.kafka_bootstrap, 3, *TOPICS)
+    port = free_port()
+    env = {
+        **os.environ,
+        "TICKETING_DB_PREFIX": settings.db_prefix,
+        "TICKETING_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TICKETING_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "TICKETING_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        "TICKETING_OIDC_ISSUER": settings.oidc_issuer,
+        "TICKETING_BOOKING_PORT": str(port),
+        "TICKETING_LOG_FORMAT": "json",
+        "TICKETING_LOG_LEVEL": "INFO",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "ticketing", "serve", "booking"),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(60):
+            while not port_open(port):
+                assert process.returncode is None, "booking exited early"
+                await asyncio.sleep(0.05)
+        await until_ready(f"http://127.0.0.1:{port}")
+        assert await group_members(settings.kafka_bootstrap, BOOKING_GROUP) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    records = json_lines(stderr)
+    assert {"service started", "Application startup complete.", "service stopped"} <= {
+        record["event"] for record in records
+    }
