@@ -21,6 +21,7 @@ from tests.harness import (
     fetch_token,
     kafka_broker,
     serve,
+    until_ready,
 )
 from ticketing.booking.app import create_app as create_booking_app
 from ticketing.contracts.events import (
@@ -161,6 +162,8 @@ async def stack(
         ) as booking,
     ):
         try:
+            # Booking and order are ready once their consumers joined: tests start from there.
+            await asyncio.gather(until_ready(booking_url), until_ready(order_url))
             yield Stack(settings, inventory, booking, order_url, engines)
         finally:
             for engine in engines.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from litestar import Litestar
 from sqlalchemy import text
@@ -88,6 +90,17 @@ def child_process(
             process.wait()
 
 
+def json_lines(stderr: bytes) -> list[dict[str, Any]]:
+    """Every line of ``stderr`` as JSON (a line in another format fails the test)."""
+    records = []
+    for line in stderr.decode().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    return records
+
+
 async def drop_databases(settings: Settings) -> None:
     """Drop every database named with this run's prefix."""
     engine = create_server_engine(settings)
@@ -133,6 +146,16 @@ async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 15)
 
 
+async def until_ready(url: str, seconds: float = 60) -> httpx.Response:
+    """Poll ``url``'s ``/health/ready`` until it answers 200; that answer."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client, asyncio.timeout(seconds):
+        while True:
+            ready = await client.get("/health/ready")
+            if ready.status_code == 200:
+                return ready
+            await asyncio.sleep(0.02)
+
+
 async def create_topics(bootstrap: str, partitions: int, *names: str) -> None:
     """Create topics with ``partitions`` partitions (ignored when they exist)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -146,6 +169,21 @@ async def create_topics(bootstrap: str, partitions: int, *names: str) -> None:
                 await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
     finally:
         await admin.close()
+
+
+async def group_members(bootstrap: str, group: str) -> int:
+    """How many members consumer group ``group`` has once its rebalance is over (0 while one
+    is going on, or before anyone joined)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    _, _, state, _, _, members = response.groups[0]
+    return len(members) if state == "Stable" else 0
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list[Any]:

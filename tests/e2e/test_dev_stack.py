@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.devprocess import alive, descendants, dev_process
-from tests.harness import free_port
+from tests.harness import free_port, group_members
 from ticketing.shared.settings import Settings
 
 
@@ -21,6 +21,10 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
     base_settings: Settings, tmp_path: Path
 ) -> None:
     async with dev_process(base_settings, tmp_path) as dev:
+        # "ticketing is up" only once booking's and order's consumers have joined their groups.
+        bootstrap = dev.env["TICKETING_KAFKA_BOOTSTRAP"]
+        for group in ("booking-service", "order-service"):
+            assert await group_members(bootstrap, group) == 1, f"{group} has not joined"
         headers = {"Authorization": f"Bearer {await dev.token()}"}
         async with httpx.AsyncClient(base_url=dev.gateway, headers=headers, timeout=30) as api:
             venue = await api.post(

@@ -200,11 +200,18 @@ async def test_customer_email_is_unique_and_unknown_ids_are_404(stack: Stack) ->
         assert response.headers["content-type"] == PROBLEM
 
 
-async def test_services_report_ready_with_database_and_kafka(stack: Stack) -> None:
+async def test_services_report_ready_with_database_kafka_consumers_and_relay(
+    stack: Stack,
+) -> None:
     import httpx
 
     for url in (str(stack.booking.base_url), stack.order_url):
         async with httpx.AsyncClient(base_url=url) as client:
             ready = await client.get("/health/ready")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+            assert ready.json()["checks"] == {
+                "database": "ok",
+                "relay": "ok",
+                "kafka": "ok",
+                "consumers": "ok",
+            }

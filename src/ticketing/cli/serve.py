@@ -49,7 +49,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from litestar import Litestar
 
     from ticketing.shared.coalescing import CoalescingHttpProtocol
-    from ticketing.shared.logging import configure_logging
+    from ticketing.shared.logging import configure_logging, reclaim_standard_library_logging
 
     service: ServiceName = args.service
     configure_logging(settings, service)
@@ -71,13 +71,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
         app = create_gateway(settings)
     app.on_startup.append(settle_heap)  # after the lifespan managers: their objects live on too
+    # Last: a startup hook that builds a Litestar app (booking's OpenAPI document) would leave
+    # Litestar's log format in charge of the standard library's records.
+    app.on_startup.append(reclaim_standard_library_logging)
     host, port = settings.bind(service)
     uvicorn.run(
         app,
         http=CoalescingHttpProtocol,
         host=args.host or host,
         port=args.port or port,
-        log_config=None,
+        log_config=None,  # uvicorn's loggers propagate to the root handler: one format
         access_log=False,
         lifespan="on",
         timeout_keep_alive=65,  # longer than clients' and proxies' idle timeouts: no reuse races

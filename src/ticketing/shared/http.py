@@ -48,14 +48,22 @@ def live() -> dict[str, str]:
 @get("/health/ready", include_in_schema=False)
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     checks: dict[str, ReadinessCheck] = request.app.state.readiness
+    failing: set[str] = request.app.state.readiness_failing
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:
             await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
             results[name] = "ok"
         except Exception as error:  # noqa: BLE001 - any failure means "not ready"
-            log.warning("readiness check failed", check=name, error=type(error).__name__)
             results[name] = "unavailable"
+            # Once per failure, not once per probe: a starting service is probed many times.
+            if name not in failing:
+                failing.add(name)
+                log.warning("readiness check failed", check=name, error=repr(error))
+        else:
+            if name in failing:
+                failing.discard(name)
+                log.info("readiness check passes", check=name)
     healthy = all(value == "ok" for value in results.values())
     body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": results}
     details = getattr(request.app.state, "health_details", None)
@@ -156,8 +164,10 @@ def create_http_app(
         openapi_config=_openapi_config(service, description, authenticate) if own_openapi else None,
         state=None,
         debug=debug,
+        logging_config=None,  # ours (shared/logging.py): Litestar's own would replace it
     )
     app.state.readiness = {}
+    app.state.readiness_failing = set()
     app.state.metrics = http_metrics
     app.state.settings = settings
     # Wrap the router-level handler (not a route middleware) so that unrouted requests (404, 405)

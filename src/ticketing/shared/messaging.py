@@ -61,3 +61,26 @@ async def start_with_retry(broker: KafkaBroker, *, max_delay: float = 5.0) -> No
 async def ping(broker: KafkaBroker) -> None:
     if not await broker.ping(timeout=1.0):
         raise ConnectionError("kafka does not answer")
+
+
+async def consumers_joined(broker: KafkaBroker) -> None:
+    """Raise unless every consumer of ``broker`` has joined its group: until then no record
+    reaches the service, however long it has been up."""
+    for subscriber in broker.subscribers:
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None or not has_joined(consumer):
+            group = getattr(subscriber, "group_id", None)
+            raise ConnectionError(f"the consumer of group {group} has not joined it yet")
+
+
+def has_joined(consumer: Any) -> bool:
+    """Whether an aiokafka consumer has completed a join of its group since it subscribed.
+
+    aiokafka gives the subscription an assignment only when a join completes, and an empty one
+    when the group has more members than partitions: that member is ready too, as a standby.
+    A later rebalance keeps the previous assignment until the next one arrives, so a replica
+    joining the group does not make the others unready (which would refuse bookings that
+    their HTTP side can take meanwhile).
+    """
+    subscription = consumer._subscription.subscription  # aiokafka has no public signal for it
+    return subscription is not None and subscription.assignment is not None

@@ -26,6 +26,9 @@ REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 log = structlog.get_logger("ticketing.access")
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# Probed every few seconds by orchestrators, ``ticketing dev`` and the gateway: their access
+# lines are DEBUG, so that INFO shows requests someone made.
+PROBE_ROUTES = frozenset({"/health/live", "/health/ready"})
 
 
 @dataclass(slots=True)
@@ -109,7 +112,7 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
             route = str(scope.get("path_template") or "unmatched")
             method = str(scope.get("method", ""))
             metrics.record(method, route, status, elapsed)
-            log.info(
+            (log.debug if route in PROBE_ROUTES else log.info)(
                 "request",
                 method=method,
                 route=route,

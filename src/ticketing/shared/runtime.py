@@ -1,11 +1,16 @@
 """What every event-driven service runs beside its HTTP app: its database engine, its outbox
-relay and its Kafka consumers, started in the lifespan and stopped in reverse order."""
+relay and its Kafka consumers, started in the lifespan and stopped in reverse order.
+
+``/health/ready`` answers 200 only when the service can process: its database and Kafka
+answer, its consumers have joined their groups, and its outbox relay (when this process runs
+one) is running and either leads or waits behind another replica that leads.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,23 +18,61 @@ from typing import Any
 import structlog
 from faststream.kafka import KafkaBroker
 from litestar import Litestar
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared.db import create_engine, ping
 from ticketing.shared.http import register_readiness
+from ticketing.shared.messaging import consumers_joined, start_with_retry
 from ticketing.shared.messaging import ping as ping_broker
-from ticketing.shared.messaging import start_with_retry
 from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
 from ticketing.shared.settings import ServiceName, Settings
 
 log = structlog.get_logger(__name__)
+_LOCK_HOLDER = text("SELECT IS_USED_LOCK(:name)")
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
     """A background task must never die silently: a crash is logged with its traceback."""
     if not task.cancelled() and task.exception() is not None:
         log.error("background task crashed", task=task.get_name(), exc_info=task.exception())
+
+
+class WatchedRelay(OutboxRelay):
+    """An outbox relay that says whether its task runs, and that makes ``/health/ready``
+    depend on it from the moment the service asks for its ``run()`` (a service may leave the
+    relay to another process; then readiness asks for none)."""
+
+    running = False
+    _on_run: Callable[[], None] | None = None
+
+    def when_run(self, callback: Callable[[], None]) -> None:
+        self._on_run = callback
+
+    def run(self) -> Coroutine[Any, Any, None]:
+        if self._on_run is not None:
+            self._on_run()
+        return self._run_watched()
+
+    async def _run_watched(self) -> None:
+        self.running = True
+        try:
+            await super().run()
+        finally:
+            self.running = False
+
+
+async def relay_ready(relay: WatchedRelay, engine: AsyncEngine, lock_name: str) -> None:
+    """Raise unless ``relay`` runs and either leads or waits behind a leader that holds the
+    lock: with two replicas only one leads, and the other is ready to take over."""
+    if not relay.running:
+        raise RuntimeError("the outbox relay is not running")
+    if relay.is_leader:
+        return
+    async with engine.connect() as conn:
+        holder = await conn.scalar(_LOCK_HOLDER, {"name": lock_name})
+    if holder is None:
+        raise RuntimeError("no outbox relay leads yet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +87,20 @@ async def service_runtime(
 ) -> AsyncIterator[Runtime]:
     """The service's engine (checked by ``/health/ready``) and its outbox relay (not started)."""
     engine = create_engine(settings, service)
-    relay = OutboxRelay(
+    lock_name = relay_lock_name(settings, service)
+    relay = WatchedRelay(
         engine,
         outbox,
-        lock_name=relay_lock_name(settings, service),
+        lock_name=lock_name,
         producer_factory=lambda: create_producer(settings, f"{service}-relay"),
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
     )
     app.state.relay = relay
     register_readiness(app, "database", lambda: ping(engine))
+    relay.when_run(
+        lambda: register_readiness(app, "relay", lambda: relay_ready(relay, engine, lock_name))
+    )
     try:
         yield Runtime(engine, relay)
     finally:
@@ -65,8 +112,9 @@ async def consuming(
     app: Litestar, broker: KafkaBroker, *background: Coroutine[Any, Any, None]
 ) -> AsyncIterator[None]:
     """Start ``broker``'s consumers (retrying while Kafka is down) and ``background`` tasks;
-    cancel them all on the way out."""
+    cancel them all on the way out. Ready once the consumers have joined their groups."""
     register_readiness(app, "kafka", lambda: ping_broker(broker))
+    register_readiness(app, "consumers", lambda: consumers_joined(broker))
     tasks = [asyncio.create_task(start_with_retry(broker))]
     tasks += [asyncio.create_task(job) for job in background]
     for task in tasks:

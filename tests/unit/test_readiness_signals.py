@@ -1,0 +1,61 @@
+"""The signals ``/health/ready`` reads: whether an aiokafka consumer has joined its group (even
+with no partition), and whether the outbox relay runs once the service asked it to. The real
+groups and the real lock are exercised in tests/integration/test_readiness.py."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from litestar import Litestar
+
+from ticketing.order.tables import outbox
+from ticketing.shared.db import create_engine
+from ticketing.shared.http import create_http_app
+from ticketing.shared.messaging import has_joined
+from ticketing.shared.runtime import WatchedRelay, relay_ready, service_runtime
+from ticketing.shared.settings import Settings
+
+
+async def test_a_consumer_has_joined_once_a_join_gave_it_an_assignment_even_an_empty_one() -> None:
+    consumer = AIOKafkaConsumer("ticketing.bookings", group_id="g", bootstrap_servers="nowhere:1")
+    assert not has_joined(consumer)
+    assert consumer.assignment() == set()  # the same answer as after a join that gave nothing
+    # What aiokafka's group coordinator does when a join completes (one member too many).
+    consumer._subscription.assign_from_subscribed(set())
+    assert has_joined(consumer)
+    # A rebalance starting later keeps the assignment until the next join completes.
+    consumer._subscription.begin_reassignment()
+    assert has_joined(consumer)
+
+
+async def test_a_consumer_that_was_never_subscribed_has_not_joined() -> None:
+    assert not has_joined(AIOKafkaConsumer(group_id="g", bootstrap_servers="nowhere:1"))
+
+
+def app_for(settings: Settings) -> Litestar:
+    return create_http_app(
+        service="order", settings=settings, route_handlers=[], authenticate=False
+    )
+
+
+async def test_readiness_asks_for_the_relay_only_once_the_service_runs_it() -> None:
+    settings = Settings()
+    app = app_for(settings)
+    async with service_runtime(app, settings, "order", outbox) as runtime:
+        assert set(app.state.readiness) == {"database"}
+        job = runtime.relay.run()
+        assert set(app.state.readiness) == {"database", "relay"}
+        job.close()  # never started: no connection is made
+
+
+async def test_a_relay_that_is_not_running_is_not_ready() -> None:
+    settings = Settings()
+    engine = create_engine(settings, "order")
+    relay = WatchedRelay(engine, outbox, lock_name="l", producer_factory=lambda: None)
+    try:
+        with pytest.raises(RuntimeError, match="not running"):
+            await relay_ready(relay, engine, "l")
+        relay.running, relay.is_leader = True, True
+        await relay_ready(relay, engine, "l")  # a leader needs no look at the lock
+    finally:
+        await engine.dispose()
