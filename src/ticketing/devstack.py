@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import structlog
 
+from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
 from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,13 +213,14 @@ class DevStack:
             self.start(service, [sys.executable, "-m", "ticketing", "serve", service])
 
     async def wait_until_ready(self, seconds: float = 180) -> None:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with new_session(timeout=2.0) as client:
             for service in SERVICES:
                 url = self.settings.base_url(service) + "/health/ready"
                 for _ in range(int(seconds / 0.25)):
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get(url)).status_code == 200:
-                            break
+                    with contextlib.suppress(*TRANSPORT_ERRORS):
+                        async with client.get(url) as response:
+                            if response.status == 200:
+                                break
                     await asyncio.sleep(0.25)
                 else:
                     raise DevStackError(f"{service} did not become ready at {url}")
