@@ -17,7 +17,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
-from litestar import Litestar, Response, get
+from litestar import Litestar, Response, get, post
 
 from tests.conftest import bearer
 from tests.harness import fetch_token, serve
@@ -133,6 +133,8 @@ class Issuer:
     keys: list[Any] = field(default_factory=list)
     jwks_requests: int = 0
     jwks_down: bool = False  # answers 503 after a while, as an overloaded issuer would
+    jwks_document: Any = None  # answered instead of the keys when set
+    token_answer: Any = None  # what the token endpoint answers
 
     def sign(self, key: Any, alg: str = "RS256", **claims: Any) -> str:
         """A token signed with ``key``; a claim given as None is left out."""
@@ -156,7 +158,15 @@ async def issuer() -> AsyncIterator[Issuer]:
 
     @get("/.well-known/openid-configuration", sync_to_thread=False)
     def discovery() -> dict[str, str]:
-        return {"issuer": state.url, "jwks_uri": f"{state.url}/jwks"}
+        return {
+            "issuer": state.url,
+            "jwks_uri": f"{state.url}/jwks",
+            "token_endpoint": f"{state.url}/token",
+        }
+
+    @post("/token", status_code=200, sync_to_thread=False)
+    def token() -> Any:
+        return state.token_answer
 
     @get("/jwks")
     async def jwks() -> Response[dict[str, Any]]:
@@ -164,9 +174,11 @@ async def issuer() -> AsyncIterator[Issuer]:
         if state.jwks_down:
             await asyncio.sleep(0.05)
             return Response({}, status_code=503)
+        if state.jwks_document is not None:
+            return Response(state.jwks_document)
         return Response(dict(KeySet(state.keys).as_dict(private=False)))
 
-    async with serve(Litestar([discovery, jwks])) as url:
+    async with serve(Litestar([discovery, jwks, token])) as url:
         state.url = url
         yield state
 
@@ -217,6 +229,42 @@ async def test_waiters_for_the_first_keys_share_one_fetch(issuer: Issuer) -> Non
         principals = await asyncio.gather(*(verifier.verify(token) for _ in range(20)))
         assert {principal.subject for principal in principals} == {"tester"}
         assert issuer.jwks_requests == 2
+
+
+@pytest.mark.parametrize("document", [{"keys": 1}, {"no": "keys"}, {"keys": [{"kty": "??"}]}])
+async def test_a_key_set_of_the_wrong_shape_is_unavailable_not_a_crash(
+    issuer: Issuer, document: Any
+) -> None:
+    key = rsa("shape")
+    issuer.jwks_document = document
+    async with new_session(timeout=5) as http:
+        verifier, _ = await verifier_for(issuer, http)
+        with pytest.raises(Unavailable):
+            await verifier.verify(issuer.sign(key))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"access_token": "t", "expires_in": [1]},
+        {"access_token": "t", "expires_in": 1e400},
+        {"access_token": "t", "expires_in": None},
+        {"access_token": "t", "expires_in": -5},
+        {"access_token": 7, "expires_in": 60},
+        {"token": "t"},
+        ["t"],
+    ],
+)
+async def test_a_broken_token_answer_is_unavailable_not_a_crash(
+    issuer: Issuer, answer: Any
+) -> None:
+    issuer.token_answer = answer
+    async with new_session(timeout=5) as http:
+        credentials = ClientCredentials(OidcDiscovery(issuer.url, http), http, "me", "secret")
+        with pytest.raises(Unavailable):
+            await credentials.authorization()
+        issuer.token_answer = {"access_token": "good", "expires_in": 300}
+        assert await credentials.authorization() == "Bearer good"
 
 
 @pytest.mark.parametrize(

@@ -211,3 +211,16 @@ async def test_a_streamed_answer_is_cut_at_the_upstream_timeout(
                     assert response.status_code == 200
                     async for _ in response.aiter_bytes():
                         pass
+
+
+async def test_header_bytes_outside_ascii_are_a_clear_400(
+    echo_gateway: str, tokens: dict[str, str]
+) -> None:
+    """aiohttp would send them re-encoded: refused rather than delivered changed."""
+    async with httpx.AsyncClient(base_url=echo_gateway, headers=bearer(tokens["client"])) as client:
+        header = await client.get(
+            f"/api/v1/customers/{uuid.uuid4().hex}", headers={b"x-name": "caf\u00e9".encode()}
+        )
+        assert header.status_code == 400
+        assert header.headers["content-type"] == "application/problem+json"
+        assert header.headers.get("x-echo-id") is None  # never reached the upstream

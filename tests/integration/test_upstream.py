@@ -107,6 +107,8 @@ async def test_keep_alive_connections_are_reused() -> None:
             await upstream.aclose()
         assert server.connections <= 20
         assert len(server.requests) == 40
+        # Nothing is added behind the caller's back, such as a Content-Type for the POSTs.
+        assert all("content-type" not in head.lower() for head in server.requests)
 
 
 async def test_a_body_that_never_ends_is_cut_at_the_timeout() -> None:
@@ -200,4 +202,91 @@ async def test_a_success_admitted_before_the_breaker_opened_does_not_close_it() 
             assert state_of(breaker) is BreakerState.HALF_OPEN
         finally:
             release.set()
+            await upstream.aclose()
+
+
+async def test_bytes_after_a_bodiless_answer_never_reach_the_next_request() -> None:
+    """A 204 whose (illegal) body arrives in a later segment put the pooled connection out of
+    step: every later request on it got the answer of the request before it."""
+
+    async def misframed(target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/first":
+            stray = ok(b"for-nobody")
+            writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: %d\r\n\r\n" % len(stray))
+            await writer.drain()
+            await asyncio.sleep(0.05)  # as uvicorn writes an app's start and body: two writes
+            writer.write(stray)
+        else:
+            writer.write(ok(target.encode()))
+        await writer.drain()
+
+    async with raw_server(misframed) as server:
+        upstream = Upstream("test", server.url, timeout=5)
+        try:
+            assert (await upstream.request("GET", "/first")).status_code == 204
+            await asyncio.sleep(0.2)
+            for index in range(4):
+                reply = await upstream.request("GET", f"/customer-{index}")
+                assert reply.content == f"/customer-{index}".encode()
+        finally:
+            await upstream.aclose()
+
+
+async def test_stray_bytes_on_an_idle_pooled_connection_never_become_an_answer() -> None:
+    """An upstream that writes more than it framed, after the answer was complete: the pool
+    must not hand that connection out again (aiohttp would queue the bytes as the next answer)."""
+
+    async def too_much(target: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(ok(target.encode()))
+        await writer.drain()
+        if target == "/first":
+            await asyncio.sleep(0.05)
+            writer.write(ok(b"stray"))
+            await writer.drain()
+
+    async with raw_server(too_much) as server:
+        upstream = Upstream("test", server.url, timeout=5)
+        try:
+            assert (await upstream.request("GET", "/first")).content == b"/first"
+            await asyncio.sleep(0.2)
+            for index in range(4):
+                reply = await upstream.request("GET", f"/customer-{index}")
+                assert reply.content == f"/customer-{index}".encode()
+        finally:
+            await upstream.aclose()
+
+
+async def test_the_target_goes_upstream_as_the_caller_wrote_it() -> None:
+    async with raw_server(echo_target) as server:
+        upstream = Upstream("test", server.url, timeout=5)
+        try:
+            for target in ("/a/%7e%41?q=%e9&x=a+b", "/b/%2F%2e%2E"):
+                assert (await upstream.request("GET", target)).content == target.encode()
+        finally:
+            await upstream.aclose()
+        assert all("content-type" not in head.lower() for head in server.requests)
+
+
+async def test_a_caller_too_slow_for_the_timeout_does_not_fail_a_healthy_upstream() -> None:
+    payload = b"x" * 8_000_000  # more than the sockets' and aiohttp's buffers hold
+
+    async def whole(_target: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(ok(payload))  # the upstream answers at once, whole
+        await writer.drain()
+
+    breaker = CircuitBreaker("test", window=4, min_calls=2, failure_ratio=0.5)
+    async with raw_server(whole) as server:
+        upstream = Upstream("test", server.url, timeout=1.0, breaker=breaker)
+
+        async def slow_reader() -> None:
+            async with upstream.open("GET", "/big", [], b"") as answer:
+                async for _ in answer.body():
+                    await asyncio.sleep(0.3)  # a caller on a slow link
+
+        try:
+            for _ in range(3):
+                with pytest.raises(Unavailable):
+                    await slow_reader()
+            assert state_of(breaker) is BreakerState.CLOSED
+        finally:
             await upstream.aclose()

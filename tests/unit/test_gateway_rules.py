@@ -7,6 +7,7 @@ from ticketing.gateway.openapi import merge
 from ticketing.gateway.proxy import decoded_path, request_headers, response_headers, target_of
 from ticketing.gateway.ratelimit import RateLimiter
 from ticketing.gateway.routing import permission_for, upstream_for
+from ticketing.shared.errors import InvalidInput
 
 
 @pytest.mark.parametrize(
@@ -90,6 +91,11 @@ def test_request_headers_drop_hop_by_hop_and_set_forwarding() -> None:
     assert headers["x-request-id"] != "spoofed"  # the gateway's own correlation id
 
 
+def test_request_headers_refuse_values_outside_ascii() -> None:
+    with pytest.raises(InvalidInput):
+        request_headers(scope(headers=[(b"x-name", "caf\u00e9".encode())]))
+
+
 def test_request_headers_drop_expect() -> None:
     headers = dict(request_headers(scope(headers=[(b"expect", b"100-continue")])))
     assert "expect" not in headers
@@ -111,6 +117,8 @@ def test_paths_with_dot_segments_or_encoded_slashes_are_refused() -> None:
     assert decoded_path(scope()) == "/api/v1/bookings"
     for raw in (b"/api/v1/events/../../internal", b"/api/v1/events/%2e%2e/x", b"/api/v1/a%2Fb"):
         assert decoded_path(scope(raw_path=raw)) is None
+    assert decoded_path(scope(raw_path="/api/v1/caf\u00e9".encode())) is None
+    assert decoded_path(scope(query_string="q=caf\u00e9".encode())) is None
     assert target_of(scope(raw_path=b"/api/v1/events", query_string=b"limit=2")) == (
         "/api/v1/events?limit=2"
     )

@@ -20,15 +20,11 @@ from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
 from ticketing.booking.tables import outbox
-from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
+from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
-from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
-from ticketing.shared.upstream import Upstream
 
 log = structlog.get_logger(__name__)
 PURGE_EVERY_SECONDS = 3600
@@ -39,20 +35,12 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        http = new_session(timeout=IDP_TIMEOUT_SECONDS)
-        credentials = ClientCredentials(
-            OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
-            http,
-            settings.booking_client_id,
-            settings.booking_client_secret,
-        )
-        inventory = Upstream(
-            "inventory",
-            settings.base_url("inventory"),
-            timeout=settings.upstream_timeout,
-            credentials=credentials,
-        )
-        async with service_runtime(app, settings, "booking", outbox) as shared:
+        async with (
+            upstream_as(
+                settings, "inventory", settings.booking_client_id, settings.booking_client_secret
+            ) as inventory,
+            service_runtime(app, settings, "booking", outbox) as shared,
+        ):
             service = BookingService(
                 shared.engine,
                 InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
@@ -64,12 +52,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             jobs = [_purge_keys(service, settings)]
             if run_relay:
                 jobs.append(shared.relay.run())
-            try:
-                async with consuming(app, build_broker(settings, service), *jobs):
-                    yield
-            finally:
-                await inventory.aclose()
-                await http.close()
+            async with consuming(app, build_broker(settings, service), *jobs):
+                yield
 
     app = create_http_app(
         service="booking",

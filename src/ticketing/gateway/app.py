@@ -18,7 +18,7 @@ from ticketing.gateway.openapi import MergedSpec
 from ticketing.gateway.proxy import Backend, decoded_path, forward
 from ticketing.gateway.ratelimit import RateLimiter
 from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
-from ticketing.shared.auth import OidcDiscovery, Principal, Unauthenticated
+from ticketing.shared.auth import IDP_TIMEOUT_SECONDS, OidcDiscovery, Principal, Unauthenticated
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import (
     InvalidInput,
@@ -30,7 +30,6 @@ from ticketing.shared.errors import (
 from ticketing.shared.http import create_http_app, register_readiness
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.observability import HttpMetrics
-from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
 
 BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -60,7 +59,9 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
     settings: Settings = state.settings
     path = decoded_path(scope)
     if path is None:
-        raise InvalidInput("the path may not hold dot segments or encoded slashes")
+        raise InvalidInput(
+            "the path may not hold dot segments, encoded slashes or bytes outside ASCII"
+        )
     route = route_for(path)
     if route is None:
         raise NotFound(f"There is nothing at {path}; check the path and the id in it.")

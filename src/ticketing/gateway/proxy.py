@@ -21,7 +21,7 @@ from prometheus_client import Histogram
 
 from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
-from ticketing.shared.errors import Unavailable
+from ticketing.shared.errors import InvalidInput, Unavailable
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.upstream import Upstream
 
@@ -84,6 +84,9 @@ def request_headers(scope: Scope) -> list[tuple[str, str]]:
         for name, value in raw
         if name not in dropped
     ]
+    if not all(value.isascii() for _, value in kept):
+        # aiohttp writes header values as UTF-8: other bytes would arrive changed.
+        raise InvalidInput("header values must be ASCII")
     client = scope.get("client")
     client_ip = client[0] if client else "unknown"
     forwarded = forwarded_for.decode("latin-1")
@@ -119,8 +122,13 @@ def target_of(scope: Scope) -> str:
 
 
 def decoded_path(scope: Scope) -> str | None:
-    """The full request path, or None when it holds dot segments or encoded slashes (refused)."""
+    """The full request path, or None when it holds dot segments, encoded slashes or bytes
+    outside ASCII (refused: a target goes upstream exactly as written, and such bytes have no
+    single meaning)."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    if not (raw_path.isascii() and query.isascii()):
+        return None
     text = raw_path.decode("latin-1")
     if "%2f" in text.lower() or "%5c" in text.lower():
         return None

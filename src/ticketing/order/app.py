@@ -11,14 +11,10 @@ from ticketing.order.consumer import build_broker
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import outbox
-from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.http import create_http_app
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
+from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
-from ticketing.shared.security import IDP_TIMEOUT_SECONDS
 from ticketing.shared.settings import Settings
-from ticketing.shared.upstream import Upstream
 
 
 def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> Litestar:
@@ -26,20 +22,12 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        http = new_session(timeout=IDP_TIMEOUT_SECONDS)
-        credentials = ClientCredentials(
-            OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
-            http,
-            settings.order_client_id,
-            settings.order_client_secret,
-        )
-        inventory = Upstream(
-            "inventory",
-            settings.base_url("inventory"),
-            timeout=settings.upstream_timeout,
-            credentials=credentials,
-        )
-        async with service_runtime(app, settings, "order", outbox) as shared:
+        async with (
+            upstream_as(
+                settings, "inventory", settings.order_client_id, settings.order_client_secret
+            ) as inventory,
+            service_runtime(app, settings, "order", outbox) as shared,
+        ):
             service = OrderService(
                 shared.engine, InventoryClient(inventory), after_commit=shared.relay.wake
             )
@@ -47,12 +35,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             app.state.orders = service
             app.state.runner = runner
             jobs = [shared.relay.run()] if run_relay else []
-            try:
-                async with consuming(app, broker, *jobs):
-                    yield
-            finally:
-                await inventory.aclose()
-                await http.close()
+            async with consuming(app, broker, *jobs):
+                yield
 
     return create_http_app(
         service="order",

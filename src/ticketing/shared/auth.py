@@ -27,10 +27,12 @@ from ticketing.shared.httpclient import TRANSPORT_ERRORS
 
 ALGORITHMS = ("RS256", "PS256", "ES256")
 MAX_TOKEN_LENGTH = 8192
+IDP_TIMEOUT_SECONDS = 5.0  # a whole exchange with the identity provider
 log = structlog.get_logger(__name__)
 # A document that cannot be had: unreachable, a non-2xx answer, or not a JSON object.
 DOCUMENT_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, ValueError)
-KEYS_ERRORS: tuple[type[BaseException], ...] = (*DOCUMENT_ERRORS, JoseError)
+# A key set of the wrong shape ({"keys": 1}, no "keys") raises KeyError or TypeError in joserfc.
+KEYS_ERRORS: tuple[type[BaseException], ...] = (*DOCUMENT_ERRORS, JoseError, KeyError, TypeError)
 
 
 class Unauthenticated(TicketingError):

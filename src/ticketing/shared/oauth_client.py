@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 import structlog
@@ -18,11 +19,16 @@ from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749 import OAuth2Token
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from ticketing.shared.auth import DOCUMENT_ERRORS, OidcDiscovery
+from ticketing.shared.auth import DOCUMENT_ERRORS, IDP_TIMEOUT_SECONDS, OidcDiscovery
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.httpclient import new_session
+from ticketing.shared.settings import ServiceName, Settings
+from ticketing.shared.upstream import Upstream
 
 log = structlog.get_logger(__name__)
 REFRESH_MARGIN_SECONDS = 30.0
+DEFAULT_LIFETIME_SECONDS = 60.0  # when the answer names none (RFC 6749 makes it optional)
+MAX_LIFETIME_SECONDS = 366 * 24 * 3600.0  # anything longer (or inf, nan) is a broken answer
 
 
 class ClientCredentials:
@@ -63,18 +69,21 @@ class ClientCredentials:
                 return  # another caller fetched it while we waited
             endpoint = await self._discovery.endpoint("token_endpoint")
             try:
-                token = await self._request_token(endpoint)
+                token, lifetime = await self._request_token(endpoint)
             except DOCUMENT_ERRORS as error:
-                log.warning("token request failed", error=type(error).__name__)
+                # The status tells a refused secret (401) from an outage; never the body.
+                status = getattr(error, "status", None)
+                log.warning("token request failed", error=type(error).__name__, status=status)
                 raise Unavailable("no access token from the authorization server") from error
             self._token = str(token["access_token"])
-            self._expires_at = self._clock() + float(token.get("expires_in", 60))
+            self._expires_at = self._clock() + lifetime
             self.fetches += 1
-            log.info("access token fetched", expires_in=token.get("expires_in"))
+            log.info("access token fetched", expires_in=lifetime)
 
-    async def _request_token(self, endpoint: str) -> OAuth2Token:
-        """The grant's request as authlib writes it; the answer must carry an access token
-        (an OAuth2 error answer is a 4xx, raised as ClientResponseError)."""
+    async def _request_token(self, endpoint: str) -> tuple[OAuth2Token, float]:
+        """The grant's request as authlib writes it; the token and its lifetime in seconds. An
+        OAuth2 error answer is a 4xx, raised as ClientResponseError; an answer without a usable
+        token or lifetime raises ValueError."""
         body = prepare_token_request("client_credentials", scope=self._scope)
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
@@ -86,4 +95,36 @@ class ClientCredentials:
             answer = await response.json(content_type=None)
         if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
             raise ValueError("the token answer holds no access_token")
-        return OAuth2Token.from_dict(answer)
+        lifetime = answer.get("expires_in", DEFAULT_LIFETIME_SECONDS)
+        if (
+            isinstance(lifetime, bool)
+            or not isinstance(lifetime, int | float)
+            or not 0 < lifetime < MAX_LIFETIME_SECONDS
+        ):
+            raise ValueError("the token answer's expires_in is not a usable number of seconds")
+        return OAuth2Token.from_dict(answer), float(lifetime)
+
+
+@asynccontextmanager
+async def upstream_as(
+    settings: Settings, service: ServiceName, client_id: str, client_secret: str
+) -> AsyncIterator[Upstream]:
+    """An :class:`Upstream` to ``service`` that calls with this service's own token (client
+    ``client_id``); its sessions are closed on the way out, a failed start included."""
+    async with new_session(timeout=IDP_TIMEOUT_SECONDS) as http:
+        credentials = ClientCredentials(
+            OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url),
+            http,
+            client_id,
+            client_secret,
+        )
+        upstream = Upstream(
+            service,
+            settings.base_url(service),
+            timeout=settings.upstream_timeout,
+            credentials=credentials,
+        )
+        try:
+            yield upstream
+        finally:
+            await upstream.aclose()

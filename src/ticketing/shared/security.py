@@ -21,7 +21,13 @@ from litestar.middleware import (
     DefineMiddleware,
 )
 
-from ticketing.shared.auth import JwksCache, OidcDiscovery, TokenVerifier, bearer_token
+from ticketing.shared.auth import (
+    IDP_TIMEOUT_SECONDS,
+    JwksCache,
+    OidcDiscovery,
+    TokenVerifier,
+    bearer_token,
+)
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.settings import Settings
 
@@ -65,9 +71,6 @@ def requires(permission: str) -> dict[str, str]:
     """An operation's ``opt``: the caller's token must hold ``permission`` (scope or realm role),
     or the answer is 403."""
     return {PERMISSION: permission}
-
-
-IDP_TIMEOUT_SECONDS = 5.0
 
 
 def create_verifier(settings: Settings, http: aiohttp.ClientSession) -> TokenVerifier:

@@ -9,6 +9,7 @@ breaker slot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Protocol
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from ticketing.shared.breaker import Admission, CircuitBreaker
 from ticketing.shared.errors import Unavailable
@@ -45,6 +47,11 @@ class Reply:
         return self.content.decode("utf-8", "replace")
 
 
+# Answers whose framing ends at the head whatever their headers say: a server that sends a body
+# after them anyway puts the connection out of step, so it is closed rather than pooled.
+BODILESS_STATUSES = frozenset({204, 304})
+
+
 class Answer:
     """An answer whose head has arrived; its body streams from :meth:`body`."""
 
@@ -54,12 +61,17 @@ class Answer:
         self.status = response.status
         self.headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
         self.failure: BaseException | None = None
+        # Time the caller spent with a chunk before asking for the next: the whole-exchange
+        # timeout runs on through it, but a slow caller is no fault of the upstream's.
+        self.caller_seconds = 0.0
 
     async def body(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a broken or timed-out body raises :class:`Unavailable`."""
         try:
             async for chunk in self._response.content.iter_any():
+                handed_over = time.monotonic()
                 yield chunk
+                self.caller_seconds += time.monotonic() - handed_over
         except TRANSPORT_ERRORS as error:
             self.failure = error
             raise Unavailable(f"{self._upstream} broke off its answer", retry_after=1) from error
@@ -85,6 +97,7 @@ class Upstream:
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
         self.breaker = breaker or CircuitBreaker(name)
+        self._timeout = timeout
         self._session = new_session(timeout=timeout, max_connections=max_connections)
 
     async def request(
@@ -131,13 +144,14 @@ class Upstream:
             try:
                 response = await self._session.request(
                     method,
-                    self._base_url + target,
+                    URL(self._base_url + target, encoded=True),  # the target as the caller wrote it
                     headers=headers,
                     data=body or None,
                     allow_redirects=False,
                 )
             except TRANSPORT_ERRORS as error:
-                self._failed(admission, error)
+                self.breaker.record_failure(admission)
+                log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
                 raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
             answer = Answer(self.name, response)
             try:
@@ -146,12 +160,15 @@ class Upstream:
                     await answer.finish()
             except BaseException:
                 if answer.failure is not None:
-                    self._failed(admission, answer.failure)
+                    self._failed(admission, answer)
                 raise  # anything else (the caller's own failure, a cancellation) says nothing
             finally:
-                response.release()  # back to the pool if read whole, else closed
+                if method == "HEAD" or answer.status in BODILESS_STATUSES:
+                    response.close()
+                else:
+                    response.release()  # back to the pool if read whole, else closed
             if answer.failure is not None:
-                self._failed(admission, answer.failure)
+                self._failed(admission, answer)
             elif answer.status >= 500:
                 self.breaker.record_failure(admission)
             else:
@@ -159,9 +176,21 @@ class Upstream:
         finally:
             self.breaker.release(admission)
 
-    def _failed(self, admission: Admission, error: BaseException) -> None:
-        self.breaker.record_failure(admission)
-        log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
+    def _failed(self, admission: Admission, answer: Answer) -> None:
+        """The answer's body broke off: the upstream's failure, unless it timed out while the
+        caller held most of the time (then the breaker hears nothing)."""
+        error = answer.failure
+        caller_was_slow = (
+            isinstance(error, TimeoutError) and answer.caller_seconds >= self._timeout / 2
+        )
+        if not caller_was_slow:
+            self.breaker.record_failure(admission)
+        log.warning(
+            "upstream answer broke off",
+            upstream=self.name,
+            error=type(error).__name__,
+            caller_was_slow=caller_was_slow,
+        )
 
     async def _call(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         async with self.open(method, path, headers, body) as answer:
