@@ -12,7 +12,8 @@ from ticketing.order.tables import outbox
 from ticketing.shared.db import create_engine
 from ticketing.shared.http import create_http_app
 from ticketing.shared.messaging import has_joined
-from ticketing.shared.runtime import WatchedRelay, relay_ready, service_runtime
+from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.runtime import relay_ready, service_runtime
 from ticketing.shared.settings import Settings
 
 
@@ -43,7 +44,7 @@ async def test_readiness_asks_for_the_relay_only_once_the_service_runs_it() -> N
     app = app_for(settings)
     async with service_runtime(app, settings, "order", outbox) as runtime:
         assert set(app.state.readiness) == {"database"}
-        job = runtime.relay.run()
+        job = runtime.relay_job()
         assert set(app.state.readiness) == {"database", "relay"}
         job.close()  # never started: no connection is made
 
@@ -51,11 +52,11 @@ async def test_readiness_asks_for_the_relay_only_once_the_service_runs_it() -> N
 async def test_a_relay_that_is_not_running_is_not_ready() -> None:
     settings = Settings()
     engine = create_engine(settings, "order")
-    relay = WatchedRelay(engine, outbox, lock_name="l", producer_factory=lambda: None)
+    relay = OutboxRelay(engine, outbox, lock_name="l", producer_factory=lambda: None)
     try:
         with pytest.raises(RuntimeError, match="not running"):
-            await relay_ready(relay, engine, "l")
+            await relay_ready(relay, engine)
         relay.running, relay.is_leader = True, True
-        await relay_ready(relay, engine, "l")  # a leader needs no look at the lock
+        await relay_ready(relay, engine)  # a leader needs no look at the lock
     finally:
         await engine.dispose()

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             app.state.bookings = service
             jobs = [_purge_keys(service, settings)]
             if run_relay:
-                jobs.append(shared.relay.run())
+                jobs.append(shared.relay_job())
             async with consuming(app, build_broker(settings, service), *jobs):
                 yield
 

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             broker, runner = build_broker(settings, service)
             app.state.orders = service
             app.state.runner = runner
-            jobs = [shared.relay.run()] if run_relay else []
+            jobs = [shared.relay_job()] if run_relay else []
             async with consuming(app, broker, *jobs):
                 yield
 

@@ -122,7 +122,7 @@ class OutboxRelay:
         max_backoff: float = 5.0,
     ) -> None:
         self._engine = engine
-        self._lock_name = lock_name
+        self.lock_name = lock_name
         self._producer_factory = producer_factory
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -138,13 +138,22 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.published = 0
         self.is_leader = False
+        self.running = False
 
     def wake(self) -> None:
         """Tell the relay that rows were committed (called after the writer's commit)."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until cancelled: win leadership, publish, and recover from every failure."""
+        """Relay until cancelled: win leadership, publish, and recover from every failure.
+        ``running`` says whether this task is alive (readiness reads it)."""
+        self.running = True
+        try:
+            await self._relay_forever()
+        finally:
+            self.running = False
+
+    async def _relay_forever(self) -> None:
         delay = 0.1
         while True:
             producer: AIOKafkaProducer | None = None
@@ -177,16 +186,16 @@ class OutboxRelay:
         async with self._engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             while True:
-                got = await conn.scalar(_GET_LOCK, {"name": self._lock_name})
+                got = await conn.scalar(_GET_LOCK, {"name": self.lock_name})
                 if got == 1:
                     break
             self.is_leader = True
-            log.info("outbox relay is the leader", lock=self._lock_name)
+            log.info("outbox relay is the leader", lock=self.lock_name)
             try:
                 yield conn
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.execute(_RELEASE_LOCK, {"name": self._lock_name})
+                    await conn.execute(_RELEASE_LOCK, {"name": self.lock_name})
 
     async def _publish_forever(self, conn: AsyncConnection, producer: AIOKafkaProducer) -> None:
         delay = 0.1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,31 +38,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("background task crashed", task=task.get_name(), exc_info=task.exception())
 
 
-class WatchedRelay(OutboxRelay):
-    """An outbox relay that says whether its task runs, and that makes ``/health/ready``
-    depend on it from the moment the service asks for its ``run()`` (a service may leave the
-    relay to another process; then readiness asks for none)."""
-
-    running = False
-    _on_run: Callable[[], None] | None = None
-
-    def when_run(self, callback: Callable[[], None]) -> None:
-        self._on_run = callback
-
-    def run(self) -> Coroutine[Any, Any, None]:
-        if self._on_run is not None:
-            self._on_run()
-        return self._run_watched()
-
-    async def _run_watched(self) -> None:
-        self.running = True
-        try:
-            await super().run()
-        finally:
-            self.running = False
-
-
-async def relay_ready(relay: WatchedRelay, engine: AsyncEngine, lock_name: str) -> None:
+async def relay_ready(relay: OutboxRelay, engine: AsyncEngine) -> None:
     """Raise unless ``relay`` runs and either leads or waits behind a leader that holds the
     lock: with two replicas only one leads, and the other is ready to take over."""
     if not relay.running:
@@ -70,15 +46,22 @@ async def relay_ready(relay: WatchedRelay, engine: AsyncEngine, lock_name: str) 
     if relay.is_leader:
         return
     async with engine.connect() as conn:
-        holder = await conn.scalar(_LOCK_HOLDER, {"name": lock_name})
+        holder = await conn.scalar(_LOCK_HOLDER, {"name": relay.lock_name})
     if holder is None:
         raise RuntimeError("no outbox relay leads yet")
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    app: Litestar
     engine: AsyncEngine
     relay: OutboxRelay
+
+    def relay_job(self) -> Coroutine[Any, Any, None]:
+        """The relay's task, for a process that runs it: ``/health/ready`` then depends on it
+        (a service may leave its relay to another process, and then asks for none)."""
+        register_readiness(self.app, "relay", lambda: relay_ready(self.relay, self.engine))
+        return self.relay.run()
 
 
 @asynccontextmanager
@@ -87,22 +70,18 @@ async def service_runtime(
 ) -> AsyncIterator[Runtime]:
     """The service's engine (checked by ``/health/ready``) and its outbox relay (not started)."""
     engine = create_engine(settings, service)
-    lock_name = relay_lock_name(settings, service)
-    relay = WatchedRelay(
+    relay = OutboxRelay(
         engine,
         outbox,
-        lock_name=lock_name,
+        lock_name=relay_lock_name(settings, service),
         producer_factory=lambda: create_producer(settings, f"{service}-relay"),
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
     )
     app.state.relay = relay
     register_readiness(app, "database", lambda: ping(engine))
-    relay.when_run(
-        lambda: register_readiness(app, "relay", lambda: relay_ready(relay, engine, lock_name))
-    )
     try:
-        yield Runtime(engine, relay)
+        yield Runtime(app, engine, relay)
     finally:
         await engine.dispose()
 
