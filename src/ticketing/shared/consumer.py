@@ -11,7 +11,8 @@ committed or the record was safely written to the dead-letter topic. Nothing is 
 - a handler that raises :class:`~ticketing.shared.errors.Unavailable` or loses its database is
   retried with capped backoff for as long as it takes (the dependency will come back; the
   partition waits rather than skipping ahead);
-- any other error is retried ``max_attempts`` times, then the record goes to the DLQ.
+- any other error is retried ``max_attempts`` times, then the record goes to the DLQ;
+- a dead-letter publish that fails is retried with capped backoff for as long as it takes.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class Delivery:
             offset=record.offset,
             key=record.key,
             value=record.value or b"",
-            headers={name: value.decode("utf-8", "replace") for name, value in record.headers},
+            headers={
+                name: (value or b"").decode("utf-8", "replace") for name, value in record.headers
+            },
         )
 
 
@@ -127,7 +130,11 @@ class MessageRunner:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
         if batch_handler is not None:
             deliveries = await self._run_together(deliveries, batch_handler)
-        await asyncio.gather(*(self.run(delivery, handler) for delivery in deliveries))
+        # A task group, not gather: if one record fails, the others are stopped before the
+        # batch is delivered again, so none of them runs on beside its own redelivery.
+        async with asyncio.TaskGroup() as group:
+            for delivery in deliveries:
+                group.create_task(self.run(delivery, handler))
 
     async def _run_together(
         self, deliveries: list[Delivery], batch_handler: BatchHandler
@@ -200,6 +207,8 @@ class MessageRunner:
                 return None
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        """Write the record to the DLQ, retrying for as long as it takes: its offset is committed
+        only after this, so a DLQ that is away holds the partition back and loses nothing."""
         headers = {
             **delivery.headers,
             "dlq_error": f"{type(error).__name__}: {error}"[:1000],
@@ -208,9 +217,17 @@ class MessageRunner:
             "dlq_source_offset": str(delivery.offset),
             "dlq_attempts": str(attempts),
         }
-        await self._broker.publish(
-            delivery.value, self._dlq_topic, key=delivery.key, headers=headers
-        )
+
+        async def publish() -> None:
+            await self._broker.publish(
+                delivery.value, self._dlq_topic, key=delivery.key, headers=headers
+            )
+
+        def keep_trying(failure: Exception) -> bool:
+            log.warning("dead-letter publish failed, retrying", error=repr(failure))
+            return False  # a record is never dropped: its partition waits for the DLQ
+
+        await self._retrying(publish, give_up=keep_trying)
         self.dead_lettered += 1
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
 
