@@ -3,12 +3,17 @@ real broker and database are in tests/integration)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pytest
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
 
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderRejected
 from ticketing.shared.consumer import Delivery, MessageRunner, Received
@@ -117,3 +122,83 @@ async def test_a_record_that_keeps_failing_is_dead_lettered_after_its_attempts()
     await run.run_batch([record], single)
     assert calls == 1 + 5  # one unavailable, then the five attempts it is allowed
     assert dead.published == [record.value]
+
+
+class FailingDeadLetters(DeadLetters):
+    """A dead-letter topic that refuses the first ``failures`` publishes (forever when None)."""
+
+    def __init__(self, failures: int | None) -> None:
+        super().__init__()
+        self.failures = failures
+        self.refused = 0
+
+    async def publish(self, value: bytes, topic: str, **options: Any) -> None:
+        if self.failures is None or self.refused < self.failures:
+            self.refused += 1
+            raise KafkaConnectionError("the dead-letter topic is unreachable")
+        await super().publish(value, topic, **options)
+
+
+def runner_with(dead: DeadLetters) -> MessageRunner:
+    stand_in: Any = dead
+    return MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
+
+
+async def ignore(_: Any) -> None:
+    return None
+
+
+async def test_a_dead_letter_publish_that_fails_is_retried_until_it_goes_through() -> None:
+    dead = FailingDeadLetters(failures=4)
+    run = runner_with(dead)
+    poison = delivery(0, valid=False)
+    await run.run_batch([poison, delivery(1)], ignore, ignore_batch)
+    assert dead.refused == 4
+    assert dead.published == [poison.value]
+    assert run.dead_lettered == 1
+
+
+async def ignore_batch(_: Sequence[Received]) -> None:
+    return None
+
+
+async def test_a_dead_letter_publish_that_keeps_failing_stops_when_cancelled() -> None:
+    dead = FailingDeadLetters(failures=None)
+    run = runner_with(dead)
+    task = asyncio.create_task(run.run_batch([delivery(0, valid=False)], ignore))
+    async with asyncio.timeout(2):
+        while dead.refused < 3 and not task.done():  # it keeps trying: nothing is dropped
+            await asyncio.sleep(0.01)
+    assert not task.done()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    assert done
+    assert task.cancelled()
+    assert dead.published == []
+
+
+async def test_a_record_that_fails_unexpectedly_stops_the_rest_of_its_batch() -> None:
+    """The batch will be delivered again: none of its records may still run on meanwhile."""
+    run, _ = runner()
+    cancelled: list[bool] = []
+
+    async def single(event: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    headless: Any = None  # a record the runner cannot even log (a stand-in for any bug)
+    broken = dataclasses.replace(delivery(1), headers=headless)
+    with pytest.raises(ExceptionGroup) as raised:
+        await asyncio.wait_for(run.run_batch([delivery(0), broken], single), timeout=2)
+    assert [type(error) for error in raised.value.exceptions] == [AttributeError]
+    assert cancelled == [True]
+
+
+def test_a_header_without_a_value_is_read_as_empty() -> None:
+    record: Any = ConsumerRecord(
+        "t", 0, 7, 0, 0, None, b"{}", None, 0, 2, [("event_type", b"X"), ("empty", None)]
+    )
+    assert Delivery.of(record).headers == {"event_type": "X", "empty": ""}

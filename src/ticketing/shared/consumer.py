@@ -11,7 +11,11 @@ committed or the record was safely written to the dead-letter topic. Nothing is 
 - a handler that raises :class:`~ticketing.shared.errors.Unavailable` or loses its database is
   retried with capped backoff for as long as it takes (the dependency will come back; the
   partition waits rather than skipping ahead);
-- any other error is retried ``max_attempts`` times, then the record goes to the DLQ.
+- any other error is retried ``max_attempts`` times, then the record goes to the DLQ;
+- a dead-letter publish that fails is retried with capped backoff for as long as it takes;
+- a batch that fails anyway (a bug, a stop) is sought back to its first record on every
+  partition it spans and comes again after a capped backoff: its offsets are never committed,
+  so no later commit can pass a record that was neither applied nor dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any
 
 import msgspec
 import structlog
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.message import ConsumerProtocol, KafkaAckableMessage, KafkaMessage
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ticketing.contracts.events import (
@@ -79,7 +85,9 @@ class Delivery:
             offset=record.offset,
             key=record.key,
             value=record.value or b"",
-            headers={name: value.decode("utf-8", "replace") for name, value in record.headers},
+            headers={
+                name: (value or b"").decode("utf-8", "replace") for name, value in record.headers
+            },
         )
 
 
@@ -116,7 +124,43 @@ class MessageRunner:
         self._accepted = accepted
         self._max_attempts = max_attempts
         self._max_backoff = max_backoff
+        self._failed_in_a_row = 0
         self.dead_lettered = 0
+
+    async def complete(
+        self,
+        message: KafkaMessage,
+        handler: Handler,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
+        """Run a delivered batch, then commit its offsets. If the run fails, every partition of
+        the batch is sought back to its first record instead: the batch comes again, and no
+        later commit can pass a record of it that was never applied."""
+        records = records_of(message)
+        try:
+            await self.run_batch([Delivery.of(r) for r in records], handler, batch_handler)
+        except BaseException as error:
+            rewind(message.consumer, records)
+            if not isinstance(error, Exception):
+                raise  # a stop: the records come again from the last commit
+            await self._pause_after(error)
+            return
+        self._failed_in_a_row = 0
+        await commit(message)
+
+    async def _pause_after(self, error: Exception) -> None:
+        """Wait before a failed batch comes again, longer after each failure in a row, so a
+        failure that persists holds its partitions back without spinning."""
+        stop_if_cancelled(error)
+        self._failed_in_a_row += 1
+        delay = min(0.1 * 2.0 ** min(self._failed_in_a_row - 1, 16), self._max_backoff)
+        log.error(
+            "batch failed, its records will be delivered again",
+            error=repr(error),
+            failures_in_a_row=self._failed_in_a_row,
+            retry_in=delay,
+        )
+        await asyncio.sleep(delay)
 
     async def run_batch(
         self,
@@ -127,7 +171,11 @@ class MessageRunner:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
         if batch_handler is not None:
             deliveries = await self._run_together(deliveries, batch_handler)
-        await asyncio.gather(*(self.run(delivery, handler) for delivery in deliveries))
+        # A task group, not gather: if one record fails, the others are stopped before the
+        # batch is delivered again, so none of them runs on beside its own redelivery.
+        async with asyncio.TaskGroup() as group:
+            for delivery in deliveries:
+                group.create_task(self.run(delivery, handler))
 
     async def _run_together(
         self, deliveries: list[Delivery], batch_handler: BatchHandler
@@ -200,6 +248,8 @@ class MessageRunner:
                 return None
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        """Write the record to the DLQ, retrying for as long as it takes: its offset is committed
+        only after this, so a DLQ that is away holds the partition back and loses nothing."""
         headers = {
             **delivery.headers,
             "dlq_error": f"{type(error).__name__}: {error}"[:1000],
@@ -208,9 +258,17 @@ class MessageRunner:
             "dlq_source_offset": str(delivery.offset),
             "dlq_attempts": str(attempts),
         }
-        await self._broker.publish(
-            delivery.value, self._dlq_topic, key=delivery.key, headers=headers
-        )
+
+        async def publish() -> None:
+            await self._broker.publish(
+                delivery.value, self._dlq_topic, key=delivery.key, headers=headers
+            )
+
+        def keep_trying(failure: Exception) -> bool:
+            log.warning("dead-letter publish failed, retrying", error=repr(failure))
+            return False  # a record is never dropped: its partition waits for the DLQ
+
+        await self._retrying(publish, give_up=keep_trying)
         self.dead_lettered += 1
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
 
@@ -230,7 +288,8 @@ def subscribe(
     """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
     each record is decoded to one of ``accepted`` and the batch handed to ``handle_batch``
     (when given; ``handle`` takes the records one by one otherwise, or when the batch failed);
-    the offsets are committed after the whole batch completed."""
+    the offsets are committed after the whole batch completed, and a batch that fails anyway
+    is sought back and delivered again."""
     runner = MessageRunner(
         broker,
         dlq_topic=dlq_topic,
@@ -238,12 +297,16 @@ def subscribe(
         max_attempts=settings.consumer_max_attempts,
     )
 
+    async def parse(records: Any) -> KafkaMessage:
+        return as_message(records, subscriber.consumer)
+
     subscriber = broker.subscriber(
         topic,
         group_id=group,
         ack_policy=AckPolicy.MANUAL,
         batch=True,
         max_records=settings.consumer_batch_size,
+        parser=parse,
         decoder=as_received,
         title=f"{group}:{topic}",
         description=description,
@@ -252,13 +315,43 @@ def subscribe(
     wait_without_sleeping(subscriber)
 
     @subscriber
-    async def on_batch(message: Any) -> None:
-        records = message.raw_message
-        batch = records if isinstance(records, tuple) else (records,)
-        await runner.run_batch([Delivery.of(record) for record in batch], handle, handle_batch)
-        await message.ack()
+    async def on_batch(message: Any) -> None:  # the body (as_received); Any: FastStream reads hints
+        await runner.complete(message, handle, handle_batch)
 
     return runner
+
+
+def records_of(message: KafkaMessage) -> tuple[Any, ...]:
+    records = message.raw_message
+    return records if isinstance(records, tuple) else (records,)
+
+
+def rewind(consumer: ConsumerProtocol, records: Sequence[Any]) -> None:
+    """Seek each partition of a failed batch back to its first record, so the next fetch
+    delivers the batch again. FastStream's ``nack`` stops at the first partition it cannot
+    seek, and its earlier releases sought only the first record's partition."""
+    first: dict[Any, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        first[partition] = min(record.offset, first.get(partition, record.offset))
+    for partition, offset in first.items():
+        try:
+            consumer.seek(partition, offset)
+        except IllegalStateError:
+            # A rebalance took it: its next owner starts at its last commit, which never
+            # passed these records.
+            log.info("partition no longer assigned, not sought back", partition=str(partition))
+
+
+async def commit(message: KafkaMessage) -> None:
+    """Commit the consumer's offsets, which stand just past the batch it applied. A failed
+    commit (a rebalance, the broker away) loses nothing: a later commit covers the records,
+    or whoever gets them again skips them as duplicates."""
+    try:
+        await message.ack()
+    except Exception as error:  # noqa: BLE001 - the records are safe either way
+        stop_if_cancelled(error)
+        log.warning("offset commit failed", error=repr(error))
 
 
 IDLE_WAIT_MS = 200
@@ -284,6 +377,16 @@ def wait_without_sleeping(subscriber: Any) -> None:
         return tuple(itertools.chain.from_iterable(batches.values()))
 
     subscriber.get_msg = get_msg
+
+
+def as_message(records: Any, consumer: ConsumerProtocol | None) -> KafkaMessage:
+    """What the subscriber's parser makes of a batch: FastStream's message, without FastStream's
+    own parsing, which decodes every header as strict UTF-8: a header that is not would fail
+    the whole batch before our handler sees it, and FastStream would move on past its records.
+    (The runner reads each record itself, tolerantly.)"""
+    if consumer is None:  # only once stopped, when nothing is committed any more
+        raise RuntimeError("a batch arrived after its subscriber's consumer stopped")
+    return KafkaAckableMessage(raw_message=records, body=b"", consumer=consumer)
 
 
 async def as_received(message: KafkaMessage) -> KafkaMessage:

@@ -1,0 +1,220 @@
+"""No record of a failed batch is skipped: against the real broker, every record published is
+applied or dead-lettered, whatever failed on the way (the dead-letter topic, the runner itself,
+a header FastStream cannot read)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+
+from tests.harness import create_topics, read_topic
+from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
+from ticketing.shared.consumer import Delivery, MessageRunner, Received, subscribe
+from ticketing.shared.messaging import create_broker
+from ticketing.shared.outbox import encode_event
+from ticketing.shared.settings import Settings
+
+PARTITIONS = 3
+
+
+class Applied:
+    """What the consumer applied, by message id (a redelivered record is applied once)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def one(self, event: BookingRequested) -> None:
+        self.ids.add(str(event.message_id))
+
+    async def batch(self, received: Sequence[Received]) -> None:
+        self.ids.update(str(item.event.message_id) for item in received)
+
+
+def booking_requested() -> BookingRequested:
+    return BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        ticket_count=1,
+        unit_price="10.00",
+        total_price="10.00",
+        requested_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+
+
+async def publish(
+    bootstrap: str, topic: str, count: int, *, poison_every: int = 0, odd_header: int = -1
+) -> tuple[set[str], set[str]]:
+    """Publish ``count`` records round-robin over the partitions: every ``poison_every``-th
+    undecodable, the ``odd_header``-th with a header value that is not UTF-8. Returns the
+    message ids of the good records and of the poison ones."""
+    good: set[str] = set()
+    poison: set[str] = set()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for n in range(count):
+            event = booking_requested()
+            message_id = str(event.message_id)
+            is_poison = poison_every > 0 and n % poison_every == poison_every - 1
+            (poison if is_poison else good).add(message_id)
+            headers = [
+                (EVENT_TYPE_HEADER, b"BookingRequested"),
+                (MESSAGE_ID_HEADER, message_id.encode()),
+            ]
+            if n == odd_header:
+                headers.append(("x-binary", b"\xff\xfe\x00"))
+            value = b"{not json" if is_poison else encode_event(event)
+            await producer.send_and_wait(
+                topic, value, key=message_id.encode(), partition=n % PARTITIONS, headers=headers
+            )
+    finally:
+        await producer.stop()
+    return good, poison
+
+
+def settings_for(bootstrap: str) -> Settings:
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+        kafka_fetch_max_wait_ms=20,
+        consumer_max_attempts=2,
+    )
+
+
+@asynccontextmanager
+async def consuming(
+    bootstrap: str, topic: str, applied: Applied, patch: Callable[[Any, MessageRunner], None]
+) -> AsyncIterator[None]:
+    """Our subscriber on ``topic`` (``patch`` gets its broker and runner before it starts)."""
+    settings = settings_for(bootstrap)
+    broker = create_broker(settings, client_id="redelivery-test")
+    runner = subscribe(
+        broker,
+        settings,
+        topic=topic,
+        group=f"group-{uuid.uuid4().hex[:8]}",
+        dlq_topic=f"{topic}.dlq",
+        accepted=(BookingRequested,),
+        handle=applied.one,
+        handle_batch=applied.batch,
+        description="redelivery test",
+    )
+    patch(broker, runner)
+    try:
+        await broker.start()
+        yield
+    finally:
+        await broker.stop()
+
+
+async def dead_lettered(bootstrap: str, topic: str, expected: int) -> set[str]:
+    records = await read_topic(bootstrap, f"{topic}.dlq", expected, timeout=2)
+    return {dict(r.headers)[MESSAGE_ID_HEADER].decode() for r in records}
+
+
+async def until_none_is_left(left: Callable[[], Awaitable[set[str]]], timeout: float = 30) -> None:
+    """Wait until ``left`` (the records neither applied nor dead-lettered) is empty."""
+    remaining = await left()
+    try:
+        async with asyncio.timeout(timeout):
+            while remaining:
+                await asyncio.sleep(0.1)
+                remaining = await left()
+    except TimeoutError:
+        pytest.fail(f"{len(remaining)} records were neither applied nor dead-lettered")
+
+
+async def new_topic(bootstrap: str) -> str:
+    topic = f"redelivery.{uuid.uuid4().hex}"
+    await create_topics(bootstrap, PARTITIONS, topic, f"{topic}.dlq")
+    return topic
+
+
+async def test_a_dead_letter_topic_that_fails_for_a_while_skips_no_record(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    good, poison = await publish(kafka_bootstrap, topic, 24, poison_every=4)
+    applied = Applied()
+    refused = 0
+
+    def failing_dead_letters(broker: Any, _: MessageRunner) -> None:
+        publish_for_real = broker.publish
+
+        async def flaky(value: bytes, to: str, **options: Any) -> Any:
+            nonlocal refused
+            if to.endswith(".dlq") and refused < 5:
+                refused += 1
+                raise KafkaConnectionError("the dead-letter topic is unreachable (test)")
+            return await publish_for_real(value, to, **options)
+
+        monkeypatch.setattr(broker, "publish", flaky)
+
+    async with consuming(kafka_bootstrap, topic, applied, failing_dead_letters):
+
+        async def left() -> set[str]:
+            dead = await dead_lettered(kafka_bootstrap, topic, len(poison))
+            assert applied.ids <= good
+            assert dead <= poison
+            return (good - applied.ids) | (poison - dead)
+
+        await until_none_is_left(left)
+    assert refused == 5
+
+
+async def test_a_batch_that_fails_as_a_whole_comes_again_on_every_partition(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    good, _ = await publish(kafka_bootstrap, topic, 12)
+    applied = Applied()
+    failed: list[tuple[int, int]] = []
+
+    def failing_once(_: Any, runner: MessageRunner) -> None:
+        run_for_real = runner.run_batch
+
+        async def fail_the_first(deliveries: list[Delivery], *args: Any) -> None:
+            if not failed:
+                failed.extend((d.partition, d.offset) for d in deliveries)
+                raise RuntimeError("an unexpected failure escaped the batch (test)")
+            await run_for_real(deliveries, *args)
+
+        monkeypatch.setattr(runner, "run_batch", fail_the_first)
+
+    async with consuming(kafka_bootstrap, topic, applied, failing_once):
+
+        async def left() -> set[str]:
+            return good - applied.ids
+
+        await until_none_is_left(left)
+        # Later records are applied (and their batches committed) after the failed ones.
+        later, _ = await publish(kafka_bootstrap, topic, 6)
+        good |= later
+        await until_none_is_left(left)
+    assert len({partition for partition, _ in failed}) > 1  # the failed batch spanned partitions
+
+
+async def test_a_header_faststream_cannot_read_skips_no_record_of_its_batch(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    good, _ = await publish(kafka_bootstrap, topic, 9, odd_header=4)
+    applied = Applied()
+
+    async with consuming(kafka_bootstrap, topic, applied, lambda *_: None):
+
+        async def left() -> set[str]:
+            return good - applied.ids
+
+        await until_none_is_left(left)
