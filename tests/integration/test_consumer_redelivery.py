@@ -38,6 +38,13 @@ class Applied:
         self.ids.update(str(item.event.message_id) for item in received)
 
 
+class OneByOne(Applied):
+    """Applies nothing as a batch, so that every record goes through its own handling."""
+
+    async def batch(self, received: Sequence[Received]) -> None:
+        raise RuntimeError("no batches here (test)")
+
+
 def booking_requested() -> BookingRequested:
     return BookingRequested(
         message_id=uuid.uuid4(),
@@ -203,6 +210,40 @@ async def test_a_batch_that_fails_as_a_whole_comes_again_on_every_partition(
         good |= later
         await until_none_is_left(left)
     assert len({partition for partition, _ in failed}) > 1  # the failed batch spanned partitions
+
+
+async def test_one_record_that_breaks_neither_stops_the_consumer_nor_skips_a_record(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure escaping one record's handling inside a batch (the records run concurrently):
+    the batch comes again and the consumer goes on. With a task group on Python 3.11 this left
+    the consume loop cancelled, and nothing was applied after it."""
+    topic = await new_topic(kafka_bootstrap)
+    good, _ = await publish(kafka_bootstrap, topic, 12)
+    applied = OneByOne()
+    broke: list[int] = []
+
+    def breaking_once(_: Any, runner: MessageRunner) -> None:
+        run_for_real = runner.run
+
+        async def break_one(delivery: Delivery, *args: Any) -> None:
+            if not broke:
+                broke.append(delivery.offset)
+                raise RuntimeError("a bug in one record's handling (test)")
+            await run_for_real(delivery, *args)
+
+        monkeypatch.setattr(runner, "run", break_one)
+
+    async with consuming(kafka_bootstrap, topic, applied, breaking_once):
+
+        async def left() -> set[str]:
+            return good - applied.ids
+
+        await until_none_is_left(left)
+        later, _ = await publish(kafka_bootstrap, topic, 6)
+        good |= later
+        await until_none_is_left(left)
+    assert broke
 
 
 async def test_a_header_faststream_cannot_read_skips_no_record_of_its_batch(

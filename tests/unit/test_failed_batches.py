@@ -12,8 +12,9 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka.message import KafkaAckableMessage
 
+from tests.unit.test_message_runner import delivery
 from ticketing.contracts.events import OrderRejected
-from ticketing.shared.consumer import Delivery, MessageRunner
+from ticketing.shared.consumer import CancelledElsewhere, Delivery, MessageRunner, run_all
 
 
 class Consumer:
@@ -38,6 +39,13 @@ class Consumer:
 
 def record(partition: int, offset: int) -> Any:
     return ConsumerRecord("t", partition, offset, 0, 0, None, b"{}", None, 0, 2, [])
+
+
+def rejected(partition: int, offset: int) -> Any:
+    """A record holding a valid OrderRejected event."""
+    valid = delivery(offset)
+    headers = [(name, value.encode()) for name, value in valid.headers.items()]
+    return ConsumerRecord("t", partition, offset, 0, 0, None, valid.value, None, 0, 2, headers)
 
 
 def batch(consumer: Consumer, *records: Any) -> KafkaAckableMessage:
@@ -108,3 +116,85 @@ async def test_a_single_record_is_handled_as_a_batch_of_one() -> None:
     await runner.complete(single, ignore)
     assert runner.ran == [[(0, 8)]]
     assert consumer.seeks == [(0, 8)]
+
+
+class OneRecordBreaks(MessageRunner):
+    """The real ``run_batch``, with a record whose run raises (a bug escaping its handling)."""
+
+    def __init__(self) -> None:
+        stand_in: Any = object()
+        super().__init__(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
+
+    async def run(self, delivery: Delivery, handler: Any) -> None:
+        if delivery.offset == 1:
+            raise RuntimeError("a bug in one record")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_record_that_breaks_leaves_the_consumer_running_not_cancelled() -> None:
+    # With an asyncio.TaskGroup (Python 3.11) the failing child left this task cancelled, so
+    # complete() raised CancelledError and the consume loop ended for good.
+    consumer = Consumer(0)
+    runner = OneRecordBreaks()
+    await runner.complete(batch(consumer, record(0, 0), record(0, 1), record(0, 2)), ignore)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    assert consumer.seeks == [(0, 0)]
+    assert consumer.commits == 0
+
+
+async def test_a_handler_cancelled_from_elsewhere_is_retried_not_counted_as_done() -> None:
+    # A handler awaiting a shared future that someone else cancelled raised CancelledError;
+    # the batch then counted as complete and was committed past a record never applied.
+    consumer = Consumer(0)
+    stand_in: Any = object()
+    runner = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,))
+    applied: list[Any] = []
+    attempts = 0
+
+    async def handler(event: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            shared = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(shared.cancel)  # someone else cancels it
+            await shared
+        applied.append(event)
+
+    await runner.complete(batch(consumer, rejected(0, 7)), handler)
+    assert len(applied) == 1  # retried, then applied
+    assert consumer.commits == 1
+
+
+async def test_a_record_task_that_ends_cancelled_fails_its_batch() -> None:
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    async def cancelled_from_elsewhere() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(CancelledElsewhere):
+        await run_all([fine(), cancelled_from_elsewhere()])
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_a_stop_while_records_run_stops_them_all() -> None:
+    started = asyncio.Event()
+    stopped: list[int] = []
+
+    async def long(index: int) -> None:
+        try:
+            started.set()
+            await asyncio.sleep(10)
+        finally:
+            stopped.append(index)
+
+    runner = asyncio.ensure_future(run_all([long(0), long(1)]))
+    await started.wait()
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert sorted(stopped) == [0, 1]

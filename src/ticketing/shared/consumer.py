@@ -103,7 +103,45 @@ def decode_event(delivery: Delivery, accepted: tuple[type[Any], ...]) -> Any:
         raise PoisonMessage(f"{event_type} payload is invalid: {error}") from None
 
 
+class CancelledElsewhere(Exception):
+    """A call raised CancelledError although this task was not being stopped."""
+
+
+def raise_if_stopping(cancelled: asyncio.CancelledError) -> None:
+    """Re-raise ``cancelled`` when the running task is being stopped; return otherwise."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling() > 0:
+        raise cancelled
+
+
+async def run_all(calls: Sequence[Awaitable[None]]) -> None:
+    """Run ``calls`` concurrently until all are done; the first failure stops the others and
+    is raised once they have stopped, so none runs on beside its own redelivery.
+
+    Not an ``asyncio.TaskGroup``: on Python 3.11 a task group whose child fails while the
+    parent waits in its exit leaves the parent cancelled (CPython gh-116720), which would stop
+    the consumer for good. And a call that ends cancelled without this task being stopped is a
+    failure here (TaskGroup counts it as done), so its batch is delivered again.
+    """
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for the finished ones
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    if failures:
+        raise failures[0]  # type: ignore[misc]
+    if any(task.cancelled() for task in tasks):
+        raise CancelledElsewhere("a record's handling ended cancelled")
+
+
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, CancelledElsewhere):
+        return True
     if isinstance(error, Unavailable | OperationalError | TimeoutError | ConnectionError):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
@@ -171,11 +209,7 @@ class MessageRunner:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
         if batch_handler is not None:
             deliveries = await self._run_together(deliveries, batch_handler)
-        # A task group, not gather: if one record fails, the others are stopped before the
-        # batch is delivered again, so none of them runs on beside its own redelivery.
-        async with asyncio.TaskGroup() as group:
-            for delivery in deliveries:
-                group.create_task(self.run(delivery, handler))
+        await run_all([self.run(delivery, handler) for delivery in deliveries])
 
     async def _run_together(
         self, deliveries: list[Delivery], batch_handler: BatchHandler
@@ -233,9 +267,14 @@ class MessageRunner:
         delay = 0.1
         while True:
             try:
-                await call()
-            except asyncio.CancelledError:
-                raise
+                try:
+                    await call()
+                except asyncio.CancelledError as cancelled:
+                    raise_if_stopping(cancelled)
+                    # Not our stop: the call awaited something that someone else cancelled
+                    # (a shared read, a group commit). A failure like any other, so the record
+                    # is retried rather than counted as done.
+                    raise CancelledElsewhere from cancelled
             except Exception as error:  # noqa: BLE001 - every failure is retried or handed back
                 stop_if_cancelled(error)
                 if is_transient(error):
