@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import Stack
+from tests.harness import DEV_CLIENTS
 from tests.integration.flow import book, create_customer, settled, setup_sale
 from ticketing.booking.tables import bookings, idempotency_keys
 from ticketing.booking.tables import outbox as booking_outbox
@@ -143,7 +144,9 @@ async def test_a_key_still_in_flight_is_409_with_retry_after(stack: Stack) -> No
     async with stack.engines["booking"].begin() as conn:
         await conn.execute(
             idempotency_keys.insert().values(
+                client_id=DEV_CLIENTS["admin"][0],  # the client whose token stack.booking holds
                 idem_key=key,
+                claim=uuid.uuid4().hex,
                 fingerprint=hashlib.sha256(body).hexdigest(),
                 created_at=func.utc_timestamp(6),
             )

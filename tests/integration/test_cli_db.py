@@ -9,10 +9,14 @@ import subprocess
 import sys
 import uuid
 
+from alembic import command
 from sqlalchemy import text
 
 from tests.harness import drop_databases
+from ticketing.booking import repository as repo
+from ticketing.booking.repository import KeyClaim
 from ticketing.shared.db import create_engine
+from ticketing.shared.migrations import alembic_config, upgrade
 from ticketing.shared.settings import Settings
 
 
@@ -70,3 +74,42 @@ def test_unknown_service_and_bad_settings_fail_clearly() -> None:
     )
     assert bad.returncode == 2
     assert "TICKETING_INVENTORY_PORT" in bad.stderr
+
+
+async def test_db_upgrade_takes_an_existing_booking_database_to_keys_per_client(
+    base_settings: Settings,
+) -> None:
+    """Revision 0002 on a database that holds keys of revision 0001: they name no client, so
+    they are deleted; keys are then per client and byte for byte, and the downgrade works."""
+    settings = dataclasses.replace(
+        base_settings, db_prefix=f"ticketing_cli_{uuid.uuid4().hex[:8]}_"
+    )
+    try:
+        await asyncio.to_thread(upgrade, settings, "booking", "0001")
+        engine = create_engine(settings, "booking")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (idem_key, fingerprint, created_at) "
+                        "VALUES ('abc', 'f', UTC_TIMESTAMP(6))"
+                    )
+                )
+            upgraded = await asyncio.to_thread(
+                run_cli, "db", "upgrade", "booking", prefix=settings.db_prefix
+            )
+            assert upgraded.returncode == 0, upgraded.stderr
+            async with engine.begin() as conn:
+                assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+                assert await conn.scalar(text("SELECT COUNT(*) FROM idempotency_keys")) == 0
+                for client, key in [("a", "abc"), ("a", "ABC"), ("a", "abc "), ("b", "abc")]:
+                    assert await repo.claim_key(conn, KeyClaim.new(client, key), "f")
+                assert not await repo.claim_key(conn, KeyClaim.new("a", "abc"), "f")
+            await asyncio.to_thread(command.downgrade, alembic_config(settings, "booking"), "0001")
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+                assert await conn.scalar(text("SELECT COUNT(*) FROM idempotency_keys")) == 0
+        finally:
+            await engine.dispose()
+    finally:
+        await drop_databases(settings)

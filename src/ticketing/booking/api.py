@@ -20,6 +20,7 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
+from ticketing.shared.auth import Principal
 from ticketing.shared.body import read_body
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.pagination import CURSOR_PATTERN
@@ -45,7 +46,8 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
-        description="Repeat a request safely: the same key and body return the first answer.",
+        description="Repeat a request safely: the same key and body return the first answer. "
+        "Keys are compared byte for byte and are each client's own.",
         required=False,
     ),
 ]
@@ -117,9 +119,11 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
     key = _idempotency_key(scope)
     body = await read_body(receive, state.settings.max_request_body_bytes)
     service: BookingService = state.bookings
+    caller: Principal = scope["user"]  # set by the authentication middleware
     accepted = await service.request_booking(
         _decode(body),
         raw_body=body,
+        client_id=caller.client_id,
         idempotency_key=key,
         correlation_id=current_correlation_id(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.booking.tables import bookings, customers, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.shared import sql
+from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.outbox import utcnow
 
 
@@ -171,49 +174,110 @@ def set_outcomes_statement(outcomes: Sequence[Outcome]) -> sql.Statement:
 # Idempotency keys ------------------------------------------------------------------------
 
 
-async def claim_key(conn: AsyncConnection, key: str, fingerprint: str) -> bool:
-    """Insert the key as in flight; False when it already exists."""
-    result = await conn.execute(
-        insert(idempotency_keys)
-        .prefix_with("IGNORE")
-        .values(idem_key=key, fingerprint=fingerprint, created_at=utcnow())
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """An Idempotency-Key as one request holds it: the calling client's key, and the token that
+    request stored with it when it claimed the key (a retry that takes the key over stores its
+    own, so the request it took the key from can tell that it no longer holds it)."""
+
+    client_id: str
+    key: str
+    token: str
+
+    @classmethod
+    def new(cls, client_id: str, key: str) -> KeyClaim:
+        return cls(client_id, key, secrets.token_hex(16))
+
+
+def _named_by(claim: KeyClaim) -> ColumnElement[bool]:
+    """The client's row of the key ``claim`` names (compared byte for byte: the columns are
+    binary strings)."""
+    return and_(
+        idempotency_keys.c.client_id == claim.client_id, idempotency_keys.c.idem_key == claim.key
     )
-    return result.rowcount == 1
 
 
-async def get_key(conn: AsyncConnection, key: str) -> Any:
-    query = select(idempotency_keys).where(idempotency_keys.c.idem_key == key)
-    return (await conn.execute(query)).first()
+async def claim_key(conn: AsyncConnection, claim: KeyClaim, fingerprint: str) -> bool:
+    """Insert the key as in flight, held by ``claim``; False when the client has it already.
+
+    A plain ``INSERT`` rather than ``INSERT IGNORE``: IGNORE would also turn a value too long
+    for its column into a truncated one, and two clients or keys could then meet.
+    """
+    try:
+        await conn.execute(
+            insert(idempotency_keys).values(
+                client_id=claim.client_id,
+                idem_key=claim.key,
+                claim=claim.token,
+                fingerprint=fingerprint,
+                created_at=utcnow(),
+            )
+        )
+    except IntegrityError as error:
+        if is_duplicate_key(error):
+            return False
+        raise
+    return True
 
 
-async def take_over_key(conn: AsyncConnection, key: str, claimed_at: datetime) -> bool:
-    """Adopt a key whose first request was abandoned (still in flight since ``claimed_at``)."""
+async def get_key(conn: AsyncConnection, claim: KeyClaim) -> Any:
+    """The client's row of the key ``claim`` names, whoever holds it."""
+    return (await conn.execute(select(idempotency_keys).where(_named_by(claim)))).first()
+
+
+async def take_over_key(conn: AsyncConnection, claim: KeyClaim, held_by: str) -> bool:
+    """Hand a key whose request was abandoned (still in flight, held by ``held_by``) to
+    ``claim``; False when it was completed or taken over meanwhile."""
     result = await conn.execute(
         update(idempotency_keys)
         .where(
-            idempotency_keys.c.idem_key == key,
+            _named_by(claim),
+            idempotency_keys.c.claim == held_by,
             idempotency_keys.c.booking_id.is_(None),
-            idempotency_keys.c.created_at == claimed_at,
         )
-        .values(created_at=utcnow())
+        .values(claim=claim.token, created_at=utcnow())
     )
     return result.rowcount == 1
 
 
-def complete_key_statement(key: str, booking_id: uuid.UUID, response: str) -> sql.Statement:
-    """Record the answer given for ``key``'s request (with its booking, in the same transaction:
-    :func:`ticketing.shared.sql.commit_all`)."""
-    return sql.Statement(_COMPLETE_KEY, (str(booking_id), response, key))
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The answer a request that holds its key gave: its booking and the JSON sent."""
+
+    claim: KeyClaim
+    booking_id: uuid.UUID
+    response: str
 
 
-_COMPLETE_KEY = "UPDATE idempotency_keys SET booking_id = %s, response = %s WHERE idem_key = %s"
+def complete_keys_statement(completions: Sequence[Completion]) -> sql.Statement:
+    """Record the answers of ``completions`` (not empty), each only where its request still
+    holds its key: the statement changes fewer rows than ``completions`` when a retry took a
+    key over. Run it in the transaction of the bookings, and check its count before the commit.
+    """
+    tokens = [c.claim.token for c in completions]
+    whens = " ".join(["WHEN %s THEN %s"] * len(completions))
+    params: list[Any] = []
+    for values in ([str(c.booking_id) for c in completions], [c.response for c in completions]):
+        params += [p for pair in zip(tokens, values, strict=True) for p in pair]
+    for c in completions:
+        params += [c.claim.client_id, c.claim.key, c.claim.token]
+    held = ", ".join(["(%s, %s, %s)"] * len(completions))
+    statement = (  # only placeholders are formatted in; every value is a parameter
+        "UPDATE idempotency_keys SET "  # noqa: S608
+        f"booking_id = CASE claim {whens} END, response = CASE claim {whens} END "
+        f"WHERE (client_id, idem_key, claim) IN ({held})"
+    )
+    return sql.Statement(statement, params)
 
 
-async def release_key(conn: AsyncConnection, key: str) -> None:
-    """Forget a key whose request failed, so that the client may retry it."""
+async def release_key(conn: AsyncConnection, claim: KeyClaim) -> None:
+    """Forget a key whose request failed, so that the client may retry it (only while this
+    request holds it: a retry that took it over keeps it)."""
     await conn.execute(
         delete(idempotency_keys).where(
-            idempotency_keys.c.idem_key == key, idempotency_keys.c.booking_id.is_(None)
+            _named_by(claim),
+            idempotency_keys.c.claim == claim.token,
+            idempotency_keys.c.booking_id.is_(None),
         )
     )
 

@@ -49,25 +49,46 @@ _encoder = msgspec.json.Encoder()
 
 @dataclass(frozen=True, slots=True)
 class NewBooking:
-    """What accepting one booking writes: its row, its outbox event, its idempotency key."""
+    """What accepting one booking writes: its row, its outbox event, its idempotency key's
+    answer (when the request came with a key, which it holds)."""
 
     booking: Booking
     outbox_row: dict[str, Any]
-    idempotency_key: str | None
+    idempotency_key: repo.KeyClaim | None
     response: str
+
+
+class KeyTakenOver(Conflict):
+    """A retry took the request's Idempotency-Key over while the request was in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a retry with this Idempotency-Key took it over while this request was in flight "
+            "(after TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS), so this request made no booking; "
+            "repeat it with the same key for the answer to the retry",
+            retry_after=1,
+        )
 
 
 async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> None:
     """Write and commit accepted bookings, their BookingRequested events and their idempotency
-    keys' answers: the whole transaction in one round trip (``sql.commit_all``)."""
+    keys' answers.
+
+    The answers go first, each only where its request still holds its key, and their count is
+    checked before the bookings and the ``COMMIT`` are sent (``sql.commit_all``, one round trip):
+    if a retry took a key over, :class:`KeyTakenOver` leaves the transaction uncommitted, and
+    :class:`GroupCommit` writes the items of a group one by one, so that only that request fails.
+    """
+    answers = [
+        repo.Completion(item.idempotency_key, item.booking.id, item.response)
+        for item in new
+        if item.idempotency_key is not None
+    ]
+    if answers and await sql.run(conn, repo.complete_keys_statement(answers)) != len(answers):
+        raise KeyTakenOver
     statements = [
         repo.add_bookings_statement([item.booking for item in new]),
         outbox_ops.append_statement(outbox, [item.outbox_row for item in new]),
-    ]
-    statements += [
-        repo.complete_key_statement(item.idempotency_key, item.booking.id, item.response)
-        for item in new
-        if item.idempotency_key is not None
     ]
     await sql.commit_all(conn, statements)
 
@@ -160,27 +181,32 @@ class BookingService:
         data: BookingCreate,
         *,
         raw_body: bytes,
+        client_id: str,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
     ) -> Accepted:
-        """Accept a booking: the PENDING row and its BookingRequested event in one transaction."""
+        """Accept a booking: the PENDING row and its BookingRequested event in one transaction.
+
+        ``client_id`` is the caller's client (the token's azp): an ``idempotency_key`` is that
+        client's own.
+        """
+        claim = None
         if idempotency_key is not None:
-            replay = await self._claim_key(idempotency_key, domain.fingerprint(raw_body))
+            claim = repo.KeyClaim.new(client_id, idempotency_key)
+            replay = await self._claim_key(claim, domain.fingerprint(raw_body))
             if replay is not None:
                 return replay
         try:
-            return await self._accept(data, idempotency_key, correlation_id)
+            return await self._accept(data, claim, correlation_id)
         except BaseException:
-            if idempotency_key is not None:
-                await run_transaction(
-                    self._engine, lambda conn: repo.release_key(conn, idempotency_key)
-                )
+            if claim is not None:
+                await run_transaction(self._engine, lambda conn: repo.release_key(conn, claim))
             raise
 
     async def _accept(
         self,
         data: BookingCreate,
-        idempotency_key: str | None,
+        claim: repo.KeyClaim | None,
         correlation_id: str | None,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
@@ -220,7 +246,11 @@ class BookingService:
         )
         # Concurrent bookings share one transaction (see GroupCommit); this returns once the
         # booking, its event and its idempotency key are committed.
-        await self._writer.write(NewBooking(booking, outbox_row, idempotency_key, body.decode()))
+        try:
+            await self._writer.write(NewBooking(booking, outbox_row, claim, body.decode()))
+        except KeyTakenOver:
+            log.warning("booking not written: a retry took its idempotency key over")
+            raise
         log.info("booking accepted", booking_id=str(booking.id), event_id=str(booking.event_id))
         return Accepted(booking_id=booking.id, body=body, replayed=False)
 
@@ -234,30 +264,34 @@ class BookingService:
             self._known_customers.clear()
         self._known_customers.add(customer_id)
 
-    async def _claim_key(self, key: str, fingerprint: str) -> Accepted | None:
-        """None when this request owns the key now; the first answer when it was given."""
-        async with self._engine.begin() as conn:
-            if await repo.claim_key(conn, key, fingerprint):
+    async def _claim_key(self, claim: repo.KeyClaim, fingerprint: str) -> Accepted | None:
+        """None when this request holds the key now; the first answer when it was given.
+
+        Retried whole on a deadlock: two retries that find the key taken hold shared locks on
+        its row (from their failed inserts), and when both try to take it over one is killed.
+        """
+
+        async def work(conn: AsyncConnection) -> Accepted | None:
+            if await repo.claim_key(conn, claim, fingerprint):
                 return None
-            row = await repo.get_key(conn, key)
+            row = await repo.get_key(conn, claim)
             if row is None:  # purged between the two statements: claim it again
-                await repo.claim_key(conn, key, fingerprint)
-                return None
-            if row.fingerprint != fingerprint:
-                raise Unprocessable(
-                    "this Idempotency-Key was used with a different request body; "
-                    "use a new key for a new request"
-                )
-            if row.booking_id is not None:
-                return Accepted(row.booking_id, row.response.encode(), replayed=True)
-            claimed_at = row.created_at
-            abandoned = claimed_at.replace(tzinfo=UTC) < datetime.now(UTC) - self._abandoned_after
-            if abandoned and await repo.take_over_key(conn, key, claimed_at):
-                return None
-        raise Conflict(
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-            retry_after=1,
-        )
+                if await repo.claim_key(conn, claim, fingerprint):
+                    return None
+            else:
+                replay = _replay(row, fingerprint)
+                if replay is not None:
+                    return replay
+                claimed_at = row.created_at.replace(tzinfo=UTC)
+                abandoned = claimed_at < datetime.now(UTC) - self._abandoned_after
+                if abandoned and await repo.take_over_key(conn, claim, row.claim):
+                    return None
+            raise Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                retry_after=1,
+            )
+
+        return await run_transaction(self._engine, work)
 
     async def purge_idempotency_keys(self, older_than: timedelta) -> int:
         return await run_transaction(self._engine, lambda c: repo.purge_keys(c, older_than))
@@ -320,6 +354,18 @@ class BookingService:
                 "outcomes ignored: bookings missing or already final",
                 count=len(outcomes) - changed,
             )
+
+
+def _replay(row: Any, fingerprint: str) -> Accepted | None:
+    """The first answer given for a key's row, None while its request is in flight."""
+    if row.fingerprint != fingerprint:
+        raise Unprocessable(
+            "this Idempotency-Key was used with a different request body; "
+            "use a new key for a new request"
+        )
+    if row.booking_id is None:
+        return None
+    return Accepted(row.booking_id, row.response.encode(), replayed=True)
 
 
 def _outcome(event: OrderConfirmed | OrderRejected) -> repo.Outcome:

@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
 
 from ticketing.shared.inbox import inbox_table
 from ticketing.shared.outbox import outbox_table
@@ -52,10 +52,27 @@ bookings = Table(
     CheckConstraint("ticket_count > 0", name="ck_bookings_ticket_count_positive"),
 )
 
+# A client id from a token (up to 255 characters of UTF-8), and an Idempotency-Key header (up to
+# 255 characters read as Latin-1, so at most 2 bytes each in UTF-8).
+CLIENT_ID_BYTES = 1020
+IDEMPOTENCY_KEY_BYTES = 510
+
+
+def binary_text(length: int) -> VARCHAR:
+    """Text compared byte for byte: the server makes ``VARCHAR(n) CHARACTER SET binary`` a
+    VARBINARY (no collation to fold case, no padding with spaces), while the driver still sends
+    it as a string (bytes parameters break aiomysql 0.3 on PyMySQL 1.2)."""
+    return VARCHAR(length, charset="binary")
+
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
-    Column("idem_key", String(255), primary_key=True),
+    # Keys are each client's own (the token's azp), so two clients never share one.
+    Column("client_id", binary_text(CLIENT_ID_BYTES), primary_key=True),
+    Column("idem_key", binary_text(IDEMPOTENCY_KEY_BYTES), primary_key=True),
+    # The token of the request that holds the key; a retry that takes the key over stores its own.
+    Column("claim", String(32), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("booking_id", Uuid, nullable=True),
     Column("response", Text, nullable=True),
