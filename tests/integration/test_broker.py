@@ -19,10 +19,11 @@ from ticketing.contracts.events import (
     MESSAGE_ID_HEADER,
     BookingRequested,
 )
-from ticketing.shared.consumer import Received, subscribe
+from ticketing.shared.consumer import Received
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.outbox import encode_event
 from ticketing.shared.settings import Settings
+from ticketing.shared.subscription import subscribe
 
 
 async def test_publish_and_consume_round_trip(

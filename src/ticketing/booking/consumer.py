@@ -6,9 +6,9 @@ from faststream.kafka import KafkaBroker
 
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.contracts.events import ORDERS_DLQ_TOPIC, ORDERS_TOPIC, OrderConfirmed, OrderRejected
-from ticketing.shared.consumer import subscribe
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
+from ticketing.shared.subscription import subscribe
 
 
 def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:

@@ -6,9 +6,10 @@ from faststream.kafka import KafkaBroker
 
 from ticketing.contracts.events import BOOKINGS_DLQ_TOPIC, BOOKINGS_TOPIC, BookingRequested
 from ticketing.order.service import CONSUMER, OrderService
-from ticketing.shared.consumer import MessageRunner, subscribe
+from ticketing.shared.consumer import MessageRunner
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
+from ticketing.shared.subscription import subscribe
 
 
 def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker, MessageRunner]:
