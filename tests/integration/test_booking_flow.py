@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from tests.conftest import Stack
 from tests.harness import DEV_CLIENTS
 from tests.integration.flow import book, create_customer, settled, setup_sale
+from ticketing.booking.repository import client_digest
 from ticketing.booking.tables import bookings, idempotency_keys
 from ticketing.booking.tables import outbox as booking_outbox
 from ticketing.order.tables import orders
@@ -144,7 +145,7 @@ async def test_a_key_still_in_flight_is_409_with_retry_after(stack: Stack) -> No
     async with stack.engines["booking"].begin() as conn:
         await conn.execute(
             idempotency_keys.insert().values(
-                client_id=DEV_CLIENTS["admin"][0],  # the client whose token stack.booking holds
+                client=client_digest(DEV_CLIENTS["admin"][0]),  # stack.booking's token's client
                 idem_key=key,
                 claim=uuid.uuid4().hex,
                 fingerprint=hashlib.sha256(body).hexdigest(),

@@ -5,6 +5,7 @@ client has keys of its own (real MariaDB, real inventory over HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import msgspec
 import pytest
 from litestar import Litestar
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import Stack, bearer
 from tests.harness import serve
@@ -29,6 +31,7 @@ from ticketing.booking.tables import outbox as booking_outbox
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
 from ticketing.contracts.inventory import Event
+from ticketing.shared import sql
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.http import create_http_app
 from ticketing.shared.ids import new_id
@@ -289,7 +292,7 @@ async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(
     async with engine.begin() as conn:
         for claim in [*held, lost]:
             assert await repo.claim_key(conn, claim, "fingerprint")
-        retry = KeyClaim.new(lost.client_id, lost.key)
+        retry = KeyClaim(lost.client, lost.key, secrets.token_hex(16))
         assert await repo.take_over_key(conn, retry, held_by=lost.token)
     items = [
         new_booking(customer_id, event_id, held[0]),
@@ -378,3 +381,33 @@ async def test_two_retries_taking_one_key_over_at_once_leave_it_to_one(
     original_gate.set()
     check_lost(await original)
     await check_one_booking(stack, race, await taker)
+
+
+async def rows_scanned(conn: AsyncConnection) -> int:
+    """Rows this connection has read in table scans so far."""
+    status = text("SHOW SESSION STATUS LIKE 'Handler_read_rnd_next'")
+    return int((await conn.execute(status)).one()[1])
+
+
+async def test_recording_one_answer_reads_one_row_not_the_whole_table(stack: Stack) -> None:
+    """A booking committed alone records its key's answer with one completion: MariaDB ran the
+    one-row ``(a, b, c) IN ((...))`` form as a scan of every key."""
+    claims = [KeyClaim.new("scan-test", f"key-{uuid.uuid4().hex}") for _ in range(300)]
+    async with stack.engines["booking"].begin() as conn:
+        for claim in claims:
+            assert await repo.claim_key(conn, claim, "f")
+    done = repo.Completion(claims[0], uuid.uuid4(), "{}")
+    async with stack.engines["booking"].begin() as conn:
+        before = await rows_scanned(conn)
+        changed = await sql.run(conn, repo.complete_keys_statement([done]))
+        after = await rows_scanned(conn)
+    assert changed == 1
+    assert after - before < 10  # a table scan reads every row of the table
+
+
+async def test_a_client_id_of_any_length_can_hold_keys(stack: Stack) -> None:
+    long_client = "c" * 5000  # tokens put no limit on azp
+    async with stack.engines["booking"].begin() as conn:
+        assert await repo.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
+        assert not await repo.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
+        assert await repo.claim_key(conn, KeyClaim.new(long_client + "x", "k"), "f")

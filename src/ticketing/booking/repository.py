@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -180,21 +181,24 @@ class KeyClaim:
     request stored with it when it claimed the key (a retry that takes the key over stores its
     own, so the request it took the key from can tell that it no longer holds it)."""
 
-    client_id: str
+    client: str  # the SHA-256 of the client id (client_digest)
     key: str
     token: str
 
     @classmethod
     def new(cls, client_id: str, key: str) -> KeyClaim:
-        return cls(client_id, key, secrets.token_hex(16))
+        return cls(client_digest(client_id), key, secrets.token_hex(16))
+
+
+def client_digest(client_id: str) -> str:
+    """How a client is kept with its keys: a fixed-size digest, whatever its id's length."""
+    return hashlib.sha256(client_id.encode()).hexdigest()
 
 
 def _named_by(claim: KeyClaim) -> ColumnElement[bool]:
     """The client's row of the key ``claim`` names (compared byte for byte: the columns are
     binary strings)."""
-    return and_(
-        idempotency_keys.c.client_id == claim.client_id, idempotency_keys.c.idem_key == claim.key
-    )
+    return and_(idempotency_keys.c.client == claim.client, idempotency_keys.c.idem_key == claim.key)
 
 
 async def claim_key(conn: AsyncConnection, claim: KeyClaim, fingerprint: str) -> bool:
@@ -206,7 +210,7 @@ async def claim_key(conn: AsyncConnection, claim: KeyClaim, fingerprint: str) ->
     try:
         await conn.execute(
             insert(idempotency_keys).values(
-                client_id=claim.client_id,
+                client=claim.client,
                 idem_key=claim.key,
                 claim=claim.token,
                 fingerprint=fingerprint,
@@ -260,12 +264,14 @@ def complete_keys_statement(completions: Sequence[Completion]) -> sql.Statement:
     for values in ([str(c.booking_id) for c in completions], [c.response for c in completions]):
         params += [p for pair in zip(tokens, values, strict=True) for p in pair]
     for c in completions:
-        params += [c.claim.client_id, c.claim.key, c.claim.token]
-    held = ", ".join(["(%s, %s, %s)"] * len(completions))
+        params += [c.claim.client, c.claim.key, c.claim.token]
+    # ORs of equalities, not a row IN list: MariaDB turns a one-row IN into a row comparison
+    # that an UPDATE cannot find through the primary key, and scanned the whole table.
+    held = " OR ".join(["(client = %s AND idem_key = %s AND claim = %s)"] * len(completions))
     statement = (  # only placeholders are formatted in; every value is a parameter
         "UPDATE idempotency_keys SET "  # noqa: S608
         f"booking_id = CASE claim {whens} END, response = CASE claim {whens} END "
-        f"WHERE (client_id, idem_key, claim) IN ({held})"
+        f"WHERE booking_id IS NULL AND ({held})"
     )
     return sql.Statement(statement, params)
 

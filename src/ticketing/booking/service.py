@@ -284,8 +284,15 @@ class BookingService:
                     return replay
                 claimed_at = row.created_at.replace(tzinfo=UTC)
                 abandoned = claimed_at < datetime.now(UTC) - self._abandoned_after
-                if abandoned and await repo.take_over_key(conn, claim, row.claim):
-                    return None
+                if abandoned:
+                    if await repo.take_over_key(conn, claim, row.claim):
+                        return None
+                    # Answered (or released) while we looked: read it again (READ COMMITTED)
+                    # and replay an answer rather than call it in flight.
+                    row = await repo.get_key(conn, claim)
+                    replay = None if row is None else _replay(row, fingerprint)
+                    if replay is not None:
+                        return replay
             raise Conflict(
                 "a request with this Idempotency-Key is still being processed; retry shortly",
                 retry_after=1,

@@ -52,9 +52,10 @@ bookings = Table(
     CheckConstraint("ticket_count > 0", name="ck_bookings_ticket_count_positive"),
 )
 
-# A client id from a token (up to 255 characters of UTF-8), and an Idempotency-Key header (up to
-# 255 characters read as Latin-1, so at most 2 bytes each in UTF-8).
-CLIENT_ID_BYTES = 1020
+# A client is kept as the SHA-256 of its id (hex): a token's client id has no length limit of
+# its own. An Idempotency-Key header is up to 255 characters read as Latin-1, so at most 2 bytes
+# each in UTF-8.
+CLIENT_DIGEST_BYTES = 64
 IDEMPOTENCY_KEY_BYTES = 510
 
 
@@ -69,7 +70,7 @@ idempotency_keys = Table(
     "idempotency_keys",
     metadata,
     # Keys are each client's own (the token's azp), so two clients never share one.
-    Column("client_id", binary_text(CLIENT_ID_BYTES), primary_key=True),
+    Column("client", binary_text(CLIENT_DIGEST_BYTES), primary_key=True),
     Column("idem_key", binary_text(IDEMPOTENCY_KEY_BYTES), primary_key=True),
     # The token of the request that holds the key; a retry that takes the key over stores its own.
     Column("claim", String(32), nullable=False),
