@@ -118,6 +118,15 @@ async def drop_databases(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """The lifespan protocol of a bare ASGI test app: nothing to start or stop."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
 @contextlib.asynccontextmanager
 async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on ``port`` (default: a free one) on loopback, in this event

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack, bearer
-from tests.harness import serve
+from tests.harness import answer_lifespan, serve
 from tests.integration.flow import create_customer
 from tests.integration.helpers import create_event
 from ticketing.booking.app import create_app as create_booking_app
@@ -36,11 +36,8 @@ class Recorder:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await answer_lifespan(receive, send)
+            return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.seen.append((scope["path"], headers.get("authorization", "")))
         async with httpx.AsyncClient(base_url=self.inventory_url) as client:

@@ -126,6 +126,26 @@ async def consuming(
         await broker.stop()
 
 
+async def applies_all_then_more(
+    bootstrap: str,
+    topic: str,
+    applied: Applied,
+    good: set[str],
+    patch: Callable[[Any, MessageRunner], None],
+) -> None:
+    """Consume until every record of ``good`` is applied, then publish more and see those applied
+    too: records after a failure are applied (and their batches committed) as well."""
+    async with consuming(bootstrap, topic, applied, patch):
+
+        async def left() -> set[str]:
+            return good - applied.ids
+
+        await until_none_is_left(left)
+        later, _ = await publish(bootstrap, topic, 6)
+        good |= later
+        await until_none_is_left(left)
+
+
 async def dead_lettered(bootstrap: str, topic: str, expected: int) -> set[str]:
     records = await read_topic(bootstrap, f"{topic}.dlq", expected, timeout=2)
     return {dict(r.headers)[MESSAGE_ID_HEADER].decode() for r in records}
@@ -200,16 +220,7 @@ async def test_a_batch_that_fails_as_a_whole_comes_again_on_every_partition(
 
         monkeypatch.setattr(runner, "run_batch", fail_the_first)
 
-    async with consuming(kafka_bootstrap, topic, applied, failing_once):
-
-        async def left() -> set[str]:
-            return good - applied.ids
-
-        await until_none_is_left(left)
-        # Later records are applied (and their batches committed) after the failed ones.
-        later, _ = await publish(kafka_bootstrap, topic, 6)
-        good |= later
-        await until_none_is_left(left)
+    await applies_all_then_more(kafka_bootstrap, topic, applied, good, failing_once)
     assert len({partition for partition, _ in failed}) > 1  # the failed batch spanned partitions
 
 
@@ -235,15 +246,7 @@ async def test_one_record_that_breaks_neither_stops_the_consumer_nor_skips_a_rec
 
         monkeypatch.setattr(runner, "run", break_one)
 
-    async with consuming(kafka_bootstrap, topic, applied, breaking_once):
-
-        async def left() -> set[str]:
-            return good - applied.ids
-
-        await until_none_is_left(left)
-        later, _ = await publish(kafka_bootstrap, topic, 6)
-        good |= later
-        await until_none_is_left(left)
+    await applies_all_then_more(kafka_bootstrap, topic, applied, good, breaking_once)
     assert broke
 
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import bearer
-from tests.harness import serve
+from tests.harness import answer_lifespan, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.shared.settings import Settings
 
@@ -44,11 +44,8 @@ async def echo_upstream(scope: Any, receive: Any, send: Any) -> None:
     """Answers ``/api/v1/customers/<id>?mode=...`` with the id it was asked for, in a header and
     in the body, and the header names it received."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await answer_lifespan(receive, send)
+        return
     body = await read_request_body(receive)  # uvicorn sends 100 Continue here when asked
     await asyncio.sleep(0.002)  # work, as a real service does: the 100 goes out on its own
     request_id = scope["path"].rsplit("/", 1)[-1]

@@ -12,8 +12,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
+
+from ticketing.shared.logging import json_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,3 +124,11 @@ def test_a_litestar_app_built_later_does_not_take_over_the_format() -> None:
     ``ticketing serve`` reclaims it once startup is over."""
     records, _ = emitted("Litestar(route_handlers=[])\nreclaim_standard_library_logging()")
     assert by_event(records, "Started server process [42]")["service"] == "probe"
+
+
+def test_log_lines_are_json_whatever_the_values() -> None:
+    line = json.loads(json_line({"event": "e", "id": uuid.UUID(int=1), "thing": object()}))
+    assert line["id"] == "00000000-0000-0000-0000-000000000001"
+    assert line["thing"].startswith("<object object")
+    # What msgspec refuses (a lone surrogate) still makes a line.
+    assert json.loads(json_line({"event": "\udc80"})) == {"event": "\udc80"}

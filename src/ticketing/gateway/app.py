@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, asgi
-from litestar.types import Message, Receive, Scope, Send
+from litestar.types import Receive, Scope, Send
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -87,20 +87,15 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
     ):
         raise PayloadTooLarge(f"the body is over {settings.max_request_body_bytes} bytes")
     limit_headers = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
-
-    async def send_with_limits(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), *limit_headers]
-        await send(message)
-
     try:
         await forward(
             state.backends[name].upstream,
             scope,
             receive,
-            send_with_limits,
+            send,
             body_limit=settings.max_request_body_bytes,
             latency=state.upstream_latency,
+            extra_headers=limit_headers,
         )
     except Unavailable as error:
         raise Unavailable(

@@ -12,6 +12,7 @@ the caller can tell it is incomplete.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -156,8 +157,10 @@ async def forward(
     *,
     body_limit: int,
     latency: Histogram,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    """Send the request to ``upstream`` and stream its answer back. Raises PayloadTooLarge, and
+    """Send the request to ``upstream`` and stream its answer back, with ``extra_headers`` (the
+    gateway's own, such as the rate limit's) added to the answer's. Raises PayloadTooLarge, and
     Unavailable when the breaker is open or the upstream cannot answer (before anything was
     sent to the caller), or :class:`AnswerBrokenOff` when its body broke off."""
     body = await read_body(receive, body_limit) if has_body(scope) else b""
@@ -172,15 +175,20 @@ async def forward(
             {
                 "type": "http.response.start",
                 "status": answer.status,
-                "headers": response_headers(answer.headers),
+                "headers": [*response_headers(answer.headers), *extra_headers],
             }
         )
+        # Each chunk goes out once the next one arrived, so the last goes with more_body=False:
+        # a short answer is one body message, not a body and an empty closing one.
+        held: bytes | None = None
         try:
             async for chunk in answer.body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if held is not None:
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+                held = chunk
         except Unavailable as error:
             raise AnswerBrokenOff(upstream.name) from error
-        final: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+        final: Message = {"type": "http.response.body", "body": held or b"", "more_body": False}
         await send(final)
 
 
