@@ -41,6 +41,11 @@ def host_speed_line(readings: list[float]) -> str:
     )
 
 
+# Alternating A/B runs of one change against the code before it (python -m benchmarks.ab),
+# written by hand beside the report and carried into it by every run.
+COMPARISONS = "benchmarks-ab.md"
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -154,4 +159,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         *(f"| {s} | {idle[s]} | {load.get(s, 0)} | {after[s]} |" for s in idle),
         "",
     ]
+    comparisons = path.with_name(COMPARISONS)
+    if comparisons.is_file():  # kept by hand: a run of make bench does not measure them
+        lines += [comparisons.read_text().rstrip(), ""]
     path.write_text("\n".join(lines))

@@ -93,3 +93,11 @@ def test_the_host_speed_probe_times_the_same_work_in_cpu_time() -> None:
     median = host_speed(rounds=3)
     spent = (time.process_time() - started) * 1000
     assert 0 < median <= spent  # CPU time of one round, not of all three nor of wall time
+
+
+def test_the_comparisons_kept_beside_the_report_are_carried_into_it(tmp_path: Path) -> None:
+    results = json.loads(RUN.read_text())
+    (tmp_path / "benchmarks-ab.md").write_text("## 6. A/B\n\nbefore 10/s, after 9/s\n")
+    report = render(results, tmp_path)
+    assert report.rstrip().endswith("before 10/s, after 9/s")
+    assert "## 5. Footprint" in report
