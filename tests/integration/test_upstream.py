@@ -13,7 +13,7 @@ import pytest
 
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.upstream import Reply, Upstream
 
 Answer = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
 
@@ -205,6 +205,21 @@ async def test_a_success_admitted_before_the_breaker_opened_does_not_close_it() 
             await upstream.aclose()
 
 
+async def each_later_request_gets_its_own_answer(server: RawServer) -> Reply:
+    """GET /first, let whatever the server sends after it arrive, then check that each of four
+    requests gets its own answer; the answer to /first."""
+    upstream = Upstream("test", server.url, timeout=5)
+    try:
+        first = await upstream.request("GET", "/first")
+        await asyncio.sleep(0.2)
+        for index in range(4):
+            reply = await upstream.request("GET", f"/customer-{index}")
+            assert reply.content == f"/customer-{index}".encode()
+    finally:
+        await upstream.aclose()
+    return first
+
+
 async def test_bytes_after_a_bodiless_answer_never_reach_the_next_request() -> None:
     """A 204 whose (illegal) body arrives in a later segment put the pooled connection out of
     step: every later request on it got the answer of the request before it."""
@@ -221,15 +236,8 @@ async def test_bytes_after_a_bodiless_answer_never_reach_the_next_request() -> N
         await writer.drain()
 
     async with raw_server(misframed) as server:
-        upstream = Upstream("test", server.url, timeout=5)
-        try:
-            assert (await upstream.request("GET", "/first")).status_code == 204
-            await asyncio.sleep(0.2)
-            for index in range(4):
-                reply = await upstream.request("GET", f"/customer-{index}")
-                assert reply.content == f"/customer-{index}".encode()
-        finally:
-            await upstream.aclose()
+        first = await each_later_request_gets_its_own_answer(server)
+        assert first.status_code == 204
 
 
 async def test_stray_bytes_on_an_idle_pooled_connection_never_become_an_answer() -> None:
@@ -245,15 +253,8 @@ async def test_stray_bytes_on_an_idle_pooled_connection_never_become_an_answer()
             await writer.drain()
 
     async with raw_server(too_much) as server:
-        upstream = Upstream("test", server.url, timeout=5)
-        try:
-            assert (await upstream.request("GET", "/first")).content == b"/first"
-            await asyncio.sleep(0.2)
-            for index in range(4):
-                reply = await upstream.request("GET", f"/customer-{index}")
-                assert reply.content == f"/customer-{index}".encode()
-        finally:
-            await upstream.aclose()
+        first = await each_later_request_gets_its_own_answer(server)
+        assert first.content == b"/first"
 
 
 async def test_the_target_goes_upstream_as_the_caller_wrote_it() -> None:

@@ -151,13 +151,13 @@ class MergedSpec:
 
     def __init__(
         self,
-        clients: dict[str, Upstream],
+        upstreams: dict[str, Upstream],
         token_url: Callable[[], Awaitable[str | None]],
         *,
         refresh_seconds: float = 60.0,
         retry_seconds: float = 2.0,
     ) -> None:
-        self._clients = clients
+        self._upstreams = upstreams
         self._token_url = token_url
         self._refresh = refresh_seconds
         self._retry = retry_seconds
@@ -168,7 +168,7 @@ class MergedSpec:
 
     async def document(self) -> dict[str, Any]:
         async with self._lock:
-            complete = len(self._specs) == len(self._clients)
+            complete = len(self._specs) == len(self._upstreams)
             age = time.monotonic() - self._fetched_at
             if self._merged is None or age > (self._refresh if complete else self._retry):
                 await self._fetch_all()
@@ -176,10 +176,10 @@ class MergedSpec:
             return self._merged
 
     async def _fetch_all(self) -> None:
-        for name, client in self._clients.items():
+        for name, upstream in self._upstreams.items():
             try:
                 async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                    reply = await client.probe("/schema/openapi.json")
+                    reply = await upstream.probe("/schema/openapi.json")
                 if reply.status_code != 200:
                     raise Unavailable(f"{name} answered {reply.status_code}")
                 self._specs[name] = json.loads(reply.content)
@@ -190,5 +190,5 @@ class MergedSpec:
         except Exception:  # noqa: BLE001 - the docs work without the issuer
             token_url = None
         self._merged = merge(self._specs, token_url=token_url)
-        self._merged["x-upstreams"] = {name: name in self._specs for name in self._clients}
+        self._merged["x-upstreams"] = {name: name in self._specs for name in self._upstreams}
         self._fetched_at = time.monotonic()

@@ -13,9 +13,14 @@ from __future__ import annotations
 import asyncio
 
 
+def stopping() -> bool:
+    """Whether the running task has been told to stop (cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def stop_if_cancelled(failure: Exception) -> None:
     """Raise CancelledError (from ``failure``) once the running task has been cancelled,
     whatever exception is unwinding now; return otherwise."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling() > 0:
+    if stopping():
         raise asyncio.CancelledError from failure

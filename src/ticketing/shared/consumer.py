@@ -39,7 +39,7 @@ from ticketing.contracts.events import (
     EVENT_TYPES,
     MESSAGE_ID_HEADER,
 )
-from ticketing.shared.cancellation import stop_if_cancelled
+from ticketing.shared.cancellation import stop_if_cancelled, stopping
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import correlation_id_bound
 
@@ -101,13 +101,6 @@ def decode_event(delivery: Delivery, accepted: tuple[type[Any], ...]) -> Any:
 
 class CancelledElsewhere(Exception):
     """A call raised CancelledError although this task was not being stopped."""
-
-
-def raise_if_stopping(cancelled: asyncio.CancelledError) -> None:
-    """Re-raise ``cancelled`` when the running task is being stopped; return otherwise."""
-    task = asyncio.current_task()
-    if task is None or task.cancelling() > 0:
-        raise cancelled
 
 
 async def run_all(calls: Sequence[Awaitable[None]]) -> None:
@@ -266,7 +259,8 @@ class MessageRunner:
                 try:
                     await call()
                 except asyncio.CancelledError as cancelled:
-                    raise_if_stopping(cancelled)
+                    if stopping():
+                        raise
                     # Not our stop: the call awaited something that someone else cancelled
                     # (a shared read, a group commit). A failure like any other, so the record
                     # is retried rather than counted as done.

@@ -1,9 +1,9 @@
 """A service's own access token, by the OAuth2 client-credentials grant.
 
-authlib writes the token request (form body, client authentication) and reads the token; the
-request goes over the services' one HTTP client stack (aiohttp). The token endpoint comes from
-the issuer's discovery document. The token is kept and fetched again shortly before it expires
-(or at once after an upstream said 401), one fetch at a time.
+authlib writes the token request (form body, client authentication); the request goes over
+the services' one HTTP client stack (aiohttp), and the answer is checked here. The token
+endpoint comes from the issuer's discovery document. The token is kept and fetched again
+shortly before it expires (or at once after an upstream said 401), one fetch at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import aiohttp
 import structlog
 from authlib.oauth2.auth import ClientAuth
-from authlib.oauth2.rfc6749 import OAuth2Token
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from ticketing.shared.auth import DOCUMENT_ERRORS, IDP_TIMEOUT_SECONDS, OidcDiscovery
@@ -75,12 +74,12 @@ class ClientCredentials:
                 status = getattr(error, "status", None)
                 log.warning("token request failed", error=type(error).__name__, status=status)
                 raise Unavailable("no access token from the authorization server") from error
-            self._token = str(token["access_token"])
+            self._token = token
             self._expires_at = self._clock() + lifetime
             self.fetches += 1
             log.info("access token fetched", expires_in=lifetime)
 
-    async def _request_token(self, endpoint: str) -> tuple[OAuth2Token, float]:
+    async def _request_token(self, endpoint: str) -> tuple[str, float]:
         """The grant's request as authlib writes it; the token and its lifetime in seconds. An
         OAuth2 error answer is a 4xx, raised as ClientResponseError; an answer without a usable
         token or lifetime raises ValueError."""
@@ -102,7 +101,7 @@ class ClientCredentials:
             or not 0 < lifetime < MAX_LIFETIME_SECONDS
         ):
             raise ValueError("the token answer's expires_in is not a usable number of seconds")
-        return OAuth2Token.from_dict(answer), float(lifetime)
+        return str(answer["access_token"]), float(lifetime)
 
 
 @asynccontextmanager
