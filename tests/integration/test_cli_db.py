@@ -53,8 +53,8 @@ async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Se
                 version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         finally:
             await engine.dispose()
-        assert {"venues", "events", "reservations"} <= tables
-        assert version == "0001"
+        assert {"venues", "events", "reservations", "event_store"} <= tables
+        assert version == "0002"
     finally:
         await drop_databases(settings)
 

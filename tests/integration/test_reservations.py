@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -15,9 +16,12 @@ from tests.conftest import bearer
 from tests.integration.helpers import create_event
 from ticketing.contracts.inventory import ReservationStatus
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import Reservation
+from ticketing.inventory.domain import Reservation, SeatsReserved
 from ticketing.shared import sql
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db import is_duplicate_key, run_transaction
+from ticketing.shared.eventstore import Cause
+
+CAUSE = Cause(actor="test")
 
 ORDER_TOKEN: dict[str, str] = {}
 
@@ -147,11 +151,15 @@ async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
     event = await create_event(inventory, capacity=2)
     event_id = uuid.UUID(event["id"])
     booking_id = uuid.uuid4()
+    async with inventory_db.connect() as conn:
+        (state,) = (await repo.lock_states(conn, [event_id])).values()
+    oversold = SeatsReserved(
+        event_id=event_id, booking_id=booking_id, ticket_count=3, left_capacity=-1
+    )
     reservation = Reservation(booking_id, event_id, 3, ReservationStatus.RESERVED, -1)
-    statements = [
-        repo.add_reservations_statement([reservation]),
-        repo.take_seats_statement(event_id, 3),
-    ]
+    statements = repo.reservation_statements(
+        [(2, oversold)], [replace(state, left_capacity=-1, version=2)], [reservation], CAUSE
+    )
     with pytest.raises(DBAPIError):
         await run_transaction(
             inventory_db, lambda conn: sql.commit_all(conn, statements), commits_itself=True
@@ -159,3 +167,40 @@ async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
     assert await left_capacity(inventory, event["id"]) == 2
     async with inventory_db.connect() as conn:
         assert await repo.get_reservations(conn, [booking_id]) == {}
+        assert [e.event_type for e in await repo.STORE.stream(conn, event_id)] == ["EventScheduled"]
+
+
+async def test_a_decision_from_a_stale_version_is_refused_whole(
+    inventory: httpx.AsyncClient, inventory_db: AsyncEngine
+) -> None:
+    """Optimistic concurrency: two decisions made from the same snapshot (version 1) both
+    append version 2; the second fails on the store's unique stream version, and nothing of it
+    is left behind (neither its reservation nor its seats)."""
+    event = await create_event(inventory, capacity=5)
+    event_id = uuid.UUID(event["id"])
+    async with inventory_db.connect() as conn:
+        (state,) = (await repo.lock_states(conn, [event_id])).values()
+
+    def decision(booking_id: uuid.UUID) -> list[sql.Statement]:
+        fact = SeatsReserved(
+            event_id=event_id, booking_id=booking_id, ticket_count=1, left_capacity=4
+        )
+        reservation = Reservation(booking_id, event_id, 1, ReservationStatus.RESERVED, 4)
+        after = replace(state, left_capacity=4, version=2)
+        return repo.reservation_statements([(2, fact)], [after], [reservation], CAUSE)
+
+    async def record(statements: list[sql.Statement]) -> None:
+        await run_transaction(
+            inventory_db, lambda conn: sql.commit_all(conn, statements), commits_itself=True
+        )
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await record(decision(first))
+    with pytest.raises(DBAPIError) as refused:
+        await record(decision(second))
+    assert is_duplicate_key(refused.value)
+    async with inventory_db.connect() as conn:
+        assert set(await repo.get_reservations(conn, [first, second])) == {first}
+        versions = [e.version for e in await repo.STORE.stream(conn, event_id)]
+    assert versions == [1, 2]
+    assert await left_capacity(inventory, event["id"]) == 4

@@ -3,6 +3,7 @@
 ticketing db upgrade [SERVICE ...]    create missing databases and migrate them
 ticketing serve SERVICE               run one service in the foreground
 ticketing outbox status|replay|purge  operate the outboxes (the services' event logs)
+ticketing projections verify         check the state tables against the events
 ticketing docs asyncapi               write the AsyncAPI document of the Kafka topics
 """
 
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ticketing import __version__
-from ticketing.cli import db, dev, docs, outbox, seed, serve
+from ticketing.cli import db, dev, docs, outbox, projections, seed, serve
 from ticketing.shared.settings import Settings, SettingsError
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser(commands)
     serve.add_parser(commands)
     outbox.add_parser(commands)
+    projections.add_parser(commands)
     docs.add_parser(commands)
     seed.add_parser(commands)
     return parser
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev": dev.run,
         "serve": serve.run,
         "outbox": outbox.run,
+        "projections": projections.run,
         "docs": docs.run,
         "seed": seed.run,
     }

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from ticketing.shared.settings import Settings
 
@@ -47,36 +46,41 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _seed(settings: Settings) -> int:
     from ticketing.booking import repository as bookings
     from ticketing.contracts.booking import Customer
-    from ticketing.contracts.inventory import Venue
     from ticketing.inventory import repository as inventory
+    from ticketing.inventory.domain import decide_register_venue, decide_schedule_event
     from ticketing.shared.db import create_engine
+    from ticketing.shared.eventstore import Cause
 
     created = 0
+    cause = Cause(actor="ticketing seed")
     inventory_engine = create_engine(settings, "inventory")
     booking_engine = create_engine(settings, "booking")
     try:
         async with inventory_engine.begin() as conn:
             venues = []
             for name, address, capacity in VENUES:
-                venue = Venue(demo_id("venue", name), name, address, capacity)
-                venues.append(venue)
-                if await inventory.get_venue(conn, venue.id) is None:
-                    await inventory.add_venue(conn, venue)
+                venue_id = demo_id("venue", name)
+                if await inventory.get_venue_state(conn, venue_id) is None:
+                    registered = decide_register_venue(venue_id, name, address, capacity)
+                    await inventory.register_venue(conn, registered, cause)
                     created += 1
+                venue = await inventory.get_venue_state(conn, venue_id)
+                assert venue is not None
+                venues.append(venue)
             for name, venue_index, capacity, price, days in EVENTS:
                 event_id = demo_id("event", name)
                 if await inventory.event_exists(conn, event_id):
                     continue
-                await inventory.add_event(
-                    conn,
-                    event_id=event_id,
+                scheduled = decide_schedule_event(
+                    event_id,
+                    venues[venue_index],
                     name=name,
-                    venue_id=venues[venue_index].id,
                     total_capacity=capacity,
-                    ticket_price=Decimal(price),
+                    ticket_price=price,
                     starts_at=datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
                     + timedelta(days=days),
                 )
+                await inventory.schedule_event(conn, scheduled, cause)
                 created += 1
         async with booking_engine.begin() as conn:
             for name, email in CUSTOMERS:

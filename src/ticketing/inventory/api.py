@@ -22,7 +22,7 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
 from ticketing.shared.pagination import CURSOR_PATTERN
-from ticketing.shared.security import requires
+from ticketing.shared.security import cause_of, requires
 
 WRITE = "inventory:write"
 RESERVE = "inventory:reserve"
@@ -45,9 +45,9 @@ class VenueController(Controller):
 
     @post("/", status_code=201, summary="Create a venue", opt=requires(WRITE))
     async def create_venue(
-        self, data: JSONBody[VenueCreate], inventory: Inventory
+        self, request: Request[Any, Any, Any], data: JSONBody[VenueCreate], inventory: Inventory
     ) -> Response[Venue]:
-        venue = await inventory.create_venue(data)
+        venue = await inventory.create_venue(data, cause_of(request.scope))
         return Response(venue, status_code=201, headers={"Location": f"{self.path}/{venue.id}"})
 
     @get("/{venue_id:uuid}", summary="Get a venue")
@@ -62,9 +62,9 @@ class EventController(Controller):
 
     @post("/", status_code=201, summary="Create an event at a venue", opt=requires(WRITE))
     async def create_event(
-        self, data: JSONBody[EventCreate], inventory: Inventory
+        self, request: Request[Any, Any, Any], data: JSONBody[EventCreate], inventory: Inventory
     ) -> Response[Event]:
-        event = await inventory.create_event(data)
+        event = await inventory.create_event(data, cause_of(request.scope))
         return Response(event, status_code=201, headers={"Location": f"{self.path}/{event.id}"})
 
     @get("/", summary="List events, oldest first, a page at a time")
@@ -96,11 +96,12 @@ class ReservationController(Controller):
     )
     async def reserve(
         self,
+        request: Request[Any, Any, Any],
         event_id: FromPath[uuid.UUID],
         data: JSONBody[ReservationRequest],
         inventory: Inventory,
     ) -> ReservationResult:
-        return await inventory.reserve(event_id, data)
+        return await inventory.reserve(event_id, data, cause_of(request.scope))
 
 
 class ReservationBatchController(Controller):
@@ -120,6 +121,10 @@ class ReservationBatchController(Controller):
         opt=requires(RESERVE),
     )
     async def reserve_many(
-        self, data: JSONBody[ReservationBatch], inventory: Inventory
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ReservationBatch],
+        inventory: Inventory,
     ) -> ReservationBatchResult:
-        return ReservationBatchResult(items=await inventory.reserve_many(data.items))
+        items = await inventory.reserve_many(data.items, cause_of(request.scope))
+        return ReservationBatchResult(items=items)

@@ -1,16 +1,26 @@
 """Inventory rules, in plain Python (no I/O, no framework).
 
-The database enforces the capacity invariant itself (the event row's lock while deciding, and a
-CHECK on ``left_capacity``); these functions state the rules so that they can be tested fast
-and reused by fakes.
+Inventory is event-sourced (ADR 12): a venue's stream holds :class:`VenueRegistered`; an
+event's stream holds :class:`EventScheduled`, then one :class:`SeatsReserved` or
+:class:`ReservationRefused` per booking id. The ``decide_*`` functions turn a command and the
+current state into new events; :func:`evolve` applies one event to a state. The projection
+rows (venues, events, reservations) are ``evolve``'s results, written with the events, and an
+event's row with its stream's ``version`` is the snapshot the next decision starts from: a
+stream of 100,000 reservations is never folded on a request.
+
+The database still guards the capacity invariant itself (the event row's lock while deciding,
+a CHECK on ``left_capacity``, and the store's unique stream version).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar
 
 from ticketing.contracts.inventory import (
     ReservationItem,
@@ -19,6 +29,88 @@ from ticketing.contracts.inventory import (
     ReservationStatus,
 )
 from ticketing.shared.errors import Conflict, InvalidInput
+
+VENUE_STREAM = "venue"
+EVENT_STREAM = "event"
+
+
+# --- Events: facts, in the past tense. A change of a field is a new SCHEMA_VERSION with an
+# upcaster for the old shape (repository.CODEC).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueRegistered:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    venue_id: uuid.UUID
+    name: str
+    address: str
+    total_capacity: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventScheduled:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    event_id: uuid.UUID
+    venue_id: uuid.UUID
+    name: str
+    total_capacity: int
+    ticket_price: str  # decimal string, two fraction digits
+    starts_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatsReserved:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    event_id: uuid.UUID
+    booking_id: uuid.UUID
+    ticket_count: int
+    left_capacity: int  # after this reservation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationRefused:
+    """Not enough seats were left: the booking id keeps this answer."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    event_id: uuid.UUID
+    booking_id: uuid.UUID
+    ticket_count: int
+    left_capacity: int  # what was left, fewer than asked for
+
+
+EventStreamEvent = EventScheduled | SeatsReserved | ReservationRefused
+InventoryEvent = VenueRegistered | EventStreamEvent
+EVENT_TYPES: tuple[type[InventoryEvent], ...] = (
+    VenueRegistered,
+    EventScheduled,
+    SeatsReserved,
+    ReservationRefused,
+)
+
+
+# --- States: what evolve folds the events into (the projections hold the same).
+
+
+@dataclass(frozen=True, slots=True)
+class VenueState:
+    id: uuid.UUID
+    name: str
+    address: str
+    total_capacity: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventState:
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    name: str
+    total_capacity: int
+    left_capacity: int
+    ticket_price: Decimal
+    starts_at: datetime | None
+    version: int
+
 
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("99999999.99")
@@ -82,32 +174,115 @@ class Reservation:
             )
 
 
+def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> VenueState | EventState:
+    """The state after ``event`` (``state``: its stream's state before it, None before the
+    first event). A pure function: the projections and every fold go through it."""
+    match event:
+        case VenueRegistered():
+            assert state is None, "a venue is registered once"
+            return VenueState(event.venue_id, event.name, event.address, event.total_capacity, 1)
+        case EventScheduled():
+            assert state is None, "an event is scheduled once"
+            return EventState(
+                id=event.event_id,
+                venue_id=event.venue_id,
+                name=event.name,
+                total_capacity=event.total_capacity,
+                left_capacity=event.total_capacity,
+                ticket_price=Decimal(event.ticket_price),
+                starts_at=event.starts_at,
+                version=1,
+            )
+        case SeatsReserved():
+            assert isinstance(state, EventState), "seats are reserved of a scheduled event"
+            return dataclasses.replace(
+                state,
+                left_capacity=state.left_capacity - event.ticket_count,
+                version=state.version + 1,
+            )
+        case ReservationRefused():
+            assert isinstance(state, EventState), "seats are refused of a scheduled event"
+            return dataclasses.replace(state, version=state.version + 1)
+    raise TypeError(f"not an inventory event: {event!r}")
+
+
+def fold(events: Iterable[InventoryEvent]) -> VenueState | EventState | None:
+    """The state of one stream after all of ``events`` (in version order)."""
+    state: VenueState | EventState | None = None
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def reservation_of(event: SeatsReserved | ReservationRefused) -> Reservation:
+    """The reservation a reservation event records for its booking id."""
+    status = (
+        ReservationStatus.RESERVED
+        if isinstance(event, SeatsReserved)
+        else ReservationStatus.INSUFFICIENT
+    )
+    return Reservation(
+        event.booking_id, event.event_id, event.ticket_count, status, event.left_capacity
+    )
+
+
+def decide_register_venue(
+    venue_id: uuid.UUID, name: str, address: str, total_capacity: int
+) -> VenueRegistered:
+    return VenueRegistered(
+        venue_id=venue_id, name=name, address=address, total_capacity=total_capacity
+    )
+
+
+def decide_schedule_event(
+    event_id: uuid.UUID,
+    venue: VenueState,
+    *,
+    name: str,
+    total_capacity: int,
+    ticket_price: str,
+    starts_at: datetime | None,
+) -> EventScheduled:
+    """Schedule an event at ``venue``: its capacity must fit, its price must be valid."""
+    price = parse_price(ticket_price)
+    check_event_capacity(total_capacity, venue.total_capacity)
+    return EventScheduled(
+        event_id=event_id,
+        venue_id=venue.id,
+        name=name,
+        total_capacity=total_capacity,
+        ticket_price=format_price(price),
+        starts_at=starts_at,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Decisions:
     """What one batch of reservation requests decides (see :func:`decide`)."""
 
     results: list[ReservationItemResult]  # one per request, in request order
-    new: list[Reservation]  # the reservations to record
-    taken: dict[uuid.UUID, int]  # seats to take from each event
+    events: list[tuple[int, SeatsReserved | ReservationRefused]]  # (stream version, event)
+    states: dict[uuid.UUID, EventState]  # the new state of every event that changed
+    new: list[Reservation]  # the reservations the events record
 
 
 def decide(
     items: Sequence[ReservationItem],
     existing: Mapping[uuid.UUID, Reservation],
-    capacity: Mapping[uuid.UUID, int],
+    states: Mapping[uuid.UUID, EventState],
 ) -> Decisions:
     """Decide a batch in request order, as if each were reserved alone one after the other.
 
     ``existing`` holds the reservations already recorded for these booking ids (a repeat gets
-    its first answer back, or a conflict when it asks for something else); ``capacity`` holds
-    the locked ``left_capacity`` of every existing event (absent: the event does not exist, and
-    nothing is recorded for the booking id).
+    its first answer back, or a conflict when it asks for something else); ``states`` holds
+    the locked state of every existing event (absent: the event does not exist, and nothing is
+    recorded for the booking id). Each new reservation is an event on its event's stream.
     """
-    left = dict(capacity)
+    current = dict(states)
     known = dict(existing)
     results: list[ReservationItemResult] = []
+    events: list[tuple[int, SeatsReserved | ReservationRefused]] = []
     new: list[Reservation] = []
-    taken: dict[uuid.UUID, int] = {}
     for item in items:
         first = known.get(item.booking_id)
         if first is not None:
@@ -119,21 +294,39 @@ def decide(
                 else ReservationItemResult(item.booking_id, ReservationOutcome.CONFLICT)
             )
             continue
-        seats = left.get(item.event_id)
-        if seats is None:
+        state = current.get(item.event_id)
+        if state is None:
             results.append(
                 ReservationItemResult(item.booking_id, ReservationOutcome.EVENT_NOT_FOUND)
             )
             continue
-        status = reservation_status(seats, item.ticket_count)
+        status = reservation_status(state.left_capacity, item.ticket_count)
+        fact: SeatsReserved | ReservationRefused
         if status is ReservationStatus.RESERVED:
-            seats -= item.ticket_count
-            left[item.event_id] = seats
-            taken[item.event_id] = taken.get(item.event_id, 0) + item.ticket_count
-        reservation = Reservation(item.booking_id, item.event_id, item.ticket_count, status, seats)
+            fact = SeatsReserved(
+                event_id=item.event_id,
+                booking_id=item.booking_id,
+                ticket_count=item.ticket_count,
+                left_capacity=state.left_capacity - item.ticket_count,
+            )
+        else:
+            fact = ReservationRefused(
+                event_id=item.event_id,
+                booking_id=item.booking_id,
+                ticket_count=item.ticket_count,
+                left_capacity=state.left_capacity,
+            )
+        after = evolve(state, fact)
+        assert isinstance(after, EventState)
+        current[item.event_id] = after
+        events.append((after.version, fact))
+        reservation = reservation_of(fact)
         known[item.booking_id] = reservation
         new.append(reservation)
         results.append(
-            ReservationItemResult(item.booking_id, ReservationOutcome(status.value), seats)
+            ReservationItemResult(
+                item.booking_id, ReservationOutcome(status.value), fact.left_capacity
+            )
         )
-    return Decisions(results, new, taken)
+    changed = {event_id: current[event_id] for event_id in {e.event_id for _, e in events}}
+    return Decisions(results, events, changed, new)

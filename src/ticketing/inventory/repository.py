@@ -1,20 +1,36 @@
-"""Inventory's database adapter: SQLAlchemy Core statements on one connection."""
+"""Inventory's database adapter: the event store and its projections, SQLAlchemy Core
+statements on one connection."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeAlias
 
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.contracts.inventory import Event, ReservationStatus, Venue
-from ticketing.inventory.domain import Reservation, format_price
-from ticketing.inventory.tables import events, reservations, venues
+from ticketing.inventory.domain import (
+    EVENT_STREAM,
+    EVENT_TYPES,
+    VENUE_STREAM,
+    EventScheduled,
+    EventState,
+    Reservation,
+    ReservationRefused,
+    SeatsReserved,
+    VenueRegistered,
+    VenueState,
+    evolve,
+    format_price,
+)
+from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+
+STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
@@ -63,15 +79,24 @@ def _event(row: AnyRow) -> Event:
     )
 
 
-async def add_venue(conn: AsyncConnection, venue: Venue) -> None:
+async def register_venue(conn: AsyncConnection, event: VenueRegistered, cause: Cause) -> Venue:
+    """Append ``event`` and write its projection row; the venue as it now is."""
+    state = evolve(None, event)
+    assert isinstance(state, VenueState)
+    now = utcnow()
+    await sql.run(conn, STORE.append([Pending(state.id, VENUE_STREAM, 1, event)], cause, now))
     await conn.execute(
         insert(venues).values(
-            id=venue.id,
-            name=venue.name,
-            address=venue.address,
-            total_capacity=venue.total_capacity,
-            created_at=utcnow(),
+            id=state.id,
+            name=state.name,
+            address=state.address,
+            total_capacity=state.total_capacity,
+            version=state.version,
+            created_at=now,
         )
+    )
+    return Venue(
+        id=state.id, name=state.name, address=state.address, total_capacity=state.total_capacity
     )
 
 
@@ -80,26 +105,30 @@ async def get_venue(conn: AsyncConnection, venue_id: uuid.UUID) -> Venue | None:
     return None if row is None else _venue(row)
 
 
-async def add_event(
-    conn: AsyncConnection,
-    *,
-    event_id: uuid.UUID,
-    name: str,
-    venue_id: uuid.UUID,
-    total_capacity: int,
-    ticket_price: Decimal,
-    starts_at: datetime | None,
-) -> None:
+async def get_venue_state(conn: AsyncConnection, venue_id: uuid.UUID) -> VenueState | None:
+    row = (await conn.execute(select(venues).where(venues.c.id == venue_id))).first()
+    if row is None:
+        return None
+    return VenueState(row.id, row.name, row.address, row.total_capacity, row.version)
+
+
+async def schedule_event(conn: AsyncConnection, event: EventScheduled, cause: Cause) -> None:
+    """Append ``event`` and write its projection row."""
+    state = evolve(None, event)
+    assert isinstance(state, EventState)
+    now = utcnow()
+    await sql.run(conn, STORE.append([Pending(state.id, EVENT_STREAM, 1, event)], cause, now))
     await conn.execute(
         insert(events).values(
-            id=event_id,
-            name=name,
-            venue_id=venue_id,
-            total_capacity=total_capacity,
-            left_capacity=total_capacity,
-            ticket_price=ticket_price,
-            starts_at=to_utc_naive(starts_at),
-            created_at=utcnow(),
+            id=state.id,
+            name=state.name,
+            venue_id=state.venue_id,
+            total_capacity=state.total_capacity,
+            left_capacity=state.left_capacity,
+            ticket_price=state.ticket_price,
+            starts_at=to_utc_naive(state.starts_at),
+            version=state.version,
+            created_at=now,
         )
     )
 
@@ -132,13 +161,14 @@ _RESERVATION_COLUMNS = (
     "created_at",
 )
 _ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
-_TAKE_SEATS = "UPDATE events SET left_capacity = left_capacity - %s WHERE id = %s"
+_SET_SEATS = "UPDATE events SET left_capacity = %s, version = %s WHERE id = %s"
 
 
-async def lock_capacity(
+async def lock_states(
     conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """``left_capacity`` of each existing event, row-locked until the transaction ends.
+) -> dict[uuid.UUID, EventState]:
+    """The state of each existing event (its projection row: the stream's snapshot), row-locked
+    until the transaction ends.
 
     Locks are taken in id order, so two transactions locking overlapping events never deadlock.
     """
@@ -147,40 +177,60 @@ async def lock_capacity(
     ordered = sorted(event_ids)
     rows = await sql.fetch_all(
         conn,
-        "SELECT id, left_capacity FROM events "  # noqa: S608 - placeholders only
-        f"WHERE id IN ({sql.placeholders(len(ordered))}) ORDER BY id FOR UPDATE",
+        "SELECT id, venue_id, name, total_capacity, left_capacity, ticket_price, "  # noqa: S608
+        f"starts_at, version FROM events WHERE id IN ({sql.placeholders(len(ordered))}) "
+        "ORDER BY id FOR UPDATE",
         [str(event_id) for event_id in ordered],
     )
-    return {uuid.UUID(str(event_id)): int(left) for event_id, left in rows}
+    return {
+        uuid.UUID(str(row[0])): EventState(
+            id=uuid.UUID(str(row[0])),
+            venue_id=uuid.UUID(str(row[1])),
+            name=row[2],
+            total_capacity=int(row[3]),
+            left_capacity=int(row[4]),
+            ticket_price=row[5],
+            starts_at=None if row[6] is None else row[6].replace(tzinfo=UTC),
+            version=int(row[7]),
+        )
+        for row in rows
+    }
 
 
-def take_seats_statement(event_id: uuid.UUID, seats: int) -> sql.Statement:
-    """Take ``seats`` of the event's left capacity, in the transaction that locked the event's
-    row and decided it has them (for :func:`ticketing.shared.sql.commit_all`). Should it not,
-    the ``left_capacity >= 0`` check constraint refuses the statement, the transaction fails
-    whole, and nothing is oversold."""
-    return sql.Statement(_TAKE_SEATS, [seats, str(event_id)])
-
-
-def add_reservations_statement(new: Sequence[Reservation]) -> sql.Statement:
-    """Record reservations (``new`` not empty); a booking id that already has one fails on the
-    primary key (1062). For :func:`ticketing.shared.sql.commit_all`."""
+def reservation_statements(
+    appended: Sequence[tuple[int, SeatsReserved | ReservationRefused]],
+    states: Sequence[EventState],
+    new: Sequence[Reservation],
+    cause: Cause,
+) -> list[sql.Statement]:
+    """The statements recording a batch's decisions (for :func:`sql.commit_all`): the events
+    first, so that a stale stream version fails the batch on the store's unique key before
+    anything else is written; then the reservations (a booking id that already has one fails on
+    the primary key); then each event's new state. The ``left_capacity >= 0`` check refuses a
+    state that would oversell."""
+    if not appended:
+        return []
     now = utcnow()
-    return sql.Statement(
-        _ADD_RESERVATIONS,
-        [
-            (
-                str(r.booking_id),
-                str(r.event_id),
-                r.ticket_count,
-                r.status.value,
-                r.left_capacity,
-                now,
-            )
-            for r in new
-        ],
-        rows=True,
-    )
+    pending = [Pending(e.event_id, EVENT_STREAM, version, e) for version, e in appended]
+    rows = [
+        (
+            str(r.booking_id),
+            str(r.event_id),
+            r.ticket_count,
+            r.status.value,
+            r.left_capacity,
+            now,
+        )
+        for r in new
+    ]
+    return [
+        STORE.append(pending, cause, now),
+        sql.Statement(_ADD_RESERVATIONS, rows, rows=True),
+        *(
+            sql.Statement(_SET_SEATS, [state.left_capacity, state.version, str(state.id)])
+            for state in states
+        ),
+    ]
 
 
 async def get_reservations(

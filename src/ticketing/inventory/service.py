@@ -23,10 +23,11 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import check_event_capacity, decide, parse_price
+from ticketing.inventory.domain import decide, decide_register_venue, decide_schedule_event
 from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound
+from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
@@ -38,16 +39,13 @@ class InventoryService:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create_venue(self, data: VenueCreate) -> Venue:
-        venue = Venue(
-            id=new_id(), name=data.name, address=data.address, total_capacity=data.total_capacity
-        )
+    async def create_venue(self, data: VenueCreate, cause: Cause) -> Venue:
+        registered = decide_register_venue(new_id(), data.name, data.address, data.total_capacity)
 
-        async def work(conn: AsyncConnection) -> None:
-            await repo.add_venue(conn, venue)
+        async def work(conn: AsyncConnection) -> Venue:
+            return await repo.register_venue(conn, registered, cause)
 
-        await run_transaction(self._engine, work)
-        return venue
+        return await run_transaction(self._engine, work)
 
     async def get_venue(self, venue_id: uuid.UUID) -> Venue:
         async with self._engine.connect() as conn:
@@ -56,24 +54,22 @@ class InventoryService:
             raise NotFound(f"venue {venue_id} does not exist")
         return venue
 
-    async def create_event(self, data: EventCreate) -> Event:
-        price = parse_price(data.ticket_price)
+    async def create_event(self, data: EventCreate, cause: Cause) -> Event:
         event_id = new_id()
 
         async def work(conn: AsyncConnection) -> Event:
-            venue = await repo.get_venue(conn, data.venue_id)
+            venue = await repo.get_venue_state(conn, data.venue_id)
             if venue is None:
                 raise NotFound(f"venue {data.venue_id} does not exist")
-            check_event_capacity(data.total_capacity, venue.total_capacity)
-            await repo.add_event(
-                conn,
-                event_id=event_id,
+            scheduled = decide_schedule_event(
+                event_id,
+                venue,
                 name=data.name,
-                venue_id=venue.id,
                 total_capacity=data.total_capacity,
-                ticket_price=price,
+                ticket_price=data.ticket_price,
                 starts_at=data.starts_at,
             )
+            await repo.schedule_event(conn, scheduled, cause)
             event = await repo.get_event(conn, event_id)
             assert event is not None
             return event
@@ -93,10 +89,12 @@ class InventoryService:
             items = await repo.list_events(conn, limit=limit + 1, after=after)
         return EventPage(*page(items, limit))
 
-    async def reserve(self, event_id: uuid.UUID, request: ReservationRequest) -> ReservationResult:
+    async def reserve(
+        self, event_id: uuid.UUID, request: ReservationRequest, cause: Cause
+    ) -> ReservationResult:
         """Reserve seats for one booking, at most once per booking id (a batch of one)."""
         item = ReservationItem(event_id, request.booking_id, request.ticket_count)
-        (result,) = await self.reserve_many([item])
+        (result,) = await self.reserve_many([item], cause)
         if result.outcome is ReservationOutcome.EVENT_NOT_FOUND:
             raise NotFound(f"event {event_id} does not exist")
         if result.outcome is ReservationOutcome.CONFLICT:
@@ -108,19 +106,23 @@ class InventoryService:
             left_capacity=result.left_capacity,
         )
 
-    async def reserve_many(self, items: Sequence[ReservationItem]) -> list[ReservationItemResult]:
+    async def reserve_many(
+        self, items: Sequence[ReservationItem], cause: Cause
+    ) -> list[ReservationItemResult]:
         """Decide reservations for many bookings in one transaction, at most once per booking id.
 
-        The events' rows are locked first, the decisions are made in request order (see
-        :func:`~ticketing.inventory.domain.decide`), then the reservations are recorded and each
-        event's seats taken, all in one round trip with the COMMIT (``sql.commit_all``); the
-        ``left_capacity >= 0`` check constraint refuses a decision the locked counts did not
-        allow, failing the whole transaction.
+        The events' rows (their streams' snapshots) are locked first, the decisions are made in
+        request order (see :func:`~ticketing.inventory.domain.decide`), then the events are
+        appended, the reservations recorded and each event's new state written, all in one
+        round trip with the COMMIT (``sql.commit_all``); the ``left_capacity >= 0`` check
+        constraint refuses a decision the locked counts did not allow, failing the whole
+        transaction.
 
         The first attempt assumes that no booking id holds a reservation yet (the common case:
         one statement less). If one does (a repeat, or a concurrent request for the same
         booking id), the insert fails on the primary key, nothing is changed, and the batch is
-        decided again knowing the reservations already recorded.
+        decided again knowing the reservations already recorded. A stale stream version fails
+        on the store's unique key and is decided again the same way.
         """
 
         async def work(conn: AsyncConnection, *, optimistic: bool) -> list[ReservationItemResult]:
@@ -130,12 +132,11 @@ class InventoryService:
                 else await repo.get_reservations(conn, [i.booking_id for i in items])
             )
             wanted = {i.event_id for i in items if i.booking_id not in existing}
-            capacity = await repo.lock_capacity(conn, list(wanted))
-            decisions = decide(items, existing, capacity)
-            # The rest in one round trip with the COMMIT: the decisions fit the locked counts,
-            # and the check constraint behind take_seats_statement refuses any that would not.
-            statements = [repo.add_reservations_statement(decisions.new)] if decisions.new else []
-            statements += [repo.take_seats_statement(e, n) for e, n in decisions.taken.items()]
+            states = await repo.lock_states(conn, list(wanted))
+            decisions = decide(items, existing, states)
+            statements = repo.reservation_statements(
+                decisions.events, list(decisions.states.values()), decisions.new, cause
+            )
             await sql.commit_all(conn, statements)
             return decisions.results
 

@@ -1,4 +1,7 @@
-"""Inventory's tables (SQLAlchemy Core). Alembic migrations in ``alembic/inventory`` create them."""
+"""Inventory's tables (SQLAlchemy Core). Alembic migrations in ``alembic/inventory`` create them.
+
+The event store is the source of truth; venues, events and reservations are its projections,
+each row with its stream's ``version`` (the snapshot the next decision starts from)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME
 
+from ticketing.shared.eventstore import event_store_table
+
 metadata = MetaData()
 
 venues = Table(
@@ -25,6 +30,7 @@ venues = Table(
     Column("name", String(200), nullable=False),
     Column("address", String(500), nullable=False),
     Column("total_capacity", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
     Column("created_at", DATETIME(fsp=6), nullable=False),
     CheckConstraint("total_capacity > 0", name="ck_venues_total_capacity_positive"),
 )
@@ -39,6 +45,7 @@ events = Table(
     Column("left_capacity", Integer, nullable=False),
     Column("ticket_price", Numeric(10, 2), nullable=False),
     Column("starts_at", DATETIME(fsp=6), nullable=True),
+    Column("version", Integer, nullable=False),
     Column("created_at", DATETIME(fsp=6), nullable=False),
     CheckConstraint("left_capacity >= 0", name="ck_events_left_capacity_not_negative"),
     CheckConstraint("left_capacity <= total_capacity", name="ck_events_left_within_total"),
@@ -59,3 +66,5 @@ reservations = Table(
     Index("ix_reservations_event_id", "event_id"),
     CheckConstraint("ticket_count > 0", name="ck_reservations_ticket_count_positive"),
 )
+
+event_store = event_store_table(metadata)

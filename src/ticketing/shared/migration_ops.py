@@ -45,3 +45,25 @@ def create_inbox_table_v1() -> None:
 def drop_shared_tables_v1() -> None:
     op.drop_table("processed_messages")
     op.drop_table("outbox")
+
+
+def create_event_store_table_v1() -> None:
+    """The event store (``ticketing.shared.eventstore``), as issue 18 first made it."""
+    op.create_table(
+        "event_store",
+        sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=True),
+        sa.Column("stream_id", sa.Uuid(), nullable=False),
+        sa.Column("stream_type", sa.String(32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("event_type", sa.String(64), nullable=False),
+        sa.Column("schema_version", sa.Integer(), nullable=False),
+        sa.Column("payload", LONGTEXT(), nullable=False),
+        sa.Column("correlation_id", sa.String(128), nullable=True),
+        sa.Column("causation_id", sa.String(128), nullable=True),
+        sa.Column("actor", sa.String(255), nullable=False),
+        sa.Column("recorded_at", DATETIME(fsp=6), nullable=False),
+        sa.UniqueConstraint("stream_id", "version", name="uq_event_store_stream_version"),
+        sa.CheckConstraint("version > 0", name="ck_event_store_version_positive"),
+        mysql_engine="InnoDB",
+    )
+    op.create_index("ix_event_store_recorded_at", "event_store", ["recorded_at"])

@@ -25,14 +25,18 @@ from ticketing.shared.auth import (
     IDP_TIMEOUT_SECONDS,
     JwksCache,
     OidcDiscovery,
+    Principal,
     TokenVerifier,
     bearer_token,
 )
+from ticketing.shared.eventstore import MAX_ID_LENGTH, Cause
 from ticketing.shared.httpclient import new_session
+from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.settings import Settings
 
 PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]
 METRICS_PATH = "^/metrics$"
+CAUSATION_ID_HEADER = b"x-causation-id"
 PERMISSION = "permission"  # the key of an operation's ``opt`` naming the permission it needs
 
 
@@ -47,6 +51,23 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if permission is not None:
             principal.require(permission)
         return AuthenticationResult(user=principal, auth=token)
+
+
+def cause_of(scope: Any) -> Cause:
+    """Who and what caused the events a request records: the token's client, the request's
+    correlation id, and as causation the ``X-Causation-ID`` the caller names (a service acting
+    on a message names that message), else the request itself."""
+    principal = scope.get("user")
+    actor = principal.client_id if isinstance(principal, Principal) else "anonymous"
+    correlation_id = current_correlation_id()
+    causation_id = correlation_id
+    for name, value in scope.get("headers", ()):
+        if name == CAUSATION_ID_HEADER:
+            candidate = value.decode("latin-1").strip()
+            if 0 < len(candidate) <= MAX_ID_LENGTH and candidate.isprintable():
+                causation_id = candidate
+            break
+    return Cause(actor=actor, correlation_id=correlation_id, causation_id=causation_id)
 
 
 def authorization(scope: Any) -> str | None:

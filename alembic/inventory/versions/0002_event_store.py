@@ -1,0 +1,88 @@
+"""The event store, and inventory's tables as its projections (issue 18, ADR 12).
+
+Existing rows become events, so that nothing is lost on upgrade: each venue a
+``VenueRegistered``, each event an ``EventScheduled``, each reservation a ``SeatsReserved`` or
+``ReservationRefused`` on its event's stream. They carry the rows' own times, the actor
+``migration``, and no correlation; positions follow those times. Reservations recorded in one
+transaction share a time: their versions follow the seats left after each (descending), which
+is the order they were decided in. ``venues.version`` and ``events.version`` are set to their
+streams' last versions.
+
+Run with inventory stopped. The downgrade drops the store and the versions: the tables keep the
+state, which is all the previous version of the code knew.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from ticketing.shared.migration_ops import create_event_store_table_v1
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# The history of every row, oldest first (UUIDs as JSON strings in their canonical form).
+BACKFILL = """
+INSERT INTO event_store (stream_id, stream_type, version, event_type, schema_version, payload,
+                         correlation_id, causation_id, actor, recorded_at)
+SELECT stream_id, stream_type, version, event_type, 1, payload, NULL, NULL, 'migration',
+       recorded_at
+FROM (
+    SELECT v.id AS stream_id, 'venue' AS stream_type, 1 AS version,
+           'VenueRegistered' AS event_type,
+           CONVERT(JSON_OBJECT('venue_id', LOWER(CAST(v.id AS CHAR)), 'name', v.name,
+                       'address', v.address, 'total_capacity', v.total_capacity)
+           USING utf8mb4) COLLATE utf8mb4_bin AS payload,
+           v.created_at AS recorded_at, 0 AS rank_in_time
+    FROM venues v
+    UNION ALL
+    SELECT e.id, 'event', 1, 'EventScheduled',
+           CONVERT(JSON_OBJECT('event_id', LOWER(CAST(e.id AS CHAR)),
+                       'venue_id', LOWER(CAST(e.venue_id AS CHAR)),
+                       'name', e.name, 'total_capacity', e.total_capacity,
+                       'ticket_price', CAST(e.ticket_price AS CHAR),
+                       'starts_at', IF(e.starts_at IS NULL, NULL,
+                           CONCAT(DATE_FORMAT(e.starts_at, '%Y-%m-%dT%H:%i:%s.%f'), 'Z')))
+           USING utf8mb4) COLLATE utf8mb4_bin,
+           e.created_at, 1
+    FROM events e
+    UNION ALL
+    SELECT r.event_id, 'event',
+           1 + ROW_NUMBER() OVER (
+               PARTITION BY r.event_id
+               ORDER BY r.created_at, r.left_capacity DESC, r.booking_id),
+           IF(r.status = 'reserved', 'SeatsReserved', 'ReservationRefused'),
+           CONVERT(JSON_OBJECT('event_id', LOWER(CAST(r.event_id AS CHAR)),
+                       'booking_id', LOWER(CAST(r.booking_id AS CHAR)),
+                       'ticket_count', r.ticket_count, 'left_capacity', r.left_capacity)
+           USING utf8mb4) COLLATE utf8mb4_bin,
+           r.created_at, 2
+    FROM reservations r
+) AS history
+ORDER BY recorded_at, rank_in_time, stream_id, version
+"""
+
+
+def upgrade() -> None:
+    create_event_store_table_v1()
+    for table in ("venues", "events"):
+        op.add_column(table, sa.Column("version", sa.Integer(), nullable=False, server_default="1"))
+        op.alter_column(table, "version", existing_type=sa.Integer(), server_default=None)
+    op.execute(BACKFILL)
+    op.execute(
+        "UPDATE events e SET version = 1 + "
+        "(SELECT COUNT(*) FROM reservations r WHERE r.event_id = e.id)"
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("events", "version")
+    op.drop_column("venues", "version")
+    op.drop_table("event_store")

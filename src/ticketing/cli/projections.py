@@ -1,0 +1,61 @@
+"""``ticketing projections verify``: fold each service's events and compare the result with its
+state tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticketing.shared.db import create_engine
+from ticketing.shared.settings import ServiceName, Settings
+
+Verifier = Callable[[AsyncEngine], Awaitable[list[str]]]
+
+
+def verifiers() -> dict[ServiceName, Verifier]:
+    """The services whose state tables are projections of an event store, with their checks."""
+    from ticketing.inventory import projections as inventory
+
+    return {"inventory": inventory.verify}
+
+
+EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory",)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    projections = commands.add_parser(
+        "projections",
+        help="check the state tables against the events (the source of truth)",
+        description="A service's state tables are projections of its events. verify folds "
+        "every event stream and prints each row the tables and the events disagree on; it "
+        f"exits 1 when there is one. Event-sourced so far: {', '.join(EVENT_SOURCED)}.",
+    )
+    actions = projections.add_subparsers(
+        dest="projections_command", required=True, metavar="ACTION"
+    )
+    check = actions.add_parser("verify", help="compare the tables with the folded events")
+    check.add_argument("--service", choices=EVENT_SOURCED, help="one service (default: all)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    services = [args.service] if args.service else list(EVENT_SOURCED)
+    return asyncio.run(_verify(settings, services))
+
+
+async def _verify(settings: Settings, services: list[ServiceName]) -> int:
+    checks = verifiers()
+    failed = False
+    for service in services:
+        engine = create_engine(settings, service)
+        try:
+            problems = await checks[service](engine)
+        finally:
+            await engine.dispose()
+        for problem in problems:
+            print(f"{service}: {problem}")
+        print(f"{service}: {'agree' if not problems else f'{len(problems)} difference(s)'}")
+        failed = failed or bool(problems)
+    return 1 if failed else 0

@@ -1,0 +1,260 @@
+"""The event store: one append-only table per service database, the source of truth of that
+service's aggregates (ADR 12).
+
+Every state change is an event appended to its aggregate's stream with the next version; the
+state tables are projections that ``evolve`` writes in the same transaction. ``UNIQUE
+(stream_id, version)`` makes appends optimistic: a writer that decided on a stale version fails
+on that key (MySQL error 1062) and decides again, like after a deadlock. Events are never
+updated or deleted.
+
+Events are plain dataclasses of each service's domain, stored as JSON under their class name
+(``event_type``) and their class's ``SCHEMA_VERSION``; a row written in an older shape is
+upcast on read, one version at a time (:class:`EventCodec`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticketing.shared import sql
+
+STORE_TABLE = "event_store"
+MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
+
+
+def event_store_table(metadata: MetaData) -> Table:
+    """The store's table in a service's ``metadata`` (each service database has one)."""
+    return Table(
+        STORE_TABLE,
+        metadata,
+        Column("position", BigInteger, primary_key=True, autoincrement=True),
+        Column("stream_id", Uuid, nullable=False),
+        Column("stream_type", String(32), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("event_type", String(64), nullable=False),
+        Column("schema_version", Integer, nullable=False),
+        Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
+        Column("correlation_id", String(MAX_ID_LENGTH), nullable=True),
+        Column("causation_id", String(MAX_ID_LENGTH), nullable=True),
+        Column("actor", String(255), nullable=False),
+        Column("recorded_at", DATETIME(fsp=6), nullable=False),
+        UniqueConstraint("stream_id", "version", name="uq_event_store_stream_version"),
+        Index("ix_event_store_recorded_at", "recorded_at"),
+        CheckConstraint("version > 0", name="ck_event_store_version_positive"),
+    )
+
+
+class DomainEvent(Protocol):
+    """A domain event: a dataclass whose class name is its type and whose class attribute
+    ``SCHEMA_VERSION`` is the shape it is written in."""
+
+    SCHEMA_VERSION: ClassVar[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Who and what caused the events of one transaction: the metadata stored with each."""
+
+    actor: str  # the token's client for API calls, the consumer's name for messages
+    correlation_id: str | None = None
+    causation_id: str | None = None  # the request or message that caused them
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An event to append as ``version`` of the stream ``stream_id``."""
+
+    stream_id: uuid.UUID
+    stream_type: str
+    version: int
+    event: Any  # a DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as stored, decoded (and upcast) to its current dataclass."""
+
+    position: int
+    stream_id: uuid.UUID
+    stream_type: str
+    version: int
+    event_type: str
+    event: Any  # a DomainEvent
+    actor: str
+    correlation_id: str | None
+    causation_id: str | None
+    recorded_at: datetime  # aware, UTC
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(LookupError):
+    """A stored row's event type (or schema version) that this code cannot read."""
+
+
+class EventCodec:
+    """The event types of one service, with the upcasters that bring an older stored shape
+    to the next version: ``upcasters[(event_type, n)]`` turns a version-n payload into n+1."""
+
+    def __init__(
+        self,
+        types: Iterable[type[Any]],
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+    ) -> None:
+        self._types = {cls.__name__: cls for cls in types}
+        self._upcasters = dict(upcasters or {})
+        self._encoder = msgspec.json.Encoder()
+
+    @property
+    def types(self) -> Mapping[str, type[Any]]:
+        return self._types
+
+    def encode(self, event: Any) -> str:
+        if type(event).__name__ not in self._types:
+            raise UnknownEventType(f"{type(event).__name__} is not an event type of this store")
+        return self._encoder.encode(event).decode()
+
+    def decode(self, event_type: str, schema_version: int, payload: str | bytes) -> Any:
+        cls = self._types.get(event_type)
+        if cls is None:
+            raise UnknownEventType(f"unknown event type {event_type!r}")
+        current: int = cls.SCHEMA_VERSION
+        if schema_version == current:
+            return msgspec.json.decode(payload, type=cls)
+        if schema_version > current:
+            raise UnknownEventType(
+                f"{event_type} v{schema_version} is newer than this code (v{current})"
+            )
+        shape: dict[str, Any] = msgspec.json.decode(payload)
+        for version in range(schema_version, current):
+            upcast = self._upcasters.get((event_type, version))
+            if upcast is None:
+                raise UnknownEventType(f"no upcaster for {event_type} v{version}")
+            shape = upcast(shape)
+        return msgspec.convert(shape, type=cls)
+
+
+_COLUMNS = (
+    "stream_id",
+    "stream_type",
+    "version",
+    "event_type",
+    "schema_version",
+    "payload",
+    "correlation_id",
+    "causation_id",
+    "actor",
+    "recorded_at",
+)
+
+
+class EventStore:
+    """Appends to and reads one service's store through ``codec``."""
+
+    def __init__(self, table: Table, codec: EventCodec) -> None:
+        self.table = table
+        self.codec = codec
+        self._insert = sql.insert_sql(table, _COLUMNS)
+        columns = (
+            "position, stream_id, stream_type, version, event_type, schema_version, "
+            "payload, actor, correlation_id, causation_id, recorded_at"
+        )
+        self._select = f"SELECT {columns} FROM {sql.quote(table.name)}"  # noqa: S608 - ours
+
+    def append(self, pending: Sequence[Pending], cause: Cause, now: datetime) -> sql.Statement:
+        """The statement appending ``pending`` (not empty), for the transaction that writes
+        their projections (``now``: naive UTC). A stale version fails it on the unique key."""
+        rows = [
+            (
+                str(item.stream_id),
+                item.stream_type,
+                item.version,
+                type(item.event).__name__,
+                type(item.event).SCHEMA_VERSION,
+                self.codec.encode(item.event),
+                cause.correlation_id,
+                cause.causation_id,
+                cause.actor,
+                now,
+            )
+            for item in pending
+        ]
+        return sql.Statement(self._insert, rows, rows=True)
+
+    async def stream(
+        self, conn: AsyncConnection, stream_id: uuid.UUID, *, until: datetime | None = None
+    ) -> list[Recorded]:
+        """The events of one stream in version order; with ``until`` (aware), only those
+        recorded at or before it."""
+        query = self._select + " WHERE stream_id = %s"
+        params: list[Any] = [str(stream_id)]
+        if until is not None:
+            query += " AND recorded_at <= %s"
+            params.append(until.astimezone(UTC).replace(tzinfo=None))
+        rows = await sql.fetch_all(conn, query + " ORDER BY version", params)
+        return [self._recorded(row) for row in rows]
+
+    async def page(
+        self,
+        conn: AsyncConnection,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        stream_id: uuid.UUID | None = None,
+    ) -> list[Recorded]:
+        """Up to ``limit`` events after position ``after``, in position order (of one stream
+        when ``stream_id`` is given)."""
+        query = self._select + " WHERE position > %s"
+        params: list[Any] = [after]
+        if stream_id is not None:
+            query += " AND stream_id = %s"
+            params.append(str(stream_id))
+        rows = await sql.fetch_all(conn, query + " ORDER BY position LIMIT %s", [*params, limit])
+        return [self._recorded(row) for row in rows]
+
+    async def everything(self, conn: AsyncConnection, *, batch: int = 5000) -> list[Recorded]:
+        """Every event in position order (for verifying and rebuilding projections)."""
+        events: list[Recorded] = []
+        while True:
+            page = await self.page(conn, after=events[-1].position if events else 0, limit=batch)
+            events += page
+            if len(page) < batch:
+                return events
+
+    def _recorded(self, row: Sequence[Any]) -> Recorded:
+        (position, stream_id, stream_type, version, event_type, schema_version, payload) = row[:7]
+        actor, correlation_id, causation_id, recorded_at = row[7:]
+        return Recorded(
+            position=int(position),
+            stream_id=uuid.UUID(str(stream_id)),
+            stream_type=str(stream_type),
+            version=int(version),
+            event_type=str(event_type),
+            event=self.codec.decode(str(event_type), int(schema_version), payload),
+            actor=str(actor),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            recorded_at=recorded_at.replace(tzinfo=UTC),
+        )
