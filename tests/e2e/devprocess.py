@@ -108,7 +108,7 @@ class DevProcess:
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 120)
-        assert process.returncode == 0, err.decode()[-3000:]
+        assert process.returncode == 0, (out.decode() + err.decode())[-3000:]
         return out.decode()
 
     async def wait_healthy(self, seconds: float = 60) -> None:
