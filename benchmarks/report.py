@@ -146,6 +146,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| CONFIRMED / REJECTED / PENDING | {f['confirmed']} / {f['rejected']} / {f['pending']} |",
         f"| all answered after | {f['seconds_to_answer_all']} s |",
         f"| all settled after | {f['seconds_to_settle_all']} s |",
+        f"| `ticketing projections verify` after it | {f.get('projections', 'not run')} |",
         "",
         "409 answers are the advisory refusals at the door (the event visibly sold out); every",
         "accepted booking settles. Target: exactly "
