@@ -4,6 +4,7 @@ ticketing db upgrade [SERVICE ...]    create missing databases and migrate them
 ticketing serve SERVICE               run one service in the foreground
 ticketing outbox status|replay|purge  operate the outboxes (the services' event logs)
 ticketing projections verify         check the state tables against the events
+ticketing events export              the event stores as JSON Lines
 ticketing docs asyncapi               write the AsyncAPI document of the Kafka topics
 """
 
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ticketing import __version__
-from ticketing.cli import db, dev, docs, outbox, projections, seed, serve
+from ticketing.cli import db, dev, docs, events, outbox, projections, seed, serve
 from ticketing.shared.settings import Settings, SettingsError
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     outbox.add_parser(commands)
     projections.add_parser(commands)
+    events.add_parser(commands)
     docs.add_parser(commands)
     seed.add_parser(commands)
     return parser
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": serve.run,
         "outbox": outbox.run,
         "projections": projections.run,
+        "events": events.run,
         "docs": docs.run,
         "seed": seed.run,
     }

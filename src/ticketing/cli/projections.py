@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ticketing.cli.events import EVENT_SOURCED
 from ticketing.shared.db import create_engine
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -20,9 +21,6 @@ def verifiers() -> dict[ServiceName, Verifier]:
     from ticketing.inventory import projections as inventory
 
     return {"inventory": inventory.verify}
-
-
-EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory",)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

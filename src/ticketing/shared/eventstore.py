@@ -176,6 +176,7 @@ class EventStore:
     def __init__(self, table: Table, codec: EventCodec) -> None:
         self.table = table
         self.codec = codec
+        self._encoder = msgspec.json.Encoder()
         self._insert = sql.insert_sql(table, _COLUMNS)
         columns = (
             "position, stream_id, stream_type, version, event_type, schema_version, "
@@ -223,14 +224,24 @@ class EventStore:
         after: int = 0,
         limit: int = 1000,
         stream_id: uuid.UUID | None = None,
+        event_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Recorded]:
-        """Up to ``limit`` events after position ``after``, in position order (of one stream
-        when ``stream_id`` is given)."""
+        """Up to ``limit`` events after position ``after``, in position order; only those of
+        ``stream_id``, of ``event_type``, recorded at or after ``since`` and before ``until``
+        (naive UTC) when given."""
         query = self._select + " WHERE position > %s"
         params: list[Any] = [after]
-        if stream_id is not None:
-            query += " AND stream_id = %s"
-            params.append(str(stream_id))
+        for condition, value in (
+            (" AND stream_id = %s", None if stream_id is None else str(stream_id)),
+            (" AND event_type = %s", event_type),
+            (" AND recorded_at >= %s", since),
+            (" AND recorded_at < %s", until),
+        ):
+            if value is not None:
+                query += condition
+                params.append(value)
         rows = await sql.fetch_all(conn, query + " ORDER BY position LIMIT %s", [*params, limit])
         return [self._recorded(row) for row in rows]
 
@@ -242,6 +253,25 @@ class EventStore:
             events += page
             if len(page) < batch:
                 return events
+
+    def as_json(self, recorded: Recorded) -> bytes:
+        """One event as a JSON object: its metadata, and as ``data`` the payload in the current
+        shape (upcast when it was stored in an older one)."""
+        return self._encoder.encode(
+            {
+                "position": recorded.position,
+                "stream_id": recorded.stream_id,
+                "stream_type": recorded.stream_type,
+                "version": recorded.version,
+                "event_type": recorded.event_type,
+                "schema_version": type(recorded.event).SCHEMA_VERSION,
+                "recorded_at": recorded.recorded_at,
+                "actor": recorded.actor,
+                "correlation_id": recorded.correlation_id,
+                "causation_id": recorded.causation_id,
+                "data": recorded.event,
+            }
+        )
 
     def _recorded(self, row: Sequence[Any]) -> Recorded:
         (position, stream_id, stream_type, version, event_type, schema_version, payload) = row[:7]
