@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         await drop_databases(settings)
 
 
-def lines(output: str) -> list[dict[str, object]]:
+def lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines()]
 
 
@@ -89,12 +90,9 @@ async def test_export_writes_each_event_once_oldest_first_and_filters(settings: 
         "SeatsReserved",
         prefix=settings.db_prefix,
     )
-    assert (
-        [e["data"]["booking_id"] for e in lines(one_stream.stdout)]
-        == [  # type: ignore[index]
-            str(b) for b in bookings[:2]
-        ]
-    )
+    assert [e["data"]["booking_id"] for e in lines(one_stream.stdout)] == [
+        str(b) for b in bookings[:2]
+    ]
 
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     none_yet = await asyncio.to_thread(
