@@ -28,6 +28,7 @@ from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     EventStreamEvent,
+    ImpossibleHistory,
     InventoryEvent,
     Reservation,
     ReservationRefused,
@@ -344,6 +345,8 @@ def wrong_states() -> list[tuple[VenueState | EventState | None, InventoryEvent]
         (venue, reserved),
         (None, refused),
         (venue, refused),
+        (event_state([scheduled(uuid.uuid4(), 10)]), reserved),  # another event's stream
+        (event_state([scheduled(uuid.uuid4(), 10)]), refused),
     ]
 
 
@@ -351,7 +354,7 @@ def wrong_states() -> list[tuple[VenueState | EventState | None, InventoryEvent]
 def test_evolve_refuses_an_event_its_stream_cannot_be_at(
     state: VenueState | EventState | None, event: InventoryEvent
 ) -> None:
-    with pytest.raises(AssertionError):
+    with pytest.raises(ImpossibleHistory):
         evolve(state, event)
 
 

@@ -4,9 +4,10 @@ Existing rows become events, so that nothing is lost on upgrade: each venue a
 ``VenueRegistered``, each event an ``EventScheduled``, each reservation a ``SeatsReserved`` or
 ``ReservationRefused`` on its event's stream. They carry the rows' own times, the actor
 ``migration``, and no correlation; positions follow those times. Reservations recorded in one
-transaction share a time: their versions follow the seats left after each (descending), which
-is the order they were decided in. ``venues.version`` and ``events.version`` are set to their
-streams' last versions.
+transaction share a time: their versions follow the seats left after each (descending) and, at
+equal seats, reservations before refusals (a reservation always leaves fewer seats than a refusal
+before it saw), which is the order they were decided in. ``venues.version`` and
+``events.version`` are set to their streams' last versions.
 
 Run with inventory stopped. The downgrade drops the store and the versions: the tables keep the
 state, which is all the previous version of the code knew.
@@ -57,7 +58,8 @@ FROM (
     SELECT r.event_id, 'event',
            1 + ROW_NUMBER() OVER (
                PARTITION BY r.event_id
-               ORDER BY r.created_at, r.left_capacity DESC, r.booking_id),
+               ORDER BY r.created_at, r.left_capacity DESC, r.status = 'insufficient',
+                        r.booking_id),
            IF(r.status = 'reserved', 'SeatsReserved', 'ReservationRefused'),
            CONVERT(JSON_OBJECT('event_id', LOWER(CAST(r.event_id AS CHAR)),
                        'booking_id', LOWER(CAST(r.booking_id AS CHAR)),

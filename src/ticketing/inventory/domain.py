@@ -35,7 +35,7 @@ EVENT_STREAM = "event"
 
 
 # --- Events: facts, in the past tense. A change of a field is a new SCHEMA_VERSION with an
-# upcaster for the old shape (repository.CODEC).
+# upcaster for the old shape (the codec of repository.STORE).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,15 +174,23 @@ class Reservation:
             )
 
 
+class ImpossibleHistory(ValueError):
+    """An event that cannot follow the state it is applied to (a second registration, seats of
+    an event never scheduled, an event of another stream): the store or a caller is broken,
+    and nothing may be folded further."""
+
+
 def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> VenueState | EventState:
     """The state after ``event`` (``state``: its stream's state before it, None before the
     first event). A pure function: the projections and every fold go through it."""
     match event:
         case VenueRegistered():
-            assert state is None, "a venue is registered once"
+            if state is not None:
+                raise ImpossibleHistory(f"venue {event.venue_id} is registered twice")
             return VenueState(event.venue_id, event.name, event.address, event.total_capacity, 1)
         case EventScheduled():
-            assert state is None, "an event is scheduled once"
+            if state is not None:
+                raise ImpossibleHistory(f"event {event.event_id} is scheduled twice")
             return EventState(
                 id=event.event_id,
                 venue_id=event.venue_id,
@@ -193,16 +201,15 @@ def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> Venu
                 starts_at=event.starts_at,
                 version=1,
             )
-        case SeatsReserved():
-            assert isinstance(state, EventState), "seats are reserved of a scheduled event"
+        case SeatsReserved() | ReservationRefused():
+            if not isinstance(state, EventState) or state.id != event.event_id:
+                raise ImpossibleHistory(
+                    f"{type(event).__name__} of event {event.event_id} cannot follow {state!r}"
+                )
+            taken = event.ticket_count if isinstance(event, SeatsReserved) else 0
             return dataclasses.replace(
-                state,
-                left_capacity=state.left_capacity - event.ticket_count,
-                version=state.version + 1,
+                state, left_capacity=state.left_capacity - taken, version=state.version + 1
             )
-        case ReservationRefused():
-            assert isinstance(state, EventState), "seats are refused of a scheduled event"
-            return dataclasses.replace(state, version=state.version + 1)
     raise TypeError(f"not an inventory event: {event!r}")
 
 

@@ -132,7 +132,7 @@ class EventCodec:
         return self._types
 
     def encode(self, event: Any) -> str:
-        if type(event).__name__ not in self._types:
+        if self._types.get(type(event).__name__) is not type(event):
             raise UnknownEventType(f"{type(event).__name__} is not an event type of this store")
         return self._encoder.encode(event).decode()
 
