@@ -301,10 +301,14 @@ async def downgrade_to_0001(settings: Settings) -> None:
 
 
 async def store_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
-    """Every row of the event store, in position order, as stored."""
+    """Every row of the event store, in position order, as stored, but for the event ids (new
+    ones each time rows are turned into events)."""
     async with engine.connect() as conn:
         rows = await conn.execute(text("SELECT * FROM event_store ORDER BY position"))
-        return [dict(row._mapping) for row in rows]
+        stored = [dict(row._mapping) for row in rows]
+    ids = [row.pop("event_id") for row in stored]
+    assert len(set(ids)) == len(ids)
+    return stored
 
 
 async def versions(engine: AsyncEngine, table: str) -> dict[uuid.UUID, int]:

@@ -3,11 +3,11 @@
 Existing rows become events, so that nothing is lost on upgrade: each venue a
 ``VenueRegistered``, each event an ``EventScheduled``, each reservation a ``SeatsReserved`` or
 ``ReservationRefused`` on its event's stream. They carry the rows' own times, the actor
-``migration``, and no correlation; positions follow those times. Reservations recorded in one
-transaction share a time: their versions follow the seats left after each (descending) and, at
-equal seats, reservations before refusals (a reservation always leaves fewer seats than a refusal
-before it saw), which is the order they were decided in. ``venues.version`` and
-``events.version`` are set to their streams' last versions.
+``migration``, no correlation, and new event ids; positions follow those times. Reservations
+recorded in one transaction share a time: their versions follow the seats left after each
+(descending) and, at equal seats, reservations before refusals (a reservation always leaves
+fewer seats than a refusal before it saw), which is the order they were decided in.
+``venues.version`` and ``events.version`` are set to their streams' last versions.
 
 Run with inventory stopped. The downgrade drops the store and the versions: the tables keep the
 state, which is all the previous version of the code knew.
@@ -31,10 +31,10 @@ depends_on: str | Sequence[str] | None = None
 
 # The history of every row, oldest first (UUIDs as JSON strings in their canonical form).
 BACKFILL = """
-INSERT INTO event_store (stream_id, stream_type, version, event_type, schema_version, payload,
-                         correlation_id, causation_id, actor, recorded_at)
-SELECT stream_id, stream_type, version, event_type, 1, payload, NULL, NULL, 'migration',
-       recorded_at
+INSERT INTO event_store (event_id, stream_id, stream_type, version, event_type, schema_version,
+                         payload, correlation_id, causation_id, actor, recorded_at)
+SELECT UUID(), stream_id, stream_type, version, event_type, 1, payload, NULL, NULL,
+       'migration', recorded_at
 FROM (
     SELECT v.id AS stream_id, 'venue' AS stream_type, 1 AS version,
            'VenueRegistered' AS event_type,

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.shared import sql
+from ticketing.shared.ids import new_id
 
 STORE_TABLE = "event_store"
 MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
@@ -49,6 +50,8 @@ def event_store_table(metadata: MetaData) -> Table:
         STORE_TABLE,
         metadata,
         Column("position", BigInteger, primary_key=True, autoincrement=True),
+        # The event's own id: the message id consumers deduplicate on once it is published.
+        Column("event_id", Uuid, nullable=False, unique=True),
         Column("stream_id", Uuid, nullable=False),
         Column("stream_type", String(32), nullable=False),
         Column("version", Integer, nullable=False),
@@ -96,6 +99,7 @@ class Recorded:
     """An event as stored, decoded (and upcast) to its current dataclass."""
 
     position: int
+    event_id: uuid.UUID
     stream_id: uuid.UUID
     stream_type: str
     version: int
@@ -157,6 +161,7 @@ class EventCodec:
 
 
 _COLUMNS = (
+    "event_id",
     "stream_id",
     "stream_type",
     "version",
@@ -179,7 +184,7 @@ class EventStore:
         self._encoder = msgspec.json.Encoder()
         self._insert = sql.insert_sql(table, _COLUMNS)
         columns = (
-            "position, stream_id, stream_type, version, event_type, schema_version, "
+            "position, event_id, stream_id, stream_type, version, event_type, schema_version, "
             "payload, actor, correlation_id, causation_id, recorded_at"
         )
         self._select = f"SELECT {columns} FROM {sql.quote(table.name)}"  # noqa: S608 - ours
@@ -189,6 +194,7 @@ class EventStore:
         their projections (``now``: naive UTC). A stale version fails it on the unique key."""
         rows = [
             (
+                str(new_id()),
                 str(item.stream_id),
                 item.stream_type,
                 item.version,
@@ -260,6 +266,7 @@ class EventStore:
         return self._encoder.encode(
             {
                 "position": recorded.position,
+                "event_id": recorded.event_id,
                 "stream_id": recorded.stream_id,
                 "stream_type": recorded.stream_type,
                 "version": recorded.version,
@@ -274,10 +281,11 @@ class EventStore:
         )
 
     def _recorded(self, row: Sequence[Any]) -> Recorded:
-        (position, stream_id, stream_type, version, event_type, schema_version, payload) = row[:7]
-        actor, correlation_id, causation_id, recorded_at = row[7:]
+        (position, event_id, stream_id, stream_type, version, event_type, schema_version) = row[:7]
+        payload, actor, correlation_id, causation_id, recorded_at = row[7:]
         return Recorded(
             position=int(position),
+            event_id=uuid.UUID(str(event_id)),
             stream_id=uuid.UUID(str(stream_id)),
             stream_type=str(stream_type),
             version=int(version),

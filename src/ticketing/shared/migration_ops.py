@@ -52,6 +52,7 @@ def create_event_store_table_v1() -> None:
     op.create_table(
         "event_store",
         sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
         sa.Column("stream_id", sa.Uuid(), nullable=False),
         sa.Column("stream_type", sa.String(32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
