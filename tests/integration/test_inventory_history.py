@@ -184,6 +184,8 @@ async def test_unknown_events_and_other_streams_have_no_history_or_past(
         ("event", {"as_of": "yesterday"}, "as_of"),
         ("event", {"as_of": "1700000000"}, "as_of"),
         ("event", {"as_of": "2027-01-01"}, "as_of"),
+        ("event", {"as_of": "0001-01-01T00:00:00+01:00"}, "as_of"),  # before year 1 in UTC
+        ("event", {"as_of": "9999-12-31T23:59:59-01:00"}, "as_of"),  # after 9999 in UTC
     ],
 )
 async def test_bad_cursors_limits_and_times_are_400_problems(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -51,12 +51,14 @@ AS_OF = QueryParameter(
 
 
 def parse_as_of(text: str) -> datetime:
+    """``as_of`` in UTC; a time whose UTC falls outside years 1-9999 is invalid too."""
     try:
-        return msgspec.convert(text, AwareDatetime)
-    except msgspec.ValidationError as error:
+        return msgspec.convert(text, AwareDatetime).astimezone(UTC)
+    except (msgspec.ValidationError, OverflowError) as error:
+        message = "out of range" if isinstance(error, OverflowError) else str(error)
         raise InvalidInput(
-            f"Invalid value for as_of: {error}",
-            errors=[{"field": "as_of", "message": str(error), "source": "query"}],
+            f"Invalid value for as_of: {message}",
+            errors=[{"field": "as_of", "message": message, "source": "query"}],
         ) from None
 
 
