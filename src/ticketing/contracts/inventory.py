@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -57,6 +57,29 @@ class Event(msgspec.Struct):
 
 class EventPage(msgspec.Struct):
     items: list[Event]
+    next_cursor: str | None = msgspec.field(default=None)
+
+
+class HistoryEntry(msgspec.Struct):
+    """One recorded event of an event's stream: what happened, when, and who caused it."""
+
+    version: Annotated[int, msgspec.Meta(description="Position in the stream, from 1")]
+    type: Annotated[
+        str,
+        msgspec.Meta(
+            description="What happened: EventScheduled, SeatsReserved or ReservationRefused",
+            examples=["SeatsReserved"],
+        ),
+    ]
+    recorded_at: datetime
+    actor: Annotated[str, msgspec.Meta(description="The client whose token caused it")]
+    correlation_id: str | None
+    causation_id: str | None
+    data: Annotated[dict[str, Any], msgspec.Meta(description="The event's fields")]
+
+
+class EventHistoryPage(msgspec.Struct):
+    items: list[HistoryEntry]
     next_cursor: str | None = msgspec.field(default=None)
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ticketing.contracts.inventory import (
+    AwareDatetime,
     Event,
     EventCreate,
+    EventHistoryPage,
     EventPage,
     ReservationBatch,
     ReservationBatchResult,
@@ -20,7 +24,8 @@ from ticketing.contracts.inventory import (
     Venue,
     VenueCreate,
 )
-from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
+from ticketing.inventory.service import MAX_PAGE_SIZE, VERSION_CURSOR_PATTERN, InventoryService
+from ticketing.shared.errors import InvalidInput
 from ticketing.shared.pagination import CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
@@ -36,6 +41,25 @@ def provide_inventory(request: Request[Any, Any, Any]) -> InventoryService:
 
 Inventory = NamedDependency[InventoryService]
 DEPENDENCIES = {"inventory": Provide(provide_inventory, sync_to_thread=False)}
+
+# Litestar parses a datetime query parameter leniently (no offset, epoch seconds), so the
+# parameter arrives as text and is held to the body's AwareDatetime here.
+AS_OF = QueryParameter(
+    description="RFC 3339 time with an offset (percent-encode a '+'): the event as it was then",
+    schema_extra={"format": "date-time"},
+)
+
+
+def parse_as_of(text: str) -> datetime:
+    """``as_of`` in UTC; a time whose UTC falls outside years 1-9999 is invalid too."""
+    try:
+        return msgspec.convert(text, AwareDatetime).astimezone(UTC)
+    except (msgspec.ValidationError, OverflowError) as error:
+        message = "out of range" if isinstance(error, OverflowError) else str(error)
+        raise InvalidInput(
+            f"Invalid value for as_of: {message}",
+            errors=[{"field": "as_of", "message": message, "source": "query"}],
+        ) from None
 
 
 class VenueController(Controller):
@@ -77,8 +101,27 @@ class EventController(Controller):
         return await inventory.list_events(limit=limit, cursor=cursor)
 
     @get("/{event_id:uuid}", summary="Get an event with its venue and the tickets left")
-    async def get_event(self, event_id: FromPath[uuid.UUID], inventory: Inventory) -> Event:
-        return await inventory.get_event(event_id)
+    async def get_event(
+        self,
+        event_id: FromPath[uuid.UUID],
+        inventory: Inventory,
+        as_of: Annotated[str | None, AS_OF] = None,
+    ) -> Event:
+        when = None if as_of is None else parse_as_of(as_of)
+        return await inventory.get_event(event_id, as_of=when)
+
+    @get(
+        "/{event_id:uuid}/history",
+        summary="List what happened to an event, oldest first, a page at a time",
+    )
+    async def event_history(
+        self,
+        event_id: FromPath[uuid.UUID],
+        inventory: Inventory,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        cursor: Annotated[str | None, QueryParameter(pattern=VERSION_CURSOR_PATTERN)] = None,
+    ) -> EventHistoryPage:
+        return await inventory.event_history(event_id, limit=limit, cursor=cursor)
 
 
 class ReservationController(Controller):

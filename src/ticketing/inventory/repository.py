@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+import msgspec
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.contracts.inventory import Event, ReservationStatus, Venue
+from ticketing.contracts.inventory import Event, HistoryEntry, ReservationStatus, Venue
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     EVENT_TYPES,
@@ -28,7 +29,7 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, Recorded
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
@@ -149,6 +150,92 @@ async def list_events(conn: AsyncConnection, *, limit: int, after: uuid.UUID | N
 
 async def event_exists(conn: AsyncConnection, event_id: uuid.UUID) -> bool:
     return (await conn.scalar(select(events.c.id).where(events.c.id == event_id))) is not None
+
+
+def event_of(state: EventState, venue: Venue) -> Event:
+    """An event's state (folded from its stream) in the shape its projection row is served in."""
+    starts_at = state.starts_at
+    return Event(
+        id=state.id,
+        name=state.name,
+        venue=venue,
+        total_capacity=state.total_capacity,
+        left_capacity=state.left_capacity,
+        ticket_price=format_price(state.ticket_price),
+        # Stored with the offset it was sent with; the projection serves it in UTC.
+        starts_at=None if starts_at is None else starts_at.astimezone(UTC),
+    )
+
+
+async def stream_until(
+    conn: AsyncConnection, stream_id: uuid.UUID, until: datetime
+) -> list[Recorded]:
+    """The events of one stream recorded at or before ``until`` (aware), in version order."""
+    return await STORE.stream(conn, stream_id, until=until)
+
+
+_STREAM_PAGE_COLUMNS = tuple(
+    event_store.c[name]
+    for name in (
+        "position",
+        "stream_id",
+        "stream_type",
+        "version",
+        "event_type",
+        "schema_version",
+        "payload",
+        "actor",
+        "correlation_id",
+        "causation_id",
+        "recorded_at",
+    )
+)
+
+
+async def stream_page(
+    conn: AsyncConnection, stream_id: uuid.UUID, *, after_version: int, limit: int
+) -> list[Recorded]:
+    """Up to ``limit`` events of one stream after ``after_version``, in version order.
+
+    A range of the store's ``(stream_id, version)`` key: ``STORE.page`` filters a position
+    range instead, which scans every later event of every stream to fill a quiet stream's page.
+    """
+    query = (
+        select(*_STREAM_PAGE_COLUMNS)
+        .where(event_store.c.stream_id == stream_id, event_store.c.version > after_version)
+        .order_by(event_store.c.version)
+        .limit(limit)
+    )
+    return [_recorded(row) for row in await conn.execute(query)]
+
+
+def _recorded(row: AnyRow) -> Recorded:
+    return Recorded(
+        position=row.position,
+        stream_id=row.stream_id,
+        stream_type=row.stream_type,
+        version=row.version,
+        event_type=row.event_type,
+        event=STORE.codec.decode(row.event_type, row.schema_version, row.payload),
+        actor=row.actor,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        recorded_at=row.recorded_at.replace(tzinfo=UTC),
+    )
+
+
+def history_entry(recorded: Recorded) -> HistoryEntry:
+    """A stored event as the history serves it: its payload as the store's codec writes it."""
+    data: dict[str, Any] = msgspec.to_builtins(recorded.event)
+    return HistoryEntry(
+        version=recorded.version,
+        type=recorded.event_type,
+        recorded_at=recorded.recorded_at,
+        actor=recorded.actor,
+        correlation_id=recorded.correlation_id,
+        causation_id=recorded.causation_id,
+        data=data,
+    )
 
 
 # The reservation path (every booking passes here) runs on the driver's cursor.

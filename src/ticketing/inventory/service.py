@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -12,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticketing.contracts.inventory import (
     Event,
     EventCreate,
+    EventHistoryPage,
     EventPage,
     ReservationItem,
     ReservationItemResult,
@@ -23,16 +27,54 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import decide, decide_register_venue, decide_schedule_event
+from ticketing.inventory.domain import (
+    EventState,
+    decide,
+    decide_register_venue,
+    decide_schedule_event,
+    fold,
+)
 from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key, run_transaction
-from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.errors import Conflict, InvalidInput, NotFound
+from ticketing.shared.eventstore import Cause, Recorded
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
+VERSION_CURSOR_PATTERN = r"^[A-Za-z0-9_-]{6}$"  # a version's 4 bytes, base64url without padding
+
+
+def encode_version_cursor(version: int) -> str:
+    """The cursor of the history page after ``version`` (shared.pagination's encoding of ids,
+    applied to a stream version)."""
+    return base64.urlsafe_b64encode(version.to_bytes(4, "big")).decode().rstrip("=")
+
+
+def decode_version_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 4:
+        raise InvalidInput(
+            "cursor is not valid; pass the next_cursor of a previous page",
+            errors=[{"field": "cursor", "message": "not a cursor this API issued"}],
+        )
+    return int.from_bytes(raw, "big")
+
+
+def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
+    """The events up to the first missing version. Instances' clocks may disagree, so a later
+    version can carry an earlier ``recorded_at`` than the one before it; a state as of a time
+    is only the stream's prefix recorded by then, never a fold over a gap."""
+    prefix: list[Recorded] = []
+    for expected, event in enumerate(recorded, start=1):
+        if event.version != expected:
+            break
+        prefix.append(event)
+    return prefix
 
 
 class InventoryService:
@@ -76,12 +118,43 @@ class InventoryService:
 
         return await run_transaction(self._engine, work)
 
-    async def get_event(self, event_id: uuid.UUID) -> Event:
+    async def get_event(self, event_id: uuid.UUID, *, as_of: datetime | None = None) -> Event:
+        """The event as it is now (its projection row), or as it was at ``as_of`` (aware)."""
+        if as_of is not None:
+            return await self._event_as_of(event_id, as_of)
         async with self._engine.connect() as conn:
             event = await repo.get_event(conn, event_id)
         if event is None:
             raise NotFound(f"event {event_id} does not exist")
         return event
+
+    async def _event_as_of(self, event_id: uuid.UUID, as_of: datetime) -> Event:
+        """The event's stream folded up to ``as_of``. Its venue is read from the projection:
+        a venue's stream holds only its registration, so the venue now is the venue at every
+        time the event existed."""
+        async with self._engine.connect() as conn:
+            recorded = unbroken(await repo.stream_until(conn, event_id, as_of))
+            state = fold(r.event for r in recorded)
+            if not isinstance(state, EventState):  # nothing yet, or the id of another stream
+                raise NotFound(f"event {event_id} did not exist at {as_of.isoformat()}")
+            venue = await repo.get_venue(conn, state.venue_id)
+        assert venue is not None, "an event is scheduled only at a registered venue"
+        return repo.event_of(state, venue)
+
+    async def event_history(
+        self, event_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> EventHistoryPage:
+        """The events of the event's stream, oldest first, a page at a time."""
+        after = 0 if cursor is None else decode_version_cursor(cursor)
+        async with self._engine.connect() as conn:
+            if not await repo.event_exists(conn, event_id):
+                raise NotFound(f"event {event_id} does not exist")
+            recorded = await repo.stream_page(conn, event_id, after_version=after, limit=limit + 1)
+        more = len(recorded) > limit
+        return EventHistoryPage(
+            items=[repo.history_entry(r) for r in recorded[:limit]],
+            next_cursor=encode_version_cursor(recorded[limit - 1].version) if more else None,
+        )
 
     async def list_events(self, *, limit: int, cursor: str | None) -> EventPage:
         after = None if cursor is None else decode_cursor(cursor)
