@@ -38,6 +38,7 @@ def recorded(version: int, at: datetime) -> Recorded:
     stream = uuid.UUID(int=1)
     return Recorded(
         position=version,
+        event_id=uuid.uuid4(),
         stream_id=stream,
         stream_type=EVENT_STREAM,
         version=version,

@@ -6,7 +6,8 @@ event's stream holds :class:`EventScheduled`, then one :class:`SeatsReserved` or
 current state into new events; :func:`evolve` applies one event to a state. The projection
 rows (venues, events, reservations) are ``evolve``'s results, written with the events, and an
 event's row with its stream's ``version`` is the snapshot the next decision starts from: a
-stream of 100,000 reservations is never folded on a request.
+stream of 100,000 reservations is never folded to decide. (Time travel, ``as_of``, folds the
+stream up to the time asked for: a read that asks for history pays for it.)
 
 The database still guards the capacity invariant itself (the event row's lock while deciding,
 a CHECK on ``left_capacity``, and the store's unique stream version).

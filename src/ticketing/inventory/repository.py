@@ -167,63 +167,6 @@ def event_of(state: EventState, venue: Venue) -> Event:
     )
 
 
-async def stream_until(
-    conn: AsyncConnection, stream_id: uuid.UUID, until: datetime
-) -> list[Recorded]:
-    """The events of one stream recorded at or before ``until`` (aware), in version order."""
-    return await STORE.stream(conn, stream_id, until=until)
-
-
-_STREAM_PAGE_COLUMNS = tuple(
-    event_store.c[name]
-    for name in (
-        "position",
-        "stream_id",
-        "stream_type",
-        "version",
-        "event_type",
-        "schema_version",
-        "payload",
-        "actor",
-        "correlation_id",
-        "causation_id",
-        "recorded_at",
-    )
-)
-
-
-async def stream_page(
-    conn: AsyncConnection, stream_id: uuid.UUID, *, after_version: int, limit: int
-) -> list[Recorded]:
-    """Up to ``limit`` events of one stream after ``after_version``, in version order.
-
-    A range of the store's ``(stream_id, version)`` key: ``STORE.page`` filters a position
-    range instead, which scans every later event of every stream to fill a quiet stream's page.
-    """
-    query = (
-        select(*_STREAM_PAGE_COLUMNS)
-        .where(event_store.c.stream_id == stream_id, event_store.c.version > after_version)
-        .order_by(event_store.c.version)
-        .limit(limit)
-    )
-    return [_recorded(row) for row in await conn.execute(query)]
-
-
-def _recorded(row: AnyRow) -> Recorded:
-    return Recorded(
-        position=row.position,
-        stream_id=row.stream_id,
-        stream_type=row.stream_type,
-        version=row.version,
-        event_type=row.event_type,
-        event=STORE.codec.decode(row.event_type, row.schema_version, row.payload),
-        actor=row.actor,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        recorded_at=row.recorded_at.replace(tzinfo=UTC),
-    )
-
-
 def history_entry(recorded: Recorded) -> HistoryEntry:
     """A stored event as the history serves it: its payload as the store's codec writes it."""
     data: dict[str, Any] = msgspec.to_builtins(recorded.event)

@@ -133,7 +133,7 @@ class InventoryService:
         a venue's stream holds only its registration, so the venue now is the venue at every
         time the event existed."""
         async with self._engine.connect() as conn:
-            recorded = unbroken(await repo.stream_until(conn, event_id, as_of))
+            recorded = unbroken(await repo.STORE.stream(conn, event_id, until=as_of))
             state = fold(r.event for r in recorded)
             if not isinstance(state, EventState):  # nothing yet, or the id of another stream
                 raise NotFound(f"event {event_id} did not exist at {as_of.isoformat()}")
@@ -149,7 +149,9 @@ class InventoryService:
         async with self._engine.connect() as conn:
             if not await repo.event_exists(conn, event_id):
                 raise NotFound(f"event {event_id} does not exist")
-            recorded = await repo.stream_page(conn, event_id, after_version=after, limit=limit + 1)
+            recorded = await repo.STORE.stream_page(
+                conn, event_id, after_version=after, limit=limit + 1
+            )
         more = len(recorded) > limit
         return EventHistoryPage(
             items=[repo.history_entry(r) for r in recorded[:limit]],

@@ -223,6 +223,19 @@ class EventStore:
         rows = await sql.fetch_all(conn, query + " ORDER BY version", params)
         return [self._recorded(row) for row in rows]
 
+    async def stream_page(
+        self, conn: AsyncConnection, stream_id: uuid.UUID, *, after_version: int, limit: int
+    ) -> list[Recorded]:
+        """Up to ``limit`` events of one stream after ``after_version``, in version order: a
+        range of the ``(stream_id, version)`` key (a position range filtered by stream would
+        scan every later event of every stream)."""
+        rows = await sql.fetch_all(
+            conn,
+            self._select + " WHERE stream_id = %s AND version > %s ORDER BY version LIMIT %s",
+            [str(stream_id), after_version, limit],
+        )
+        return [self._recorded(row) for row in rows]
+
     async def page(
         self,
         conn: AsyncConnection,
