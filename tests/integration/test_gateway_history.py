@@ -7,12 +7,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.conftest import Gateway
+from sqlalchemy import text
+
+from tests.conftest import Gateway, Stack
 from tests.harness import DEV_CLIENTS
 
 
 async def test_a_booking_shows_in_the_history_and_as_of_through_the_gateway(
-    gateway: Gateway,
+    gateway: Gateway, stack: Stack
 ) -> None:
     async with gateway.client("admin") as admin, gateway.client("client") as client:
         venue = await admin.post(
@@ -33,9 +35,11 @@ async def test_a_booking_shows_in_the_history_and_as_of_through_the_gateway(
             "/api/v1/customers",
             json={"name": "Cy", "email": f"cy.{uuid.uuid4().hex[:8]}@example.com"},
         )
+        request_id = f"trace-{uuid.uuid4().hex}"
         booking = await client.post(
             "/api/v1/bookings",
             json={"customer_id": customer.json()["id"], "event_id": event["id"], "ticket_count": 3},
+            headers={"X-Request-ID": request_id},
         )
         assert booking.status_code == 202, booking.text
 
@@ -51,6 +55,15 @@ async def test_a_booking_shows_in_the_history_and_as_of_through_the_gateway(
             ("SeatsReserved", DEV_CLIENTS["order"][0]),
         ]
         assert items[1]["data"]["booking_id"] == booking.json()["id"]
+        # One booking's lineage across services: its request's correlation id, and as cause the
+        # BookingRequested message the saga reserved for (not the saga's batch request).
+        async with stack.engines["booking"].connect() as conn:
+            message_id = await conn.scalar(
+                text("SELECT event_id FROM outbox WHERE aggregate_id = :b"),
+                {"b": booking.json()["id"]},
+            )
+        assert items[1]["correlation_id"] == request_id
+        assert items[1]["causation_id"] == str(message_id)
 
         reserved_at = datetime.fromisoformat(items[1]["recorded_at"])
         before = await client.get(

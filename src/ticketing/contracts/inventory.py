@@ -106,6 +106,10 @@ class ReservationItem(msgspec.Struct, forbid_unknown_fields=True):
     event_id: uuid.UUID
     booking_id: uuid.UUID
     ticket_count: TicketCount
+    # What caused this item (the saga's message) and the booking's correlation id: stored with
+    # the reservation's event. Optional; the request's own are used when absent.
+    causation_id: str | None = None
+    correlation_id: str | None = None
 
 
 class ReservationBatch(msgspec.Struct, forbid_unknown_fields=True):

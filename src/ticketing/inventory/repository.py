@@ -4,7 +4,7 @@ statements on one connection."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -232,16 +232,22 @@ def reservation_statements(
     states: Sequence[EventState],
     new: Sequence[Reservation],
     cause: Cause,
+    causes: Mapping[uuid.UUID, Cause] | None = None,
 ) -> list[sql.Statement]:
     """The statements recording a batch's decisions (for :func:`sql.commit_all`): the events
     first, so that a stale stream version fails the batch on the store's unique key before
     anything else is written; then the reservations (a booking id that already has one fails on
     the primary key); then each event's new state. The ``left_capacity >= 0`` check refuses a
-    state that would oversell."""
+    state that would oversell. ``causes`` holds the cause of each booking id whose item named
+    its own (``cause`` is the rest's)."""
     if not appended:
         return []
     now = utcnow()
-    pending = [Pending(e.event_id, EVENT_STREAM, version, e) for version, e in appended]
+    own = causes or {}
+    pending = [
+        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
+        for version, e in appended
+    ]
     rows = [
         (
             str(r.booking_id),

@@ -77,6 +77,19 @@ def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
     return prefix
 
 
+def item_causes(items: Sequence[ReservationItem], cause: Cause) -> dict[uuid.UUID, Cause]:
+    """The cause of each booking id whose first item (the one decided) names its own."""
+    causes: dict[uuid.UUID, Cause] = {}
+    seen: set[uuid.UUID] = set()
+    for item in items:
+        if item.booking_id in seen:
+            continue
+        seen.add(item.booking_id)
+        if item.causation_id or item.correlation_id:
+            causes[item.booking_id] = cause.caused_by(item.causation_id, item.correlation_id)
+    return causes
+
+
 class InventoryService:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -200,6 +213,8 @@ class InventoryService:
         on the store's unique key and is decided again the same way.
         """
 
+        causes = item_causes(items, cause)
+
         async def work(conn: AsyncConnection, *, optimistic: bool) -> list[ReservationItemResult]:
             existing = (
                 {}
@@ -210,7 +225,7 @@ class InventoryService:
             states = await repo.lock_states(conn, list(wanted))
             decisions = decide(items, existing, states)
             statements = repo.reservation_statements(
-                decisions.events, list(decisions.states.values()), decisions.new, cause
+                decisions.events, list(decisions.states.values()), decisions.new, cause, causes
             )
             await sql.commit_all(conn, statements)
             return decisions.results

@@ -92,10 +92,7 @@ class OrderService:
             firsts.setdefault(item.event.booking_id, item)
         todo = list(firsts.values())
         answers = await self._inventory.reserve_many(
-            [
-                ReservationItem(e.event_id, e.booking_id, e.ticket_count)
-                for e in (item.event for item in todo)
-            ]
+            [reservation_item(item.event, item.correlation_id) for item in todo]
         )
         orders_rows, outbox_rows = [], []
         for item, answer in zip(todo, answers, strict=True):
@@ -133,11 +130,22 @@ class OrderService:
         log.info("bookings settled", count=len(todo))
 
     async def _reserve(self, event: BookingRequested) -> tuple[OrderStatus, RejectionReason | None]:
-        item = ReservationItem(event.event_id, event.booking_id, event.ticket_count)
+        correlation_id = current_correlation_id()
         (answer,) = await self._inventory.reserve_many(
-            [item], correlation_id=current_correlation_id()
+            [reservation_item(event, correlation_id)], correlation_id=correlation_id
         )
         return outcome_of_item(answer.outcome)
+
+
+def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:
+    """The reservation a BookingRequested asks for, naming the message as its cause."""
+    return ReservationItem(
+        event.event_id,
+        event.booking_id,
+        event.ticket_count,
+        causation_id=str(event.message_id),
+        correlation_id=correlation_id,
+    )
 
 
 def _outcome_event(

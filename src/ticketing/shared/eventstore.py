@@ -83,15 +83,32 @@ class Cause:
     correlation_id: str | None = None
     causation_id: str | None = None  # the request or message that caused them
 
+    def caused_by(self, causation_id: str | None, correlation_id: str | None) -> Cause:
+        """This cause, with the causation and correlation ids of one item of a batch (each
+        item of a batch may come from another message) where they are given and fit the
+        store's columns."""
+        return Cause(
+            actor=self.actor,
+            correlation_id=fitting(correlation_id) or self.correlation_id,
+            causation_id=fitting(causation_id) or self.causation_id,
+        )
+
+
+def fitting(identifier: str | None) -> str | None:
+    """``identifier`` when the store can hold it whole, else None (never a clipped id)."""
+    return identifier if identifier and len(identifier) <= MAX_ID_LENGTH else None
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """An event to append as ``version`` of the stream ``stream_id``."""
+    """An event to append as ``version`` of the stream ``stream_id``; ``cause``, when given,
+    replaces the transaction's for this event."""
 
     stream_id: uuid.UUID
     stream_type: str
     version: int
     event: Any  # a DomainEvent
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,22 +209,24 @@ class EventStore:
     def append(self, pending: Sequence[Pending], cause: Cause, now: datetime) -> sql.Statement:
         """The statement appending ``pending`` (not empty), for the transaction that writes
         their projections (``now``: naive UTC). A stale version fails it on the unique key."""
-        rows = [
-            (
-                str(new_id()),
-                str(item.stream_id),
-                item.stream_type,
-                item.version,
-                type(item.event).__name__,
-                type(item.event).SCHEMA_VERSION,
-                self.codec.encode(item.event),
-                cause.correlation_id,
-                cause.causation_id,
-                cause.actor,
-                now,
+        rows = []
+        for item in pending:
+            why = item.cause or cause
+            rows.append(
+                (
+                    str(new_id()),
+                    str(item.stream_id),
+                    item.stream_type,
+                    item.version,
+                    type(item.event).__name__,
+                    type(item.event).SCHEMA_VERSION,
+                    self.codec.encode(item.event),
+                    why.correlation_id,
+                    why.causation_id,
+                    why.actor,
+                    now,
+                )
             )
-            for item in pending
-        ]
         return sql.Statement(self._insert, rows, rows=True)
 
     async def stream(
