@@ -3,7 +3,7 @@
 ticketing db upgrade [SERVICE ...]    create missing databases and migrate them
 ticketing serve SERVICE               run one service in the foreground
 ticketing outbox status|replay|purge  operate the outboxes (the services' event logs)
-ticketing projections verify         check the state tables against the events
+ticketing projections verify|rebuild check or rebuild the state tables from the events
 ticketing events export              the event stores as JSON Lines
 ticketing docs asyncapi               write the AsyncAPI document of the Kafka topics
 """

@@ -1,5 +1,5 @@
-"""``ticketing projections verify``: fold each service's events and compare the result with its
-state tables."""
+"""``ticketing projections verify|rebuild``: fold each service's events and compare the result
+with its state tables, or rewrite the tables from them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ticketing.shared.db import create_engine
 from ticketing.shared.settings import ServiceName, Settings
 
 Verifier = Callable[[AsyncEngine], Awaitable[list[str]]]
+Rebuilder = Callable[[AsyncEngine], Awaitable[list[str]]]
 
 
 def verifiers() -> dict[ServiceName, Verifier]:
@@ -23,24 +24,52 @@ def verifiers() -> dict[ServiceName, Verifier]:
     return {"inventory": inventory.verify}
 
 
+def rebuilders() -> dict[ServiceName, Rebuilder]:
+    """Each event-sourced service's rebuild, reporting what it wrote."""
+    from ticketing.inventory import projections as inventory
+
+    async def rebuild_inventory(engine: AsyncEngine) -> list[str]:
+        return (await inventory.rebuild(engine)).lines()
+
+    return {"inventory": rebuild_inventory}
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     projections = commands.add_parser(
         "projections",
-        help="check the state tables against the events (the source of truth)",
+        help="check or rebuild the state tables from the events (the source of truth)",
         description="A service's state tables are projections of its events. verify folds "
         "every event stream and prints each row the tables and the events disagree on; it "
-        f"exits 1 when there is one. Event-sourced so far: {', '.join(EVENT_SOURCED)}.",
+        "exits 1 when there is one. rebuild rewrites every row the events disagree with, "
+        "while the service keeps running. Event-sourced so far: "
+        f"{', '.join(EVENT_SOURCED)}.",
     )
     actions = projections.add_subparsers(
         dest="projections_command", required=True, metavar="ACTION"
     )
     check = actions.add_parser("verify", help="compare the tables with the folded events")
     check.add_argument("--service", choices=EVENT_SOURCED, help="one service (default: all)")
+    fix = actions.add_parser(
+        "rebuild", help="rewrite the tables from the events, stream by stream, while serving"
+    )
+    fix.add_argument("--service", choices=EVENT_SOURCED, required=True)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.projections_command == "rebuild":
+        return asyncio.run(_rebuild(settings, args.service))
     services = [args.service] if args.service else list(EVENT_SOURCED)
     return asyncio.run(_verify(settings, services))
+
+
+async def _rebuild(settings: Settings, service: ServiceName) -> int:
+    engine = create_engine(settings, service)
+    try:
+        for line in await rebuilders()[service](engine):
+            print(f"{service}: {line}")
+    finally:
+        await engine.dispose()
+    return 0
 
 
 async def _verify(settings: Settings, services: list[ServiceName]) -> int:

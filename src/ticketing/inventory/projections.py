@@ -1,7 +1,9 @@
-"""Inventory's projections checked against its events: fold the store, compare with the tables.
+"""Inventory's projections checked against its events (fold the store, compare with the
+tables) and rebuilt from them.
 
 ``ticketing projections verify --service inventory`` prints every difference; the resilience
-suite runs it after each scenario.
+suite runs it after each scenario. ``ticketing projections rebuild --service inventory``
+rewrites every row the events disagree with.
 """
 
 from __future__ import annotations
@@ -10,22 +12,28 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.contracts.inventory import ReservationStatus
 from ticketing.inventory.domain import (
+    EVENT_STREAM,
+    VENUE_STREAM,
     EventState,
     Reservation,
     ReservationRefused,
     SeatsReserved,
     VenueState,
     evolve,
+    fold,
     reservation_of,
 )
 from ticketing.inventory.repository import STORE
-from ticketing.inventory.tables import events, reservations, venues
+from ticketing.inventory.tables import event_store, events, reservations, venues
+from ticketing.shared.db import run_transaction
 
 PAGE = 5000
 
@@ -147,3 +155,197 @@ async def verify(engine: AsyncEngine) -> list[str]:
             expected = await folded(conn, problems)
             actual = await stored(conn)
     return problems + list(differences(expected, actual))
+
+
+TABLES = ("venues", "events", "reservations")
+
+
+@dataclass
+class Rebuilt:
+    """How many projection rows a rebuild wrote (inserted or corrected) and deleted."""
+
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+
+    def lines(self) -> list[str]:
+        return [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
+
+
+async def rebuild(engine: AsyncEngine) -> Rebuilt:
+    """Rewrite every projection row from the events, in place, while inventory keeps running.
+
+    Each event's stream is folded, then its row is locked (the lock every reservation takes
+    first), the events appended meanwhile are folded too, and the row and its reservations
+    are written as the fold says, all in one transaction: a reservation waits for it, and then
+    decides from the rebuilt row. Rows no stream accounts for are deleted.
+    """
+    done = Rebuilt()
+    venue_ids, event_ids = await _streams(engine)
+    for venue_id in venue_ids:
+        await _rebuild_venue(engine, venue_id, done)
+    for event_id in event_ids:
+        await _rebuild_event(engine, event_id, done)
+    await _delete_orphans(engine, venue_ids, event_ids, done)
+    return done
+
+
+async def _streams(engine: AsyncEngine) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    query = select(event_store.c.stream_id, event_store.c.stream_type).where(
+        event_store.c.version == 1
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    venue_ids = [row.stream_id for row in rows if row.stream_type == VENUE_STREAM]
+    event_ids = [row.stream_id for row in rows if row.stream_type == EVENT_STREAM]
+    return venue_ids, event_ids
+
+
+async def _rebuild_venue(engine: AsyncEngine, venue_id: uuid.UUID, done: Rebuilt) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        history = await STORE.stream(conn, venue_id)
+        state = fold(r.event for r in history)
+        assert isinstance(state, VenueState)
+        row = {
+            "id": state.id,
+            "name": state.name,
+            "address": state.address,
+            "total_capacity": state.total_capacity,
+            "version": state.version,
+        }
+        current = (
+            await conn.execute(select(venues).where(venues.c.id == venue_id).with_for_update())
+        ).first()
+        if current is None:
+            created = {"created_at": history[0].recorded_at.replace(tzinfo=None)}
+            await conn.execute(insert(venues).values(**row, **created))
+        elif any(getattr(current, key) != value for key, value in row.items()):
+            await conn.execute(update(venues).where(venues.c.id == venue_id).values(**row))
+        else:
+            return
+        done.written["venues"] += 1
+
+    await run_transaction(engine, work)
+
+
+async def _rebuild_event(engine: AsyncEngine, event_id: uuid.UUID, done: Rebuilt) -> None:
+    async with engine.connect() as conn:  # the long part, without holding the row
+        history = await STORE.stream(conn, event_id)
+
+    async def work(conn: AsyncConnection) -> None:
+        current = (
+            await conn.execute(select(events).where(events.c.id == event_id).with_for_update())
+        ).first()
+        recorded = list(history)
+        while tail := await STORE.stream_page(
+            conn, event_id, after_version=recorded[-1].version, limit=PAGE
+        ):
+            recorded += tail
+        state: EventState | None = None
+        wanted: dict[uuid.UUID, tuple[Reservation, datetime]] = {}
+        for item in recorded:
+            after = evolve(state, item.event)
+            assert isinstance(after, EventState)
+            state = after
+            if isinstance(item.event, SeatsReserved | ReservationRefused):
+                wanted[item.event.booking_id] = (
+                    reservation_of(item.event),
+                    item.recorded_at.replace(tzinfo=None),
+                )
+        assert state is not None
+        await _write_event_row(conn, state, current, recorded[0].recorded_at, done)
+        await _write_reservations(conn, event_id, wanted, done)
+
+    await run_transaction(engine, work)
+
+
+async def _write_event_row(
+    conn: AsyncConnection,
+    state: EventState,
+    current: Any,
+    scheduled_at: datetime,
+    done: Rebuilt,
+) -> None:
+    row = {
+        "id": state.id,
+        "venue_id": state.venue_id,
+        "name": state.name,
+        "total_capacity": state.total_capacity,
+        "left_capacity": state.left_capacity,
+        "ticket_price": state.ticket_price,
+        "starts_at": None
+        if state.starts_at is None
+        else state.starts_at.astimezone(UTC).replace(tzinfo=None),
+        "version": state.version,
+    }
+    if current is None:
+        created = {"created_at": scheduled_at.replace(tzinfo=None)}
+        await conn.execute(insert(events).values(**row, **created))
+    elif any(getattr(current, key) != value for key, value in row.items()):
+        await conn.execute(update(events).where(events.c.id == state.id).values(**row))
+    else:
+        return
+    done.written["events"] += 1
+
+
+async def _write_reservations(
+    conn: AsyncConnection,
+    event_id: uuid.UUID,
+    wanted: dict[uuid.UUID, tuple[Reservation, datetime]],
+    done: Rebuilt,
+) -> None:
+    """Make the event's reservations exactly those its events record (a booking id's row that
+    names another event is moved here: the events say where it belongs)."""
+    have = {
+        row.booking_id: row
+        for row in await conn.execute(
+            select(reservations).where(reservations.c.event_id == event_id)
+        )
+    }
+    extra = [booking_id for booking_id in have if booking_id not in wanted]
+    if extra:
+        await conn.execute(delete(reservations).where(reservations.c.booking_id.in_(extra)))
+        done.deleted["reservations"] += len(extra)
+    for booking_id, (reservation, recorded_at) in wanted.items():
+        row = {
+            "event_id": reservation.event_id,
+            "ticket_count": reservation.ticket_count,
+            "status": reservation.status.value,
+            "left_capacity": reservation.left_capacity,
+        }
+        current = have.get(booking_id)
+        if current is not None and all(
+            getattr(current, key) == value for key, value in row.items()
+        ):
+            continue
+        upsert = mysql_insert(reservations).values(
+            booking_id=booking_id, created_at=recorded_at, **row
+        )
+        await conn.execute(upsert.on_duplicate_key_update(**row))
+        done.written["reservations"] += 1
+
+
+async def _delete_orphans(
+    engine: AsyncEngine,
+    venue_ids: list[uuid.UUID],
+    event_ids: list[uuid.UUID],
+    done: Rebuilt,
+) -> None:
+    """Delete the rows of streams that do not exist: reservations, then events, then venues
+    (the order the foreign key needs)."""
+    known_events, known_venues = set(event_ids), set(venue_ids)
+
+    async def work(conn: AsyncConnection) -> None:
+        event_rows = set((await conn.execute(select(events.c.id))).scalars())
+        held = set((await conn.execute(select(reservations.c.event_id).distinct())).scalars())
+        for stray in sorted((held | event_rows) - known_events):
+            gone = await conn.execute(delete(reservations).where(reservations.c.event_id == stray))
+            done.deleted["reservations"] += gone.rowcount
+        for stray in sorted(event_rows - known_events):
+            await conn.execute(delete(events).where(events.c.id == stray))
+            done.deleted["events"] += 1
+        venue_rows = set((await conn.execute(select(venues.c.id))).scalars())
+        for stray in sorted(venue_rows - known_venues):
+            await conn.execute(delete(venues).where(venues.c.id == stray))
+            done.deleted["venues"] += 1
+
+    await run_transaction(engine, work)

@@ -1,0 +1,154 @@
+"""``projections.rebuild``: the tables become what the events say, while reservations go on."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.harness import drop_databases
+from tests.integration.test_cli_db import run_cli
+from ticketing.contracts.inventory import (
+    EventCreate,
+    ReservationItem,
+    ReservationOutcome,
+    VenueCreate,
+)
+from ticketing.inventory import projections
+from ticketing.inventory.service import InventoryService
+from ticketing.shared.db import create_engine
+from ticketing.shared.eventstore import Cause
+from ticketing.shared.migrations import upgrade
+from ticketing.shared.settings import Settings
+
+CAUSE = Cause(actor="test")
+
+
+@pytest.fixture
+async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
+    settings = dataclasses.replace(
+        base_settings, db_prefix=f"ticketing_rebuild_{uuid.uuid4().hex[:8]}_"
+    )
+    await asyncio.to_thread(upgrade, settings, "inventory")
+    try:
+        yield settings
+    finally:
+        await drop_databases(settings)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, "inventory")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def sale(service: InventoryService, capacity: int) -> uuid.UUID:
+    venue = await service.create_venue(VenueCreate("Hall", "1 Road", capacity), CAUSE)
+    event = await service.create_event(EventCreate("Gig", venue.id, capacity, "5.00"), CAUSE)
+    return event.id
+
+
+async def test_rebuild_puts_back_every_row_the_events_disagree_with(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    service = InventoryService(engine)
+    event_id = await sale(service, 5)
+    bookings = [uuid.uuid4() for _ in range(7)]
+    await service.reserve_many([ReservationItem(event_id, b, 1) for b in bookings], CAUSE)
+    second = await sale(service, 3)
+    await service.reserve_many([ReservationItem(second, uuid.uuid4(), 2)], CAUSE)
+    assert await projections.verify(engine) == []
+    async with engine.begin() as conn:
+        for statement in (
+            "UPDATE events SET left_capacity = left_capacity + 2, version = 2 WHERE id = :e",
+            "DELETE FROM reservations WHERE booking_id = :b",  # a lost reservation
+            "INSERT INTO reservations VALUES (UUID(), :e, 1, 'reserved', 0, NOW(6))",  # a stray
+            "UPDATE venues SET name = 'Renamed'",
+            "DELETE FROM reservations WHERE event_id = :s",
+            "DELETE FROM events WHERE id = :s",  # a whole event gone
+            "INSERT INTO venues VALUES (UUID(), 'Ghost', 'Nowhere', 9, NOW(6), 1)",
+        ):
+            await conn.execute(
+                text(statement), {"e": str(event_id), "b": str(bookings[0]), "s": str(second)}
+            )
+    before = await projections.verify(engine)
+    assert len(before) >= 6, before
+
+    done = await projections.rebuild(engine)
+    assert await projections.verify(engine) == []
+    assert done.deleted == {"venues": 1, "events": 0, "reservations": 1}
+    assert done.written["events"] == 2  # the wrong one and the missing one
+    again = await projections.rebuild(engine)
+    assert again.written == dict.fromkeys(projections.TABLES, 0)
+    assert again.deleted == dict.fromkeys(projections.TABLES, 0)
+
+    # The rebuilt row is the snapshot reservations decide from again.
+    (late,) = await service.reserve_many([ReservationItem(event_id, uuid.uuid4(), 1)], CAUSE)
+    assert late.outcome is ReservationOutcome.INSUFFICIENT
+    assert late.left_capacity == 0
+
+    cli = await asyncio.to_thread(
+        run_cli, "projections", "rebuild", "--service", "inventory", prefix=settings.db_prefix
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "inventory: events: 0 written, 0 deleted" in cli.stdout
+
+
+async def test_a_rebuild_while_reservations_go_on_loses_and_doubles_nothing(
+    engine: AsyncEngine,
+) -> None:
+    """Rebuilds over and over while batches reserve on the same events: every answer given
+    stays true, no seat is taken twice, and the tables agree with the events at the end."""
+    service = InventoryService(engine)
+    events = [await sale(service, 40) for _ in range(2)]
+    answers: dict[uuid.UUID, ReservationOutcome] = {}
+    stop = asyncio.Event()
+
+    async def buyers() -> None:
+        for _ in range(25):
+            items = [
+                ReservationItem(random.choice(events), uuid.uuid4(), random.randint(1, 3))
+                for _ in range(4)
+            ]
+            for item, result in zip(items, await service.reserve_many(items, CAUSE), strict=True):
+                answers[item.booking_id] = result.outcome
+        stop.set()
+
+    async def rebuilds() -> int:
+        count = 0
+        while not stop.is_set():
+            await projections.rebuild(engine)
+            count += 1
+        return count
+
+    *_, rebuilt = await asyncio.gather(buyers(), buyers(), rebuilds())
+    assert rebuilt > 0
+    assert await projections.verify(engine) == []
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT booking_id, status FROM reservations"))).all()
+        left = {
+            uuid.UUID(str(event_id)): int(seats)
+            for event_id, seats in await conn.execute(text("SELECT id, left_capacity FROM events"))
+        }
+        taken = {
+            uuid.UUID(str(event_id)): int(seats)
+            for event_id, seats in await conn.execute(
+                text(
+                    "SELECT event_id, SUM(ticket_count) FROM reservations "
+                    "WHERE status = 'reserved' GROUP BY event_id"
+                )
+            )
+        }
+    recorded = {uuid.UUID(str(b)): s for b, s in rows}
+    assert recorded == {b: o.value for b, o in answers.items()}
+    for event_id in events:
+        assert left[event_id] == 40 - taken.get(event_id, 0)
