@@ -1,0 +1,83 @@
+"""Hostile cases for ``ticketing events export`` and ``ticketing projections verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from tests.integration.test_cli_db import run_cli
+from tests.integration.test_events_cli import lines, settings
+from ticketing.contracts.inventory import VenueCreate
+from ticketing.inventory import repository as repo
+from ticketing.inventory.domain import SeatsReserved, decide_register_venue
+from ticketing.inventory.service import InventoryService
+from ticketing.shared import sql
+from ticketing.shared.db import create_engine
+from ticketing.shared.eventstore import Cause, Pending
+from ticketing.shared.ids import new_id
+from ticketing.shared.settings import Settings
+
+__all__ = ["settings"]  # fixture
+CAUSE = Cause(actor="review")
+
+
+async def test_exports_split_at_a_moment_together_hold_every_event(settings: Settings) -> None:
+    """An export ``--until T`` and a later one ``--since T`` (the way an incremental export
+    runs) must between them hold every event. An event's time is taken before its transaction
+    commits, so one still committing at T is in neither: the first did not see it, the second
+    starts after its time."""
+    engine = create_engine(settings, "inventory")
+    try:
+        async with engine.begin() as conn:  # a venue being registered, not yet committed
+            slow = decide_register_venue(new_id(), "Slow", "Road", 10)
+            await repo.register_venue(conn, slow, CAUSE)
+            await InventoryService(engine).create_venue(VenueCreate("Fast", "Road", 10), CAUSE)
+            split = datetime.now(UTC).isoformat()
+            first = await asyncio.to_thread(
+                run_cli,
+                "events",
+                "export",
+                "--service",
+                "inventory",
+                "--until",
+                split,
+                prefix=settings.db_prefix,
+            )
+        second = await asyncio.to_thread(
+            run_cli,
+            "events",
+            "export",
+            "--service",
+            "inventory",
+            "--since",
+            split,
+            prefix=settings.db_prefix,
+        )
+    finally:
+        await engine.dispose()
+    exported = {e["data"].get("name") for e in lines(first.stdout) + lines(second.stdout)}
+    assert exported == {"Slow", "Fast"}
+
+
+async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing(
+    settings: Settings,
+) -> None:
+    """A reservation event on a stream that was never scheduled (say, a reservation row of an
+    event deleted by hand before the upgrade) is a difference to print, with exit code 1."""
+    engine = create_engine(settings, "inventory")
+    try:
+        orphan = SeatsReserved(
+            event_id=uuid.uuid4(), booking_id=uuid.uuid4(), ticket_count=1, left_capacity=0
+        )
+        statement = repo.STORE.append(
+            [Pending(orphan.event_id, "event", 1, orphan)], CAUSE, repo.utcnow()
+        )
+        async with engine.begin() as conn:
+            await sql.run(conn, statement)
+    finally:
+        await engine.dispose()
+    verify = await asyncio.to_thread(run_cli, "projections", "verify", prefix=settings.db_prefix)
+    assert verify.returncode == 1
+    assert "Traceback" not in verify.stderr, verify.stderr
+    assert str(orphan.event_id) in verify.stdout
