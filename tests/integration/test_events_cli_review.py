@@ -6,8 +6,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.integration.test_cli_db import run_cli
 from tests.integration.test_events_cli import lines, settings
+from ticketing.cli import events as events_cli
 from ticketing.contracts.inventory import VenueCreate
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import SeatsReserved, decide_register_venue
@@ -25,8 +28,8 @@ CAUSE = Cause(actor="review")
 async def test_exports_split_at_a_moment_together_hold_every_event(settings: Settings) -> None:
     """An export ``--until T`` and a later one ``--since T`` (the way an incremental export
     runs) must between them hold every event. An event's time is taken before its transaction
-    commits, so one still committing at T is in neither: the first did not see it, the second
-    starts after its time."""
+    commits, so the first waits for the transactions begun before T; one that commits while it
+    waits is in it."""
     engine = create_engine(settings, "inventory")
     try:
         async with engine.begin() as conn:  # a venue being registered, not yet committed
@@ -34,16 +37,21 @@ async def test_exports_split_at_a_moment_together_hold_every_event(settings: Set
             await repo.register_venue(conn, slow, CAUSE)
             await InventoryService(engine).create_venue(VenueCreate("Fast", "Road", 10), CAUSE)
             split = datetime.now(UTC).isoformat()
-            first = await asyncio.to_thread(
-                run_cli,
-                "events",
-                "export",
-                "--service",
-                "inventory",
-                "--until",
-                split,
-                prefix=settings.db_prefix,
+            until = asyncio.create_task(
+                asyncio.to_thread(
+                    run_cli,
+                    "events",
+                    "export",
+                    "--service",
+                    "inventory",
+                    "--until",
+                    split,
+                    prefix=settings.db_prefix,
+                )
             )
+            await asyncio.sleep(1.5)  # the export is waiting for this transaction meanwhile
+            assert not until.done()
+        first = await until
         second = await asyncio.to_thread(
             run_cli,
             "events",
@@ -56,8 +64,24 @@ async def test_exports_split_at_a_moment_together_hold_every_event(settings: Set
         )
     finally:
         await engine.dispose()
-    exported = {e["data"].get("name") for e in lines(first.stdout) + lines(second.stdout)}
-    assert exported == {"Slow", "Fast"}
+    assert first.returncode == 0, first.stderr
+    assert {e["data"].get("name") for e in lines(first.stdout)} == {"Slow", "Fast"}
+    assert lines(second.stdout) == []
+
+
+async def test_an_export_gives_up_on_a_transaction_that_stays_open(settings: Settings) -> None:
+    """Rather than hand out a range with events missing, the export says why it cannot."""
+    engine = create_engine(settings, "inventory")
+    try:
+        async with engine.begin() as held, engine.connect() as conn:
+            slow = decide_register_venue(new_id(), "Stuck", "Road", 10)
+            await repo.register_venue(held, slow, CAUSE)
+            with pytest.raises(events_cli.WritersStillOpen, match="still open"):
+                await events_cli.wait_for_writers(
+                    conn, datetime.now(UTC).replace(tzinfo=None), seconds=0.5
+                )
+    finally:
+        await engine.dispose()
 
 
 async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing(

@@ -101,6 +101,12 @@ def test_request_headers_drop_expect() -> None:
     assert "expect" not in headers
 
 
+def test_request_headers_drop_a_clients_causation_id() -> None:
+    """Only the services name what caused their calls; a client cannot forge an event's cause."""
+    headers = dict(request_headers(scope(headers=[(b"x-causation-id", b"forged")])))
+    assert "x-causation-id" not in headers
+
+
 def test_response_headers_drop_hop_by_hop_and_upstream_ids() -> None:
     upstream = [
         (b"content-type", b"application/json"),

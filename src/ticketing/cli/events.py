@@ -6,7 +6,11 @@ import argparse
 import asyncio
 import sys
 import uuid
+from datetime import datetime
 from typing import BinaryIO
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import EventStore
@@ -15,6 +19,7 @@ from ticketing.shared.settings import ServiceName, Settings
 
 EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory",)
 PAGE = 1000
+WAIT_SECONDS = 30.0
 
 
 def stores() -> dict[ServiceName, EventStore]:
@@ -22,6 +27,39 @@ def stores() -> dict[ServiceName, EventStore]:
     from ticketing.inventory import repository as inventory
 
     return {"inventory": inventory.STORE}
+
+
+class WritersStillOpen(Exception):
+    """Transactions that may record events before the export's end are still open."""
+
+
+async def wait_for_writers(
+    conn: AsyncConnection, until: datetime, *, seconds: float = WAIT_SECONDS
+) -> None:
+    """Wait until every transaction that began before ``until`` (naive UTC) has ended.
+
+    An event's time is taken before its transaction commits, so an export of a range that
+    had just ended would miss the events still committing, and a later export ``--since``
+    that moment would not take them either."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        open_before = await conn.scalar(
+            text(
+                "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_started < "
+                "TIMESTAMPADD(SECOND, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) + 1, :until)"
+            ),
+            {"until": until},
+        )
+        await conn.rollback()  # the next look must not read the snapshot of this one
+        if not open_before:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise WritersStillOpen(
+                f"{open_before} transaction(s) begun before --until are still open after "
+                f"{seconds:.0f} s: their events would be missing; try again later"
+            )
+        await asyncio.sleep(0.2)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +81,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--stream", type=uuid.UUID, help="only this stream (an aggregate's id)")
     export.add_argument("--type", dest="event_type", help="only this event type")
     export.add_argument("--since", type=_moment, help="recorded at or after (ISO time or age)")
-    export.add_argument("--until", type=_moment, help="recorded before (ISO time or age)")
+    export.add_argument(
+        "--until",
+        type=_moment,
+        help="recorded before (ISO time or age); waits for transactions begun before it to end, "
+        "so that two exports split at one moment together hold every event",
+    )
     export.add_argument("--output", "-o", help="a file to write (default: standard output)")
 
 
@@ -55,11 +98,15 @@ def _moment(text: str) -> object:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.output is None:
-        count = asyncio.run(_export(settings, args, sys.stdout.buffer))
-    else:
-        with open(args.output, "wb") as out:
-            count = asyncio.run(_export(settings, args, out))
+    try:
+        if args.output is None:
+            count = asyncio.run(_export(settings, args, sys.stdout.buffer))
+        else:
+            with open(args.output, "wb") as out:
+                count = asyncio.run(_export(settings, args, out))
+    except WritersStillOpen as error:
+        print(f"ticketing: {error}", file=sys.stderr)
+        return 1
     print(f"{args.service}: {count} event(s) exported", file=sys.stderr)
     return 0
 
@@ -70,6 +117,8 @@ async def _export(settings: Settings, args: argparse.Namespace, out: BinaryIO) -
     count, after = 0, 0
     try:
         async with engine.connect() as conn:
+            if args.until is not None:
+                await wait_for_writers(conn, args.until)
             while page := await store.page(
                 conn,
                 after=after,

@@ -14,7 +14,7 @@ from ticketing.shared.db import create_engine
 from ticketing.shared.settings import ServiceName, Settings
 
 Verifier = Callable[[AsyncEngine], Awaitable[list[str]]]
-Rebuilder = Callable[[AsyncEngine], Awaitable[list[str]]]
+Rebuilder = Callable[[AsyncEngine], Awaitable[tuple[list[str], bool]]]  # lines, all rebuilt
 
 
 def verifiers() -> dict[ServiceName, Verifier]:
@@ -28,8 +28,9 @@ def rebuilders() -> dict[ServiceName, Rebuilder]:
     """Each event-sourced service's rebuild, reporting what it wrote."""
     from ticketing.inventory import projections as inventory
 
-    async def rebuild_inventory(engine: AsyncEngine) -> list[str]:
-        return (await inventory.rebuild(engine)).lines()
+    async def rebuild_inventory(engine: AsyncEngine) -> tuple[list[str], bool]:
+        done = await inventory.rebuild(engine)
+        return done.lines(), not done.broken
 
     return {"inventory": rebuild_inventory}
 
@@ -65,11 +66,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, service: ServiceName) -> int:
     engine = create_engine(settings, service)
     try:
-        for line in await rebuilders()[service](engine):
-            print(f"{service}: {line}")
+        lines, complete = await rebuilders()[service](engine)
     finally:
         await engine.dispose()
-    return 0
+    for line in lines:
+        print(f"{service}: {line}")
+    return 0 if complete else 1
 
 
 async def _verify(settings: Settings, services: list[ServiceName]) -> int:

@@ -39,9 +39,17 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Set by the gateway itself, never passed through from either side.
+# Set by the gateway itself, never passed through from either side; X-Causation-ID is for the
+# services' own calls (a client cannot name what caused its request).
 OWN_HEADERS = frozenset(
-    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+    {
+        b"host",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-causation-id",
+    }
 )
 # Not passed on with a request: hop-by-hop, the gateway's own, the body framing (the gateway
 # frames the body it forwards itself), and Expect: the gateway has read the body already, and a

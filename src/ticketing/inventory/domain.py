@@ -19,7 +19,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
@@ -143,6 +143,19 @@ def check_event_capacity(event_capacity: int, venue_capacity: int) -> None:
         )
 
 
+def check_start(starts_at: datetime | None) -> None:
+    """A start time must exist in UTC (it is stored so): ``0001-01-01T00:30+01:00`` does not."""
+    if starts_at is None:
+        return
+    try:
+        starts_at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            "starts_at is outside the years 1 to 9999 in UTC",
+            errors=[{"field": "starts_at", "message": "outside the years 1 to 9999 in UTC"}],
+        ) from None
+
+
 def reservation_status(left_capacity: int, ticket_count: int) -> ReservationStatus:
     """The rule every reservation follows: reserve only when enough seats are left."""
     if ticket_count < 1:
@@ -254,6 +267,7 @@ def decide_schedule_event(
     """Schedule an event at ``venue``: its capacity must fit, its price must be valid."""
     price = parse_price(ticket_price)
     check_event_capacity(total_capacity, venue.total_capacity)
+    check_start(starts_at)
     return EventScheduled(
         event_id=event_id,
         venue_id=venue.id,

@@ -23,6 +23,7 @@ from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
     EventState,
+    ImpossibleHistory,
     Reservation,
     ReservationRefused,
     SeatsReserved,
@@ -51,13 +52,24 @@ async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
     """Every stream folded with ``evolve``, a page of events at a time; an event whose own
     record of the seats left disagrees with the fold is added to ``problems``."""
     state = Projection()
+    broken: set[uuid.UUID] = set()  # folded no further: the tables cannot agree with them
     after = 0
     while page := await STORE.page(conn, after=after, limit=PAGE):
         for recorded in page:
             after = recorded.position
             event = recorded.event
+            if recorded.stream_id in broken:
+                continue
             before = state.venues.get(recorded.stream_id) or state.events.get(recorded.stream_id)
-            now = evolve(before, event)
+            try:
+                now = evolve(before, event)
+            except ImpossibleHistory as error:
+                problems.append(
+                    f"stream {recorded.stream_id} cannot be folded at position "
+                    f"{recorded.position}: {error}"
+                )
+                broken.add(recorded.stream_id)
+                continue
             if now.version != recorded.version:
                 problems.append(
                     f"stream {recorded.stream_id}: event at position {recorded.position} is "
@@ -166,9 +178,11 @@ class Rebuilt:
 
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    broken: list[str] = field(default_factory=list)  # streams that cannot be folded, left as is
 
     def lines(self) -> list[str]:
-        return [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
+        written = [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
+        return written + [f"not rebuilt: {problem}" for problem in self.broken]
 
 
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
@@ -181,10 +195,14 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
     """
     done = Rebuilt()
     venue_ids, event_ids = await _streams(engine)
-    for venue_id in venue_ids:
-        await _rebuild_venue(engine, venue_id, done)
-    for event_id in event_ids:
-        await _rebuild_event(engine, event_id, done)
+    for stream_id, rebuild_stream in [
+        *((venue_id, _rebuild_venue) for venue_id in venue_ids),
+        *((event_id, _rebuild_event) for event_id in event_ids),
+    ]:
+        try:
+            await rebuild_stream(engine, stream_id, done)
+        except ImpossibleHistory as error:
+            done.broken.append(f"stream {stream_id}: {error}")
     await _delete_orphans(engine, venue_ids, event_ids, done)
     return done
 

@@ -216,13 +216,14 @@ class InventoryService:
         causes = item_causes(items, cause)
 
         async def work(conn: AsyncConnection, *, optimistic: bool) -> list[ReservationItemResult]:
+            # The locks first, then the reservations already recorded: a repeat committed
+            # while this waited for a lock is then seen, not found later on the primary key.
+            states = await repo.lock_states(conn, list({i.event_id for i in items}))
             existing = (
                 {}
                 if optimistic
                 else await repo.get_reservations(conn, [i.booking_id for i in items])
             )
-            wanted = {i.event_id for i in items if i.booking_id not in existing}
-            states = await repo.lock_states(conn, list(wanted))
             decisions = decide(items, existing, states)
             statements = repo.reservation_statements(
                 decisions.events, list(decisions.states.values()), decisions.new, cause, causes

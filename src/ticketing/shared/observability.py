@@ -74,11 +74,17 @@ class HttpMetrics:
         children[1].observe(seconds)
 
 
+def printable_ascii(text: str) -> bool:
+    """Whether an id from a header may be used as it is: header bytes have no declared
+    encoding, so anything outside printable ASCII would be read as something else."""
+    return text.isascii() and text.isprintable()
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1").strip()
-            if 0 < len(candidate) <= MAX_REQUEST_ID_LENGTH and candidate.isprintable():
+            if 0 < len(candidate) <= MAX_REQUEST_ID_LENGTH and printable_ascii(candidate):
                 return candidate
             break
     return new_id().hex  # time-ordered, and no getrandom call per request (ids.py)

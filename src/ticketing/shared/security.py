@@ -31,7 +31,7 @@ from ticketing.shared.auth import (
 )
 from ticketing.shared.eventstore import MAX_ID_LENGTH, Cause
 from ticketing.shared.httpclient import new_session
-from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.observability import current_correlation_id, printable_ascii
 from ticketing.shared.settings import Settings
 
 PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]
@@ -64,7 +64,7 @@ def cause_of(scope: Any) -> Cause:
     for name, value in scope.get("headers", ()):
         if name == CAUSATION_ID_HEADER:
             candidate = value.decode("latin-1").strip()
-            if 0 < len(candidate) <= MAX_ID_LENGTH and candidate.isprintable():
+            if 0 < len(candidate) <= MAX_ID_LENGTH and printable_ascii(candidate):
                 causation_id = candidate
             break
     return Cause(actor=actor, correlation_id=correlation_id, causation_id=causation_id)
