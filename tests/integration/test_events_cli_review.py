@@ -105,3 +105,9 @@ async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing
     assert verify.returncode == 1
     assert "Traceback" not in verify.stderr, verify.stderr
     assert str(orphan.event_id) in verify.stdout
+    rebuild = await asyncio.to_thread(
+        run_cli, "projections", "rebuild", "--service", "inventory", prefix=settings.db_prefix
+    )
+    assert rebuild.returncode == 1
+    assert "Traceback" not in rebuild.stderr, rebuild.stderr
+    assert f"not rebuilt: stream {orphan.event_id}" in rebuild.stdout
