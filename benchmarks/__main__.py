@@ -625,6 +625,12 @@ async def run_scenario(
         accept["raw_write_ceiling_readings"] = [round(before, 1), round(after, 1)]
         accept["raw_write_ceiling_per_second"] = round(raw, 1)
         accept["ratio_to_ceiling"] = round(accept["accepted_per_second"] / raw, 3)
+        # What a user who load-tested this stack sees next: the stores, tables and the broker's
+        # log now hold the accept run's history, unlike the fresh stack of section 2.
+        after_load = await confirmation_latency(dev, rate=args.rate, seconds=20)
+        accept["confirmation_after"] = {
+            key: after_load[key] for key in ("rate_per_second", "bookings", "p50_ms", "p99_ms")
+        }
     elif scenario == "confirmation":
         # The same path with nothing else going on (a booking every 200 ms): the reference the
         # 200/s figure is read against, measured on the same stack.

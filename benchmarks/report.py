@@ -46,6 +46,17 @@ def host_speed_line(readings: list[float]) -> str:
 COMPARISONS = "benchmarks-ab.md"
 
 
+def after_accept_row(accept: dict[str, Any]) -> str:
+    """The same rate measured on the stack the accept scenario had just loaded."""
+    after = accept.get("confirmation_after")
+    if after is None:
+        return "| p50 / p99 right after the accept scenario, on its stack | not measured |"
+    return (
+        f"| p50 / p99 right after the accept scenario, on its stack ({after['bookings']} "
+        f"bookings) | {after['p50_ms']} / {after['p99_ms']} ms |"
+    )
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -104,6 +115,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| max | {c['max_ms']} ms |",
         f"| p50 / p99 of a booking alone (one every 200 ms, same stack, just before) | "
         f"{c['alone']['p50_ms']} / {c['alone']['p99_ms']} ms |",
+        after_accept_row(a),
         f"| p50 at {c['rate_per_second']}/s over p50 alone | "
         f"{round(c['p50_ms'] / max(c['alone']['p50_ms'], 0.1), 2)} |",
         f"| confirmed / requested / errors | {c['confirmed']} / {c['bookings']} / {c['errors']} |",

@@ -101,3 +101,23 @@ def test_the_comparisons_kept_beside_the_report_are_carried_into_it(tmp_path: Pa
     report = render(results, tmp_path)
     assert report.rstrip().endswith("before 10/s, after 9/s")
     assert "## 5. Footprint" in report
+
+
+def test_the_confirmation_after_the_accept_load_is_shown_beside_the_fresh_one(
+    tmp_path: Path,
+) -> None:
+    results = json.loads(RUN.read_text())
+    results["accept"].pop("confirmation_after", None)
+    assert "right after the accept scenario, on its stack | not measured |" in render(
+        results, tmp_path
+    )
+    results["accept"]["confirmation_after"] = {
+        "rate_per_second": 200,
+        "bookings": 4000,
+        "p50_ms": 41.5,
+        "p99_ms": 97.25,
+    }
+    assert (
+        "| p50 / p99 right after the accept scenario, on its stack (4000 bookings) | "
+        "41.5 / 97.25 ms |"
+    ) in render(results, tmp_path)
