@@ -152,3 +152,28 @@ async def test_a_rebuild_while_reservations_go_on_loses_and_doubles_nothing(
     assert recorded == {b: o.value for b, o in answers.items()}
     for event_id in events:
         assert left[event_id] == 40 - taken.get(event_id, 0)
+
+
+async def test_a_venue_and_event_created_while_a_rebuild_runs_keep_their_rows(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild lists the streams first; what is created after that list is no orphan."""
+    service = InventoryService(engine)
+    await sale(service, 5)
+    listed = projections._streams
+    created: list[uuid.UUID] = []
+
+    async def listed_then_created(
+        engine: AsyncEngine,
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        listing = await listed(engine)
+        created.append(await sale(service, 4))
+        await service.reserve_many([ReservationItem(created[0], uuid.uuid4(), 2)], CAUSE)
+        return listing
+
+    monkeypatch.setattr(projections, "_streams", listed_then_created)
+    done = await projections.rebuild(engine)
+    assert done.deleted == dict.fromkeys(projections.TABLES, 0)
+    assert await projections.verify(engine) == []
+    event = await service.get_event(created[0])
+    assert event.left_capacity == 2

@@ -8,6 +8,7 @@ rewrites every row the events disagree with.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -349,21 +350,44 @@ async def _delete_orphans(
     done: Rebuilt,
 ) -> None:
     """Delete the rows of streams that do not exist: reservations, then events, then venues
-    (the order the foreign key needs)."""
-    known_events, known_venues = set(event_ids), set(venue_ids)
+    (the order the foreign key needs).
 
-    async def work(conn: AsyncConnection) -> None:
+    The streams were listed before the rebuild began, and a venue or an event created since is
+    not among them: each candidate's row is locked and the store asked again, and a stream
+    found there now keeps its rows (they are written with its first event, in one
+    transaction, so a committed row always has its stream)."""
+    known_events, known_venues = set(event_ids), set(venue_ids)
+    async with engine.connect() as conn:
         event_rows = set((await conn.execute(select(events.c.id))).scalars())
         held = set((await conn.execute(select(reservations.c.event_id).distinct())).scalars())
-        for stray in sorted((held | event_rows) - known_events):
-            gone = await conn.execute(delete(reservations).where(reservations.c.event_id == stray))
-            done.deleted["reservations"] += gone.rowcount
-        for stray in sorted(event_rows - known_events):
-            await conn.execute(delete(events).where(events.c.id == stray))
-            done.deleted["events"] += 1
         venue_rows = set((await conn.execute(select(venues.c.id))).scalars())
-        for stray in sorted(venue_rows - known_venues):
-            await conn.execute(delete(venues).where(venues.c.id == stray))
-            done.deleted["venues"] += 1
 
-    await run_transaction(engine, work)
+    async def drop_event(conn: AsyncConnection, stray: uuid.UUID) -> None:
+        await conn.execute(select(events.c.id).where(events.c.id == stray).with_for_update())
+        if await _has_stream(conn, stray):
+            return
+        gone = await conn.execute(delete(reservations).where(reservations.c.event_id == stray))
+        done.deleted["reservations"] += gone.rowcount
+        gone = await conn.execute(delete(events).where(events.c.id == stray))
+        done.deleted["events"] += gone.rowcount
+
+    async def drop_venue(conn: AsyncConnection, stray: uuid.UUID) -> None:
+        await conn.execute(select(venues.c.id).where(venues.c.id == stray).with_for_update())
+        if await _has_stream(conn, stray):
+            return
+        referring = await conn.scalar(select(events.c.id).where(events.c.venue_id == stray))
+        if referring is not None:
+            done.broken.append(f"venue {stray} has no events, but event {referring} is held there")
+            return
+        gone = await conn.execute(delete(venues).where(venues.c.id == stray))
+        done.deleted["venues"] += gone.rowcount
+
+    for stray in sorted((held | event_rows) - known_events):
+        await run_transaction(engine, functools.partial(drop_event, stray=stray))
+    for stray in sorted(venue_rows - known_venues):
+        await run_transaction(engine, functools.partial(drop_venue, stray=stray))
+
+
+async def _has_stream(conn: AsyncConnection, stream_id: uuid.UUID) -> bool:
+    query = select(event_store.c.position).where(event_store.c.stream_id == stream_id).limit(1)
+    return (await conn.scalar(query)) is not None
