@@ -8,6 +8,7 @@ rewrites every row the events disagree with.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from ticketing.inventory.domain import (
     fold,
     reservation_of,
 )
-from ticketing.inventory.repository import STORE
+from ticketing.inventory.repository import STORE, event_row, event_state, venue_row, venue_state
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared.db import run_transaction
 
@@ -95,20 +96,9 @@ async def stored(conn: AsyncConnection) -> Projection:
     """What the projection tables hold."""
     state = Projection()
     for row in await conn.execute(select(venues)):
-        state.venues[row.id] = VenueState(
-            row.id, row.name, row.address, row.total_capacity, row.version
-        )
+        state.venues[row.id] = venue_state(row)
     for row in await conn.execute(select(events)):
-        state.events[row.id] = EventState(
-            id=row.id,
-            venue_id=row.venue_id,
-            name=row.name,
-            total_capacity=row.total_capacity,
-            left_capacity=row.left_capacity,
-            ticket_price=row.ticket_price,
-            starts_at=None if row.starts_at is None else row.starts_at.replace(tzinfo=UTC),
-            version=row.version,
-        )
+        state.events[row.id] = event_state(row)
     for row in await conn.execute(select(reservations)):
         state.reservations[row.booking_id] = Reservation(
             row.booking_id,
@@ -139,16 +129,7 @@ def differences(expected: Projection, actual: Projection) -> Iterator[str]:
 def _comparable(states: dict[uuid.UUID, EventState]) -> dict[uuid.UUID, EventState]:
     """Event states with ``starts_at`` in UTC (the table stores it so)."""
     return {
-        key: EventState(
-            id=state.id,
-            venue_id=state.venue_id,
-            name=state.name,
-            total_capacity=state.total_capacity,
-            left_capacity=state.left_capacity,
-            ticket_price=state.ticket_price,
-            starts_at=_utc(state.starts_at),
-            version=state.version,
-        )
+        key: dataclasses.replace(state, starts_at=_utc(state.starts_at))
         for key, state in states.items()
     }
 
@@ -224,13 +205,7 @@ async def _rebuild_venue(engine: AsyncEngine, venue_id: uuid.UUID, done: Rebuilt
         history = await STORE.stream(conn, venue_id)
         state = fold(r.event for r in history)
         assert isinstance(state, VenueState)
-        row = {
-            "id": state.id,
-            "name": state.name,
-            "address": state.address,
-            "total_capacity": state.total_capacity,
-            "version": state.version,
-        }
+        row = venue_row(state)
         current = (
             await conn.execute(select(venues).where(venues.c.id == venue_id).with_for_update())
         ).first()
@@ -284,18 +259,7 @@ async def _write_event_row(
     scheduled_at: datetime,
     done: Rebuilt,
 ) -> None:
-    row = {
-        "id": state.id,
-        "venue_id": state.venue_id,
-        "name": state.name,
-        "total_capacity": state.total_capacity,
-        "left_capacity": state.left_capacity,
-        "ticket_price": state.ticket_price,
-        "starts_at": None
-        if state.starts_at is None
-        else state.starts_at.astimezone(UTC).replace(tzinfo=None),
-        "version": state.version,
-    }
+    row = event_row(state)
     if current is None:
         created = {"created_at": scheduled_at.replace(tzinfo=None)}
         await conn.execute(insert(events).values(**row, **created))

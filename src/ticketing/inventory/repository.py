@@ -80,22 +80,56 @@ def _event(row: AnyRow) -> Event:
     )
 
 
+def venue_row(state: VenueState) -> dict[str, Any]:
+    """The projection row of a venue's state (but for ``created_at``)."""
+    return {
+        "id": state.id,
+        "name": state.name,
+        "address": state.address,
+        "total_capacity": state.total_capacity,
+        "version": state.version,
+    }
+
+
+def venue_state(row: AnyRow) -> VenueState:
+    return VenueState(row.id, row.name, row.address, row.total_capacity, row.version)
+
+
+def event_row(state: EventState) -> dict[str, Any]:
+    """The projection row of an event's state (but for ``created_at``): times in naive UTC."""
+    return {
+        "id": state.id,
+        "venue_id": state.venue_id,
+        "name": state.name,
+        "total_capacity": state.total_capacity,
+        "left_capacity": state.left_capacity,
+        "ticket_price": state.ticket_price,
+        "starts_at": to_utc_naive(state.starts_at),
+        "version": state.version,
+    }
+
+
+def event_state(row: AnyRow) -> EventState:
+    """An event's state from its projection row (``starts_at`` in UTC)."""
+    return EventState(
+        id=row.id,
+        venue_id=row.venue_id,
+        name=row.name,
+        total_capacity=row.total_capacity,
+        left_capacity=row.left_capacity,
+        ticket_price=row.ticket_price,
+        starts_at=None if row.starts_at is None else row.starts_at.replace(tzinfo=UTC),
+        version=row.version,
+    )
+
+
 async def register_venue(conn: AsyncConnection, event: VenueRegistered, cause: Cause) -> Venue:
     """Append ``event`` and write its projection row; the venue as it now is."""
     state = evolve(None, event)
     assert isinstance(state, VenueState)
     now = utcnow()
     await sql.run(conn, STORE.append([Pending(state.id, VENUE_STREAM, 1, event)], cause, now))
-    await conn.execute(
-        insert(venues).values(
-            id=state.id,
-            name=state.name,
-            address=state.address,
-            total_capacity=state.total_capacity,
-            version=state.version,
-            created_at=now,
-        )
-    )
+    await conn.execute(insert(venues).values(**venue_row(state), created_at=now))
     return Venue(
         id=state.id, name=state.name, address=state.address, total_capacity=state.total_capacity
     )
@@ -108,9 +142,7 @@ async def get_venue(conn: AsyncConnection, venue_id: uuid.UUID) -> Venue | None:
 
 async def get_venue_state(conn: AsyncConnection, venue_id: uuid.UUID) -> VenueState | None:
     row = (await conn.execute(select(venues).where(venues.c.id == venue_id))).first()
-    if row is None:
-        return None
-    return VenueState(row.id, row.name, row.address, row.total_capacity, row.version)
+    return None if row is None else venue_state(row)
 
 
 async def schedule_event(conn: AsyncConnection, event: EventScheduled, cause: Cause) -> None:
@@ -119,19 +151,7 @@ async def schedule_event(conn: AsyncConnection, event: EventScheduled, cause: Ca
     assert isinstance(state, EventState)
     now = utcnow()
     await sql.run(conn, STORE.append([Pending(state.id, EVENT_STREAM, 1, event)], cause, now))
-    await conn.execute(
-        insert(events).values(
-            id=state.id,
-            name=state.name,
-            venue_id=state.venue_id,
-            total_capacity=state.total_capacity,
-            left_capacity=state.left_capacity,
-            ticket_price=state.ticket_price,
-            starts_at=to_utc_naive(state.starts_at),
-            version=state.version,
-            created_at=now,
-        )
-    )
+    await conn.execute(insert(events).values(**event_row(state), created_at=now))
 
 
 async def get_event(conn: AsyncConnection, event_id: uuid.UUID) -> Event | None:
