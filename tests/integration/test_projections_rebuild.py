@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -12,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
 from tests.integration.test_cli_db import run_cli
+from tests.integration.test_events_cli import settings
 from ticketing.contracts.inventory import (
     EventCreate,
     ReservationItem,
@@ -24,22 +23,10 @@ from ticketing.inventory import projections
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
 
+__all__ = ["settings"]  # the fixture: an inventory database of the test's own
 CAUSE = Cause(actor="test")
-
-
-@pytest.fixture
-async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
-    settings = dataclasses.replace(
-        base_settings, db_prefix=f"ticketing_rebuild_{uuid.uuid4().hex[:8]}_"
-    )
-    await asyncio.to_thread(upgrade, settings, "inventory")
-    try:
-        yield settings
-    finally:
-        await drop_databases(settings)
 
 
 @pytest.fixture
