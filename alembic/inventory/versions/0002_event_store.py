@@ -97,8 +97,9 @@ def upgrade() -> None:
 
 
 def _forget_an_interrupted_upgrade() -> None:
-    """MariaDB commits each DDL statement: an upgrade that stopped halfway left what it had
-    made while alembic still says 0001. Drop it, so the upgrade runs whole."""
+    """MariaDB commits each DDL statement: an upgrade (or a downgrade) that stopped halfway
+    left part of what this revision makes. Drop whatever of it is there, so that the upgrade
+    runs whole, or the downgrade finishes."""
     inspector = sa.inspect(op.get_bind())
     if inspector.has_table("event_store"):
         op.drop_table("event_store")
@@ -108,6 +109,4 @@ def _forget_an_interrupted_upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_column("events", "version")
-    op.drop_column("venues", "version")
-    op.drop_table("event_store")
+    _forget_an_interrupted_upgrade()  # the same: whatever of the store is there goes

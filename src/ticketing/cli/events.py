@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import sys
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.shared.db import create_engine
+from ticketing.shared.db import create_engine, mysql_error_code
 from ticketing.shared.eventstore import EventStore
 from ticketing.shared.outbox_admin import parse_moment
 from ticketing.shared.settings import ServiceName, Settings
@@ -20,6 +21,8 @@ from ticketing.shared.settings import ServiceName, Settings
 EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory",)
 PAGE = 1000
 WAIT_SECONDS = 30.0
+SETTLE_SECONDS = 10.0
+NO_PROCESS_PRIVILEGE = 1227
 
 
 def stores() -> dict[ServiceName, EventStore]:
@@ -40,17 +43,29 @@ async def wait_for_writers(
 
     An event's time is taken before its transaction commits, so an export of a range that
     had just ended would miss the events still committing, and a later export ``--since``
-    that moment would not take them either."""
+    that moment would not take them either. The open transactions are read from
+    ``information_schema.innodb_trx``, which needs the PROCESS privilege; without it the
+    export waits until ``SETTLE_SECONDS`` after ``until`` instead (the services' transactions
+    last milliseconds)."""
+    # innodb_trx gives times in the server's own zone: compare in it, whatever the session's.
+    await conn.execute(text("SET time_zone = 'SYSTEM'"))
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        open_before = await conn.scalar(
-            text(
-                "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                "WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_started < "
-                "TIMESTAMPADD(SECOND, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) + 1, :until)"
-            ),
-            {"until": until},
-        )
+        try:
+            open_before = await conn.scalar(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                    "WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_started < TIMESTAMPADD("
+                    "SECOND, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) + 1, :until)"
+                ),
+                {"until": until},
+            )
+        except DBAPIError as error:
+            if mysql_error_code(error) != NO_PROCESS_PRIVILEGE:
+                raise
+            await conn.rollback()
+            await _settle(until)
+            return
         await conn.rollback()  # the next look must not read the snapshot of this one
         if not open_before:
             return
@@ -60,6 +75,18 @@ async def wait_for_writers(
                 f"{seconds:.0f} s: their events would be missing; try again later"
             )
         await asyncio.sleep(0.2)
+
+
+async def _settle(until: datetime) -> None:
+    """Without a view of the open transactions, wait until ``until`` is long enough past."""
+    left = (until - datetime.now(UTC).replace(tzinfo=None)).total_seconds() + SETTLE_SECONDS
+    if left > 0:
+        print(
+            f"ticketing: no PROCESS privilege to see open transactions; waiting {left:.0f} s "
+            "for the ones begun before --until",
+            file=sys.stderr,
+        )
+        await asyncio.sleep(left)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -190,9 +190,10 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
 
 
 async def _streams(engine: AsyncEngine) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    query = select(event_store.c.stream_id, event_store.c.stream_type).where(
-        event_store.c.version == 1
-    )
+    # Every stream, even one whose first version is missing (it cannot be folded, and is
+    # reported rather than taken for an orphan): a walk of the (stream_id, version) key.
+    stream_type = func.min(event_store.c.stream_type).label("stream_type")
+    query = select(event_store.c.stream_id, stream_type).group_by(event_store.c.stream_id)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     venue_ids = [row.stream_id for row in rows if row.stream_type == VENUE_STREAM]

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.shared import sql
 from ticketing.shared.ids import new_id
+from ticketing.shared.observability import printable_ascii
 
 STORE_TABLE = "event_store"
 MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
@@ -95,8 +96,11 @@ class Cause:
 
 
 def fitting(identifier: str | None) -> str | None:
-    """``identifier`` when the store can hold it whole, else None (never a clipped id)."""
-    return identifier if identifier and len(identifier) <= MAX_ID_LENGTH else None
+    """``identifier`` when the store can hold it whole and it is printable ASCII (as ids from
+    headers must be), else None: never a clipped or garbled id."""
+    if identifier and len(identifier) <= MAX_ID_LENGTH and printable_ascii(identifier):
+        return identifier
+    return None
 
 
 @dataclass(frozen=True, slots=True)
