@@ -15,6 +15,8 @@ echo "== static checks"
 
 echo "== infrastructure"
 "$VENV/bin/python" scripts/ensure_mysql.py
+"$VENV/bin/python" -c "import redis, sys; redis.Redis.from_url('${TICKETING_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}', socket_timeout=5).ping() or sys.exit(1)" \
+    || { echo "Redis must answer on ${TICKETING_TEST_REDIS_URL:-redis://127.0.0.1:6379/0} (the shared rate limit's tests)"; exit 1; }
 scripts/ensure_packages.sh
 npm ci --prefix deploy/dev-idp --no-audit --no-fund --loglevel=error
 npm ci --prefix web --no-audit --no-fund --loglevel=error

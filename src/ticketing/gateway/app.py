@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, asgi
 from litestar.types import Receive, Scope, Send
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from redis.asyncio import Redis
 
 from ticketing.gateway.docs import assets_root, docs_handlers
 from ticketing.gateway.openapi import MergedSpec
 from ticketing.gateway.proxy import Backend, decoded_path, forward
-from ticketing.gateway.ratelimit import RateLimiter
+from ticketing.gateway.ratelimit import Limiter, RateLimiter, SharedRateLimiter
 from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
 from ticketing.shared.auth import IDP_TIMEOUT_SECONDS, OidcDiscovery, Principal, Unauthenticated
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
@@ -73,7 +74,7 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
     permission = permission_for(str(scope.get("method", "GET")), name)
     if permission is not None:
         principal.require(permission)
-    decision = state.limiter.take(principal.client_id)
+    decision = await state.limiter.decide(principal.client_id)
     if not decision.allowed:
         raise RateLimited(
             f"rate limit of client {principal.client_id} exceeded; retry later",
@@ -112,6 +113,37 @@ async def backend_ready(backend: Backend) -> None:
         raise ConnectionError(f"{backend.name} is not ready")
 
 
+@asynccontextmanager
+async def rate_limiter(settings: Settings, metrics: HttpMetrics) -> AsyncIterator[Limiter]:
+    """The per-client limit: in Redis, shared by every gateway replica, when
+    ``TICKETING_REDIS_URL`` is set; else in this process."""
+    rate, burst = settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
+    if not settings.redis_url:
+        yield RateLimiter(rate, burst)
+        return
+    unavailable = Counter(
+        "gateway_rate_limit_store_unavailable",
+        "Requests let through because the shared rate limit store (Redis) did not answer",
+        registry=metrics.registry,
+    )
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    try:
+        yield SharedRateLimiter(
+            redis,
+            rate,
+            burst,
+            key_prefix=settings.redis_key_prefix,
+            timeout=settings.redis_timeout,
+            unavailable=unavailable,
+        )
+    finally:
+        await redis.aclose()
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
 
@@ -143,11 +175,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         app.state.backends = backends
-        app.state.limiter = RateLimiter(
-            settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst
-        )
         app.state.docs_assets_present = (assets_root(settings) / "swagger-ui-dist").is_dir()
-        async with new_session(timeout=IDP_TIMEOUT_SECONDS) as http:
+        async with (
+            rate_limiter(settings, metrics) as limiter,
+            new_session(timeout=IDP_TIMEOUT_SECONDS) as http,
+        ):
+            app.state.limiter = limiter
             discovery = OidcDiscovery(settings.oidc_issuer, http, settings.oidc_discovery_url)
 
             async def token_url() -> str | None:

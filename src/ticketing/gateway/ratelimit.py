@@ -1,12 +1,25 @@
-"""Per-client rate limits: a token bucket per client id, refilled continuously."""
+"""Per-client rate limits: a token bucket per client id, refilled continuously.
+
+:class:`RateLimiter` keeps the buckets in this process (each gateway replica has its own);
+:class:`SharedRateLimiter` keeps them in Redis, so one client's budget holds across replicas.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,9 +29,13 @@ class Decision:
     remaining: int
     reset_seconds: int  # until the bucket is full again
     retry_after: int  # until one request is allowed again (0 when allowed)
+    known: bool = True  # False: let through without a bucket (the shared store was away)
 
     def headers(self) -> dict[str, str]:
-        """RateLimit header fields (IETF draft) and, when refused, Retry-After."""
+        """RateLimit header fields (IETF draft) and, when refused, Retry-After; none when the
+        bucket is not known."""
+        if not self.known:
+            return {}
         headers = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
@@ -48,6 +65,9 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    async def decide(self, client: str) -> Decision:
+        return self.take(client)
+
     def take(self, client: str) -> Decision:
         now = self._clock()
         tokens, last = self._buckets.pop(client, (float(self._burst), now))
@@ -58,10 +78,95 @@ class RateLimiter:
         self._buckets[client] = (tokens, now)
         if len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)  # forget the least recently seen client
-        return Decision(
-            allowed=allowed,
-            limit=self._burst,
-            remaining=int(tokens),
-            reset_seconds=math.ceil((self._burst - tokens) / self._rate),
-            retry_after=0 if allowed else math.ceil((1 - tokens) / self._rate),
-        )
+        return decision(allowed, tokens, rate=self._rate, burst=self._burst)
+
+
+def decision(allowed: bool, tokens: float, *, rate: float, burst: int) -> Decision:
+    """What a bucket holding ``tokens`` after the request says about it."""
+    return Decision(
+        allowed=allowed,
+        limit=burst,
+        remaining=int(tokens),
+        reset_seconds=math.ceil((burst - tokens) / rate),
+        retry_after=0 if allowed else math.ceil((1 - tokens) / rate),
+    )
+
+
+class Limiter(Protocol):
+    async def decide(self, client: str) -> Decision: ...
+
+
+# One bucket per client as a hash (tokens, and the time they were counted), refilled and taken
+# from in one atomic step on Redis's own clock, so that replicas' clocks never disagree about it.
+TAKE_ONE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1])
+local at = tonumber(bucket[2])
+if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+end
+local left = string.format('%.17g', tokens)
+redis.call('HSET', KEYS[1], 'tokens', left, 'at', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, left}
+"""
+
+
+class SharedRateLimiter:
+    """The same buckets as :class:`RateLimiter`, kept in Redis for every gateway replica.
+
+    When Redis cannot answer within ``timeout`` the request is let through (fail open: the
+    limit protects the services, and Redis being away must not take the API down with it),
+    counted in ``unavailable`` and logged at most once per ``LOG_EVERY_SECONDS``.
+    """
+
+    LOG_EVERY_SECONDS = 10.0
+
+    def __init__(
+        self,
+        redis: Redis,
+        rate: float,
+        burst: int,
+        *,
+        key_prefix: str,
+        timeout: float,
+        unavailable: Counter,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self._take_one = redis.register_script(TAKE_ONE)
+        self._rate = rate
+        self._burst = burst
+        self._prefix = f"{key_prefix}ratelimit:"
+        self._timeout = timeout
+        self._unavailable = unavailable
+        self._logged_at = -math.inf
+
+    async def decide(self, client: str) -> Decision:
+        try:
+            async with asyncio.timeout(self._timeout):
+                allowed, tokens = await self._take_one(
+                    keys=[self._prefix + client], args=[self._rate, self._burst]
+                )
+        except (RedisError, OSError, TimeoutError) as error:
+            self._unavailable.inc()
+            now = time.monotonic()
+            if now - self._logged_at >= self.LOG_EVERY_SECONDS:
+                self._logged_at = now
+                log.warning(
+                    "rate limit store unavailable, letting requests through",
+                    error=type(error).__name__,
+                )
+            return Decision(True, self._burst, 0, 0, 0, known=False)
+        return decision(bool(allowed), float(tokens), rate=self._rate, burst=self._burst)

@@ -49,6 +49,9 @@ class Settings:
     consumer_batch_size: int = 32
     gateway_rate_limit_per_second: float = 100.0
     gateway_rate_limit_burst: int = 200
+    redis_url: str = ""  # set: one rate limit shared by every gateway replica
+    redis_key_prefix: str = "ticketing:"
+    redis_timeout: float = 0.1
     breaker_window: int = 8
     breaker_min_calls: int = 4
     breaker_failure_ratio: float = 0.5

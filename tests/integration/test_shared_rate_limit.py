@@ -1,0 +1,111 @@
+"""One client's rate limit shared by every gateway replica through the machine's real Redis;
+let through, and counted, when Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
+
+from tests.conftest import Stack, bearer, gateway_settings
+from tests.harness import serve
+from ticketing.gateway.app import create_app as create_gateway_app
+from ticketing.gateway.ratelimit import SharedRateLimiter
+
+REDIS_URL = os.environ.get("TICKETING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens there
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL, socket_timeout=1)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"ticketing_test_{uuid.uuid4().hex[:8]}:"
+
+
+def replica(redis: Redis, prefix: str, *, rate: float = 0.001, burst: int = 5) -> SharedRateLimiter:
+    unavailable = Counter("unavailable", "", registry=CollectorRegistry())
+    return SharedRateLimiter(
+        redis, rate, burst, key_prefix=prefix, timeout=1.0, unavailable=unavailable
+    )
+
+
+async def test_one_client_gets_its_budget_once_across_replicas(redis: Redis, prefix: str) -> None:
+    first, second = replica(redis, prefix), replica(redis, prefix)
+    answers = [await (first if i % 2 else second).decide("client-a") for i in range(8)]
+    assert [a.allowed for a in answers] == [True] * 5 + [False] * 3
+    assert [a.remaining for a in answers[:5]] == [4, 3, 2, 1, 0]
+    refused = answers[-1]
+    assert refused.headers()["Retry-After"] == str(refused.retry_after)
+    assert refused.retry_after >= 1
+    assert (await second.decide("client-b")).allowed  # another client, its own budget
+
+
+async def test_concurrent_requests_through_replicas_never_exceed_the_budget(
+    redis: Redis, prefix: str
+) -> None:
+    replicas = [replica(redis, prefix, burst=10) for _ in range(3)]
+    answers = await asyncio.gather(*(replicas[i % 3].decide("flood") for i in range(60)))
+    assert sum(a.allowed for a in answers) == 10
+
+
+async def test_the_bucket_refills_at_the_rate(redis: Redis, prefix: str) -> None:
+    limiter = replica(redis, prefix, rate=20, burst=2)
+    assert [(await limiter.decide("c")).allowed for _ in range(3)] == [True, True, False]
+    await asyncio.sleep(0.12)  # 2.4 tokens' worth, capped at the burst of 2
+    assert [(await limiter.decide("c")).allowed for _ in range(3)] == [True, True, False]
+
+
+async def test_an_unreachable_store_lets_requests_through_and_counts_them() -> None:
+    registry = CollectorRegistry()
+    unavailable = Counter("unavailable", "", registry=registry)
+    nowhere = Redis.from_url(NOWHERE, socket_timeout=0.2, socket_connect_timeout=0.2)
+    limiter = SharedRateLimiter(
+        nowhere, 0.001, 1, key_prefix="x:", timeout=0.5, unavailable=unavailable
+    )
+    try:
+        answers = [await limiter.decide("client-a") for _ in range(3)]
+    finally:
+        await nowhere.aclose()
+    assert all(a.allowed for a in answers)
+    assert all(a.headers() == {} for a in answers)  # no budget to tell of
+    assert registry.get_sample_value("unavailable_total") == 3
+
+
+async def test_two_gateway_replicas_share_one_budget_per_client(
+    stack: Stack, tokens: dict[str, str], prefix: str
+) -> None:
+    """Through two real gateways: the admin client gets its burst once in all, alternating
+    between them; another client still gets its own."""
+    settings = gateway_settings(
+        stack,
+        redis_url=REDIS_URL,
+        redis_key_prefix=prefix,
+        gateway_rate_limit_per_second=0.001,
+        gateway_rate_limit_burst=4,
+    )
+    async with (
+        serve(create_gateway_app(settings)) as one,
+        serve(create_gateway_app(settings)) as two,
+        httpx.AsyncClient(headers=bearer(tokens["admin"]), timeout=30) as admin,
+        httpx.AsyncClient(headers=bearer(tokens["client"]), timeout=30) as client,
+    ):
+        statuses = [
+            (await admin.get(f"{(one, two)[i % 2]}/api/v1/events")).status_code for i in range(6)
+        ]
+        other = await client.get(f"{one}/api/v1/events")
+    assert statuses == [200] * 4 + [429] * 2
+    assert other.status_code == 200
