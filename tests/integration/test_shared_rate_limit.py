@@ -69,20 +69,22 @@ async def test_the_bucket_refills_at_the_rate(redis: Redis, prefix: str) -> None
     assert [(await limiter.decide("c")).allowed for _ in range(3)] == [True, True, False]
 
 
-async def test_an_unreachable_store_lets_requests_through_and_counts_them() -> None:
+async def test_an_unreachable_store_falls_back_to_the_replicas_own_budget() -> None:
+    """Redis away: requests are let through, within this replica's own budget (never none),
+    and each one the shared bucket could not decide is counted."""
     registry = CollectorRegistry()
     unavailable = Counter("unavailable", "", registry=registry)
     nowhere = Redis.from_url(NOWHERE, socket_timeout=0.2, socket_connect_timeout=0.2)
     limiter = SharedRateLimiter(
-        nowhere, 0.001, 1, key_prefix="x:", timeout=0.5, unavailable=unavailable
+        nowhere, 0.001, 2, key_prefix="x:", timeout=0.5, unavailable=unavailable
     )
     try:
-        answers = [await limiter.decide("client-a") for _ in range(3)]
+        answers = [await limiter.decide("client-a") for _ in range(4)]
     finally:
         await nowhere.aclose()
-    assert all(a.allowed for a in answers)
-    assert all(a.headers() == {} for a in answers)  # no budget to tell of
-    assert registry.get_sample_value("unavailable_total") == 3
+    assert [a.allowed for a in answers] == [True, True, False, False]
+    assert [a.remaining for a in answers[:2]] == [1, 0]
+    assert registry.get_sample_value("unavailable_total") == 2  # the refusals needed no Redis
 
 
 async def test_two_gateway_replicas_share_one_budget_per_client(

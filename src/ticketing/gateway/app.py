@@ -12,7 +12,7 @@ from litestar.types import Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from ticketing.gateway.docs import assets_root, docs_handlers
 from ticketing.gateway.openapi import MergedSpec
@@ -33,6 +33,7 @@ from ticketing.shared.httpclient import new_session
 from ticketing.shared.observability import HttpMetrics
 from ticketing.shared.settings import Settings
 
+REDIS_CONNECTIONS = 64
 BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
@@ -123,14 +124,19 @@ async def rate_limiter(settings: Settings, metrics: HttpMetrics) -> AsyncIterato
         return
     unavailable = Counter(
         "gateway_rate_limit_store_unavailable",
-        "Requests let through because the shared rate limit store (Redis) did not answer",
+        "Requests limited per replica because the shared rate limit store (Redis) did not answer",
         registry=metrics.registry,
     )
-    redis = Redis.from_url(
+    # A bounded pool that makes a caller wait (within the timeout) rather than fail at once
+    # when every connection is busy.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=settings.redis_timeout,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
     )
+    redis = Redis(connection_pool=pool)
     try:
         yield SharedRateLimiter(
             redis,

@@ -29,13 +29,9 @@ class Decision:
     remaining: int
     reset_seconds: int  # until the bucket is full again
     retry_after: int  # until one request is allowed again (0 when allowed)
-    known: bool = True  # False: let through without a bucket (the shared store was away)
 
     def headers(self) -> dict[str, str]:
-        """RateLimit header fields (IETF draft) and, when refused, Retry-After; none when the
-        bucket is not known."""
-        if not self.known:
-            return {}
+        """RateLimit header fields (IETF draft) and, when refused, Retry-After."""
         headers = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
@@ -118,7 +114,8 @@ if tokens >= 1 then
 end
 local left = string.format('%.17g', tokens)
 redis.call('HSET', KEYS[1], 'tokens', left, 'at', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+-- Kept until it would be full again; capped where Redis would read the number as a float.
+redis.call('PEXPIRE', KEYS[1], math.min(math.ceil(burst / rate * 1000) + 1000, 1e12))
 return {allowed, left}
 """
 
@@ -126,9 +123,14 @@ return {allowed, left}
 class SharedRateLimiter:
     """The same buckets as :class:`RateLimiter`, kept in Redis for every gateway replica.
 
-    When Redis cannot answer within ``timeout`` the request is let through (fail open: the
-    limit protects the services, and Redis being away must not take the API down with it),
-    counted in ``unavailable`` and logged at most once per ``LOG_EVERY_SECONDS``.
+    Each request is first taken from this replica's own bucket (``local``): a client over its
+    budget here is refused without a round trip to Redis, and no flood of one client turns
+    into a flood of Redis calls. What this replica lets through is then taken from the shared
+    bucket. When Redis cannot answer within ``timeout`` (down, slow, or its pool of
+    connections busy for that long) the replica's own answer stands: the limit falls back to
+    one budget per replica instead of none, and the API stays up without Redis. Such
+    fallbacks are counted in ``unavailable`` and logged at most once per
+    ``LOG_EVERY_SECONDS``.
     """
 
     LOG_EVERY_SECONDS = 10.0
@@ -145,6 +147,7 @@ class SharedRateLimiter:
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
+        self._local = RateLimiter(rate, burst)
         self._take_one = redis.register_script(TAKE_ONE)
         self._rate = rate
         self._burst = burst
@@ -154,6 +157,9 @@ class SharedRateLimiter:
         self._logged_at = -math.inf
 
     async def decide(self, client: str) -> Decision:
+        here = self._local.take(client)
+        if not here.allowed:
+            return here
         try:
             async with asyncio.timeout(self._timeout):
                 allowed, tokens = await self._take_one(
@@ -165,8 +171,8 @@ class SharedRateLimiter:
             if now - self._logged_at >= self.LOG_EVERY_SECONDS:
                 self._logged_at = now
                 log.warning(
-                    "rate limit store unavailable, letting requests through",
+                    "rate limit store unavailable, limiting per replica meanwhile",
                     error=type(error).__name__,
                 )
-            return Decision(True, self._burst, 0, 0, 0, known=False)
+            return here
         return decision(bool(allowed), float(tokens), rate=self._rate, burst=self._burst)

@@ -100,6 +100,8 @@ class Settings:
             raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
         if not self.db_prefix.replace("_", "").isalnum():
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
+        if self.redis_timeout <= 0:
+            raise SettingsError("TICKETING_REDIS_TIMEOUT must be above 0 seconds")
         for name in ("booking_max_tickets", "consumer_batch_size", "relay_batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
