@@ -32,8 +32,17 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"ticketing_test_{uuid.uuid4().hex[:8]}:"
+async def prefix() -> AsyncIterator[str]:
+    """A key prefix of the test's own; its keys are deleted afterwards (nothing else is)."""
+    prefix = f"ticketing_test_{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    redis = Redis.from_url(REDIS_URL, socket_timeout=1)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
 
 
 def replica(redis: Redis, prefix: str, *, rate: float = 0.001, burst: int = 5) -> SharedRateLimiter:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections import Counter as Tally
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,28 +14,15 @@ from redis.asyncio import Redis
 
 from tests.conftest import Stack, bearer, gateway_settings
 from tests.harness import serve
-from tests.integration.test_shared_rate_limit import REDIS_URL
+from tests.integration.test_shared_rate_limit import REDIS_URL, prefix
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.gateway.app import rate_limiter
 from ticketing.gateway.ratelimit import SharedRateLimiter
 from ticketing.shared.observability import HttpMetrics
 from ticketing.shared.settings import Settings, SettingsError
 
+__all__ = ["prefix"]  # the fixture: keys of the test's own, deleted afterwards
 DEAD_UPSTREAM = "http://127.0.0.1:1"  # nothing listens: a request let through ends in 503
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards (nothing else is)."""
-    prefix = f"ticketing_review3_{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    redis = Redis.from_url(REDIS_URL, socket_timeout=1)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
 
 
 async def test_a_concurrent_flood_from_one_client_through_one_gateway_gets_only_its_burst(
