@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ticketing.inventory.domain import EVENT_STREAM, SeatsReserved
-from ticketing.inventory.service import (
+from ticketing.inventory.service import unbroken
+from ticketing.shared.errors import InvalidInput
+from ticketing.shared.eventstore import Recorded
+from ticketing.shared.pagination import (
     VERSION_CURSOR_PATTERN,
     decode_version_cursor,
     encode_version_cursor,
-    unbroken,
 )
-from ticketing.shared.errors import InvalidInput
-from ticketing.shared.eventstore import Recorded
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 

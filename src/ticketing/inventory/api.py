@@ -24,9 +24,9 @@ from ticketing.contracts.inventory import (
     Venue,
     VenueCreate,
 )
-from ticketing.inventory.service import MAX_PAGE_SIZE, VERSION_CURSOR_PATTERN, InventoryService
+from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.pagination import CURSOR_PATTERN
+from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
 WRITE = "inventory:write"

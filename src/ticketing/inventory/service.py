@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import uuid
 from collections.abc import Sequence
@@ -36,33 +34,18 @@ from ticketing.inventory.domain import (
 )
 from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key, run_transaction
-from ticketing.shared.errors import Conflict, InvalidInput, NotFound
+from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause, Recorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import decode_cursor, page
+from ticketing.shared.pagination import (
+    decode_cursor,
+    decode_version_cursor,
+    encode_version_cursor,
+    page,
+)
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
-VERSION_CURSOR_PATTERN = r"^[A-Za-z0-9_-]{6}$"  # a version's 4 bytes, base64url without padding
-
-
-def encode_version_cursor(version: int) -> str:
-    """The cursor of the history page after ``version`` (shared.pagination's encoding of ids,
-    applied to a stream version)."""
-    return base64.urlsafe_b64encode(version.to_bytes(4, "big")).decode().rstrip("=")
-
-
-def decode_version_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 4:
-        raise InvalidInput(
-            "cursor is not valid; pass the next_cursor of a previous page",
-            errors=[{"field": "cursor", "message": "not a cursor this API issued"}],
-        )
-    return int.from_bytes(raw, "big")
 
 
 def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:

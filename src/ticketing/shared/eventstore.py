@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import msgspec
 from sqlalchemy import (
@@ -69,13 +69,6 @@ def event_store_table(metadata: MetaData) -> Table:
     )
 
 
-class DomainEvent(Protocol):
-    """A domain event: a dataclass whose class name is its type and whose class attribute
-    ``SCHEMA_VERSION`` is the shape it is written in."""
-
-    SCHEMA_VERSION: ClassVar[int]
-
-
 @dataclass(frozen=True, slots=True)
 class Cause:
     """Who and what caused the events of one transaction: the metadata stored with each."""
@@ -111,7 +104,7 @@ class Pending:
     stream_id: uuid.UUID
     stream_type: str
     version: int
-    event: Any  # a DomainEvent
+    event: Any  # a domain event: a dataclass with SCHEMA_VERSION
     cause: Cause | None = None
 
 
@@ -125,7 +118,7 @@ class Recorded:
     stream_type: str
     version: int
     event_type: str
-    event: Any  # a DomainEvent
+    event: Any  # a domain event: a dataclass with SCHEMA_VERSION
     actor: str
     correlation_id: str | None
     causation_id: str | None
@@ -286,15 +279,6 @@ class EventStore:
                 params.append(value)
         rows = await sql.fetch_all(conn, query + " ORDER BY position LIMIT %s", [*params, limit])
         return [self._recorded(row) for row in rows]
-
-    async def everything(self, conn: AsyncConnection, *, batch: int = 5000) -> list[Recorded]:
-        """Every event in position order (for verifying and rebuilding projections)."""
-        events: list[Recorded] = []
-        while True:
-            page = await self.page(conn, after=events[-1].position if events else 0, limit=batch)
-            events += page
-            if len(page) < batch:
-                return events
 
     def as_json(self, recorded: Recorded) -> bytes:
         """One event as a JSON object: its metadata, and as ``data`` the payload in the current
