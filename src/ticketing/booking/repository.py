@@ -19,7 +19,7 @@ from ticketing.booking.tables import bookings, customers, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key
-from ticketing.shared.outbox import utcnow
+from ticketing.shared.clock import utcnow
 
 
 def _aware(moment: datetime) -> datetime:

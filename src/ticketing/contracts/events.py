@@ -1,15 +1,18 @@
 """Kafka event contracts: topics, headers and payloads.
 
 Payloads are dataclasses (FastStream's AsyncAPI generator documents them; msgspec encodes and
-validates them). ``message_id`` is the outbox event id: consumers deduplicate on it.
+validates them). Each is also the event its publisher stores, in the same JSON:
+``message_id`` is its event id in the store, and consumers deduplicate on it.
+:data:`PUBLICATIONS` is the one place that says which event types are published, where.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, ClassVar, Final
 
 BOOKINGS_TOPIC: Final = "ticketing.bookings"
 BOOKINGS_DLQ_TOPIC: Final = "ticketing.bookings.dlq"
@@ -26,6 +29,8 @@ CORRELATION_ID_HEADER: Final = "correlation_id"
 class BookingRequested:
     """A customer asked for tickets; key = event id. Published by booking."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     booking_id: uuid.UUID
     customer_id: uuid.UUID
@@ -40,6 +45,8 @@ class BookingRequested:
 class OrderConfirmed:
     """Inventory reserved the tickets and the order exists; key = booking id. Published by order."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     order_id: uuid.UUID
     booking_id: uuid.UUID
@@ -53,6 +60,8 @@ class OrderConfirmed:
 class OrderRejected:
     """The booking cannot be fulfilled (e.g. not enough tickets); key = booking id."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
@@ -63,4 +72,20 @@ class OrderRejected:
 OrderOutcome = OrderConfirmed | OrderRejected
 EVENT_TYPES: Final[dict[str, type[BookingRequested | OrderConfirmed | OrderRejected]]] = {
     cls.__name__: cls for cls in (BookingRequested, OrderConfirmed, OrderRejected)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """Where events of one type are published: their topic, and their message key."""
+
+    topic: str
+    key: Callable[[Any], str]
+
+
+# Every published event type, by name. Any other stored event is internal to its service.
+PUBLICATIONS: Final[dict[str, Publication]] = {
+    "BookingRequested": Publication(BOOKINGS_TOPIC, key=lambda event: str(event.event_id)),
+    "OrderConfirmed": Publication(ORDERS_TOPIC, key=lambda event: str(event.booking_id)),
+    "OrderRejected": Publication(ORDERS_TOPIC, key=lambda event: str(event.booking_id)),
 }

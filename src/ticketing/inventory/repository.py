@@ -29,16 +29,12 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, Recorded
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as stored in DATETIME columns."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_utc_naive(moment: datetime | None) -> datetime | None:
