@@ -19,7 +19,7 @@ from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
 from ticketing.order.tables import orders
-from ticketing.shared.outbox import outbox_table
+from ticketing.shared.eventstore import event_store_table
 
 FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
 
@@ -115,10 +115,10 @@ async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, second
 
 
 async def outbox_backlog(dev: DevProcess) -> dict[str, int]:
-    """Unpublished outbox rows per service."""
+    """Events waiting for the relay, per service."""
     backlog = {}
     for service in ("booking", "order"):
-        table = outbox_table(MetaData())
+        table = event_store_table(MetaData())
         async with dev.engines[service].connect() as conn:
             backlog[service] = int(
                 await conn.scalar(

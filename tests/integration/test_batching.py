@@ -26,8 +26,8 @@ from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRe
 from ticketing.order import inventory_client as order_inventory_client
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
+from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.order.tables import outbox as order_outbox
 from ticketing.shared import db
 from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.consumer import Received
@@ -313,8 +313,8 @@ async def test_an_order_batch_is_applied_once_even_when_part_of_it_was_applied_b
     async with stack.engines["order"].connect() as conn:
         published = await conn.scalar(
             select(func.count())
-            .select_from(order_outbox)
-            .where(order_outbox.c.aggregate_id.in_([str(e.booking_id) for e in events]))
+            .select_from(order_store)
+            .where(order_store.c.stream_id.in_([e.booking_id for e in events]))
         )
     assert published == 5
     left = (await stack.inventory.get(f"/api/v1/events/{event_id}")).json()["left_capacity"]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
+import msgspec
 import pytest
 from faststream.kafka.annotations import KafkaMessage
 
@@ -21,7 +22,6 @@ from ticketing.contracts.events import (
 )
 from ticketing.shared.consumer import Received
 from ticketing.shared.messaging import create_broker
-from ticketing.shared.outbox import encode_event
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
 
@@ -119,7 +119,7 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
     await broker.start()
     try:
         await broker.publish(
-            encode_event(event),
+            msgspec.json.encode(event),
             topic,
             key=str(event.booking_id).encode(),
             headers={

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
@@ -19,7 +20,6 @@ from tests.harness import create_topics, read_topic
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
 from ticketing.shared.consumer import Delivery, MessageRunner, Received
 from ticketing.shared.messaging import create_broker
-from ticketing.shared.outbox import encode_event
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
 
@@ -81,7 +81,7 @@ async def publish(
             ]
             if n == odd_header:
                 headers.append(("x-binary", b"\xff\xfe\x00"))
-            value = b"{not json" if is_poison else encode_event(event)
+            value = b"{not json" if is_poison else msgspec.json.encode(event)
             await producer.send_and_wait(
                 topic, value, key=message_id.encode(), partition=n % PARTITIONS, headers=headers
             )

@@ -1,4 +1,5 @@
-"""Booking's service layer: customers, bookings and the outcome of the order saga."""
+"""Booking's service layer: customers, bookings and the outcome of the order saga, each change
+an event in booking's store with its projection (ADR 12)."""
 
 from __future__ import annotations
 
@@ -16,29 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticketing.booking import domain
 from ticketing.booking import repository as repo
 from ticketing.booking.inventory_client import InventoryClient
-from ticketing.booking.tables import inbox, outbox
+from ticketing.booking.tables import inbox
 from ticketing.contracts.booking import (
     Booking,
     BookingCreate,
+    BookingHistoryPage,
     BookingPage,
     BookingStatus,
     Customer,
     CustomerCreate,
 )
-from ticketing.contracts.events import (
-    BOOKINGS_TOPIC,
-    BookingRequested,
-    OrderConfirmed,
-    OrderRejected,
-)
+from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import outbox as outbox_ops
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
+from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.group_commit import GroupCommit
+from ticketing.shared.history import history_page
 from ticketing.shared.ids import new_id
+from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
@@ -49,11 +49,13 @@ _encoder = msgspec.json.Encoder()
 
 @dataclass(frozen=True, slots=True)
 class NewBooking:
-    """What accepting one booking writes: its row, its outbox event, its idempotency key's
-    answer (when the request came with a key, which it holds)."""
+    """What accepting one booking writes: its row, its BookingRequested event (with the cause
+    of its request), its idempotency key's answer (when the request came with a key, which it
+    holds)."""
 
     booking: Booking
-    outbox_row: dict[str, Any]
+    requested: BookingRequested
+    cause: Cause
     idempotency_key: repo.KeyClaim | None
     response: str
 
@@ -86,9 +88,10 @@ async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> No
     ]
     if answers and await sql.run(conn, repo.complete_keys_statement(answers)) != len(answers):
         raise KeyTakenOver
+    requested = [(item.requested, item.cause) for item in new]
     statements = [
         repo.add_bookings_statement([item.booking for item in new]),
-        outbox_ops.append_statement(outbox, [item.outbox_row for item in new]),
+        repo.requested_statement(requested, new[0].cause, utcnow()),
     ]
     await sql.commit_all(conn, statements)
 
@@ -130,25 +133,22 @@ class BookingService:
 
     # Customers -------------------------------------------------------------------------
 
-    async def create_customer(self, data: CustomerCreate) -> Customer:
-        customer = Customer(
-            id=new_id(),
+    async def create_customer(self, data: CustomerCreate, cause: Cause) -> Customer:
+        registered = domain.CustomerRegistered(
+            customer_id=new_id(),
             name=data.name,
             email=data.email,
             address=data.address,
-            created_at=datetime.now(UTC),
+            registered_at=datetime.now(UTC),
         )
-
-        async def work(conn: AsyncConnection) -> None:
-            await repo.add_customer(conn, customer)
-
         try:
-            await run_transaction(self._engine, work)
+            return await run_transaction(
+                self._engine, lambda conn: repo.register_customer_at(conn, registered, cause)
+            )
         except IntegrityError as error:
             if is_duplicate_key(error):
                 raise Conflict(f"a customer with email {data.email} already exists") from None
             raise
-        return customer
 
     async def get_customer(self, customer_id: uuid.UUID) -> Customer:
         async with self._engine.connect() as conn:
@@ -169,35 +169,51 @@ class BookingService:
 
     # Bookings --------------------------------------------------------------------------
 
-    async def get_booking(self, booking_id: uuid.UUID) -> Booking:
+    async def get_booking(self, booking_id: uuid.UUID, *, as_of: datetime | None = None) -> Booking:
+        """The booking as it is now (its projection row), or as it was at ``as_of`` (aware)."""
         async with self._engine.connect() as conn:
-            booking = await repo.get_booking(conn, booking_id)
+            if as_of is None:
+                booking = await repo.get_booking(conn, booking_id)
+            else:
+                recorded = unbroken(await repo.STORE.stream(conn, booking_id, until=as_of))
+                booking = _booking_of([r.event for r in recorded])
+                if booking is None:
+                    raise NotFound(f"booking {booking_id} did not exist at {as_of.isoformat()}")
         if booking is None:
             raise NotFound(f"booking {booking_id} does not exist")
         return booking
+
+    async def booking_history(
+        self, booking_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> BookingHistoryPage:
+        """The events of the booking's stream, oldest first, a page at a time."""
+        async with self._engine.connect() as conn:
+            if await repo.get_booking(conn, booking_id) is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            items, next_cursor = await history_page(conn, repo.STORE, booking_id, limit, cursor)
+        return BookingHistoryPage(items=items, next_cursor=next_cursor)
 
     async def request_booking(
         self,
         data: BookingCreate,
         *,
         raw_body: bytes,
-        client_id: str,
+        cause: Cause,
         idempotency_key: str | None = None,
-        correlation_id: str | None = None,
     ) -> Accepted:
         """Accept a booking: the PENDING row and its BookingRequested event in one transaction.
 
-        ``client_id`` is the caller's client (the token's azp): an ``idempotency_key`` is that
+        ``cause.actor`` is the caller's client (the token's azp): an ``idempotency_key`` is that
         client's own.
         """
         claim = None
         if idempotency_key is not None:
-            claim = repo.KeyClaim.new(client_id, idempotency_key)
+            claim = repo.KeyClaim.new(cause.actor, idempotency_key)
             replay = await self._claim_key(claim, domain.fingerprint(raw_body))
             if replay is not None:
                 return replay
         try:
-            return await self._accept(data, claim, correlation_id)
+            return await self._accept(data, claim, cause)
         except BaseException:
             if claim is not None:
                 await run_transaction(self._engine, lambda conn: repo.release_key(conn, claim))
@@ -207,11 +223,11 @@ class BookingService:
         self,
         data: BookingCreate,
         claim: repo.KeyClaim | None,
-        correlation_id: str | None,
+        cause: Cause,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
         await self._check_customer(data.customer_id)
-        event = await self._inventory.get_event(data.event_id, correlation_id=correlation_id)
+        event = await self._inventory.get_event(data.event_id, correlation_id=cause.correlation_id)
         domain.check_visible_capacity(event.left_capacity, data.ticket_count)
 
         now = datetime.now(UTC)
@@ -236,18 +252,10 @@ class BookingService:
             requested_at=now,
         )
         body = _encoder.encode(booking)
-        outbox_row = outbox_ops.build_row(
-            requested,
-            topic=BOOKINGS_TOPIC,
-            key=str(booking.event_id),
-            aggregate_type="booking",
-            aggregate_id=str(booking.id),
-            correlation_id=correlation_id,
-        )
         # Concurrent bookings share one transaction (see GroupCommit); this returns once the
         # booking, its event and its idempotency key are committed.
         try:
-            await self._writer.write(NewBooking(booking, outbox_row, claim, body.decode()))
+            await self._writer.write(NewBooking(booking, requested, cause, claim, body.decode()))
         except KeyTakenOver:
             log.warning("booking not written: a retry took its idempotency key over")
             raise
@@ -305,19 +313,30 @@ class BookingService:
 
     # Saga outcome ------------------------------------------------------------------------
 
-    async def apply_outcome(self, event: OrderConfirmed | OrderRejected) -> bool:
+    async def apply_outcome(
+        self, outcome: OrderConfirmed | OrderRejected, correlation_id: str | None = None
+    ) -> bool:
         """Settle the booking once per message; False when the message was already applied."""
-        outcome = _outcome(event)
+        cause = _cause(outcome, correlation_id or current_correlation_id())
 
         async def work(conn: AsyncConnection) -> bool:
-            if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
+            if not await inbox_ops.claim(conn, inbox, CONSUMER, outcome.message_id):
                 return False
-            if not await repo.set_outcomes(conn, [outcome]):
+            state = await repo.lock_booking(conn, outcome.booking_id)
+            now = datetime.now(UTC)
+            settled = domain.decide_settlement(state, outcome, now)
+            if state is None or settled is None:
                 log.warning(
                     "outcome ignored: booking missing or already final",
-                    booking_id=str(event.booking_id),
-                    outcome=outcome.status.value,
+                    booking_id=str(outcome.booking_id),
+                    outcome=type(outcome).__name__,
                 )
+                return True
+            project, append = repo.settled_statements(
+                [(settled, cause)], state.version, cause, _naive(now)
+            )
+            await sql.run(conn, project)
+            await sql.run(conn, append)
             return True
 
         return await run_transaction(self._engine, work)
@@ -325,42 +344,62 @@ class BookingService:
     async def apply_outcomes(self, received: Sequence[Received]) -> None:
         """Settle a batch of outcomes in one transaction, each message at most once.
 
-        The common case (no message of the batch was applied before) costs one transaction. If
-        one was (a redelivery, or another consumer got there first), the inbox insert fails on
-        its key, nothing of the batch is applied, and each message goes through
-        :meth:`apply_outcome`, which skips the ones applied already.
+        The common case (every booking of the batch PENDING, no message applied before) costs
+        one transaction of two round trips: the projections' update, whose count says whether
+        every booking was PENDING, then the inbox claims, the events and the ``COMMIT``. If a
+        booking was not (missing, or settled already) or a message was applied before (a
+        redelivery, or another consumer got there first), nothing of the batch is applied, and
+        each message goes through :meth:`apply_outcome`, which decides it on its own.
         """
-        events: dict[uuid.UUID, OrderConfirmed | OrderRejected] = {}
+        firsts: dict[uuid.UUID, Received] = {}
         for item in received:
-            events.setdefault(item.event.message_id, item.event)
-        outcomes: dict[uuid.UUID, repo.Outcome] = {}
-        for event in events.values():
-            outcomes.setdefault(event.booking_id, _outcome(event))
+            firsts.setdefault(item.event.message_id, item)
+        now = datetime.now(UTC)
+        settled: dict[uuid.UUID, repo.Settled] = {}
+        for item in firsts.values():
+            outcome = item.event
+            if outcome.booking_id not in settled:
+                cause = _cause(outcome, item.correlation_id)
+                settled[outcome.booking_id] = (domain.settlement(outcome, now), cause)
+        batch = list(settled.values())
+        project, append = repo.settled_statements(batch, 1, batch[0][1], _naive(now))
 
-        async def work(conn: AsyncConnection) -> int:
-            _, changed = await sql.commit_all(
-                conn,
-                [
-                    inbox_ops.claim_all_statement(inbox, CONSUMER, list(events)),
-                    repo.set_outcomes_statement(list(outcomes.values())),
-                ],
-            )
-            return changed
+        async def work(conn: AsyncConnection) -> None:
+            if await sql.run(conn, project) != len(batch):
+                # Raised, not returned: a failed work is what makes the pool roll back.
+                raise NotAllPending
+            claims = inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts))
+            await sql.commit_all(conn, [claims, append])
 
         try:
-            changed = await run_transaction(self._engine, work, commits_itself=True)
+            await run_transaction(self._engine, work, commits_itself=True)
+            return
+        except NotAllPending:
+            pass
         except IntegrityError as error:
             if not is_duplicate_key(error):
                 raise
-            log.info("batch holds messages applied before; applying one by one")
-            for event in events.values():
-                await self.apply_outcome(event)
-            return
-        if changed < len(outcomes):
-            log.warning(
-                "outcomes ignored: bookings missing or already final",
-                count=len(outcomes) - changed,
-            )
+        log.info("batch holds messages applied before or bookings not pending; one by one")
+        for item in firsts.values():
+            await self.apply_outcome(item.event, item.correlation_id)
+
+
+class NotAllPending(Exception):
+    """A booking of a batch of outcomes is missing or settled already."""
+
+
+def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
+    """A settlement's cause: this consumer, acting on the outcome's message."""
+    return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _booking_of(events: Sequence[Any]) -> Booking | None:
+    """The booking folded from the events of its stream, None before the first."""
+    return domain.fold(events).booking if events else None
 
 
 def _replay(row: Any, fingerprint: str) -> Accepted | None:
@@ -373,9 +412,3 @@ def _replay(row: Any, fingerprint: str) -> Accepted | None:
     if row.booking_id is None:
         return None
     return Accepted(row.booking_id, row.response.encode(), replayed=True)
-
-
-def _outcome(event: OrderConfirmed | OrderRejected) -> repo.Outcome:
-    if isinstance(event, OrderConfirmed):
-        return repo.Outcome(event.booking_id, BookingStatus.CONFIRMED, event.order_id, None)
-    return repo.Outcome(event.booking_id, BookingStatus.REJECTED, None, event.reason)

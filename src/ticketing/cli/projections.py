@@ -19,20 +19,26 @@ Rebuilder = Callable[[AsyncEngine], Awaitable[tuple[list[str], bool]]]  # lines,
 
 def verifiers() -> dict[ServiceName, Verifier]:
     """The services whose state tables are projections of an event store, with their checks."""
+    from ticketing.booking import projections as booking
     from ticketing.inventory import projections as inventory
 
-    return {"inventory": inventory.verify}
+    return {"inventory": inventory.verify, "booking": booking.verify}
 
 
 def rebuilders() -> dict[ServiceName, Rebuilder]:
     """Each event-sourced service's rebuild, reporting what it wrote."""
+    from ticketing.booking import projections as booking
     from ticketing.inventory import projections as inventory
 
     async def rebuild_inventory(engine: AsyncEngine) -> tuple[list[str], bool]:
         done = await inventory.rebuild(engine)
         return done.lines(), not done.broken
 
-    return {"inventory": rebuild_inventory}
+    async def rebuild_booking(engine: AsyncEngine) -> tuple[list[str], bool]:
+        done = await booking.rebuild(engine)
+        return done.lines(), not done.broken
+
+    return {"inventory": rebuild_inventory, "booking": rebuild_booking}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

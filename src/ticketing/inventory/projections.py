@@ -25,7 +25,6 @@ from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
     EventState,
-    ImpossibleHistory,
     Reservation,
     ReservationRefused,
     SeatsReserved,
@@ -37,6 +36,7 @@ from ticketing.inventory.domain import (
 from ticketing.inventory.repository import STORE, event_row, event_state, venue_row, venue_state
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared.db import run_transaction
+from ticketing.shared.errors import ImpossibleHistory
 
 PAGE = 5000
 

@@ -154,6 +154,19 @@ class Recorded:
     recorded_at: datetime  # aware, UTC
 
 
+def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
+    """The events of one stream up to the first missing version. Instances' clocks may
+    disagree, so a later version can carry an earlier ``recorded_at`` than the one before it;
+    a state as of a time is only the stream's prefix recorded by then, never a fold over a gap.
+    """
+    prefix: list[Recorded] = []
+    for expected, event in enumerate(recorded, start=1):
+        if event.version != expected:
+            break
+        prefix.append(event)
+    return prefix
+
+
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
