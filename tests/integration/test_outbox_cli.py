@@ -18,7 +18,7 @@ from tests.conftest import Stack
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.domain import BookingRejected
 from ticketing.booking.repository import STORE
-from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.events import PUBLICATIONS, BookingRequested
 from ticketing.order.tables import orders
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
@@ -144,4 +144,5 @@ async def test_asyncapi_document_lists_every_topic_and_event(
     assert {"ticketing.bookings", "ticketing.orders"} <= addresses
     schemas = document["components"]["schemas"]
     assert {"BookingRequested", "OrderConfirmed", "OrderRejected"} <= set(schemas)
+    assert set(PUBLICATIONS) <= set(schemas)  # every published event type is documented
     assert "message_id" in schemas["BookingRequested"]["properties"]

@@ -58,7 +58,7 @@ def rejection(key: str, sequence: int) -> OrderRejected:
 
 async def append(conn: Any, table: Table, topic: str, event: OrderRejected) -> None:
     """Store ``event`` as a published one, keyed by its reason's key, on a stream of its own."""
-    publication = Publication(topic, key=lambda e: e.reason.split(":")[0])
+    publication = Publication(OrderRejected, "test", topic, key=lambda e: e.reason.split(":")[0])
     store = EventStore(table, EventCodec([OrderRejected]), {"OrderRejected": publication})
     pending = [Pending(uuid.uuid4(), "test", 1, event)]
     await sql.run(conn, store.append(pending, Cause("relay-test"), utcnow()))
@@ -355,7 +355,7 @@ async def test_only_published_types_go_out_as_their_contract_with_their_ids(
     engine, table = outbox
     settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
     topic = f"relay.{uuid.uuid4().hex}"
-    publication = Publication(topic, key=lambda event: str(event.booking_id))
+    publication = Publication(OrderRejected, "test", topic, key=lambda e: str(e.booking_id))
     store = EventStore(table, EventCodec([OrderRejected, Noted]), {"OrderRejected": publication})
     stream = uuid.uuid4()
     first, second = rejection("a", 0), rejection("b", 1)

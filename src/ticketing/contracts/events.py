@@ -77,15 +77,22 @@ EVENT_TYPES: Final[dict[str, type[BookingRequested | OrderConfirmed | OrderRejec
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """Where events of one type are published: their topic, and their message key."""
+    """Which service publishes events of one type, on which topic, under which message key."""
 
+    event: type[Any]
+    publisher: str
     topic: str
     key: Callable[[Any], str]
 
 
-# Every published event type, by name. Any other stored event is internal to its service.
-PUBLICATIONS: Final[dict[str, Publication]] = {
-    "BookingRequested": Publication(BOOKINGS_TOPIC, key=lambda event: str(event.event_id)),
-    "OrderConfirmed": Publication(ORDERS_TOPIC, key=lambda event: str(event.booking_id)),
-    "OrderRejected": Publication(ORDERS_TOPIC, key=lambda event: str(event.booking_id)),
-}
+def _published(*publications: Publication) -> dict[str, Publication]:
+    return {publication.event.__name__: publication for publication in publications}
+
+
+# Every published event type, by name: the event stores, the relay and the AsyncAPI document
+# read it. Any other stored event is internal to its service.
+PUBLICATIONS: Final[dict[str, Publication]] = _published(
+    Publication(BookingRequested, "booking", BOOKINGS_TOPIC, key=lambda e: str(e.event_id)),
+    Publication(OrderConfirmed, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
+    Publication(OrderRejected, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
+)
