@@ -1,28 +1,28 @@
-"""The order saga step: reserve at inventory, then record the outcome with its event."""
+"""The order saga step: reserve at inventory, then record the outcome as the event of the
+booking's order stream, with its projection, in one transaction."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from datetime import UTC
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.contracts.inventory import ReservationItem
-from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of_item
+from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
+from ticketing.order.domain import decide
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.repository import add_orders, add_orders_statement
-from ticketing.order.tables import inbox, outbox
+from ticketing.order.repository import outcome_statements
+from ticketing.order.tables import inbox
 from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import outbox as outbox_ops
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
+from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import correlation_id_bound, current_correlation_id
 
@@ -50,19 +50,22 @@ class OrderService:
         """Apply one BookingRequested; False when this message was already applied.
 
         The reservation is idempotent by booking id, so calling it again after a crash is safe;
-        the inbox row, the order and the outcome event then commit together.
+        the inbox row, the outcome event and the order row then commit together.
         """
         if await self.already_applied(event.message_id):
             return False
-        status, reason = await self._reserve(event)
-        order_id = new_id() if status is OrderStatus.CONFIRMED else None
-        outcome = _outcome_event(event, order_id, reason)
+        answer = await self._reserve(event)
+        now = utcnow()
+        outcome = decide(
+            event, answer, order_id=new_id(), message_id=new_id(), now=now.replace(tzinfo=UTC)
+        )
+        statements = outcome_statements([(outcome, cause_of(event, current_correlation_id()))], now)
 
         async def work(conn: AsyncConnection) -> bool:
             if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
                 return False
-            await add_orders(conn, [_order_row(event, order_id, status, reason)])
-            await outbox_ops.append(conn, outbox, [_outbox_row(outcome, current_correlation_id())])
+            for statement in statements:
+                await sql.run(conn, statement)
             return True
 
         try:
@@ -70,22 +73,26 @@ class OrderService:
         except IntegrityError as error:
             if not is_duplicate_key(error):
                 raise
-            # Another message for the same booking was applied already: never a second order.
+            # Another message for the same booking was applied already: its stream has its
+            # only event, and a booking never gets a second order.
             log.warning("booking already has an order", booking_id=str(event.booking_id))
             return False
         if applied:
             self._after_commit()
-            log.info("booking settled", booking_id=str(event.booking_id), status=status.value)
+            log.info(
+                "booking settled", booking_id=str(event.booking_id), outcome=type(outcome).__name__
+            )
         return applied
 
     async def handle_batch(self, received: Sequence[Received]) -> None:
         """Apply a batch of BookingRequested: one reservation call, one transaction.
 
         Further messages for a booking that comes twice are skipped. The common case (no message
-        of the batch was applied before) costs one call and one transaction. If one was (a
-        redelivery: its reservation is idempotent and answers as before), the inbox insert
-        fails on its key, nothing of the batch is recorded, and each message goes through
-        :meth:`handle_booking_requested`, which skips the ones applied already.
+        of the batch was applied before) costs one call and one round trip with the COMMIT. If
+        one was (a redelivery: its reservation is idempotent and answers as before), the inbox
+        insert fails on its key, nothing of the batch is recorded, and each message goes through
+        :meth:`handle_booking_requested`, which skips the ones applied already. So does a
+        booking that has its outcome already, on the store's unique stream version.
         """
         firsts: dict[uuid.UUID, Received] = {}
         for item in received:
@@ -94,27 +101,27 @@ class OrderService:
         answers = await self._inventory.reserve_many(
             [reservation_item(item.event, item.correlation_id) for item in todo]
         )
-        orders_rows, outbox_rows = [], []
-        for item, answer in zip(todo, answers, strict=True):
-            event: BookingRequested = item.event
-            status, reason = outcome_of_item(answer.outcome)
-            order_id = new_id() if status is OrderStatus.CONFIRMED else None
-            orders_rows.append(_order_row(event, order_id, status, reason))
-            outbox_rows.append(
-                _outbox_row(_outcome_event(event, order_id, reason), item.correlation_id)
+        now = utcnow()
+        outcomes = [
+            (
+                decide(
+                    item.event,
+                    answer.outcome,
+                    order_id=new_id(),
+                    message_id=new_id(),
+                    now=now.replace(tzinfo=UTC),
+                ),
+                cause_of(item.event, item.correlation_id),
             )
+            for item, answer in zip(todo, answers, strict=True)
+        ]
+        statements = [
+            inbox_ops.claim_all_statement(inbox, CONSUMER, [i.event.message_id for i in todo]),
+            *outcome_statements(outcomes, now),
+        ]
 
         async def work(conn: AsyncConnection) -> None:
-            await sql.commit_all(
-                conn,
-                [
-                    inbox_ops.claim_all_statement(
-                        inbox, CONSUMER, [i.event.message_id for i in todo]
-                    ),
-                    add_orders_statement(orders_rows),
-                    outbox_ops.append_statement(outbox, outbox_rows),
-                ],
-            )
+            await sql.commit_all(conn, statements)
 
         try:
             await run_transaction(self._engine, work, commits_itself=True)
@@ -129,12 +136,18 @@ class OrderService:
         self._after_commit()
         log.info("bookings settled", count=len(todo))
 
-    async def _reserve(self, event: BookingRequested) -> tuple[OrderStatus, RejectionReason | None]:
+    async def _reserve(self, event: BookingRequested) -> ReservationOutcome:
         correlation_id = current_correlation_id()
         (answer,) = await self._inventory.reserve_many(
             [reservation_item(event, correlation_id)], correlation_id=correlation_id
         )
-        return outcome_of_item(answer.outcome)
+        return answer.outcome
+
+
+def cause_of(event: BookingRequested, correlation_id: str | None) -> Cause:
+    """The cause stored with the outcome of ``event``: this consumer, the message's
+    correlation id, and the message itself."""
+    return Cause(actor=CONSUMER).caused_by(str(event.message_id), correlation_id)
 
 
 def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:
@@ -144,60 +157,5 @@ def reservation_item(event: BookingRequested, correlation_id: str | None) -> Res
         event.booking_id,
         event.ticket_count,
         causation_id=str(event.message_id),
-        correlation_id=correlation_id,
-    )
-
-
-def _outcome_event(
-    event: BookingRequested, order_id: uuid.UUID | None, reason: RejectionReason | None
-) -> OrderConfirmed | OrderRejected:
-    now = datetime.now(UTC)
-    if order_id is not None:
-        return OrderConfirmed(
-            message_id=new_id(),
-            order_id=order_id,
-            booking_id=event.booking_id,
-            event_id=event.event_id,
-            ticket_count=event.ticket_count,
-            total_price=event.total_price,
-            confirmed_at=now,
-        )
-    return OrderRejected(
-        message_id=new_id(),
-        booking_id=event.booking_id,
-        event_id=event.event_id,
-        reason=(reason or RejectionReason.INSUFFICIENT_CAPACITY).value,
-        rejected_at=now,
-    )
-
-
-def _order_row(
-    event: BookingRequested,
-    order_id: uuid.UUID | None,
-    status: OrderStatus,
-    reason: RejectionReason | None,
-) -> dict[str, Any]:
-    """The order row recording the saga's outcome for ``event``'s booking."""
-    return {
-        "id": order_id or new_id(),
-        "booking_id": event.booking_id,
-        "event_id": event.event_id,
-        "ticket_count": event.ticket_count,
-        "total_price": Decimal(event.total_price),
-        "status": status.value,
-        "reason": None if reason is None else reason.value,
-        "created_at": outbox_ops.utcnow(),
-    }
-
-
-def _outbox_row(
-    outcome: OrderConfirmed | OrderRejected, correlation_id: str | None
-) -> dict[str, Any]:
-    return outbox_ops.build_row(
-        outcome,
-        topic=ORDERS_TOPIC,
-        key=str(outcome.booking_id),
-        aggregate_type="order",
-        aggregate_id=str(outcome.booking_id),
         correlation_id=correlation_id,
     )
