@@ -15,13 +15,13 @@ from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRe
 from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.order.domain import (
     EVENT_TYPES,
-    ImpossibleHistory,
     OrderState,
     OrderStatus,
     RejectionReason,
     decide,
     evolve,
 )
+from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.eventstore import EventCodec
 
 NOW = datetime(2026, 12, 6, 10, 0, 0, 123456, tzinfo=UTC)

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.contracts.inventory import ReservationOutcome, ReservationStatus
+from ticketing.shared.errors import ImpossibleHistory
 
 ORDER_STREAM = "order"
 
@@ -34,11 +35,6 @@ class RejectionReason(StrEnum):
     INSUFFICIENT_CAPACITY = "insufficient_capacity"
     EVENT_NOT_FOUND = "event_not_found"
     RESERVATION_CONFLICT = "reservation_conflict"
-
-
-class ImpossibleHistory(ValueError):
-    """An order stream that cannot be: a second outcome for a booking, or an event that is not
-    an order's. The store or a caller is broken; nothing may be folded further."""
 
 
 @dataclass(frozen=True, slots=True)

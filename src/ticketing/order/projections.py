@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.order.domain import ORDER_STREAM, ImpossibleHistory, OrderState, evolve
+from ticketing.order.domain import ORDER_STREAM, OrderState, evolve
 from ticketing.order.repository import ORDER_COLUMNS, STORE, order_row
 from ticketing.order.tables import event_store, orders
 from ticketing.shared.db import run_transaction
+from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.eventstore import Recorded
 
 PAGE = 1000
