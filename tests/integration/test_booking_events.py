@@ -5,6 +5,7 @@ redeliveries, unknown bookings), and verify/rebuild keep the tables equal to the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness import drop_databases
 from ticketing.booking import projections
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import CONSUMER, BookingService, NewBooking, write_bookings
@@ -26,18 +28,26 @@ from ticketing.shared.errors import Conflict
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
+from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 
 
 @pytest.fixture
-async def engine(databases: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(databases, "booking")
+async def engine() -> AsyncIterator[AsyncEngine]:
+    """A booking database of this test's own: no running relay publishes its bookings (the
+    saga would settle them behind the test's back), and verify sees only what it wrote."""
+    settings = dataclasses.replace(
+        Settings.from_env(), db_prefix=f"ticketing_bevents_{uuid.uuid4().hex[:8]}_"
+    )
+    await asyncio.to_thread(upgrade, settings, "booking")
+    engine = create_engine(settings, "booking")
     try:
         yield engine
     finally:
         await engine.dispose()
+        await drop_databases(settings)
 
 
 @pytest.fixture
@@ -178,7 +188,7 @@ async def test_a_batch_of_outcomes_settles_each_booking_with_its_own_cause(
 async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_one_by_one(
     engine: AsyncEngine, service: BookingService
 ) -> None:
-    settled, pending = await pending_bookings(engine, await customer(service), 2)
+    settled, pending, untouched = await pending_bookings(engine, await customer(service), 3)
     first = confirmation(settled.id)
     assert await service.apply_outcome(first)
     unknown = uuid.uuid4()
@@ -196,6 +206,7 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_one_by
     assert await status(engine, settled.id) == ("CONFIRMED", 2)
     assert await status(engine, pending.id) == ("CONFIRMED", 2)
     assert await stream(engine, unknown) == []  # no stream begun by a settlement
+    assert await status(engine, untouched.id) == ("PENDING", 1)  # no outcome named it
     async with engine.connect() as conn:
         claimed = await conn.scalar(
             select(func.count())
