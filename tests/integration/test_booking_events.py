@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -24,7 +24,7 @@ from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
-from ticketing.shared.errors import Conflict
+from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
@@ -276,3 +276,28 @@ async def test_verify_finds_what_the_tables_got_wrong_and_rebuild_mends_it(
     assert await status(engine, kept.id) == ("CONFIRMED", 2)
     again = await projections.rebuild(engine)
     assert sum(again.written.values()) == sum(again.deleted.values()) == 0
+
+
+async def test_as_of_folds_the_booking_then_and_names_no_booking_by_another_streams_id(
+    engine: AsyncEngine, service: BookingService
+) -> None:
+    customer_id = await customer(service)
+    (booking,) = await pending_bookings(engine, customer_id, 1)
+    await service.apply_outcome(rejection(booking.id))
+    requested, settled = await stream(engine, booking.id)
+    before = await service.get_booking(
+        booking.id, as_of=settled.recorded_at - timedelta(microseconds=1)
+    )
+    assert (before.status, before.reason) == (BookingStatus.PENDING, None)
+    after = await service.get_booking(booking.id, as_of=settled.recorded_at)
+    assert after == await service.get_booking(booking.id)
+    assert after.reason == "insufficient_capacity"
+    for stream_id, at in [
+        (booking.id, requested.recorded_at - timedelta(microseconds=1)),
+        (customer_id, datetime.now(UTC)),  # a customer's stream is not a booking
+        (uuid.uuid4(), datetime.now(UTC)),
+    ]:
+        with pytest.raises(NotFound):
+            await service.get_booking(stream_id, as_of=at)
+    with pytest.raises(NotFound):
+        await service.booking_history(customer_id, limit=10, cursor=None)

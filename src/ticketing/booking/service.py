@@ -176,7 +176,10 @@ class BookingService:
                 booking = await repo.get_booking(conn, booking_id)
             else:
                 recorded = unbroken(await repo.STORE.stream(conn, booking_id, until=as_of))
-                booking = _booking_of([r.event for r in recorded])
+                # The id of another stream (a customer's) names no booking at any time.
+                booking = _booking_of(
+                    [r.event for r in recorded if r.stream_type == domain.BOOKING_STREAM]
+                )
                 if booking is None:
                     raise NotFound(f"booking {booking_id} did not exist at {as_of.isoformat()}")
         if booking is None:
