@@ -13,9 +13,10 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
+from tests.harness import as_the_runner_does, drop_databases
 from ticketing.booking import projections
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import CONSUMER, BookingService, NewBooking, write_bookings
@@ -185,12 +186,12 @@ async def test_a_batch_of_outcomes_settles_each_booking_with_its_own_cause(
     assert await projections.verify(engine) == []
 
 
-async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_one_by_one(
+async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_claims_all(
     engine: AsyncEngine, service: BookingService
 ) -> None:
     settled, pending, untouched = await pending_bookings(engine, await customer(service), 3)
     first = confirmation(settled.id)
-    assert await service.apply_outcome(first)
+    await service.apply_outcomes([Received(first, None)])
     unknown = uuid.uuid4()
     batch: list[OrderConfirmed | OrderRejected] = [
         rejection(settled.id),
@@ -214,7 +215,10 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_one_by
             .where(inbox.c.message_id.in_([outcome.message_id for outcome in batch]))
         )
     assert claimed == 3  # every message applied, once
-    await service.apply_outcomes([Received(outcome, None) for outcome in batch])  # redelivered
+    redelivered = [Received(outcome, None) for outcome in batch]
+    with pytest.raises(IntegrityError):  # the runner then hands each message over alone
+        await service.apply_outcomes(redelivered)
+    await as_the_runner_does(service.apply_outcomes, redelivered)
     assert len(await stream(engine, pending.id)) == 2
     assert await projections.verify(engine) == []
 
@@ -223,10 +227,11 @@ async def test_racing_outcomes_for_one_booking_settle_it_once(
     engine: AsyncEngine, service: BookingService
 ) -> None:
     (booking,) = await pending_bookings(engine, await customer(service), 1)
-    outcomes = [confirmation(booking.id) if n % 2 else rejection(booking.id) for n in range(12)]
-    single = [service.apply_outcome(outcome) for outcome in outcomes[:6]]
-    batches = [service.apply_outcomes([Received(outcome, None)]) for outcome in outcomes[6:]]
-    await asyncio.gather(*single, *batches)
+    outcomes = [confirmation(booking.id) if n % 2 else rejection(booking.id) for n in range(18)]
+    alone = [service.apply_outcomes([Received(outcome, None)]) for outcome in outcomes[:6]]
+    pairs = [[Received(o, None) for o in outcomes[n : n + 2]] for n in range(6, 18, 2)]
+    together = [as_the_runner_does(service.apply_outcomes, pair) for pair in pairs]
+    await asyncio.gather(*alone, *together)
     history = await stream(engine, booking.id)
     assert [r.version for r in history] == [1, 2]
     settled_by = history[1].causation_id
@@ -241,7 +246,7 @@ async def test_verify_finds_what_the_tables_got_wrong_and_rebuild_mends_it(
 ) -> None:
     customer_id = await customer(service)
     tampered, lost, kept = await pending_bookings(engine, customer_id, 3)
-    await service.apply_outcome(confirmation(kept.id))
+    await service.apply_outcomes([Received(confirmation(kept.id), None)])
     orphan = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(
@@ -283,7 +288,7 @@ async def test_as_of_folds_the_booking_then_and_names_no_booking_by_another_stre
 ) -> None:
     customer_id = await customer(service)
     (booking,) = await pending_bookings(engine, customer_id, 1)
-    await service.apply_outcome(rejection(booking.id))
+    await service.apply_outcomes([Received(rejection(booking.id), None)])
     requested, settled = await stream(engine, booking.id)
     before = await service.get_booking(
         booking.id, as_of=settled.recorded_at - timedelta(microseconds=1)

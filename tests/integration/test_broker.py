@@ -88,9 +88,6 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
     topic = f"harness.{uuid.uuid4().hex}"
     received: asyncio.Queue[Received] = asyncio.Queue()
 
-    async def handle(event: Any) -> None:
-        raise AssertionError("the batch handler takes every record of a good batch")
-
     async def handle_batch(batch: Sequence[Received]) -> None:
         for item in batch:
             await received.put(item)
@@ -102,8 +99,7 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
         group=f"group-{uuid.uuid4().hex[:8]}",
         dlq_topic=f"{topic}.dlq",
         accepted=(BookingRequested,),
-        handle=handle,
-        handle_batch=handle_batch,
+        handle=handle_batch,
         description="thread test",
     )
     event = BookingRequested(

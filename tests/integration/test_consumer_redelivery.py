@@ -32,18 +32,17 @@ class Applied:
     def __init__(self) -> None:
         self.ids: set[str] = set()
 
-    async def one(self, event: BookingRequested) -> None:
-        self.ids.add(str(event.message_id))
-
     async def batch(self, received: Sequence[Received]) -> None:
         self.ids.update(str(item.event.message_id) for item in received)
 
 
 class OneByOne(Applied):
-    """Applies nothing as a batch, so that every record goes through its own handling."""
+    """Refuses every batch of more than one, so that every record is handed over alone."""
 
     async def batch(self, received: Sequence[Received]) -> None:
-        raise RuntimeError("no batches here (test)")
+        if len(received) > 1:
+            raise RuntimeError("no batches here (test)")
+        await super().batch(received)
 
 
 def booking_requested() -> BookingRequested:
@@ -114,8 +113,7 @@ async def consuming(
         group=f"group-{uuid.uuid4().hex[:8]}",
         dlq_topic=f"{topic}.dlq",
         accepted=(BookingRequested,),
-        handle=applied.one,
-        handle_batch=applied.batch,
+        handle=applied.batch,
         description="redelivery test",
     )
     patch(broker, runner)

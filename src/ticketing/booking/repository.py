@@ -154,14 +154,6 @@ async def get_booking(conn: AsyncConnection, booking_id: uuid.UUID) -> Booking |
     return None if row is None else _booking(row)
 
 
-async def lock_booking(conn: AsyncConnection, booking_id: uuid.UUID) -> BookingState | None:
-    """The booking's row, locked until the transaction ends: the state a decision starts
-    from."""
-    query = select(bookings).where(bookings.c.id == booking_id).with_for_update()
-    row = (await conn.execute(query)).first()
-    return None if row is None else BookingState(_booking(row), row.version)
-
-
 async def list_bookings(
     conn: AsyncConnection, customer_id: uuid.UUID, *, limit: int, after: uuid.UUID | None
 ) -> list[Booking]:
@@ -176,20 +168,59 @@ async def list_bookings(
     return [_booking(row) for row in await conn.execute(query)]
 
 
-Settled = tuple[BookingConfirmed | BookingRejected, Cause]
+_LOCK_BOOKINGS = (
+    "SELECT id, customer_id, event_id, ticket_count, unit_price, total_price, status, order_id, "
+    "reason, created_at, version FROM bookings WHERE id IN ({}) ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_bookings(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, BookingState]:
+    """The bookings' rows, locked until the transaction ends (in id order, as every locker
+    takes them): the states a settlement decides from. Unknown ids are left out."""
+    query = _LOCK_BOOKINGS.format(sql.placeholders(len(booking_ids)))
+    rows = await sql.fetch_all(conn, query, [str(booking_id) for booking_id in booking_ids])
+    states = {}
+    for row in rows:
+        (booking_id, customer_id, event_id, tickets, unit, total, status, order_id) = row[:8]
+        reason, created_at, version = row[8:]
+        booking = Booking(
+            id=uuid.UUID(str(booking_id)),
+            status=BookingStatus(status),
+            customer_id=uuid.UUID(str(customer_id)),
+            event_id=uuid.UUID(str(event_id)),
+            ticket_count=int(tickets),
+            unit_price=str(unit),
+            total_price=str(total),
+            created_at=_aware(created_at),
+            order_id=None if order_id is None else uuid.UUID(str(order_id)),
+            reason=reason,
+        )
+        states[booking.id] = BookingState(booking, int(version))
+    return states
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A settlement decided from a locked row: its event, the cause of the message that
+    brought it, and the version of the booking's stream it follows."""
+
+    event: BookingConfirmed | BookingRejected
+    cause: Cause
+    after_version: int
 
 
 def settled_statements(
-    settled: Sequence[Settled], version: int, cause: Cause, now: datetime
+    settled: Sequence[Settlement], now: datetime
 ) -> tuple[sql.Statement, sql.Statement]:
-    """Settle PENDING bookings (``settled`` not empty, at most one event per booking, each
-    with the cause of its message) whose streams are at ``version``: the projection's update
-    (it changes fewer rows than ``settled`` when a booking is missing or settled already;
-    check its count before the append), and the events' append at ``version + 1``."""
-    ids = [str(event.booking_id) for event, _ in settled]
+    """The projection's update and the events' append for ``settled`` (not empty, at most one
+    per booking, decided from rows this transaction locked)."""
+    ids = [str(item.event.booking_id) for item in settled]
     whens = " ".join(["WHEN %s THEN %s"] * len(settled))
-    new_values: list[list[Any]] = [[], [], []]
-    for event, _ in settled:
+    new_values: list[list[Any]] = [[], [], [], []]
+    for item in settled:
+        event = item.event
         if isinstance(event, BookingConfirmed):
             status, order_id, reason = BookingStatus.CONFIRMED, str(event.order_id), None
         else:
@@ -197,21 +228,25 @@ def settled_statements(
         new_values[0].append(status.value)
         new_values[1].append(order_id)
         new_values[2].append(reason)
+        new_values[3].append(item.after_version + 1)
     params = [p for values in new_values for pair in zip(ids, values, strict=True) for p in pair]
-    params += [version + 1, now, *ids, BookingStatus.PENDING.value, version]
+    params += [now, *ids]
     update_projection = sql.Statement(
         "UPDATE bookings SET "  # noqa: S608 - only placeholders are formatted in
         f"status = CASE id {whens} END, "
         f"order_id = CASE id {whens} END, "
         f"reason = CASE id {whens} END, "
-        f"version = %s, updated_at = %s WHERE id IN ({sql.placeholders(len(ids))}) "
-        "AND status = %s AND version = %s",
+        f"version = CASE id {whens} END, "
+        f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))})",
         params,
     )
     pending = [
-        Pending(event.booking_id, BOOKING_STREAM, version + 1, event, why) for event, why in settled
+        Pending(
+            item.event.booking_id, BOOKING_STREAM, item.after_version + 1, item.event, item.cause
+        )
+        for item in settled
     ]
-    return update_projection, STORE.append(pending, cause, now)
+    return update_projection, STORE.append(pending, settled[0].cause, now)
 
 
 # Idempotency keys ------------------------------------------------------------------------

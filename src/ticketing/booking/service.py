@@ -38,7 +38,6 @@ from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.history import history_page
 from ticketing.shared.ids import new_id
-from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.pagination import decode_cursor, page
 
 CONSUMER = "booking-service"
@@ -316,79 +315,51 @@ class BookingService:
 
     # Saga outcome ------------------------------------------------------------------------
 
-    async def apply_outcome(
-        self, outcome: OrderConfirmed | OrderRejected, correlation_id: str | None = None
-    ) -> bool:
-        """Settle the booking once per message; False when the message was already applied."""
-        cause = _cause(outcome, correlation_id or current_correlation_id())
-
-        async def work(conn: AsyncConnection) -> bool:
-            if not await inbox_ops.claim(conn, inbox, CONSUMER, outcome.message_id):
-                return False
-            state = await repo.lock_booking(conn, outcome.booking_id)
-            now = datetime.now(UTC)
-            settled = domain.decide_settlement(state, outcome, now)
-            if state is None or settled is None:
-                log.warning(
-                    "outcome ignored: booking missing or already final",
-                    booking_id=str(outcome.booking_id),
-                    outcome=type(outcome).__name__,
-                )
-                return True
-            project, append = repo.settled_statements(
-                [(settled, cause)], state.version, cause, _naive(now)
-            )
-            await sql.run(conn, project)
-            await sql.run(conn, append)
-            return True
-
-        return await run_transaction(self._engine, work)
-
     async def apply_outcomes(self, received: Sequence[Received]) -> None:
-        """Settle a batch of outcomes in one transaction, each message at most once.
+        """Settle the bookings of a batch of outcomes in one transaction, each message once.
 
-        The common case (every booking of the batch PENDING, no message applied before) costs
-        one transaction of two round trips: the projections' update, whose count says whether
-        every booking was PENDING, then the inbox claims, the events and the ``COMMIT``. If a
-        booking was not (missing, or settled already) or a message was applied before (a
-        redelivery, or another consumer got there first), nothing of the batch is applied, and
-        each message goes through :meth:`apply_outcome`, which decides it on its own.
+        The bookings' rows are locked (one round trip), each outcome decided from its row
+        (:func:`~ticketing.booking.domain.decide_settlement`: a booking missing or settled
+        already is left as it is), then the inbox claims, the events and the projections go
+        with the ``COMMIT`` (one round trip). A message applied before fails the inbox claim
+        and nothing of the batch is written: alone, it was simply applied already; in a batch,
+        the error goes to the consumer's runner, which hands each message over alone.
         """
         firsts: dict[uuid.UUID, Received] = {}
         for item in received:
             firsts.setdefault(item.event.message_id, item)
-        now = datetime.now(UTC)
-        settled: dict[uuid.UUID, repo.Settled] = {}
-        for item in firsts.values():
-            outcome = item.event
-            if outcome.booking_id not in settled:
-                cause = _cause(outcome, item.correlation_id)
-                settled[outcome.booking_id] = (domain.settlement(outcome, now), cause)
-        batch = list(settled.values())
-        project, append = repo.settled_statements(batch, 1, batch[0][1], _naive(now))
 
-        async def work(conn: AsyncConnection) -> None:
-            if await sql.run(conn, project) != len(batch):
-                # Raised, not returned: a failed work is what makes the pool roll back.
-                raise NotAllPending
-            claims = inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts))
-            await sql.commit_all(conn, [claims, append])
+        async def work(conn: AsyncConnection) -> int:
+            booking_ids = sorted({item.event.booking_id for item in firsts.values()})
+            states: dict[uuid.UUID, domain.BookingState] = await repo.lock_bookings(
+                conn, booking_ids
+            )
+            now = datetime.now(UTC)
+            settled: list[repo.Settlement] = []
+            for item in firsts.values():
+                outcome = item.event
+                state = states.get(outcome.booking_id)
+                event = domain.decide_settlement(state, outcome, now)
+                if state is None or event is None:
+                    continue
+                cause = _cause(outcome, item.correlation_id)
+                settled.append(repo.Settlement(event, cause, state.version))
+                states[outcome.booking_id] = domain.evolve(state, event)
+            statements = [inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts))]
+            if settled:
+                statements += repo.settled_statements(settled, _naive(now))
+            await sql.commit_all(conn, statements)
+            return len(firsts) - len(settled)
 
         try:
-            await run_transaction(self._engine, work, commits_itself=True)
-            return
-        except NotAllPending:
-            pass
+            ignored = await run_transaction(self._engine, work, commits_itself=True)
         except IntegrityError as error:
-            if not is_duplicate_key(error):
+            if not is_duplicate_key(error) or len(firsts) > 1:
                 raise
-        log.info("batch holds messages applied before or bookings not pending; one by one")
-        for item in firsts.values():
-            await self.apply_outcome(item.event, item.correlation_id)
-
-
-class NotAllPending(Exception):
-    """A booking of a batch of outcomes is missing or settled already."""
+            log.info("outcome applied before", message_id=str(next(iter(firsts))))
+            return
+        if ignored:
+            log.warning("outcomes ignored: bookings missing or already final", count=ignored)
 
 
 def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
