@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import msgspec
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -87,10 +88,10 @@ async def pending_bookings(engine: AsyncEngine, customer_id: uuid.UUID, count: i
             total_price="20.00",
             requested_at=now,
         )
-        items.append(NewBooking(booking, requested, CLIENT, None, "{}"))
+        items.append(NewBooking(booking, requested, CLIENT, None))
     writer = GroupCommit(engine, write_bookings, commits_itself=True)
     await asyncio.gather(*(writer.write(item) for item in items))
-    return [item.booking for item in items]
+    return [msgspec.json.decode(item.answer[0], type=Booking) for item in items]
 
 
 def confirmation(booking_id: uuid.UUID) -> OrderConfirmed:

@@ -4,7 +4,8 @@ The 0002 outbox's ``aggregate_id`` is text in the database's case-insensitive co
 ``'0AB1…'`` and ``'0ab1…'`` named the same booking for every query the old code ran. The upgrade
 matches rows to bookings byte for byte and then drops the outbox, whatever it did not match:
 a request the old relay had not sent yet is neither kept nor refused, and its booking waits
-forever. (Order's upgrade counts what it cannot carry over and refuses before any change.)
+forever. Now rows are matched as the old code matched them, and a row no booking accounts for
+makes the upgrade refuse before it changes anything (as order's does).
 """
 
 from __future__ import annotations
@@ -45,11 +46,7 @@ async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refu
             {"b": str(unsent.requested.booking_id)},
         )
     assert found == 1
-    try:
-        await migrate(at_0002, "head")
-    except Exception:  # noqa: BLE001 - refusing is an acceptable answer
-        assert "outbox" in await tables(engine), "refused, but after dropping the outbox"
-        pytest.skip("the upgrade refused the row it could not carry over")
+    await migrate(at_0002, "head")
     requested = [
         row
         for row in await store_rows(engine)
@@ -58,3 +55,23 @@ async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refu
     assert [(row.event_id, row.published_at) for row in requested] == [
         (unsent.requested.message_id, None)
     ], "the unsent BookingRequested was dropped: it is stored under a new id as published"
+
+
+async def test_an_outbox_row_of_no_booking_makes_the_upgrade_refuse_before_any_change(
+    at_0002: Settings, engine: AsyncEngine
+) -> None:
+    await fill_as_0002(engine, old_bookings())
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, topic, message_key, "
+                "event_type, payload, headers, created_at) VALUES (UUID(), 'booking', "
+                "'no-such-booking', 't', 'k', 'BookingRequested', '{}', '{}', UTC_TIMESTAMP(6))"
+            )
+        )
+    with pytest.raises(Exception, match="1 row\\(s\\) of no booking"):
+        await migrate(at_0002, "head")
+    assert {"outbox", "bookings"} <= await tables(engine)
+    assert "event_store" not in await tables(engine)
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"

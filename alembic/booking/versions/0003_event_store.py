@@ -61,11 +61,18 @@ def _uuid(column: str) -> str:
     return f"LOWER(CAST({column} AS CHAR))"
 
 
-# The outbox row of a booking: written with it by every earlier version, keyed by its id (the
-# text of the id, in a collation of its own: the column's and the connection's may differ).
+# The outbox row of a booking: written with it by every earlier version, keyed by its id, and
+# compared as the old code compared it (in the column's collation, which ignores case; see
+# _text_as_the_tables_hold_it), so that the outbox's index serves the join.
 OUTBOX_OF = (
     "o.aggregate_type = 'booking' AND o.event_type = 'BookingRequested' "
-    f"AND o.aggregate_id = CONVERT({_uuid('b.id')} USING utf8mb4) COLLATE utf8mb4_bin"
+    f"AND o.aggregate_id = {_uuid('b.id')}"
+)
+# Outbox rows no booking accounts for: the earlier code never wrote one, and dropping the
+# outbox would lose them, so the upgrade refuses to start while there are any.
+UNACCOUNTED = (
+    "SELECT COUNT(*) FROM outbox o WHERE NOT EXISTS "  # noqa: S608 - the migration's own SQL
+    f"(SELECT 1 FROM bookings b WHERE {OUTBOX_OF})"
 )
 REQUESTED_PAYLOAD = _json(
     f"'message_id', {_uuid('n.event_id')}",
@@ -159,10 +166,30 @@ FROM event_store WHERE topic IS NOT NULL ORDER BY position
 """
 
 
+def _text_as_the_tables_hold_it() -> None:
+    """Text this migration makes of UUIDs in the database's collation, the one the tables'
+    columns have: compared with them, it matches as the old code's queries did and can use
+    their indexes. Until :func:`_text_as_before`."""
+    op.execute(
+        "SET @before_0003 = @@collation_connection, collation_connection = @@collation_database"
+    )
+
+
+def _text_as_before() -> None:
+    op.execute("SET collation_connection = @before_0003")
+
+
 def upgrade() -> None:
     inspector = sa.inspect(op.get_bind())
     if not inspector.has_table("outbox"):
         return  # dropped last: an earlier run finished everything but recording the revision
+    _text_as_the_tables_hold_it()
+    unaccounted = op.get_bind().execute(sa.text(UNACCOUNTED)).scalar()
+    if unaccounted:
+        raise RuntimeError(
+            f"the outbox holds {unaccounted} row(s) of no booking, which the earlier code never "
+            "wrote and dropping the outbox would lose; nothing was changed"
+        )
     _forget_an_interrupted_upgrade(inspector)
     op.execute(
         f"CREATE TABLE {NEW_IDS} (booking_id UUID PRIMARY KEY, event_id UUID NOT NULL) "  # noqa: S608
@@ -178,6 +205,7 @@ def upgrade() -> None:
     op.execute("UPDATE bookings SET version = 2 WHERE status <> 'PENDING'")
     op.alter_column("bookings", "version", existing_type=sa.Integer(), server_default=None)
     op.drop_table(NEW_IDS)
+    _text_as_before()
     op.drop_table("outbox")
 
 

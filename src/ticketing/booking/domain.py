@@ -164,6 +164,8 @@ def evolve(
             created_at=event.requested_at,
         )
         return BookingState(booking, 1)
+    if not isinstance(event, BookingConfirmed | BookingRejected):
+        raise ImpossibleHistory(f"{type(event).__name__} is not an event of a booking's stream")
     if state is None or state.booking.id != event.booking_id:
         raise ImpossibleHistory(f"{type(event).__name__} of booking {event.booking_id} out of turn")
     if state.booking.status is not BookingStatus.PENDING:

@@ -3,9 +3,10 @@ an event in booking's store with its projection (ADR 12)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,6 @@ from ticketing.contracts.booking import (
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import sql
-from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
@@ -50,13 +50,20 @@ _encoder = msgspec.json.Encoder()
 class NewBooking:
     """What accepting one booking writes: its row, its BookingRequested event (with the cause
     of its request), its idempotency key's answer (when the request came with a key, which it
-    holds)."""
+    holds). Their time is set when they are written (:meth:`at`), so that a booking's
+    ``created_at`` is when its event was recorded: the booking exists ``as_of`` that time."""
 
     booking: Booking
     requested: BookingRequested
     cause: Cause
     idempotency_key: repo.KeyClaim | None
-    response: str
+    answer: list[bytes] = field(default_factory=list)  # the 202's body, once written
+
+    def at(self, now: datetime) -> tuple[Booking, BookingRequested]:
+        return (
+            msgspec.structs.replace(self.booking, created_at=now),
+            dataclasses.replace(self.requested, requested_at=now),
+        )
 
 
 class KeyTakenOver(Conflict):
@@ -80,19 +87,24 @@ async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> No
     if a retry took a key over, :class:`KeyTakenOver` leaves the transaction uncommitted, and
     :class:`GroupCommit` writes the items of a group one by one, so that only that request fails.
     """
+    now = datetime.now(UTC)
+    stamped = [item.at(now) for item in new]
+    bodies = [_encoder.encode(booking) for booking, _ in stamped]
     answers = [
-        repo.Completion(item.idempotency_key, item.booking.id, item.response)
-        for item in new
+        repo.Completion(item.idempotency_key, booking.id, body.decode())
+        for item, (booking, _), body in zip(new, stamped, bodies, strict=True)
         if item.idempotency_key is not None
     ]
     if answers and await sql.run(conn, repo.complete_keys_statement(answers)) != len(answers):
         raise KeyTakenOver
-    requested = [(item.requested, item.cause) for item in new]
+    requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
     statements = [
-        repo.add_bookings_statement([item.booking for item in new]),
-        repo.requested_statement(requested, new[0].cause, utcnow()),
+        repo.add_bookings_statement([booking for booking, _ in stamped]),
+        repo.requested_statement(requested, new[0].cause, _naive(now)),
     ]
     await sql.commit_all(conn, statements)
+    for item, body in zip(new, bodies, strict=True):
+        item.answer[:] = [body]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,16 +265,16 @@ class BookingService:
             total_price=booking.total_price,
             requested_at=now,
         )
-        body = _encoder.encode(booking)
+        new = NewBooking(booking, requested, cause, claim)
         # Concurrent bookings share one transaction (see GroupCommit); this returns once the
         # booking, its event and its idempotency key are committed.
         try:
-            await self._writer.write(NewBooking(booking, requested, cause, claim, body.decode()))
+            await self._writer.write(new)
         except KeyTakenOver:
             log.warning("booking not written: a retry took its idempotency key over")
             raise
         log.info("booking accepted", booking_id=str(booking.id), event_id=str(booking.event_id))
-        return Accepted(booking_id=booking.id, body=body, replayed=False)
+        return Accepted(booking_id=booking.id, body=new.answer[0], replayed=False)
 
     async def _check_customer(self, customer_id: uuid.UUID) -> None:
         if customer_id in self._known_customers:

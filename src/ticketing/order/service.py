@@ -59,27 +59,29 @@ class OrderService:
         answers = await self._inventory.reserve_many(
             [reservation_item(item.event, item.correlation_id) for item in todo]
         )
-        now = utcnow()
-        outcomes = [
-            (
-                decide(
-                    item.event,
-                    answer.outcome,
-                    order_id=new_id(),
-                    message_id=new_id(),
-                    now=now.replace(tzinfo=UTC),
-                ),
-                cause_of(item.event, item.correlation_id),
-            )
-            for item, answer in zip(todo, answers, strict=True)
-        ]
-        statements = [
-            inbox_ops.claim_all_statement(inbox, CONSUMER, [i.event.message_id for i in todo]),
-            *outcome_statements(outcomes, now),
-        ]
+        ids = [(new_id(), new_id()) for _ in todo]  # (order, message): the same on a retry
 
         async def work(conn: AsyncConnection) -> None:
-            await sql.commit_all(conn, statements)
+            # The time is taken here, with a connection in hand and just before the transaction
+            # begins: an export split at a moment never misses an event still committing.
+            now = utcnow()
+            outcomes = [
+                (
+                    decide(
+                        item.event,
+                        answer.outcome,
+                        order_id=order_id,
+                        message_id=message_id,
+                        now=now.replace(tzinfo=UTC),
+                    ),
+                    cause_of(item.event, item.correlation_id),
+                )
+                for item, answer, (order_id, message_id) in zip(todo, answers, ids, strict=True)
+            ]
+            claims = inbox_ops.claim_all_statement(
+                inbox, CONSUMER, [i.event.message_id for i in todo]
+            )
+            await sql.commit_all(conn, [claims, *outcome_statements(outcomes, now)])
 
         try:
             await run_transaction(self._engine, work, commits_itself=True)
