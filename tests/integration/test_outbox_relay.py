@@ -355,6 +355,7 @@ async def test_only_published_types_go_out_as_their_contract_with_their_ids(
     engine, table = outbox
     settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
     topic = f"relay.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 1, topic)  # one partition: one order to compare with
     publication = Publication(OrderRejected, "test", topic, key=lambda e: str(e.booking_id))
     store = EventStore(table, EventCodec([OrderRejected, Noted]), {"OrderRejected": publication})
     stream = uuid.uuid4()
