@@ -132,12 +132,14 @@ def test_every_object_validates_against_the_kubernetes_schemas(target: str, vers
         "NetworkPolicy",
         "ConfigMap",
     } <= kinds
+    errors = []
     for obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
             path = "/".join(str(p) for p in error.path)
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} at {path}: {error.message}")
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} at {path}: {error.message}")
+    assert not errors, "\n".join(errors)
 
 
 @pytest.mark.parametrize("target", TARGETS)
