@@ -391,18 +391,36 @@ STAGES = {
 }
 
 
-def confirmed_saga(dev: DevProcess) -> str:
+async def confirmed_saga(dev: DevProcess) -> str:
     """``FROM ... WHERE`` over every confirmed booking joined with the rows each leg of its saga
     wrote (aliases ``b``, ``bo``, ``r``, ``oo`` as in :data:`STAGES`: the booking, its
     BookingRequested event, its reservation, its order's outcome event); callers add
-    conditions."""
+    conditions. A stack of the code from before the event stores (an A/B run against it) has
+    outbox tables instead, joined the way that code wrote them."""
     name = dev.settings.database_name
+    async with dev.engines["booking"].connect() as conn:
+        outboxes = await conn.scalar(
+            text(
+                "SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE table_schema = :schema AND table_name = 'outbox'"
+            ),
+            {"schema": name("booking")},
+        )
+    if outboxes:
+        booking_event = f"{name('booking')}.outbox bo ON bo.aggregate_id = b.id"
+        order_event = (
+            f"(SELECT aggregate_id, created_at AS recorded_at, published_at "
+            f"FROM {name('order')}.outbox) oo ON oo.aggregate_id = b.id"
+        )
+    else:
+        booking_event = (
+            f"{name('booking')}.event_store bo ON bo.stream_id = b.id AND bo.version = 1"
+        )
+        order_event = f"{name('order')}.event_store oo ON oo.stream_id = b.id"
     return (
-        f"FROM {name('booking')}.bookings b "
-        f"JOIN {name('booking')}.event_store bo ON bo.stream_id = b.id AND bo.version = 1 "
+        f"FROM {name('booking')}.bookings b JOIN {booking_event} "
         f"JOIN {name('inventory')}.reservations r ON r.booking_id = b.id "
-        f"JOIN {name('order')}.event_store oo ON oo.stream_id = b.id "
-        "WHERE b.status = 'CONFIRMED'"
+        f"JOIN {order_event} WHERE b.status = 'CONFIRMED'"
     )
 
 
@@ -413,7 +431,7 @@ async def latency_stages(dev: DevProcess, booking_ids: list[uuid.UUID]) -> dict[
     averages = ", ".join(
         f"AVG(TIMESTAMPDIFF(MICROSECOND, {start}, {end})) / 1000" for start, end in STAGES.values()
     )
-    query = text(f"SELECT {averages} {confirmed_saga(dev)} AND b.id IN :ids").bindparams(
+    query = text(f"SELECT {averages} {await confirmed_saga(dev)} AND b.id IN :ids").bindparams(
         bindparam("ids", expanding=True)
     )
     async with dev.engines["booking"].connect() as conn:

@@ -31,6 +31,8 @@ from ticketing.contracts.events import BookingRequested
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.eventstore import Recorded
+from ticketing.shared.projections import Rebuilt
+from ticketing.shared.projections import differences as table_differences
 
 PAGE = 5000
 TABLES = ("customers", "bookings")
@@ -169,18 +171,8 @@ async def stored(conn: AsyncConnection) -> Projection:
 
 def differences(expected: Projection, actual: Projection) -> Iterator[str]:
     """Every row that the events and the tables disagree on, in words."""
-    pairs: list[tuple[str, dict[uuid.UUID, Any], dict[uuid.UUID, Any]]] = [
-        ("customers", expected.customers, actual.customers),
-        ("bookings", expected.bookings, actual.bookings),
-    ]
-    for table, want, have in pairs:
-        for key in sorted(want.keys() | have.keys()):
-            if key not in have:
-                yield f"{table} {key}: missing; the events say {want[key]}"
-            elif key not in want:
-                yield f"{table} {key}: {have[key]} has no events"
-            elif want[key] != have[key]:
-                yield f"{table} {key}: the table holds {have[key]}, the events say {want[key]}"
+    yield from table_differences("customers", expected.customers, actual.customers)
+    yield from table_differences("bookings", expected.bookings, actual.bookings)
 
 
 async def verify(engine: AsyncEngine) -> list[str]:
@@ -195,25 +187,12 @@ async def verify(engine: AsyncEngine) -> list[str]:
     return problems + list(differences(expected, actual))
 
 
-@dataclass
-class Rebuilt:
-    """How many projection rows a rebuild wrote (inserted or corrected) and deleted."""
-
-    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    broken: list[str] = field(default_factory=list)  # streams that cannot be folded, left as is
-
-    def lines(self) -> list[str]:
-        written = [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
-        return written + [f"not rebuilt: {problem}" for problem in self.broken]
-
-
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
     """Rewrite every projection row from the events, in place, while booking keeps running:
     each stream's row is locked (as a settlement locks it), the stream read and folded, and
     the row written as the fold says, in one transaction. Customers go first (bookings name
     them). Rows no stream accounts for are deleted."""
-    done = Rebuilt()
+    done = Rebuilt(TABLES)
     streams = await _streams(engine)
     for stream_type in (CUSTOMER_STREAM, BOOKING_STREAM):
         for stream_id in streams.get(stream_type, []):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, select, update
@@ -23,6 +22,7 @@ from ticketing.order.tables import event_store, orders
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.eventstore import Recorded
+from ticketing.shared.projections import Rebuilt
 
 PAGE = 1000
 TABLES = ("orders",)
@@ -124,29 +124,6 @@ async def verify(engine: AsyncEngine) -> list[str]:
 # --- rebuild
 
 
-@dataclass
-class Rebuilt:
-    """How many projection rows a rebuild wrote (inserted or corrected) and deleted."""
-
-    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    broken: list[str] = field(default_factory=list)  # streams that cannot be folded, left as is
-    _broken_streams: set[uuid.UUID] = field(default_factory=set, repr=False)
-
-    def lines(self) -> list[str]:
-        written = [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
-        return written + [f"not rebuilt: {problem}" for problem in self.broken]
-
-    def gave_up(self, stream_id: uuid.UUID) -> bool:
-        return stream_id in self._broken_streams
-
-    def give_up(self, stream_id: uuid.UUID, problem: str) -> None:
-        """Leave ``stream_id``'s row as it is, saying why (once per stream)."""
-        if stream_id not in self._broken_streams:
-            self._broken_streams.add(stream_id)
-            self.broken.append(problem)
-
-
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
     """Rewrite every ``orders`` row from the events, in place, while the saga keeps running.
 
@@ -155,7 +132,7 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
     never changes after, so no writer touches a row once its event can be read. Rows that no
     stream accounts for are deleted, and streams that cannot be folded are reported and left.
     """
-    done = Rebuilt()
+    done = Rebuilt(TABLES)
     after = 0
     while True:
         async with engine.connect() as conn:
