@@ -66,7 +66,7 @@ async def leg_spreads(dev: DevProcess, since: datetime) -> dict[str, list[float]
     legs = ", ".join(
         f"TIMESTAMPDIFF(MICROSECOND, {start}, {end})" for start, end in STAGES.values()
     )
-    query = text(f"SELECT {legs} {confirmed_saga(dev)} AND b.created_at >= :since")
+    query = text(f"SELECT {legs} {await confirmed_saga(dev)} AND b.created_at >= :since")
     async with dev.engines["booking"].connect() as conn:
         rows = (await conn.execute(query, {"since": since.replace(tzinfo=None)})).all()
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in STAGES]

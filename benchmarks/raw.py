@@ -11,27 +11,25 @@ from typing import Any
 import aiomysql
 from aiokafka import AIOKafkaProducer
 
-from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared import outbox as outbox_ops
+from ticketing.booking.repository import STORE
+from ticketing.contracts.events import BookingRequested
 from ticketing.shared.db import server_connect_args
+from ticketing.shared.eventstore import Cause, Pending
 from ticketing.shared.settings import Settings
 
 BOOKING_SQL = (
     "INSERT INTO bookings (id, customer_id, event_id, ticket_count, unit_price, total_price,"
-    " status, created_at, updated_at) VALUES (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s)"
-)
-OUTBOX_SQL = (
-    f"INSERT INTO outbox ({', '.join(outbox_ops.ROW_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(outbox_ops.ROW_COLUMNS))})"
+    " status, created_at, updated_at, version)"
+    " VALUES (%s, %s, %s, 1, 10.00, 10.00, 'PENDING', %s, %s, 1)"
 )
 
 
 def booking_write(
     customer_id: uuid.UUID, event_id: uuid.UUID
-) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """The values of one accepted booking's two rows, as booking writes them: the booking and
-    its BookingRequested outbox row, built by the same contract and ``build_row`` (the JSON
-    payload and headers are most of the bytes the server parses)."""
+) -> tuple[tuple[Any, ...], str, tuple[Any, ...]]:
+    """What one accepted booking writes, as booking writes it: the booking's row, and the
+    statement and values of its BookingRequested event, built by booking's own store (the JSON
+    payload is most of the bytes the server parses)."""
     booking_id, now = uuid.uuid4(), datetime.now(UTC)
     requested = BookingRequested(
         message_id=uuid.uuid4(),
@@ -43,23 +41,17 @@ def booking_write(
         total_price="10.00",
         requested_at=now,
     )
-    row = outbox_ops.build_row(
-        requested,
-        topic=BOOKINGS_TOPIC,
-        key=str(event_id),
-        aggregate_type="booking",
-        aggregate_id=str(booking_id),
-        correlation_id=uuid.uuid4().hex,
-    )
     created = now.replace(tzinfo=None)
+    cause = Cause("raw-ceiling", correlation_id=uuid.uuid4().hex)
+    event = STORE.append([Pending(booking_id, "booking", 1, requested)], cause, created)
     booking = (str(booking_id), str(customer_id), str(event_id), created, created)
-    return booking, outbox_ops.row_values(row)
+    return booking, event.sql, tuple(event.params[0])
 
 
 async def raw_booking_writes(
     settings: Settings, database: str, *, concurrency: int, seconds: float
 ) -> float:
-    """Booking row + outbox row in one transaction, raw aiomysql, one process: writes/s."""
+    """Booking row + its event in one transaction, raw aiomysql, one process: writes/s."""
     pool = await aiomysql.create_pool(
         **server_connect_args(settings),
         db=database,
@@ -82,10 +74,10 @@ async def raw_booking_writes(
         nonlocal done
         async with pool.acquire() as conn:
             while time.perf_counter() < deadline:
-                booking, outbox = booking_write(customer_id, event_id)
+                booking, event_sql, event = booking_write(customer_id, event_id)
                 async with conn.cursor() as cursor:
                     await cursor.execute(BOOKING_SQL, booking)
-                    await cursor.execute(OUTBOX_SQL, outbox)
+                    await cursor.execute(event_sql, event)
                 await conn.commit()
                 done += 1
 

@@ -86,7 +86,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"| accepted bookings/s | {a['accepted_per_second']} |",
         f"| latency p50 / p95 / p99 | {a['p50_ms']} / {a['p95_ms']} / {a['p99_ms']} ms |",
         f"| errors | {a['errors']} of {a['requests']} |",
-        "| ceiling: the same write (the booking row and its BookingRequested outbox row, "
+        "| ceiling: the same write (the booking row and its BookingRequested event, "
         "payload and headers as booking builds them) in raw aiomysql, one process, "
         "64 connections, into a scratch copy of the tables | "
         f"{a['raw_write_ceiling_per_second']}/s (mean of "
@@ -136,7 +136,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         "",
         "## 3. Relay throughput",
         "",
-        f"{rel['rows']:,} pending outbox rows drained to the broker by the outbox relay, against a "
+        f"{rel['rows']:,} pending events drained to the broker by the outbox relay, against a "
         "bare aiokafka producer sending the same messages in the same run.",
         "",
         "| figure | value |",

@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from ticketing.devstack import die_with_parent, tansu_binary
 from ticketing.shared.coalescing import CoalescingHttpProtocol
+from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_server_engine
 from ticketing.shared.settings import Settings
 
@@ -341,3 +342,17 @@ def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.3):
         return True
     return False
+
+
+async def as_the_runner_does(
+    handle: Callable[[Sequence[Received]], Awaitable[None]], received: Sequence[Received]
+) -> None:
+    """Hand ``received`` to a consumer's handler as its runner does: as one batch, and when
+    that fails, each message alone (the runner's retries and dead letters left out)."""
+    try:
+        await handle(received)
+    except Exception:
+        if len(received) == 1:
+            raise
+        for item in received:
+            await handle([item])

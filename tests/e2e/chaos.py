@@ -19,7 +19,7 @@ from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
 from ticketing.order.tables import orders
-from ticketing.shared.outbox import outbox_table
+from ticketing.shared.eventstore import event_store_table
 
 FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
 
@@ -115,10 +115,10 @@ async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, second
 
 
 async def outbox_backlog(dev: DevProcess) -> dict[str, int]:
-    """Unpublished outbox rows per service."""
+    """Events waiting for the relay, per service."""
     backlog = {}
     for service in ("booking", "order"):
-        table = outbox_table(MetaData())
+        table = event_store_table(MetaData())
         async with dev.engines[service].connect() as conn:
             backlog[service] = int(
                 await conn.scalar(
@@ -196,7 +196,9 @@ async def check_consistency(
     assert {row.booking_id for row in order_rows if row.status == "CONFIRMED"} == set(confirmed)
     assert int(applied or 0) >= len(order_rows)
     # The state tables are what the events fold into (the CLI exits 1, naming every row, if not).
-    assert "inventory: agree" in await dev.run_cli("projections", "verify")
+    verified = await dev.run_cli("projections", "verify")
+    for service in ("inventory", "booking", "order"):
+        assert f"{service}: agree" in verified
     return {
         "accepted": len(booking_ids),
         "confirmed": statuses["CONFIRMED"],

@@ -17,17 +17,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.conftest import Stack, bearer
-from tests.integration.flow import book, settled, setup_sale
+from tests.harness import as_the_runner_does
+from tests.integration.flow import setup_sale
 from tests.integration.helpers import create_event
-from ticketing.booking.inventory_client import InventoryClient as BookingInventory
-from ticketing.booking.service import BookingService
 from ticketing.booking.tables import bookings
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import BookingRequested
 from ticketing.order import inventory_client as order_inventory_client
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
+from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.order.tables import outbox as order_outbox
 from ticketing.shared import db
 from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.consumer import Received
@@ -306,82 +305,21 @@ async def test_an_order_batch_is_applied_once_even_when_part_of_it_was_applied_b
     # Redelivered with new messages, twice over, and one booking twice with a new message id.
     twin = dataclasses.replace(events[4], message_id=uuid.uuid4())
     batch = [Received(e, "corr") for e in [*events, *events, twin]]
-    await order_service.handle_batch(batch)
+    with pytest.raises(IntegrityError):  # the runner then hands each message over alone
+        await order_service.handle_batch(batch)
+    await as_the_runner_does(order_service.handle_batch, batch)
     statuses = await order_rows(stack, [e.booking_id for e in events])
     assert sorted(statuses.values()) == ["CONFIRMED"] * 3 + ["REJECTED"] * 2
     assert [statuses[e.booking_id] for e in events[:3]] == ["CONFIRMED"] * 3
     async with stack.engines["order"].connect() as conn:
         published = await conn.scalar(
             select(func.count())
-            .select_from(order_outbox)
-            .where(order_outbox.c.aggregate_id.in_([str(e.booking_id) for e in events]))
+            .select_from(order_store)
+            .where(order_store.c.stream_id.in_([e.booking_id for e in events]))
         )
     assert published == 5
     left = (await stack.inventory.get(f"/api/v1/events/{event_id}")).json()["left_capacity"]
     assert left == 0
-
-
-async def test_booking_settles_a_batch_of_outcomes_once_each(stack: Stack) -> None:
-    customer_id, event_id = await setup_sale(stack, capacity=10)
-    ids = [uuid.UUID((await book(stack, customer_id, event_id)).json()["id"]) for _ in range(4)]
-    for booking_id in ids:  # let the real saga settle them first, then replay outcomes at it
-        await settled(stack, str(booking_id))
-    upstream = Upstream("inventory", stack.settings.base_url("inventory"))
-    service = BookingService(stack.engines["booking"], BookingInventory(upstream), max_tickets=10)
-    late = uuid.UUID((await book(stack, customer_id, event_id)).json()["id"])
-    await settled(stack, str(late))
-    async with stack.engines["booking"].begin() as conn:  # back to PENDING, to settle by hand
-        await conn.execute(
-            bookings.update()
-            .where(bookings.c.id.in_([*ids, late]))
-            .values(status="PENDING", order_id=None, reason=None)
-        )
-    order_id = uuid.uuid4()
-    event = uuid.UUID(event_id)
-
-    def confirmed(booking_id: uuid.UUID, order: uuid.UUID) -> OrderConfirmed:
-        return OrderConfirmed(
-            message_id=uuid.uuid4(),
-            order_id=order,
-            booking_id=booking_id,
-            event_id=event,
-            ticket_count=1,
-            total_price="25.00",
-            confirmed_at=datetime.now(UTC),
-        )
-
-    def rejected(booking_id: uuid.UUID, reason: str) -> OrderRejected:
-        return OrderRejected(
-            message_id=uuid.uuid4(),
-            booking_id=booking_id,
-            event_id=event,
-            reason=reason,
-            rejected_at=datetime.now(UTC),
-        )
-
-    outcomes = [
-        confirmed(ids[0], order_id),
-        rejected(ids[1], "insufficient_capacity"),
-        confirmed(ids[2], uuid.uuid4()),
-    ]
-    try:
-        await service.apply_outcomes([Received(o, None) for o in outcomes])
-        # The same messages again plus new ones: the batch falls back to one by one, only the
-        # new ones apply, and a second outcome for a settled booking changes nothing.
-        extra = [rejected(ids[3], "event_not_found"), rejected(ids[0], "event_not_found")]
-        await service.apply_outcomes([Received(o, None) for o in [*outcomes, *extra]])
-    finally:
-        await upstream.aclose()
-    async with stack.engines["booking"].connect() as conn:
-        rows = {
-            row.id: (row.status, row.order_id, row.reason)
-            for row in await conn.execute(select(bookings).where(bookings.c.id.in_([*ids, late])))
-        }
-    assert rows[ids[0]] == ("CONFIRMED", order_id, None)
-    assert rows[ids[1]] == ("REJECTED", None, "insufficient_capacity")
-    assert rows[ids[2]][0] == "CONFIRMED"
-    assert rows[ids[3]] == ("REJECTED", None, "event_not_found")
-    assert rows[late] == ("PENDING", None, None)  # untouched: no outcome named it
 
 
 # The pool -----------------------------------------------------------------------------------

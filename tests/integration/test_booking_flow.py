@@ -1,4 +1,4 @@
-"""The booking saga end to end: booking -> outbox -> Kafka -> order -> inventory -> outbox ->
+"""The booking saga end to end: booking -> event store -> Kafka -> order -> inventory -> store ->
 Kafka -> booking, all real (MariaDB, Tansu, HTTP over loopback)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.harness import DEV_CLIENTS
 from tests.integration.flow import book, create_customer, settled, setup_sale
 from ticketing.booking.repository import client_digest
 from ticketing.booking.tables import bookings, idempotency_keys
-from ticketing.booking.tables import outbox as booking_outbox
+from ticketing.booking.tables import event_store as booking_store
 from ticketing.order.tables import orders
 
 PROBLEM = "application/problem+json"
@@ -49,13 +49,17 @@ async def test_a_booking_is_accepted_at_once_and_confirmed(stack: Stack) -> None
     async with stack.engines["booking"].connect() as conn:
         row = (
             await conn.execute(
-                select(booking_outbox).where(booking_outbox.c.aggregate_id == accepted["id"])
+                select(booking_store)
+                .where(booking_store.c.stream_id == uuid.UUID(accepted["id"]))
+                .order_by(booking_store.c.version)
             )
-        ).one()
-    assert row.event_type == "BookingRequested"
-    assert row.topic == "ticketing.bookings"
-    assert row.message_key == event_id
-    assert row.published_at is not None
+        ).all()
+    requested, confirmed = row
+    assert (requested.event_type, confirmed.event_type) == ("BookingRequested", "BookingConfirmed")
+    assert requested.topic == "ticketing.bookings"
+    assert requested.message_key == event_id
+    assert requested.published_at is not None
+    assert confirmed.topic is None  # internal: never published
 
 
 async def test_a_small_flash_sale_never_oversells(stack: Stack) -> None:
@@ -85,7 +89,7 @@ async def test_a_small_flash_sale_never_oversells(stack: Stack) -> None:
 
 async def test_refusals_at_the_door_write_nothing(stack: Stack) -> None:
     customer_id, event_id = await setup_sale(stack, capacity=3)
-    outbox_rows = select(func.count()).select_from(booking_outbox)
+    outbox_rows = select(func.count()).select_from(booking_store)
     booking_rows = select(func.count()).select_from(bookings)
     before = (
         await count(stack, "booking", outbox_rows),

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
@@ -19,7 +20,6 @@ from tests.harness import create_topics, read_topic
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
 from ticketing.shared.consumer import Delivery, MessageRunner, Received
 from ticketing.shared.messaging import create_broker
-from ticketing.shared.outbox import encode_event
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
 
@@ -32,18 +32,17 @@ class Applied:
     def __init__(self) -> None:
         self.ids: set[str] = set()
 
-    async def one(self, event: BookingRequested) -> None:
-        self.ids.add(str(event.message_id))
-
     async def batch(self, received: Sequence[Received]) -> None:
         self.ids.update(str(item.event.message_id) for item in received)
 
 
 class OneByOne(Applied):
-    """Applies nothing as a batch, so that every record goes through its own handling."""
+    """Refuses every batch of more than one, so that every record is handed over alone."""
 
     async def batch(self, received: Sequence[Received]) -> None:
-        raise RuntimeError("no batches here (test)")
+        if len(received) > 1:
+            raise RuntimeError("no batches here (test)")
+        await super().batch(received)
 
 
 def booking_requested() -> BookingRequested:
@@ -81,7 +80,7 @@ async def publish(
             ]
             if n == odd_header:
                 headers.append(("x-binary", b"\xff\xfe\x00"))
-            value = b"{not json" if is_poison else encode_event(event)
+            value = b"{not json" if is_poison else msgspec.json.encode(event)
             await producer.send_and_wait(
                 topic, value, key=message_id.encode(), partition=n % PARTITIONS, headers=headers
             )
@@ -114,8 +113,7 @@ async def consuming(
         group=f"group-{uuid.uuid4().hex[:8]}",
         dlq_topic=f"{topic}.dlq",
         accepted=(BookingRequested,),
-        handle=applied.one,
-        handle_batch=applied.batch,
+        handle=applied.batch,
         description="redelivery test",
     )
     patch(broker, runner)

@@ -16,6 +16,7 @@ from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import SeatsReserved, decide_register_venue
 from ticketing.inventory.service import InventoryService
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause, Pending
 from ticketing.shared.ids import new_id
@@ -95,7 +96,7 @@ async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing
             event_id=uuid.uuid4(), booking_id=uuid.uuid4(), ticket_count=1, left_capacity=0
         )
         statement = repo.STORE.append(
-            [Pending(orphan.event_id, "event", 1, orphan)], CAUSE, repo.utcnow()
+            [Pending(orphan.event_id, "event", 1, orphan)], CAUSE, utcnow()
         )
         async with engine.begin() as conn:
             await sql.run(conn, statement)

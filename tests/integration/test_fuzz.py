@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import Gateway, Stack
 from ticketing.booking.tables import bookings
-from ticketing.booking.tables import outbox as booking_outbox
+from ticketing.booking.tables import event_store as booking_store
 from ticketing.inventory.tables import events, reservations
 
 CHECKS = ",".join(
@@ -50,7 +50,7 @@ async def test_the_api_survives_generated_requests(gateway: Gateway, stack: Stac
     assert process.returncode == 0, report[-6000:]
 
     # Nothing half-written: capacity taken equals what reservations hold, and every booking has
-    # its event in the outbox (they are written in one transaction).
+    # its event in the store (they are written in one transaction).
     async with stack.engines["inventory"].connect() as conn:
         taken = await conn.scalar(
             select(func.sum(events.c.total_capacity - events.c.left_capacity))
@@ -63,7 +63,7 @@ async def test_the_api_survives_generated_requests(gateway: Gateway, stack: Stac
         booked = await conn.scalar(select(func.count()).select_from(bookings))
         requested = await conn.scalar(
             select(func.count())
-            .select_from(booking_outbox)
-            .where(booking_outbox.c.event_type == "BookingRequested")
+            .select_from(booking_store)
+            .where(booking_store.c.event_type == "BookingRequested")
         )
     assert booked == requested

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from tests.conftest import Gateway, Stack, bearer, gateway_settings
 from tests.harness import free_port, serve
-from ticketing.booking.tables import outbox as booking_outbox
+from ticketing.booking.tables import event_store as booking_store
 from ticketing.gateway.app import create_app as create_gateway_app
 
 PROBLEM = "application/problem+json"
@@ -70,13 +70,13 @@ async def test_a_booking_through_the_gateway_confirms(gateway: Gateway, stack: S
         assert left == 48
     # The request id travelled to the booking service and into the event it published.
     async with stack.engines["booking"].connect() as conn:
-        headers = await conn.scalar(
-            select(booking_outbox.c.headers).where(
-                booking_outbox.c.aggregate_id == response.json()["id"]
+        correlation_id = await conn.scalar(
+            select(booking_store.c.correlation_id).where(
+                booking_store.c.stream_id == uuid.UUID(response.json()["id"]),
+                booking_store.c.event_type == "BookingRequested",
             )
         )
-    assert headers is not None
-    assert json.loads(headers)["correlation_id"] == "trace-through-gateway"
+    assert correlation_id == "trace-through-gateway"
 
 
 async def test_tokens_and_permissions_are_enforced_at_the_door(gateway: Gateway) -> None:

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import msgspec
 import pytest
 from litestar import Litestar
 from sqlalchemy import func, select, text
@@ -26,17 +25,17 @@ from ticketing.booking.api import request_booking
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.repository import KeyClaim
 from ticketing.booking.service import BookingService, KeyTakenOver, NewBooking, write_bookings
-from ticketing.booking.tables import bookings, idempotency_keys
-from ticketing.booking.tables import outbox as booking_outbox
+from ticketing.booking.tables import bookings, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus
-from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
+from ticketing.contracts.events import BookingRequested
 from ticketing.contracts.inventory import Event
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
+from ticketing.shared.eventstore import Cause
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.http import create_http_app
 from ticketing.shared.ids import new_id
 from ticketing.shared.oauth_client import upstream_as
-from ticketing.shared.outbox import build_row, utcnow
 from ticketing.shared.upstream import Upstream
 
 PROBLEM = "application/problem+json"
@@ -118,12 +117,15 @@ async def bookings_of(stack: Stack, event_id: str) -> list[uuid.UUID]:
 
 
 async def events_of(stack: Stack, event_id: str) -> list[str]:
-    """The bookings whose BookingRequested events for ``event_id`` are in the outbox."""
+    """The bookings whose BookingRequested events for ``event_id`` are in the store."""
     async with stack.engines["booking"].connect() as conn:
         rows = await conn.execute(
-            select(booking_outbox.c.aggregate_id).where(booking_outbox.c.message_key == event_id)
+            select(event_store.c.stream_id).where(
+                event_store.c.message_key == event_id,
+                event_store.c.event_type == "BookingRequested",
+            )
         )
-        return [row.aggregate_id for row in rows]
+        return [str(row.stream_id) for row in rows]
 
 
 async def stored_answer(stack: Stack, key: str) -> uuid.UUID | None:
@@ -272,14 +274,8 @@ def new_booking(customer_id: str, event_id: str, claim: KeyClaim | None) -> NewB
         total_price="25.00",
         requested_at=booking.created_at,
     )
-    row = build_row(
-        requested,
-        topic=BOOKINGS_TOPIC,
-        key=event_id,
-        aggregate_type="booking",
-        aggregate_id=str(booking.id),
-    )
-    return NewBooking(booking, row, claim, msgspec.json.encode(booking).decode())
+    cause = Cause("ticketing-admin")
+    return NewBooking(booking, requested, cause, claim)
 
 
 async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(

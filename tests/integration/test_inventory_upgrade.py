@@ -372,7 +372,7 @@ async def test_upgrade_turns_every_row_into_its_event_in_the_order_decided(
     old = old_inventory()
     await fill_as_0001(engine, old)
     await upgrade_to_head(at_0001)
-    assert await revision(engine) == "0002"
+    assert await revision(engine) == "0003"
     await check_backfill(engine, old)
 
 
@@ -445,7 +445,9 @@ async def test_projections_verify_agrees_after_the_upgrade_and_names_a_tampered_
     prefix = at_0001.db_prefix
     upgraded = await asyncio.to_thread(run_cli, "db", "upgrade", "inventory", prefix=prefix)
     assert upgraded.returncode == 0, upgraded.stderr
-    agree = await asyncio.to_thread(run_cli, "projections", "verify", prefix=prefix)
+    agree = await asyncio.to_thread(
+        run_cli, "projections", "verify", "--service", "inventory", prefix=prefix
+    )
     assert agree.returncode == 0, agree.stdout + agree.stderr
     assert agree.stdout.splitlines() == ["inventory: agree"]
 

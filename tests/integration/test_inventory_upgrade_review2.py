@@ -72,7 +72,7 @@ async def test_a_downgrade_that_stopped_halfway_can_be_run_again(
     with pytest.raises(KeyboardInterrupt):
         await downgrade_to_0001(at_0001)
     monkeypatch.setattr(op, "drop_table", drop_table)
-    assert await revision(engine) == "0002"
+    assert await revision(engine) == "0002"  # 0003's downgrade finished; 0002's stopped
     await downgrade_to_0001(at_0001)
     assert await revision(engine) == "0001"
     await upgrade_to_head(at_0001)

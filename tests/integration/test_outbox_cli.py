@@ -1,4 +1,5 @@
-"""``ticketing outbox`` and ``ticketing docs`` as real processes against the real stack."""
+"""``ticketing outbox`` (over the event stores) and ``ticketing docs`` as real processes against
+the real stack."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from sqlalchemy import func, select
 
 from tests.conftest import Stack
 from tests.integration.flow import book, settled, setup_sale
-from ticketing.contracts.events import OrderRejected
+from ticketing.booking.domain import BookingRejected
+from ticketing.booking.repository import STORE
+from ticketing.contracts.events import PUBLICATIONS, BookingRequested
 from ticketing.order.tables import orders
+from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db import create_engine
+from ticketing.shared.eventstore import Cause, Pending
 from ticketing.shared.migrations import upgrade
-from ticketing.shared.outbox import build_row
-from ticketing.shared.outbox_admin import OUTBOX
 from ticketing.shared.settings import Settings
 
 
@@ -54,7 +58,7 @@ async def test_status_reports_each_outbox(stack: Stack) -> None:
     assert set(report) == {"booking", "order"}
     for service in ("booking", "order"):
         assert report[service]["total"] >= 1
-        assert report[service]["last_published_id"] >= 1
+        assert report[service]["last_published_position"] >= 1
 
 
 async def test_replay_republishes_with_original_ids_and_changes_nothing(stack: Stack) -> None:
@@ -85,52 +89,45 @@ async def test_replay_republishes_with_original_ids_and_changes_nothing(stack: S
     assert count == 1
 
 
-async def test_purge_deletes_only_published_rows_past_retention(databases: Settings) -> None:
-    settings = dataclasses.replace(databases, db_prefix=databases.db_prefix + "purge_")
-    await asyncio.to_thread(upgrade, settings, "order")
-    engine = create_engine(settings, "order")
-    now = datetime.now(UTC).replace(tzinfo=None)
-
-    def row(published_at: datetime | None) -> dict[str, object]:
-        event = OrderRejected(
-            message_id=uuid.uuid4(),
-            booking_id=uuid.uuid4(),
-            event_id=uuid.uuid4(),
-            reason="insufficient_capacity",
-            rejected_at=datetime.now(UTC),
-        )
-        values = build_row(
-            event, topic="t", key="k", aggregate_type="order", aggregate_id="a", correlation_id=None
-        )
-        return {**values, "created_at": now - timedelta(days=30), "published_at": published_at}
-
+async def test_status_counts_published_events_and_purge_is_gone(databases: Settings) -> None:
+    """Status counts the events of published types, pending or sent, never internal ones;
+    there is no purge: events are never deleted."""
+    settings = dataclasses.replace(databases, db_prefix=databases.db_prefix + "status_")
+    await asyncio.to_thread(upgrade, settings, "booking")
+    engine = create_engine(settings, "booking")
+    stream = uuid.uuid4()
+    requested = BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=stream,
+        customer_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        ticket_count=1,
+        unit_price="1.00",
+        total_price="1.00",
+        requested_at=datetime.now(UTC),
+    )
+    rejected = BookingRejected(booking_id=stream, reason="test", rejected_at=datetime.now(UTC))
+    events = [
+        Pending(stream, "booking", 1, requested),
+        Pending(stream, "booking", 2, rejected),
+    ]
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                OUTBOX.insert(),
-                [row(now - timedelta(days=10))] * 1
-                + [row(now - timedelta(days=9)) for _ in range(2)]
-                + [row(now - timedelta(hours=1))]
-                + [row(None)],
-            )
-        code, out, err = await cli(
-            settings, "outbox", "purge", "--service", "order", "--older-than", "7d", "--dry-run"
-        )
+            await sql.run(conn, STORE.append(events, Cause("test"), utcnow() - timedelta(hours=1)))
+        code, out, err = await cli(settings, "outbox", "status", "--service", "booking", "--json")
         assert code == 0, err
-        assert "would delete 3" in out
-        code, out, err = await cli(
-            settings, "outbox", "purge", "--service", "order", "--older-than", "7d"
+        report = json.loads(out)["booking"]
+        assert (report["total"], report["pending"]) == (1, 1)
+        assert report["oldest_pending_age_seconds"] >= 3600
+        assert report["last_published_position"] is None
+        code, _, err = await cli(settings, "outbox", "purge", "--service", "booking")
+        assert code == 2
+        assert "invalid choice: 'purge'" in err
+        code, _, err = await cli(
+            settings, "outbox", "replay", "--service", "booking", "--aggregate-id", "x' OR 1"
         )
-        assert code == 0, err
-        assert "deleted 3" in out
-        async with engine.connect() as conn:
-            left = (
-                (await conn.execute(select(OUTBOX.c.published_at).order_by(OUTBOX.c.id)))
-                .scalars()
-                .all()
-            )
-        assert len(left) == 2
-        assert None in left  # pending rows are never purged, however old
+        assert code == 2
+        assert "--aggregate-id" in err
     finally:
         await engine.dispose()
 
@@ -147,4 +144,5 @@ async def test_asyncapi_document_lists_every_topic_and_event(
     assert {"ticketing.bookings", "ticketing.orders"} <= addresses
     schemas = document["components"]["schemas"]
     assert {"BookingRequested", "OrderConfirmed", "OrderRejected"} <= set(schemas)
+    assert set(PUBLICATIONS) <= set(schemas)  # every published event type is documented
     assert "message_id" in schemas["BookingRequested"]["properties"]

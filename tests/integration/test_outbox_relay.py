@@ -1,4 +1,5 @@
-"""The outbox relay against the real database and a real Kafka-protocol broker."""
+"""The outbox relay (publishing from an event store) against the real database and a real
+Kafka-protocol broker."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import create_topics, free_port, kafka_broker, read_topic
-from ticketing.contracts.events import OrderRejected
+from ticketing.contracts.events import OrderRejected, Publication
+from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.outbox import append, build_row, outbox_table
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, event_store_table
 from ticketing.shared.relay import OutboxRelay, Unpublished, create_producer, send_rows
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -31,7 +35,7 @@ async def outbox(databases: Settings) -> AsyncIterator[tuple[AsyncEngine, Table]
     settings = dataclasses.replace(databases, db_prefix=databases.db_prefix + "relay_")
     await ensure_database(settings, SERVICE)
     engine = create_engine(settings, SERVICE)
-    table = outbox_table(MetaData())
+    table = event_store_table(MetaData())
     async with engine.begin() as conn:
         await conn.run_sync(table.metadata.drop_all)
         await conn.run_sync(table.metadata.create_all)
@@ -41,23 +45,32 @@ async def outbox(databases: Settings) -> AsyncIterator[tuple[AsyncEngine, Table]
         await engine.dispose()
 
 
+def rejection(key: str, sequence: int) -> OrderRejected:
+    """An event published under ``key``, numbered ``sequence`` (its ``reason`` says both)."""
+    return OrderRejected(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        reason=f"{key}:{sequence}",
+        rejected_at=datetime.now(UTC),
+    )
+
+
+async def append(conn: Any, table: Table, topic: str, event: OrderRejected) -> None:
+    """Store ``event`` as a published one, keyed by its reason's key, on a stream of its own."""
+    publication = Publication(OrderRejected, "test", topic, key=lambda e: e.reason.split(":")[0])
+    store = EventStore(table, EventCodec([OrderRejected]), {"OrderRejected": publication})
+    pending = [Pending(uuid.uuid4(), "test", 1, event)]
+    await sql.run(conn, store.append(pending, Cause("relay-test"), utcnow()))
+
+
 async def write_events(
     engine: AsyncEngine, table: Table, topic: str, keys: list[str], per_key: int
 ) -> None:
     for sequence in range(per_key):
         async with engine.begin() as conn:
             for key in keys:
-                event = OrderRejected(
-                    message_id=uuid.uuid4(),
-                    booking_id=uuid.uuid4(),
-                    event_id=uuid.uuid4(),
-                    reason=f"{key}:{sequence}",
-                    rejected_at=datetime.now(UTC),
-                )
-                row = build_row(
-                    event, topic=topic, key=key, aggregate_type="test", aggregate_id=key
-                )
-                await append(conn, table, [row])
+                await append(conn, table, topic, rejection(key, sequence))
 
 
 async def pending(engine: AsyncEngine, table: Table) -> int:
@@ -182,7 +195,7 @@ async def test_rows_land_where_the_producer_would_put_them_in_order_in_any_batch
     keys = [f"key-{n}" for n in range(6)]
     rows = [
         Unpublished(
-            id=index,
+            position=index,
             topic=topic,
             key=keys[index % len(keys)].encode(),
             payload=(b"x" * 3000 if index == 40 else f"{index}".encode()),
@@ -267,21 +280,10 @@ class RecordingProducer:
         return acknowledged
 
 
-def event_row(key: str, sequence: int) -> dict[str, Any]:
-    event = OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        reason=f"{key}:{sequence}",
-        rejected_at=datetime.now(UTC),
-    )
-    return build_row(event, topic="relay.order", key=key, aggregate_type="test", aggregate_id=key)
-
-
 async def commit_rows(engine: AsyncEngine, table: Table, key: str, sequences: range) -> None:
     for sequence in sequences:
         async with engine.begin() as conn:
-            await append(conn, table, [event_row(key, sequence)])
+            await append(conn, table, "relay.order", rejection(key, sequence))
 
 
 async def test_a_row_committed_late_inside_the_batch_in_flight_keeps_its_keys_order(
@@ -295,12 +297,14 @@ async def test_a_row_committed_late_inside_the_batch_in_flight_keeps_its_keys_or
     await commit_rows(engine, table, "early", range(5))  # ids 1-5
     async with engine.connect() as late, engine.connect() as gate:
         await late.begin()
-        await append(late, table, [event_row("late", 0)])  # id 6, not committed yet
+        await append(late, table, "relay.order", rejection("late", 0))  # 6, not committed yet
         await commit_rows(engine, table, "early", range(5, 8))  # ids 7-9
         # Marking the first batch waits for this lock, so the third read waits until both
         # late rows are committed.
         await gate.begin()
-        await gate.execute(text(f"SELECT id FROM {table.name} ORDER BY id LIMIT 1 FOR UPDATE"))
+        await gate.execute(
+            text(f"SELECT position FROM {table.name} ORDER BY position LIMIT 1 FOR UPDATE")
+        )
         producer = RecordingProducer(watch="early:4")  # the second batch's first row
         relay = OutboxRelay(
             engine,
@@ -322,7 +326,7 @@ async def test_a_row_committed_late_inside_the_batch_in_flight_keeps_its_keys_or
             await asyncio.gather(task, return_exceptions=True)
     ids = {}
     async with engine.connect() as conn:
-        for row_id, payload in await conn.execute(select(table.c.id, table.c.payload)):
+        for row_id, payload in await conn.execute(select(table.c.position, table.c.payload)):
             ids[json.loads(payload)["reason"]] = row_id
     assert ids["late:0"] < ids["early:5"] < ids["late:1"]  # the late row is inside the range
     by_key: dict[str, list[str]] = defaultdict(list)
@@ -332,3 +336,65 @@ async def test_a_row_committed_late_inside_the_batch_in_flight_keeps_its_keys_or
         key: sorted((r for r in ids if r.startswith(f"{key}:")), key=ids.__getitem__)
         for key in ("early", "late")
     }
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Noted:
+    """An internal event: its type has no publication."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    note: str
+
+
+async def test_only_published_types_go_out_as_their_contract_with_their_ids(
+    outbox: tuple[AsyncEngine, Table], base_settings: Settings, kafka_bootstrap: str
+) -> None:
+    """Internal events are stored as delivered and never sent; a published event goes out as
+    its contract's JSON, its event id as message id, its correlation id (or its message id)."""
+    engine, table = outbox
+    settings = dataclasses.replace(base_settings, kafka_bootstrap=kafka_bootstrap)
+    topic = f"relay.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 1, topic)  # one partition: one order to compare with
+    publication = Publication(OrderRejected, "test", topic, key=lambda e: str(e.booking_id))
+    store = EventStore(table, EventCodec([OrderRejected, Noted]), {"OrderRejected": publication})
+    stream = uuid.uuid4()
+    first, second = rejection("a", 0), rejection("b", 1)
+    events = [
+        Pending(stream, "test", 1, Noted(note="internal")),
+        Pending(stream, "test", 2, first, Cause("relay-test", correlation_id="trace-1")),
+        Pending(stream, "test", 3, Noted(note="internal again")),
+        Pending(stream, "test", 4, second),
+    ]
+    async with engine.begin() as conn:
+        await sql.run(conn, store.append(events, Cause("relay-test"), utcnow()))
+    assert await pending(engine, table) == 2
+    relay = relay_for(settings, engine, table, f"types-{uuid.uuid4().hex}")
+    task = asyncio.create_task(relay.run())
+    try:
+        await wait_until_drained(engine, table)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert relay.published == 2
+    records = await read_topic(kafka_bootstrap, topic, 3, timeout=5)
+    assert [record.value for record in records] == [
+        msgspec.json.encode(first),
+        msgspec.json.encode(second),
+    ]
+    assert [record.key for record in records] == [
+        str(first.booking_id).encode(),
+        str(second.booking_id).encode(),
+    ]
+    assert [dict(record.headers) for record in records] == [
+        {
+            "event_type": b"OrderRejected",
+            "message_id": str(event.message_id).encode(),
+            "correlation_id": correlation,
+            "content-type": b"application/json",
+        }
+        for event, correlation in [(first, b"trace-1"), (second, str(second.message_id).encode())]
+    ]
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(table.c.event_id).order_by(table.c.position))).scalars()
+        assert list(ids)[1::2] == [first.message_id, second.message_id]

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from ticketing.shared.consumer import MessageRunner
-from ticketing.shared.outbox import outbox_table
+from ticketing.shared.eventstore import event_store_table
 from ticketing.shared.relay import OutboxRelay
 
 
@@ -70,7 +70,7 @@ async def test_a_relay_stops_when_its_cleanup_fails_during_cancellation() -> Non
     stand_in: Any = engine
     relay = OutboxRelay(
         stand_in,
-        outbox_table(MetaData()),
+        event_store_table(MetaData()),
         lock_name="test",
         producer_factory=lambda: stand_in,
         max_backoff=0.01,

@@ -5,6 +5,7 @@ tests/integration/test_consumer_redelivery.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +15,13 @@ from faststream.kafka.message import KafkaAckableMessage
 
 from tests.unit.test_message_runner import delivery
 from ticketing.contracts.events import OrderRejected
-from ticketing.shared.consumer import CancelledElsewhere, Delivery, MessageRunner, run_all
+from ticketing.shared.consumer import (
+    CancelledElsewhere,
+    Delivery,
+    MessageRunner,
+    Received,
+    run_all,
+)
 
 
 class Consumer:
@@ -69,7 +76,7 @@ class Runner(MessageRunner):
             raise outcome
 
 
-async def ignore(_: Any) -> None:
+async def ignore(_: Sequence[Received]) -> None:
     return None
 
 
@@ -136,7 +143,14 @@ async def test_a_record_that_breaks_leaves_the_consumer_running_not_cancelled() 
     # complete() raised CancelledError and the consume loop ended for good.
     consumer = Consumer(0)
     runner = OneRecordBreaks()
-    await runner.complete(batch(consumer, record(0, 0), record(0, 1), record(0, 2)), ignore)
+
+    async def refuses_batches(received: Sequence[Received]) -> None:
+        if len(received) > 1:
+            raise ValueError("handed over one at a time")
+
+    await runner.complete(
+        batch(consumer, rejected(0, 0), rejected(0, 1), rejected(0, 2)), refuses_batches
+    )
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0
@@ -153,14 +167,14 @@ async def test_a_handler_cancelled_from_elsewhere_is_retried_not_counted_as_done
     applied: list[Any] = []
     attempts = 0
 
-    async def handler(event: Any) -> None:
+    async def handler(received: Sequence[Received]) -> None:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
             shared = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(shared.cancel)  # someone else cancels it
             await shared
-        applied.append(event)
+        applied.extend(item.event for item in received)
 
     await runner.complete(batch(consumer, rejected(0, 7)), handler)
     assert len(applied) == 1  # retried, then applied

@@ -28,7 +28,6 @@ from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     EventStreamEvent,
-    ImpossibleHistory,
     InventoryEvent,
     Reservation,
     ReservationRefused,
@@ -41,7 +40,7 @@ from ticketing.inventory.domain import (
     fold,
     reservation_of,
 )
-from ticketing.shared.errors import InvalidInput
+from ticketing.shared.errors import ImpossibleHistory, InvalidInput
 
 MAX_CAPACITY = 8
 

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ticketing.inventory.domain import EVENT_STREAM, SeatsReserved
-from ticketing.inventory.service import unbroken
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.eventstore import Recorded
+from ticketing.shared.eventstore import Recorded, unbroken
 from ticketing.shared.pagination import (
     VERSION_CURSOR_PATTERN,
     decode_version_cursor,

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderRejected
@@ -53,55 +52,43 @@ def runner() -> tuple[MessageRunner, DeadLetters]:
     return run, broker
 
 
-async def test_a_batch_goes_to_the_batch_handler_once_without_its_poison() -> None:
+async def test_a_batch_goes_to_the_handler_once_without_its_poison() -> None:
     run, dead = runner()
-    batches: list[int] = []
-    singles: list[Any] = []
+    sizes: list[int] = []
 
-    async def batch(received: Sequence[Received]) -> None:
-        batches.append(len(received))
+    async def handler(received: Sequence[Received]) -> None:
+        sizes.append(len(received))
 
-    async def single(event: Any) -> None:
-        singles.append(event)
-
-    await run.run_batch([delivery(0), delivery(1, valid=False), delivery(2)], single, batch)
-    assert batches == [2]
-    assert singles == []
+    await run.run_batch([delivery(0), delivery(1, valid=False), delivery(2)], handler)
+    assert sizes == [2]
     assert dead.published == [b"{not json"]
 
 
 async def test_an_unavailable_dependency_retries_the_batch_as_a_batch() -> None:
     run, _ = runner()
-    attempts = 0
-    singles: list[Any] = []
+    sizes: list[int] = []
 
-    async def batch(received: Sequence[Received]) -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts < 3:
+    async def handler(received: Sequence[Received]) -> None:
+        sizes.append(len(received))
+        if len(sizes) < 3:
             raise Unavailable("inventory is away")
 
-    async def single(event: Any) -> None:
-        singles.append(event)
-
-    await run.run_batch([delivery(0), delivery(1)], single, batch)
-    assert attempts == 3
-    assert singles == []
+    await run.run_batch([delivery(0), delivery(1)], handler)
+    assert sizes == [2, 2, 2]
 
 
-async def test_any_other_batch_failure_falls_back_to_one_record_at_a_time() -> None:
+async def test_any_other_batch_failure_hands_each_record_over_alone() -> None:
     run, dead = runner()
-    singles: list[Any] = []
+    alone: list[Any] = []
 
-    async def batch(received: Sequence[Received]) -> None:
-        raise ValueError("something in this batch is wrong")
-
-    async def single(event: Any) -> None:
-        singles.append(event)
+    async def handler(received: Sequence[Received]) -> None:
+        if len(received) > 1:
+            raise ValueError("something in this batch is wrong")
+        alone.append(received[0].event)
 
     records = [delivery(0), delivery(1), delivery(2)]
-    await run.run_batch(records, single, batch)
-    assert sorted(str(e.message_id) for e in singles) == sorted(
+    await run.run_batch(records, handler)
+    assert sorted(str(e.message_id) for e in alone) == sorted(
         msgspec.json.decode(r.value)["message_id"] for r in records
     )
     assert dead.published == []
@@ -111,7 +98,7 @@ async def test_a_record_that_keeps_failing_is_dead_lettered_after_its_attempts()
     run, dead = runner()
     calls = 0
 
-    async def single(event: Any) -> None:
+    async def handler(received: Sequence[Received]) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -119,7 +106,7 @@ async def test_a_record_that_keeps_failing_is_dead_lettered_after_its_attempts()
         raise ValueError("this record is broken")
 
     record = delivery(0)
-    await run.run_batch([record], single)
+    await run.run_batch([record], handler)
     assert calls == 1 + 5  # one unavailable, then the five attempts it is allowed
     assert dead.published == [record.value]
 
@@ -144,21 +131,17 @@ def runner_with(dead: DeadLetters) -> MessageRunner:
     return MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
 
 
-async def ignore(_: Any) -> None:
-    return None
-
-
 async def test_a_dead_letter_publish_that_fails_is_retried_until_it_goes_through() -> None:
     dead = FailingDeadLetters(failures=4)
     run = runner_with(dead)
     poison = delivery(0, valid=False)
-    await run.run_batch([poison, delivery(1)], ignore, ignore_batch)
+    await run.run_batch([poison, delivery(1)], ignore)
     assert dead.refused == 4
     assert dead.published == [poison.value]
     assert run.dead_lettered == 1
 
 
-async def ignore_batch(_: Sequence[Received]) -> None:
+async def ignore(_: Sequence[Received]) -> None:
     return None
 
 
@@ -177,30 +160,40 @@ async def test_a_dead_letter_publish_that_keeps_failing_stops_when_cancelled() -
     assert dead.published == []
 
 
+class BreaksLater(dict[str, str]):
+    """Headers that read fine twice (the batch's decoding) and then break: a stand-in for any
+    bug that escapes the handling of one record."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reads = 0
+
+    def get(self, *args: Any) -> Any:
+        self.reads += 1
+        if self.reads > 2:
+            raise AttributeError("broken")
+        return super().get(*args)
+
+
 async def test_a_record_that_fails_unexpectedly_stops_the_rest_of_its_batch() -> None:
     """The batch will be delivered again: none of its records may still run on meanwhile."""
     run, _ = runner()
     cancelled: list[bool] = []
 
-    async def single(event: Any) -> None:
+    async def handler(received: Sequence[Received]) -> None:
+        if len(received) > 1:
+            raise ValueError("handed over one at a time")
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             cancelled.append(True)
             raise
 
-    headless: Any = None  # a record the runner cannot even log (a stand-in for any bug)
-    broken = dataclasses.replace(delivery(1), headers=headless)
+    healthy = delivery(0)
+    broken = dataclasses.replace(delivery(1), headers=BreaksLater(delivery(1).headers))
     with pytest.raises(AttributeError):
-        await asyncio.wait_for(run.run_batch([delivery(0), broken], single), timeout=2)
+        await asyncio.wait_for(run.run_batch([healthy, broken], handler), timeout=2)
     assert cancelled == [True]
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0  # the caller is not left cancelled (see run_all)
-
-
-def test_a_header_without_a_value_is_read_as_empty() -> None:
-    record: Any = ConsumerRecord(
-        "t", 0, 7, 0, 0, None, b"{}", None, 0, 2, [("event_type", b"X"), ("empty", None)]
-    )
-    assert Delivery.of(record).headers == {"event_type": "X", "empty": ""}

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
-from ticketing.order.tables import outbox
+from ticketing.booking.tables import event_store
 from ticketing.shared.db import create_engine
 from ticketing.shared.http import create_http_app
 from ticketing.shared.messaging import has_joined
@@ -42,7 +42,7 @@ def app_for(settings: Settings) -> Litestar:
 async def test_readiness_asks_for_the_relay_only_once_the_service_runs_it() -> None:
     settings = Settings()
     app = app_for(settings)
-    async with service_runtime(app, settings, "order", outbox) as runtime:
+    async with service_runtime(app, settings, "order", event_store) as runtime:
         assert set(app.state.readiness) == {"database"}
         job = runtime.relay_job()
         assert set(app.state.readiness) == {"database", "relay"}
@@ -52,7 +52,7 @@ async def test_readiness_asks_for_the_relay_only_once_the_service_runs_it() -> N
 async def test_a_relay_that_is_not_running_is_not_ready() -> None:
     settings = Settings()
     engine = create_engine(settings, "order")
-    relay = OutboxRelay(engine, outbox, lock_name="l", producer_factory=lambda: None)
+    relay = OutboxRelay(engine, event_store, lock_name="l", producer_factory=lambda: None)
     try:
         with pytest.raises(RuntimeError, match="not running"):
             await relay_ready(relay, engine)

@@ -16,15 +16,15 @@ from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import (
     Booking,
     BookingCreate,
+    BookingHistoryPage,
     BookingPage,
     Customer,
     CustomerCreate,
 )
-from ticketing.shared.auth import Principal
 from ticketing.shared.body import read_body
-from ticketing.shared.observability import current_correlation_id
-from ticketing.shared.pagination import CURSOR_PATTERN
-from ticketing.shared.security import requires
+from ticketing.shared.history import AS_OF, parse_as_of
+from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
+from ticketing.shared.security import cause_of, requires
 
 WRITE = "bookings:write"
 BOOKINGS_PATH = "/api/v1/bookings"
@@ -60,9 +60,9 @@ class CustomerController(Controller):
 
     @post("/", status_code=201, summary="Create a customer", opt=requires(WRITE))
     async def create_customer(
-        self, data: JSONBody[CustomerCreate], bookings: Bookings
+        self, request: Request[Any, Any, Any], data: JSONBody[CustomerCreate], bookings: Bookings
     ) -> Response[Customer]:
-        customer = await bookings.create_customer(data)
+        customer = await bookings.create_customer(data, cause_of(request.scope))
         return Response(
             customer, status_code=201, headers={"Location": f"{self.path}/{customer.id}"}
         )
@@ -88,8 +88,27 @@ class BookingController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/{booking_id:uuid}", summary="Get a booking and its status")
-    async def get_booking(self, booking_id: FromPath[uuid.UUID], bookings: Bookings) -> Booking:
-        return await bookings.get_booking(booking_id)
+    async def get_booking(
+        self,
+        booking_id: FromPath[uuid.UUID],
+        bookings: Bookings,
+        as_of: Annotated[str | None, AS_OF] = None,
+    ) -> Booking:
+        when = None if as_of is None else parse_as_of(as_of)
+        return await bookings.get_booking(booking_id, as_of=when)
+
+    @get(
+        "/{booking_id:uuid}/history",
+        summary="List what happened to a booking, oldest first, a page at a time",
+    )
+    async def booking_history(
+        self,
+        booking_id: FromPath[uuid.UUID],
+        bookings: Bookings,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        cursor: Annotated[str | None, QueryParameter(pattern=VERSION_CURSOR_PATTERN)] = None,
+    ) -> BookingHistoryPage:
+        return await bookings.booking_history(booking_id, limit=limit, cursor=cursor)
 
 
 # Requesting a booking ----------------------------------------------------------------------
@@ -119,13 +138,11 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
     key = _idempotency_key(scope)
     body = await read_body(receive, state.settings.max_request_body_bytes)
     service: BookingService = state.bookings
-    caller: Principal = scope["user"]  # set by the authentication middleware
     accepted = await service.request_booking(
         _decode(body),
         raw_body=body,
-        client_id=caller.client_id,
+        cause=cause_of(scope),  # the caller's client, set by the authentication middleware
         idempotency_key=key,
-        correlation_id=current_correlation_id(),
     )
     headers = [(b"location", f"{BOOKINGS_PATH}/{accepted.booking_id}".encode())]
     if accepted.replayed:

@@ -19,7 +19,7 @@ from ticketing.booking.api import (
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.service import BookingService
-from ticketing.booking.tables import outbox
+from ticketing.booking.tables import event_store
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
 from ticketing.shared.oauth_client import upstream_as
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             upstream_as(
                 settings, "inventory", settings.booking_client_id, settings.booking_client_secret
             ) as inventory,
-            service_runtime(app, settings, "booking", outbox) as shared,
+            service_runtime(app, settings, "booking", event_store) as shared,
         ):
             service = BookingService(
                 shared.engine,

@@ -14,9 +14,6 @@ from ticketing.shared.subscription import subscribe
 def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
     broker = create_broker(settings, client_id=CONSUMER)
 
-    async def settle(event: OrderConfirmed | OrderRejected) -> None:
-        await service.apply_outcome(event)
-
     subscribe(
         broker,
         settings,
@@ -24,8 +21,7 @@ def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
         group=CONSUMER,
         dlq_topic=ORDERS_DLQ_TOPIC,
         accepted=(OrderConfirmed, OrderRejected),
-        handle=settle,
-        handle_batch=service.apply_outcomes,
+        handle=service.apply_outcomes,
         description="Moves a booking to CONFIRMED or REJECTED, once per message.",
     )
     return broker

@@ -1,4 +1,5 @@
-"""Booking's database adapter: SQLAlchemy Core statements on one connection."""
+"""Booking's database adapter: the event store and its projections (customers, bookings), and
+the idempotency keys; SQLAlchemy Core statements on one connection."""
 
 from __future__ import annotations
 
@@ -15,15 +16,33 @@ from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.booking.tables import bookings, customers, idempotency_keys
+from ticketing.booking.domain import (
+    BOOKING_STREAM,
+    CUSTOMER_STREAM,
+    EVENT_TYPES,
+    BookingConfirmed,
+    BookingRejected,
+    BookingState,
+    CustomerRegistered,
+    register_customer,
+)
+from ticketing.booking.tables import bookings, customers, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
+from ticketing.contracts.events import PUBLICATIONS, BookingRequested
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db import is_duplicate_key
-from ticketing.shared.outbox import utcnow
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+
+STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _customer(row: Any) -> Customer:
@@ -51,16 +70,25 @@ def _booking(row: Any) -> Booking:
     )
 
 
-async def add_customer(conn: AsyncConnection, customer: Customer) -> None:
-    await conn.execute(
-        insert(customers).values(
-            id=customer.id,
-            name=customer.name,
-            email=customer.email,
-            address=customer.address,
-            created_at=customer.created_at.replace(tzinfo=None),
-        )
-    )
+def customer_row(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "email": customer.email,
+        "address": customer.address,
+        "created_at": _naive(customer.created_at),
+    }
+
+
+async def register_customer_at(
+    conn: AsyncConnection, event: CustomerRegistered, cause: Cause
+) -> Customer:
+    """Record a registration and its projection (a taken email fails on its unique key)."""
+    customer = register_customer(event)
+    await conn.execute(insert(customers).values(customer_row(customer)))
+    pending = [Pending(customer.id, CUSTOMER_STREAM, 1, event)]
+    await sql.run(conn, STORE.append(pending, cause, utcnow()))
+    return customer
 
 
 async def get_customer(conn: AsyncConnection, customer_id: uuid.UUID) -> Customer | None:
@@ -83,16 +111,18 @@ _BOOKING_COLUMNS = (
     "status",
     "created_at",
     "updated_at",
+    "version",
 )
 _ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
 
 
 def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
-    """Insert ``new`` bookings with one multi-row statement, for
-    :func:`ticketing.shared.sql.commit_all` (every accepted booking passes here)."""
+    """Insert ``new`` PENDING bookings (their streams' first event) with one multi-row
+    statement, for :func:`ticketing.shared.sql.commit_all` (every accepted booking passes
+    here)."""
     rows = []
     for booking in new:
-        created = booking.created_at.replace(tzinfo=None)
+        created = _naive(booking.created_at)
         rows.append(
             (
                 str(booking.id),
@@ -104,18 +134,23 @@ def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
                 booking.status.value,
                 created,
                 created,
+                1,
             )
         )
     return sql.Statement(_ADD_BOOKINGS, rows, rows=True)
 
 
-async def get_booking(
-    conn: AsyncConnection, booking_id: uuid.UUID, *, for_update: bool = False
-) -> Booking | None:
-    query = select(bookings).where(bookings.c.id == booking_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+def requested_statement(
+    requested: Sequence[tuple[BookingRequested, Cause]], cause: Cause, now: datetime
+) -> sql.Statement:
+    """Append each BookingRequested (with the cause of its own request) as its booking
+    stream's first event; the relay publishes them."""
+    pending = [Pending(event.booking_id, BOOKING_STREAM, 1, event, why) for event, why in requested]
+    return STORE.append(pending, cause, now)
+
+
+async def get_booking(conn: AsyncConnection, booking_id: uuid.UUID) -> Booking | None:
+    row = (await conn.execute(select(bookings).where(bookings.c.id == booking_id))).first()
     return None if row is None else _booking(row)
 
 
@@ -133,43 +168,85 @@ async def list_bookings(
     return [_booking(row) for row in await conn.execute(query)]
 
 
+_LOCK_BOOKINGS = (
+    "SELECT id, customer_id, event_id, ticket_count, unit_price, total_price, status, order_id, "
+    "reason, created_at, version FROM bookings WHERE id IN ({}) ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_bookings(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, BookingState]:
+    """The bookings' rows, locked until the transaction ends (in id order, as every locker
+    takes them): the states a settlement decides from. Unknown ids are left out."""
+    query = _LOCK_BOOKINGS.format(sql.placeholders(len(booking_ids)))
+    rows = await sql.fetch_all(conn, query, [str(booking_id) for booking_id in booking_ids])
+    states = {}
+    for row in rows:
+        (booking_id, customer_id, event_id, tickets, unit, total, status, order_id) = row[:8]
+        reason, created_at, version = row[8:]
+        booking = Booking(
+            id=uuid.UUID(str(booking_id)),
+            status=BookingStatus(status),
+            customer_id=uuid.UUID(str(customer_id)),
+            event_id=uuid.UUID(str(event_id)),
+            ticket_count=int(tickets),
+            unit_price=str(unit),
+            total_price=str(total),
+            created_at=_aware(created_at),
+            order_id=None if order_id is None else uuid.UUID(str(order_id)),
+            reason=reason,
+        )
+        states[booking.id] = BookingState(booking, int(version))
+    return states
+
+
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    booking_id: uuid.UUID
-    status: BookingStatus
-    order_id: uuid.UUID | None
-    reason: str | None
+class Settlement:
+    """A settlement decided from a locked row: its event, the cause of the message that
+    brought it, and the version of the booking's stream it follows."""
+
+    event: BookingConfirmed | BookingRejected
+    cause: Cause
+    after_version: int
 
 
-async def set_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
-    """Move PENDING bookings to their final status with one statement (at most one outcome per
-    booking); the number of bookings moved (those not PENDING are left alone). On the driver's
-    cursor: every booking is settled here."""
-    if not outcomes:
-        return 0
-    return await sql.run(conn, set_outcomes_statement(outcomes))
-
-
-def set_outcomes_statement(outcomes: Sequence[Outcome]) -> sql.Statement:
-    """The statement of :func:`set_outcomes` (``outcomes`` not empty), for
-    :func:`ticketing.shared.sql.commit_all`."""
-    ids = [str(o.booking_id) for o in outcomes]
-    whens = " ".join(["WHEN %s THEN %s"] * len(outcomes))
-    new_values: list[list[Any]] = [
-        [o.status.value for o in outcomes],
-        [None if o.order_id is None else str(o.order_id) for o in outcomes],
-        [o.reason for o in outcomes],
-    ]
+def settled_statements(
+    settled: Sequence[Settlement], now: datetime
+) -> tuple[sql.Statement, sql.Statement]:
+    """The projection's update and the events' append for ``settled`` (not empty, at most one
+    per booking, decided from rows this transaction locked)."""
+    ids = [str(item.event.booking_id) for item in settled]
+    whens = " ".join(["WHEN %s THEN %s"] * len(settled))
+    new_values: list[list[Any]] = [[], [], [], []]
+    for item in settled:
+        event = item.event
+        if isinstance(event, BookingConfirmed):
+            status, order_id, reason = BookingStatus.CONFIRMED, str(event.order_id), None
+        else:
+            status, order_id, reason = BookingStatus.REJECTED, None, event.reason
+        new_values[0].append(status.value)
+        new_values[1].append(order_id)
+        new_values[2].append(reason)
+        new_values[3].append(item.after_version + 1)
     params = [p for values in new_values for pair in zip(ids, values, strict=True) for p in pair]
-    params += [utcnow(), *ids, BookingStatus.PENDING.value]
-    statement = (  # only placeholders are formatted in; every value is a parameter
-        "UPDATE bookings SET "  # noqa: S608
+    params += [now, *ids]
+    update_projection = sql.Statement(
+        "UPDATE bookings SET "  # noqa: S608 - only placeholders are formatted in
         f"status = CASE id {whens} END, "
         f"order_id = CASE id {whens} END, "
         f"reason = CASE id {whens} END, "
-        f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))}) AND status = %s"
+        f"version = CASE id {whens} END, "
+        f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))})",
+        params,
     )
-    return sql.Statement(statement, params)
+    pending = [
+        Pending(
+            item.event.booking_id, BOOKING_STREAM, item.after_version + 1, item.event, item.cause
+        )
+        for item in settled
+    ]
+    return update_projection, STORE.append(pending, settled[0].cause, now)
 
 
 # Idempotency keys ------------------------------------------------------------------------

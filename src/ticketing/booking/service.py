@@ -1,10 +1,12 @@
-"""Booking's service layer: customers, bookings and the outcome of the order saga."""
+"""Booking's service layer: customers, bookings and the outcome of the order saga, each change
+an event in booking's store with its projection (ADR 12)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,28 +18,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticketing.booking import domain
 from ticketing.booking import repository as repo
 from ticketing.booking.inventory_client import InventoryClient
-from ticketing.booking.tables import inbox, outbox
+from ticketing.booking.tables import inbox
 from ticketing.contracts.booking import (
     Booking,
     BookingCreate,
+    BookingHistoryPage,
     BookingPage,
     BookingStatus,
     Customer,
     CustomerCreate,
 )
-from ticketing.contracts.events import (
-    BOOKINGS_TOPIC,
-    BookingRequested,
-    OrderConfirmed,
-    OrderRejected,
-)
+from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import outbox as outbox_ops
 from ticketing.shared import sql
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
+from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.group_commit import GroupCommit
+from ticketing.shared.history import history_page
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 
@@ -49,13 +48,22 @@ _encoder = msgspec.json.Encoder()
 
 @dataclass(frozen=True, slots=True)
 class NewBooking:
-    """What accepting one booking writes: its row, its outbox event, its idempotency key's
-    answer (when the request came with a key, which it holds)."""
+    """What accepting one booking writes: its row, its BookingRequested event (with the cause
+    of its request), its idempotency key's answer (when the request came with a key, which it
+    holds). Their time is set when they are written (:meth:`at`), so that a booking's
+    ``created_at`` is when its event was recorded: the booking exists ``as_of`` that time."""
 
     booking: Booking
-    outbox_row: dict[str, Any]
+    requested: BookingRequested
+    cause: Cause
     idempotency_key: repo.KeyClaim | None
-    response: str
+    answer: list[bytes] = field(default_factory=list)  # the 202's body, once written
+
+    def at(self, now: datetime) -> tuple[Booking, BookingRequested]:
+        return (
+            msgspec.structs.replace(self.booking, created_at=now),
+            dataclasses.replace(self.requested, requested_at=now),
+        )
 
 
 class KeyTakenOver(Conflict):
@@ -79,18 +87,24 @@ async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> No
     if a retry took a key over, :class:`KeyTakenOver` leaves the transaction uncommitted, and
     :class:`GroupCommit` writes the items of a group one by one, so that only that request fails.
     """
+    now = datetime.now(UTC)
+    stamped = [item.at(now) for item in new]
+    bodies = [_encoder.encode(booking) for booking, _ in stamped]
     answers = [
-        repo.Completion(item.idempotency_key, item.booking.id, item.response)
-        for item in new
+        repo.Completion(item.idempotency_key, booking.id, body.decode())
+        for item, (booking, _), body in zip(new, stamped, bodies, strict=True)
         if item.idempotency_key is not None
     ]
     if answers and await sql.run(conn, repo.complete_keys_statement(answers)) != len(answers):
         raise KeyTakenOver
+    requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
     statements = [
-        repo.add_bookings_statement([item.booking for item in new]),
-        outbox_ops.append_statement(outbox, [item.outbox_row for item in new]),
+        repo.add_bookings_statement([booking for booking, _ in stamped]),
+        repo.requested_statement(requested, new[0].cause, _naive(now)),
     ]
     await sql.commit_all(conn, statements)
+    for item, body in zip(new, bodies, strict=True):
+        item.answer[:] = [body]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,25 +144,22 @@ class BookingService:
 
     # Customers -------------------------------------------------------------------------
 
-    async def create_customer(self, data: CustomerCreate) -> Customer:
-        customer = Customer(
-            id=new_id(),
+    async def create_customer(self, data: CustomerCreate, cause: Cause) -> Customer:
+        registered = domain.CustomerRegistered(
+            customer_id=new_id(),
             name=data.name,
             email=data.email,
             address=data.address,
-            created_at=datetime.now(UTC),
+            registered_at=datetime.now(UTC),
         )
-
-        async def work(conn: AsyncConnection) -> None:
-            await repo.add_customer(conn, customer)
-
         try:
-            await run_transaction(self._engine, work)
+            return await run_transaction(
+                self._engine, lambda conn: repo.register_customer_at(conn, registered, cause)
+            )
         except IntegrityError as error:
             if is_duplicate_key(error):
                 raise Conflict(f"a customer with email {data.email} already exists") from None
             raise
-        return customer
 
     async def get_customer(self, customer_id: uuid.UUID) -> Customer:
         async with self._engine.connect() as conn:
@@ -169,35 +180,54 @@ class BookingService:
 
     # Bookings --------------------------------------------------------------------------
 
-    async def get_booking(self, booking_id: uuid.UUID) -> Booking:
+    async def get_booking(self, booking_id: uuid.UUID, *, as_of: datetime | None = None) -> Booking:
+        """The booking as it is now (its projection row), or as it was at ``as_of`` (aware)."""
         async with self._engine.connect() as conn:
-            booking = await repo.get_booking(conn, booking_id)
+            if as_of is None:
+                booking = await repo.get_booking(conn, booking_id)
+            else:
+                recorded = unbroken(await repo.STORE.stream(conn, booking_id, until=as_of))
+                # The id of another stream (a customer's) names no booking at any time.
+                booking = _booking_of(
+                    [r.event for r in recorded if r.stream_type == domain.BOOKING_STREAM]
+                )
+                if booking is None:
+                    raise NotFound(f"booking {booking_id} did not exist at {as_of.isoformat()}")
         if booking is None:
             raise NotFound(f"booking {booking_id} does not exist")
         return booking
+
+    async def booking_history(
+        self, booking_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> BookingHistoryPage:
+        """The events of the booking's stream, oldest first, a page at a time."""
+        async with self._engine.connect() as conn:
+            if await repo.get_booking(conn, booking_id) is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            items, next_cursor = await history_page(conn, repo.STORE, booking_id, limit, cursor)
+        return BookingHistoryPage(items=items, next_cursor=next_cursor)
 
     async def request_booking(
         self,
         data: BookingCreate,
         *,
         raw_body: bytes,
-        client_id: str,
+        cause: Cause,
         idempotency_key: str | None = None,
-        correlation_id: str | None = None,
     ) -> Accepted:
         """Accept a booking: the PENDING row and its BookingRequested event in one transaction.
 
-        ``client_id`` is the caller's client (the token's azp): an ``idempotency_key`` is that
+        ``cause.actor`` is the caller's client (the token's azp): an ``idempotency_key`` is that
         client's own.
         """
         claim = None
         if idempotency_key is not None:
-            claim = repo.KeyClaim.new(client_id, idempotency_key)
+            claim = repo.KeyClaim.new(cause.actor, idempotency_key)
             replay = await self._claim_key(claim, domain.fingerprint(raw_body))
             if replay is not None:
                 return replay
         try:
-            return await self._accept(data, claim, correlation_id)
+            return await self._accept(data, claim, cause)
         except BaseException:
             if claim is not None:
                 await run_transaction(self._engine, lambda conn: repo.release_key(conn, claim))
@@ -207,11 +237,11 @@ class BookingService:
         self,
         data: BookingCreate,
         claim: repo.KeyClaim | None,
-        correlation_id: str | None,
+        cause: Cause,
     ) -> Accepted:
         domain.check_ticket_count(data.ticket_count, self._max_tickets)
         await self._check_customer(data.customer_id)
-        event = await self._inventory.get_event(data.event_id, correlation_id=correlation_id)
+        event = await self._inventory.get_event(data.event_id, correlation_id=cause.correlation_id)
         domain.check_visible_capacity(event.left_capacity, data.ticket_count)
 
         now = datetime.now(UTC)
@@ -235,24 +265,16 @@ class BookingService:
             total_price=booking.total_price,
             requested_at=now,
         )
-        body = _encoder.encode(booking)
-        outbox_row = outbox_ops.build_row(
-            requested,
-            topic=BOOKINGS_TOPIC,
-            key=str(booking.event_id),
-            aggregate_type="booking",
-            aggregate_id=str(booking.id),
-            correlation_id=correlation_id,
-        )
+        new = NewBooking(booking, requested, cause, claim)
         # Concurrent bookings share one transaction (see GroupCommit); this returns once the
         # booking, its event and its idempotency key are committed.
         try:
-            await self._writer.write(NewBooking(booking, outbox_row, claim, body.decode()))
+            await self._writer.write(new)
         except KeyTakenOver:
             log.warning("booking not written: a retry took its idempotency key over")
             raise
         log.info("booking accepted", booking_id=str(booking.id), event_id=str(booking.event_id))
-        return Accepted(booking_id=booking.id, body=body, replayed=False)
+        return Accepted(booking_id=booking.id, body=new.answer[0], replayed=False)
 
     async def _check_customer(self, customer_id: uuid.UUID) -> None:
         if customer_id in self._known_customers:
@@ -305,62 +327,65 @@ class BookingService:
 
     # Saga outcome ------------------------------------------------------------------------
 
-    async def apply_outcome(self, event: OrderConfirmed | OrderRejected) -> bool:
-        """Settle the booking once per message; False when the message was already applied."""
-        outcome = _outcome(event)
-
-        async def work(conn: AsyncConnection) -> bool:
-            if not await inbox_ops.claim(conn, inbox, CONSUMER, event.message_id):
-                return False
-            if not await repo.set_outcomes(conn, [outcome]):
-                log.warning(
-                    "outcome ignored: booking missing or already final",
-                    booking_id=str(event.booking_id),
-                    outcome=outcome.status.value,
-                )
-            return True
-
-        return await run_transaction(self._engine, work)
-
     async def apply_outcomes(self, received: Sequence[Received]) -> None:
-        """Settle a batch of outcomes in one transaction, each message at most once.
+        """Settle the bookings of a batch of outcomes in one transaction, each message once.
 
-        The common case (no message of the batch was applied before) costs one transaction. If
-        one was (a redelivery, or another consumer got there first), the inbox insert fails on
-        its key, nothing of the batch is applied, and each message goes through
-        :meth:`apply_outcome`, which skips the ones applied already.
+        The bookings' rows are locked (one round trip), each outcome decided from its row
+        (:func:`~ticketing.booking.domain.decide_settlement`: a booking missing or settled
+        already is left as it is), then the inbox claims, the events and the projections go
+        with the ``COMMIT`` (one round trip). A message applied before fails the inbox claim
+        and nothing of the batch is written: alone, it was simply applied already; in a batch,
+        the error goes to the consumer's runner, which hands each message over alone.
         """
-        events: dict[uuid.UUID, OrderConfirmed | OrderRejected] = {}
+        firsts: dict[uuid.UUID, Received] = {}
         for item in received:
-            events.setdefault(item.event.message_id, item.event)
-        outcomes: dict[uuid.UUID, repo.Outcome] = {}
-        for event in events.values():
-            outcomes.setdefault(event.booking_id, _outcome(event))
+            firsts.setdefault(item.event.message_id, item)
 
         async def work(conn: AsyncConnection) -> int:
-            _, changed = await sql.commit_all(
-                conn,
-                [
-                    inbox_ops.claim_all_statement(inbox, CONSUMER, list(events)),
-                    repo.set_outcomes_statement(list(outcomes.values())),
-                ],
+            booking_ids = sorted({item.event.booking_id for item in firsts.values()})
+            states: dict[uuid.UUID, domain.BookingState] = await repo.lock_bookings(
+                conn, booking_ids
             )
-            return changed
+            now = datetime.now(UTC)
+            settled: list[repo.Settlement] = []
+            for item in firsts.values():
+                outcome = item.event
+                state = states.get(outcome.booking_id)
+                event = domain.decide_settlement(state, outcome, now)
+                if state is None or event is None:
+                    continue
+                cause = _cause(outcome, item.correlation_id)
+                settled.append(repo.Settlement(event, cause, state.version))
+                states[outcome.booking_id] = domain.evolve(state, event)
+            statements = [inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts))]
+            if settled:
+                statements += repo.settled_statements(settled, _naive(now))
+            await sql.commit_all(conn, statements)
+            return len(firsts) - len(settled)
 
         try:
-            changed = await run_transaction(self._engine, work, commits_itself=True)
+            ignored = await run_transaction(self._engine, work, commits_itself=True)
         except IntegrityError as error:
-            if not is_duplicate_key(error):
+            if not is_duplicate_key(error) or len(firsts) > 1:
                 raise
-            log.info("batch holds messages applied before; applying one by one")
-            for event in events.values():
-                await self.apply_outcome(event)
+            log.info("outcome applied before", message_id=str(next(iter(firsts))))
             return
-        if changed < len(outcomes):
-            log.warning(
-                "outcomes ignored: bookings missing or already final",
-                count=len(outcomes) - changed,
-            )
+        if ignored:
+            log.warning("outcomes ignored: bookings missing or already final", count=ignored)
+
+
+def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
+    """A settlement's cause: this consumer, acting on the outcome's message."""
+    return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _booking_of(events: Sequence[Any]) -> Booking | None:
+    """The booking folded from the events of its stream, None before the first."""
+    return domain.fold(events).booking if events else None
 
 
 def _replay(row: Any, fingerprint: str) -> Accepted | None:
@@ -373,9 +398,3 @@ def _replay(row: Any, fingerprint: str) -> Accepted | None:
     if row.booking_id is None:
         return None
     return Accepted(row.booking_id, row.response.encode(), replayed=True)
-
-
-def _outcome(event: OrderConfirmed | OrderRejected) -> repo.Outcome:
-    if isinstance(event, OrderConfirmed):
-        return repo.Outcome(event.booking_id, BookingStatus.CONFIRMED, event.order_id, None)
-    return repo.Outcome(event.booking_id, BookingStatus.REJECTED, None, event.reason)

@@ -1,4 +1,8 @@
-"""Booking's tables (SQLAlchemy Core); migrations in ``alembic/booking``."""
+"""Booking's tables (SQLAlchemy Core); migrations in ``alembic/booking``.
+
+The event store is the source of truth (and the outbox); customers and bookings are its
+projections, a booking's row with its stream's ``version``. Idempotency keys are not events:
+they remember answers given, and expire."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
 
+from ticketing.shared.eventstore import event_store_table
 from ticketing.shared.inbox import inbox_table
-from ticketing.shared.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -48,6 +52,7 @@ bookings = Table(
     Column("reason", String(500), nullable=True),
     Column("created_at", DATETIME(fsp=6), nullable=False),
     Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Column("version", Integer, nullable=False),
     Index("ix_bookings_customer_id_id", "customer_id", "id"),
     CheckConstraint("ticket_count > 0", name="ck_bookings_ticket_count_positive"),
 )
@@ -81,5 +86,5 @@ idempotency_keys = Table(
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
-outbox = outbox_table(metadata)
+event_store = event_store_table(metadata)
 inbox = inbox_table(metadata)

@@ -1,11 +1,13 @@
 """``ticketing``: one command line for every service and tool.
 
+ticketing dev                         run the whole stack locally
 ticketing db upgrade [SERVICE ...]    create missing databases and migrate them
 ticketing serve SERVICE               run one service in the foreground
-ticketing outbox status|replay|purge  operate the outboxes (the services' event logs)
-ticketing projections verify|rebuild check or rebuild the state tables from the events
-ticketing events export              the event stores as JSON Lines
+ticketing outbox status|replay        the published events of the event stores (the outboxes)
+ticketing projections verify|rebuild  check or rebuild the state tables from the events
+ticketing events export               the event stores as JSON Lines
 ticketing docs asyncapi               write the AsyncAPI document of the Kafka topics
+ticketing seed --demo                 load demo venues, events and customers
 """
 
 from __future__ import annotations

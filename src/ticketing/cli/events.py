@@ -18,7 +18,7 @@ from ticketing.shared.eventstore import EventStore
 from ticketing.shared.outbox_admin import parse_moment
 from ticketing.shared.settings import ServiceName, Settings
 
-EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory",)
+EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory", "booking", "order")
 PAGE = 1000
 WAIT_SECONDS = 30.0
 SETTLE_SECONDS = 10.0
@@ -27,9 +27,11 @@ NO_PROCESS_PRIVILEGE = 1227
 
 def stores() -> dict[ServiceName, EventStore]:
     """The event store of every event-sourced service."""
+    from ticketing.booking import repository as booking
     from ticketing.inventory import repository as inventory
+    from ticketing.order import repository as order
 
-    return {"inventory": inventory.STORE}
+    return {"inventory": inventory.STORE, "booking": booking.STORE, "order": order.STORE}
 
 
 class WritersStillOpen(Exception):

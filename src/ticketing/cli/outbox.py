@@ -1,4 +1,4 @@
-"""``ticketing outbox``: status, replay and purge of the services' outboxes."""
+"""``ticketing outbox``: status and replay of the services' outboxes (their event stores)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from typing import TextIO, cast
 
 from ticketing.shared.db import create_engine
 from ticketing.shared.outbox_admin import (
     ReplayFilter,
     count_replayable,
-    parse_duration,
     parse_moment,
-    purge,
     replayable_rows,
     status,
 )
@@ -28,14 +27,17 @@ OUTBOX_SERVICES: tuple[ServiceName, ...] = ("booking", "order")
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     outbox = commands.add_parser(
         "outbox",
-        help="inspect, replay and purge the outboxes (the services' event logs)",
-        description="Every event a service publishes stays in its outbox table. Replay "
+        help="inspect and replay the outboxes (the published events of the event stores)",
+        description="A service's event store is its outbox: the relay publishes the events "
+        "of the published types, and every event stays in the store for good. Replay "
         "re-publishes events with their original message ids; consumers deduplicate, so a "
         "replay never applies an effect twice.",
     )
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
 
-    show = actions.add_parser("status", help="pending rows, oldest pending age, last published")
+    show = actions.add_parser(
+        "status", help="events waiting to be published, the oldest one's age, the last published"
+    )
     show.add_argument("--service", choices=OUTBOX_SERVICES, help="one service (default: all)")
     show.add_argument("--json", action="store_true", help="print JSON")
 
@@ -43,18 +45,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "replay", help="re-publish already-published events with their original message ids"
     )
     replay.add_argument("--service", choices=OUTBOX_SERVICES, required=True)
-    replay.add_argument("--since", type=_moment, help="created at or after (ISO time or age: 2h)")
-    replay.add_argument("--until", type=_moment, help="created before (ISO time or age: 30m)")
-    replay.add_argument("--aggregate-id", help="only events of this aggregate (e.g. a booking id)")
+    replay.add_argument("--since", type=_moment, help="recorded at or after (ISO time or age: 2h)")
+    replay.add_argument("--until", type=_moment, help="recorded before (ISO time or age: 30m)")
+    replay.add_argument(
+        "--aggregate-id", type=uuid.UUID, help="only events of this stream (e.g. a booking id)"
+    )
     replay.add_argument("--event-type", help="only events of this type (e.g. BookingRequested)")
     replay.add_argument("--dry-run", action="store_true", help="count what would be replayed")
-
-    drop = actions.add_parser("purge", help="delete published events older than the retention")
-    drop.add_argument("--service", choices=OUTBOX_SERVICES, required=True)
-    drop.add_argument(
-        "--older-than", type=_duration, required=True, help="e.g. 7d, 12h (published before)"
-    )
-    drop.add_argument("--dry-run", action="store_true", help="count what would be deleted")
 
 
 def _moment(text: str) -> object:
@@ -64,22 +61,14 @@ def _moment(text: str) -> object:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _duration(text: str) -> object:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     command = args.outbox_command
     if command == "status":
         services: list[ServiceName] = [args.service] if args.service else list(OUTBOX_SERVICES)
         return asyncio.run(_status(settings, services, as_json=args.json))
-    if command == "replay":
-        selection = ReplayFilter(args.since, args.until, args.aggregate_id, args.event_type)
-        return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
-    return asyncio.run(_purge(settings, args.service, args.older_than, dry_run=args.dry_run))
+    aggregate = None if args.aggregate_id is None else str(args.aggregate_id)
+    selection = ReplayFilter(args.since, args.until, aggregate, args.event_type)
+    return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
 
 
 async def _status(settings: Settings, services: list[ServiceName], *, as_json: bool) -> int:
@@ -94,7 +83,7 @@ async def _status(settings: Settings, services: list[ServiceName], *, as_json: b
             "total": state.total,
             "pending": state.pending,
             "oldest_pending_age_seconds": state.oldest_pending_age_seconds,
-            "last_published_id": state.last_published_id,
+            "last_published_position": state.last_published_position,
             "last_published_at": None
             if state.last_published_at is None
             else state.last_published_at.isoformat() + "Z",
@@ -108,8 +97,8 @@ async def _status(settings: Settings, services: list[ServiceName], *, as_json: b
         age_text = "-" if age is None else f"{cast(float, age):.1f}s"
         last = (
             "-"
-            if row["last_published_id"] is None
-            else (f"#{row['last_published_id']} at {row['last_published_at']}")
+            if row["last_published_position"] is None
+            else (f"#{row['last_published_position']} at {row['last_published_at']}")
         )
         print(f"{name:<10}{row['total']:>10}{row['pending']:>10}{age_text:>16}  {last}")
     return 0
@@ -142,21 +131,6 @@ async def _replay(
         return 0
     finally:
         await engine.dispose()
-
-
-async def _purge(
-    settings: Settings, service: ServiceName, older_than: object, *, dry_run: bool
-) -> int:
-    from datetime import timedelta
-
-    engine = create_engine(settings, service)
-    try:
-        count = await purge(engine, cast(timedelta, older_than), dry_run=dry_run)
-    finally:
-        await engine.dispose()
-    verb = "would delete" if dry_run else "deleted"
-    print(f"{service}: {verb} {count} published event(s); pending events are never purged")
-    return 0
 
 
 class Progress:

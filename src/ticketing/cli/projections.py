@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,20 +20,31 @@ Rebuilder = Callable[[AsyncEngine], Awaitable[tuple[list[str], bool]]]  # lines,
 
 def verifiers() -> dict[ServiceName, Verifier]:
     """The services whose state tables are projections of an event store, with their checks."""
+    from ticketing.booking import projections as booking
     from ticketing.inventory import projections as inventory
+    from ticketing.order import projections as order
 
-    return {"inventory": inventory.verify}
+    return {"inventory": inventory.verify, "booking": booking.verify, "order": order.verify}
 
 
 def rebuilders() -> dict[ServiceName, Rebuilder]:
     """Each event-sourced service's rebuild, reporting what it wrote."""
+    from ticketing.booking import projections as booking
     from ticketing.inventory import projections as inventory
+    from ticketing.order import projections as order
 
-    async def rebuild_inventory(engine: AsyncEngine) -> tuple[list[str], bool]:
-        done = await inventory.rebuild(engine)
-        return done.lines(), not done.broken
+    def reporting(rebuild: Callable[[AsyncEngine], Awaitable[Any]]) -> Rebuilder:
+        async def run(engine: AsyncEngine) -> tuple[list[str], bool]:
+            done = await rebuild(engine)
+            return done.lines(), not done.broken
 
-    return {"inventory": rebuild_inventory}
+        return run
+
+    return {
+        "inventory": reporting(inventory.rebuild),
+        "booking": reporting(booking.rebuild),
+        "order": reporting(order.rebuild),
+    }
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -45,7 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _seed(settings: Settings) -> int:
     from ticketing.booking import repository as bookings
-    from ticketing.contracts.booking import Customer
+    from ticketing.booking.domain import CustomerRegistered
     from ticketing.inventory import repository as inventory
     from ticketing.inventory.domain import decide_register_venue, decide_schedule_event
     from ticketing.shared.db import create_engine
@@ -86,8 +86,14 @@ async def _seed(settings: Settings) -> int:
             for name, email in CUSTOMERS:
                 customer_id = demo_id("customer", email)
                 if await bookings.get_customer(conn, customer_id) is None:
-                    customer = Customer(customer_id, name, email, None, datetime.now(UTC))
-                    await bookings.add_customer(conn, customer)
+                    registration = CustomerRegistered(
+                        customer_id=customer_id,
+                        name=name,
+                        email=email,
+                        address=None,
+                        registered_at=datetime.now(UTC),
+                    )
+                    await bookings.register_customer_at(conn, registration, cause)
                     created += 1
     finally:
         await inventory_engine.dispose()

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import msgspec
 
+from ticketing.contracts.history import HistoryEntry
+
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[
     str,
@@ -64,4 +66,9 @@ class Booking(msgspec.Struct, omit_defaults=True):
 
 class BookingPage(msgspec.Struct):
     items: list[Booking]
+    next_cursor: str | None = None
+
+
+class BookingHistoryPage(msgspec.Struct):
+    items: list[HistoryEntry]
     next_cursor: str | None = None

@@ -1,15 +1,18 @@
 """Kafka event contracts: topics, headers and payloads.
 
 Payloads are dataclasses (FastStream's AsyncAPI generator documents them; msgspec encodes and
-validates them). ``message_id`` is the outbox event id: consumers deduplicate on it.
+validates them). Each is also the event its publisher stores, in the same JSON:
+``message_id`` is its event id in the store, and consumers deduplicate on it.
+:data:`PUBLICATIONS` is the one place that says which event types are published, where.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, ClassVar, Final
 
 BOOKINGS_TOPIC: Final = "ticketing.bookings"
 BOOKINGS_DLQ_TOPIC: Final = "ticketing.bookings.dlq"
@@ -26,6 +29,8 @@ CORRELATION_ID_HEADER: Final = "correlation_id"
 class BookingRequested:
     """A customer asked for tickets; key = event id. Published by booking."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     booking_id: uuid.UUID
     customer_id: uuid.UUID
@@ -40,6 +45,8 @@ class BookingRequested:
 class OrderConfirmed:
     """Inventory reserved the tickets and the order exists; key = booking id. Published by order."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     order_id: uuid.UUID
     booking_id: uuid.UUID
@@ -53,6 +60,8 @@ class OrderConfirmed:
 class OrderRejected:
     """The booking cannot be fulfilled (e.g. not enough tickets); key = booking id."""
 
+    SCHEMA_VERSION: ClassVar[int] = 1
+
     message_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
@@ -64,3 +73,26 @@ OrderOutcome = OrderConfirmed | OrderRejected
 EVENT_TYPES: Final[dict[str, type[BookingRequested | OrderConfirmed | OrderRejected]]] = {
     cls.__name__: cls for cls in (BookingRequested, OrderConfirmed, OrderRejected)
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """Which service publishes events of one type, on which topic, under which message key."""
+
+    event: type[Any]
+    publisher: str
+    topic: str
+    key: Callable[[Any], str]
+
+
+def _published(*publications: Publication) -> dict[str, Publication]:
+    return {publication.event.__name__: publication for publication in publications}
+
+
+# Every published event type, by name: the event stores, the relay and the AsyncAPI document
+# read it. Any other stored event is internal to its service.
+PUBLICATIONS: Final[dict[str, Publication]] = _published(
+    Publication(BookingRequested, "booking", BOOKINGS_TOPIC, key=lambda e: str(e.event_id)),
+    Publication(OrderConfirmed, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
+    Publication(OrderRejected, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
+)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
+
+from ticketing.contracts.history import AwareDatetime, HistoryEntry
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Display name")]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
@@ -21,7 +23,6 @@ Price = Annotated[
     ),
 ]
 TicketCount = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class VenueCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,24 +59,6 @@ class Event(msgspec.Struct):
 class EventPage(msgspec.Struct):
     items: list[Event]
     next_cursor: str | None = msgspec.field(default=None)
-
-
-class HistoryEntry(msgspec.Struct):
-    """One recorded event of an event's stream: what happened, when, and who caused it."""
-
-    version: Annotated[int, msgspec.Meta(description="Position in the stream, from 1")]
-    type: Annotated[
-        str,
-        msgspec.Meta(
-            description="What happened: EventScheduled, SeatsReserved or ReservationRefused",
-            examples=["SeatsReserved"],
-        ),
-    ]
-    recorded_at: datetime
-    actor: Annotated[str, msgspec.Meta(description="The client whose token caused it")]
-    correlation_id: str | None
-    causation_id: str | None
-    data: Annotated[dict[str, Any], msgspec.Meta(description="The event's fields")]
 
 
 class EventHistoryPage(msgspec.Struct):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ticketing.contracts.inventory import (
-    AwareDatetime,
     Event,
     EventCreate,
     EventHistoryPage,
@@ -25,7 +22,7 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
-from ticketing.shared.errors import InvalidInput
+from ticketing.shared.history import AS_OF, parse_as_of
 from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
@@ -41,25 +38,6 @@ def provide_inventory(request: Request[Any, Any, Any]) -> InventoryService:
 
 Inventory = NamedDependency[InventoryService]
 DEPENDENCIES = {"inventory": Provide(provide_inventory, sync_to_thread=False)}
-
-# Litestar parses a datetime query parameter leniently (no offset, epoch seconds), so the
-# parameter arrives as text and is held to the body's AwareDatetime here.
-AS_OF = QueryParameter(
-    description="RFC 3339 time with an offset (percent-encode a '+'): the event as it was then",
-    schema_extra={"format": "date-time"},
-)
-
-
-def parse_as_of(text: str) -> datetime:
-    """``as_of`` in UTC; a time whose UTC falls outside years 1-9999 is invalid too."""
-    try:
-        return msgspec.convert(text, AwareDatetime).astimezone(UTC)
-    except (msgspec.ValidationError, OverflowError) as error:
-        message = "out of range" if isinstance(error, OverflowError) else str(error)
-        raise InvalidInput(
-            f"Invalid value for as_of: {message}",
-            errors=[{"field": "as_of", "message": message, "source": "query"}],
-        ) from None
 
 
 class VenueController(Controller):

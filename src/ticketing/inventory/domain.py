@@ -29,7 +29,7 @@ from ticketing.contracts.inventory import (
     ReservationOutcome,
     ReservationStatus,
 )
-from ticketing.shared.errors import Conflict, InvalidInput
+from ticketing.shared.errors import Conflict, ImpossibleHistory, InvalidInput
 
 VENUE_STREAM = "venue"
 EVENT_STREAM = "event"
@@ -186,12 +186,6 @@ class Reservation:
                 f"booking {self.booking_id} already holds a reservation for "
                 f"{self.ticket_count} ticket(s) of event {self.event_id}"
             )
-
-
-class ImpossibleHistory(ValueError):
-    """An event that cannot follow the state it is applied to (a second registration, seats of
-    an event never scheduled, an event of another stream): the store or a caller is broken,
-    and nothing may be folded further."""
 
 
 def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> VenueState | EventState:

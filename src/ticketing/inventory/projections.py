@@ -25,7 +25,6 @@ from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
     EventState,
-    ImpossibleHistory,
     Reservation,
     ReservationRefused,
     SeatsReserved,
@@ -37,6 +36,9 @@ from ticketing.inventory.domain import (
 from ticketing.inventory.repository import STORE, event_row, event_state, venue_row, venue_state
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared.db import run_transaction
+from ticketing.shared.errors import ImpossibleHistory
+from ticketing.shared.projections import Rebuilt
+from ticketing.shared.projections import differences as table_differences
 
 PAGE = 5000
 
@@ -112,18 +114,9 @@ async def stored(conn: AsyncConnection) -> Projection:
 
 def differences(expected: Projection, actual: Projection) -> Iterator[str]:
     """Every row that the events and the tables disagree on, in words."""
-    for table, want, have in (
-        ("venues", expected.venues, actual.venues),
-        ("events", _comparable(expected.events), _comparable(actual.events)),
-        ("reservations", expected.reservations, actual.reservations),
-    ):
-        for key in sorted(want.keys() | have.keys()):
-            if key not in have:
-                yield f"{table} {key}: missing; the events say {want[key]}"
-            elif key not in want:
-                yield f"{table} {key}: {have[key]} has no events"
-            elif want[key] != have[key]:
-                yield f"{table} {key}: the table holds {have[key]}, the events say {want[key]}"
+    yield from table_differences("venues", expected.venues, actual.venues)
+    yield from table_differences("events", _comparable(expected.events), _comparable(actual.events))
+    yield from table_differences("reservations", expected.reservations, actual.reservations)
 
 
 def _comparable(states: dict[uuid.UUID, EventState]) -> dict[uuid.UUID, EventState]:
@@ -154,19 +147,6 @@ async def verify(engine: AsyncEngine) -> list[str]:
 TABLES = ("venues", "events", "reservations")
 
 
-@dataclass
-class Rebuilt:
-    """How many projection rows a rebuild wrote (inserted or corrected) and deleted."""
-
-    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    broken: list[str] = field(default_factory=list)  # streams that cannot be folded, left as is
-
-    def lines(self) -> list[str]:
-        written = [f"{t}: {self.written[t]} written, {self.deleted[t]} deleted" for t in TABLES]
-        return written + [f"not rebuilt: {problem}" for problem in self.broken]
-
-
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
     """Rewrite every projection row from the events, in place, while inventory keeps running.
 
@@ -175,7 +155,7 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
     are written as the fold says, all in one transaction: a reservation waits for it, and then
     decides from the rebuilt row. Rows no stream accounts for are deleted.
     """
-    done = Rebuilt()
+    done = Rebuilt(TABLES)
     venue_ids, event_ids = await _streams(engine)
     for stream_id, rebuild_stream in [
         *((venue_id, _rebuild_venue) for venue_id in venue_ids),

@@ -8,11 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-import msgspec
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.contracts.inventory import Event, HistoryEntry, ReservationStatus, Venue
+from ticketing.contracts.inventory import Event, ReservationStatus, Venue
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     EVENT_TYPES,
@@ -29,16 +28,12 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, Recorded
+from ticketing.shared.clock import utcnow
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as stored in DATETIME columns."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_utc_naive(moment: datetime | None) -> datetime | None:
@@ -184,20 +179,6 @@ def event_of(state: EventState, venue: Venue) -> Event:
         ticket_price=format_price(state.ticket_price),
         # Stored with the offset it was sent with; the projection serves it in UTC.
         starts_at=None if starts_at is None else starts_at.astimezone(UTC),
-    )
-
-
-def history_entry(recorded: Recorded) -> HistoryEntry:
-    """A stored event as the history serves it: its payload as the store's codec writes it."""
-    data: dict[str, Any] = msgspec.to_builtins(recorded.event)
-    return HistoryEntry(
-        version=recorded.version,
-        type=recorded.event_type,
-        recorded_at=recorded.recorded_at,
-        actor=recorded.actor,
-        correlation_id=recorded.correlation_id,
-        causation_id=recorded.causation_id,
-        data=data,
     )
 
 

@@ -35,29 +35,16 @@ from ticketing.inventory.domain import (
 from ticketing.shared import sql
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause, Recorded
+from ticketing.shared.eventstore import Cause, unbroken
+from ticketing.shared.history import history_page
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import (
     decode_cursor,
-    decode_version_cursor,
-    encode_version_cursor,
     page,
 )
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
-
-
-def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
-    """The events up to the first missing version. Instances' clocks may disagree, so a later
-    version can carry an earlier ``recorded_at`` than the one before it; a state as of a time
-    is only the stream's prefix recorded by then, never a fold over a gap."""
-    prefix: list[Recorded] = []
-    for expected, event in enumerate(recorded, start=1):
-        if event.version != expected:
-            break
-        prefix.append(event)
-    return prefix
 
 
 def item_causes(items: Sequence[ReservationItem], cause: Cause) -> dict[uuid.UUID, Cause]:
@@ -141,18 +128,11 @@ class InventoryService:
         self, event_id: uuid.UUID, *, limit: int, cursor: str | None
     ) -> EventHistoryPage:
         """The events of the event's stream, oldest first, a page at a time."""
-        after = 0 if cursor is None else decode_version_cursor(cursor)
         async with self._engine.connect() as conn:
             if not await repo.event_exists(conn, event_id):
                 raise NotFound(f"event {event_id} does not exist")
-            recorded = await repo.STORE.stream_page(
-                conn, event_id, after_version=after, limit=limit + 1
-            )
-        more = len(recorded) > limit
-        return EventHistoryPage(
-            items=[repo.history_entry(r) for r in recorded[:limit]],
-            next_cursor=encode_version_cursor(recorded[limit - 1].version) if more else None,
-        )
+            items, next_cursor = await history_page(conn, repo.STORE, event_id, limit, cursor)
+        return EventHistoryPage(items=items, next_cursor=next_cursor)
 
     async def list_events(self, *, limit: int, cursor: str | None) -> EventPage:
         after = None if cursor is None else decode_cursor(cursor)

@@ -1,4 +1,4 @@
-"""Order app factory: the saga consumer and the outbox relay, plus health and metrics."""
+"""Order app factory: the saga consumer and its event store's relay, plus health and metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from litestar import Litestar
 from ticketing.order.consumer import build_broker
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
-from ticketing.order.tables import outbox
+from ticketing.order.tables import event_store
 from ticketing.shared.http import create_http_app
 from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             upstream_as(
                 settings, "inventory", settings.order_client_id, settings.order_client_secret
             ) as inventory,
-            service_runtime(app, settings, "order", outbox) as shared,
+            service_runtime(app, settings, "order", event_store) as shared,
         ):
             service = OrderService(
                 shared.engine, InventoryClient(inventory), after_commit=shared.relay.wake

@@ -15,9 +15,6 @@ from ticketing.shared.subscription import subscribe
 def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker, MessageRunner]:
     broker = create_broker(settings, client_id=CONSUMER)
 
-    async def apply(event: BookingRequested) -> None:
-        await service.handle_booking_requested(event)
-
     runner = subscribe(
         broker,
         settings,
@@ -25,8 +22,7 @@ def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker
         group=CONSUMER,
         dlq_topic=BOOKINGS_DLQ_TOPIC,
         accepted=(BookingRequested,),
-        handle=apply,
-        handle_batch=service.handle_batch,
+        handle=service.handle_batch,
         description="Reserves the tickets at inventory and records the order or the rejection.",
     )
     return broker, runner

@@ -1,14 +1,19 @@
-"""Order's writes on the paths every booking takes."""
+"""Order's database adapter: its event store (which is also its outbox) and the ``orders``
+projection, written together on the paths every booking takes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from ticketing.order.tables import orders
+from ticketing.contracts.events import PUBLICATIONS
+from ticketing.order.domain import EVENT_TYPES, ORDER_STREAM, OrderEvent, OrderState, evolve
+from ticketing.order.tables import event_store, orders
 from ticketing.shared import sql
+from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+
+STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 
 ORDER_COLUMNS = (
     "id",
@@ -23,24 +28,46 @@ ORDER_COLUMNS = (
 _ADD_ORDERS = sql.insert_sql(orders, ORDER_COLUMNS)
 
 
-async def add_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Record orders (rows keyed by :data:`ORDER_COLUMNS`) with one multi-row statement, on the
-    driver's cursor; a booking that already has its order fails on the unique key (1062)."""
-    await sql.run(conn, add_orders_statement(rows))
+def order_row(state: OrderState, recorded_at: datetime) -> dict[str, Any]:
+    """The ``orders`` row of a booking's order, whose event was recorded at ``recorded_at``
+    (naive UTC): the service writes it with the event, and a rebuild writes it from the event."""
+    return {
+        "id": state.id,
+        "booking_id": state.booking_id,
+        "event_id": state.event_id,
+        "ticket_count": state.ticket_count,
+        "total_price": state.total_price,
+        "status": state.status.value,
+        "reason": state.reason,
+        "created_at": recorded_at,
+    }
 
 
-def add_orders_statement(rows: Sequence[dict[str, Any]]) -> sql.Statement:
-    """The statement of :func:`add_orders`, for :func:`ticketing.shared.sql.commit_all`."""
-    return sql.Statement(
-        _ADD_ORDERS,
-        [
-            (
-                str(row["id"]),
-                str(row["booking_id"]),
-                str(row["event_id"]),
-                *(row[column] for column in ORDER_COLUMNS[3:]),
-            )
-            for row in rows
-        ],
-        rows=True,
-    )
+def outcome_statements(
+    outcomes: Sequence[tuple[OrderEvent, Cause]], now: datetime
+) -> list[sql.Statement]:
+    """The statements recording the saga's outcomes (not empty), each with its cause, at
+    ``now`` (naive UTC), for :func:`ticketing.shared.sql.commit_all` or one by one: the events
+    first, as version 1 of their bookings' streams, so that a booking that has its outcome
+    already fails on the store's unique key (1062) before anything else is written; then their
+    ``orders`` rows."""
+    pending = [
+        Pending(event.booking_id, ORDER_STREAM, 1, event, cause) for event, cause in outcomes
+    ]
+    rows = [order_row(evolve(None, event), now) for event, _ in outcomes]
+    return [
+        STORE.append(pending, outcomes[0][1], now),
+        sql.Statement(
+            _ADD_ORDERS,
+            [
+                (
+                    str(row["id"]),
+                    str(row["booking_id"]),
+                    str(row["event_id"]),
+                    *(row[column] for column in ORDER_COLUMNS[3:]),
+                )
+                for row in rows
+            ],
+            rows=True,
+        ),
+    ]

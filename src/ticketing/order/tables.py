@@ -1,28 +1,37 @@
-"""Order's tables (SQLAlchemy Core); migrations in ``alembic/order``."""
+"""Order's tables (SQLAlchemy Core); migrations in ``alembic/order``.
+
+The event store is the source of truth and the outbox (the relay publishes from it); ``orders``
+is its projection, one row per booking's stream."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, Numeric, String, Table, Uuid
+from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Numeric, String, Table, Uuid
 from sqlalchemy.dialects.mysql import DATETIME
 
+from ticketing.shared.eventstore import event_store_table
 from ticketing.shared.inbox import inbox_table
-from ticketing.shared.outbox import outbox_table
 
 metadata = MetaData()
 
-# One row per booking (unique): the saga's decision, CONFIRMED with an order id or REJECTED.
+# One row per booking (unique): the saga's decision, CONFIRMED with its order id, or REJECTED
+# with its event's id and no ticket count or price (the rejection does not carry them).
+# created_at is the time its event was recorded.
 orders = Table(
     "orders",
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("booking_id", Uuid, nullable=False, unique=True),
     Column("event_id", Uuid, nullable=False),
-    Column("ticket_count", Integer, nullable=False),
-    Column("total_price", Numeric(12, 2), nullable=False),
+    Column("ticket_count", Integer, nullable=True),
+    Column("total_price", Numeric(12, 2), nullable=True),
     Column("status", String(16), nullable=False),
     Column("reason", String(64), nullable=True),
     Column("created_at", DATETIME(fsp=6), nullable=False),
+    CheckConstraint(
+        "status <> 'CONFIRMED' OR (ticket_count IS NOT NULL AND total_price IS NOT NULL)",
+        name="ck_orders_confirmed_has_tickets",
+    ),
 )
 
-outbox = outbox_table(metadata)
+event_store = event_store_table(metadata)
 inbox = inbox_table(metadata)

@@ -1,11 +1,14 @@
 """The AsyncAPI 3 document of every Kafka topic: who publishes what, and who consumes it.
 
 Built from the event contracts with FastStream's generator on a documentation-only broker (the
-running services publish through their outbox relays, which FastStream does not see).
+running services publish through the relays of their event stores, which FastStream does not
+see). What is published, by whom and where comes from ``contracts.events.PUBLICATIONS``.
 """
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -17,6 +20,7 @@ from ticketing.contracts.events import (
     BOOKINGS_TOPIC,
     ORDERS_DLQ_TOPIC,
     ORDERS_TOPIC,
+    PUBLICATIONS,
     BookingRequested,
     OrderConfirmed,
     OrderRejected,
@@ -32,18 +36,20 @@ def _document_broker(bootstrap: str) -> KafkaBroker:
     broker = KafkaBroker(
         bootstrap, description="Kafka topics of the ticketing system. " + HEADERS_NOTE
     )
-    broker.publisher(
-        BOOKINGS_TOPIC,
-        schema=BookingRequested,
-        title="booking publishes BookingRequested",
-        description="Written to booking's outbox with the PENDING booking; key = event id.",
-    )
-    broker.publisher(
-        ORDERS_TOPIC,
-        schema=OrderConfirmed | OrderRejected,
-        title="order publishes OrderConfirmed or OrderRejected",
-        description="Written to order's outbox with the order decision; key = booking id.",
-    )
+    by_topic: dict[tuple[str, str], list[type[Any]]] = {}
+    for publication in PUBLICATIONS.values():
+        by_topic.setdefault((publication.topic, publication.publisher), []).append(
+            publication.event
+        )
+    for (topic, publisher), types in by_topic.items():
+        names = " or ".join(event.__name__ for event in types)
+        broker.publisher(
+            topic,
+            schema=reduce(or_, types),
+            title=f"{publisher} publishes {names}",
+            description=f"Stored in {publisher}'s event store with the change it records, "
+            "then published by its relay; the message id is the event's id in the store.",
+        )
 
     @broker.subscriber(
         BOOKINGS_TOPIC,

@@ -1,11 +1,12 @@
 """Running Kafka messages to completion: retries, dead-lettering, then the offset commit.
 
-Subscribers use ``AckPolicy.MANUAL``. Messages arrive in batches. A consumer that has a batch
-handler applies the whole batch at once (one call to each dependency, one transaction); if that
-fails for a reason other than an unavailable dependency, or when there is no batch handler, each
-record is handled on its own (concurrently: they concern different bookings, and every handler
-is idempotent). The batch's offsets are committed only once every record's transaction has
-committed or the record was safely written to the dead-letter topic. Nothing is dropped:
+Subscribers use ``AckPolicy.MANUAL``. Messages arrive in batches. A consumer has one handler,
+which takes a batch: it applies the whole batch at once (one call to each dependency, one
+transaction); if that fails for a reason other than an unavailable dependency, each record is
+handed to it again as a batch of one (concurrently: they concern different bookings, and the
+handler is idempotent: a message applied before is a batch of one it skips). The batch's
+offsets are committed only once every record's transaction has committed or the record was
+safely written to the dead-letter topic. Nothing is dropped:
 
 - a record that cannot be decoded goes to the DLQ at once;
 - a handler that raises :class:`~ticketing.shared.errors.Unavailable` or loses its database is
@@ -44,7 +45,6 @@ from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import correlation_id_bound
 
 log = structlog.get_logger(__name__)
-Handler = Callable[[Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,18 +154,13 @@ class MessageRunner:
         self._failed_in_a_row = 0
         self.dead_lettered = 0
 
-    async def complete(
-        self,
-        message: KafkaMessage,
-        handler: Handler,
-        batch_handler: BatchHandler | None = None,
-    ) -> None:
+    async def complete(self, message: KafkaMessage, handler: BatchHandler) -> None:
         """Run a delivered batch, then commit its offsets. If the run fails, every partition of
         the batch is sought back to its first record instead: the batch comes again, and no
         later commit can pass a record of it that was never applied."""
         records = records_of(message)
         try:
-            await self.run_batch([Delivery.of(r) for r in records], handler, batch_handler)
+            await self.run_batch([Delivery.of(r) for r in records], handler)
         except BaseException as error:
             rewind(message.consumer, records)
             if not isinstance(error, Exception):
@@ -189,22 +184,18 @@ class MessageRunner:
         )
         await asyncio.sleep(delay)
 
-    async def run_batch(
-        self,
-        deliveries: list[Delivery],
-        handler: Handler,
-        batch_handler: BatchHandler | None = None,
-    ) -> None:
+    async def run_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> None:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
-        if batch_handler is not None:
-            deliveries = await self._run_together(deliveries, batch_handler)
+        if len(deliveries) > 1:
+            deliveries = await self._run_together(deliveries, handler)
         await run_all([self.run(delivery, handler) for delivery in deliveries])
 
     async def _run_together(
-        self, deliveries: list[Delivery], batch_handler: BatchHandler
+        self, deliveries: list[Delivery], handler: BatchHandler
     ) -> list[Delivery]:
-        """Apply the decodable records with one call; the records still to handle one by one
-        (none, unless the batch failed for a reason other than an unavailable dependency)."""
+        """Apply the decodable records with one call; the records still to hand over one at a
+        time (none, unless the batch failed for a reason other than an unavailable
+        dependency)."""
         decoded: list[tuple[Delivery, Any]] = []
         for delivery in deliveries:
             try:
@@ -214,13 +205,13 @@ class MessageRunner:
         received = [Received(event, d.headers.get(CORRELATION_ID_HEADER)) for d, event in decoded]
         if not received:
             return []
-        failure = await self._retrying(lambda: batch_handler(received), give_up=lambda _: True)
+        failure = await self._retrying(lambda: handler(received), give_up=lambda _: True)
         if failure is None:
             return []
-        log.warning("batch failed, handling its records one by one", error=repr(failure))
+        log.warning("batch failed, handing its records over one at a time", error=repr(failure))
         return [delivery for delivery, _ in decoded]
 
-    async def run(self, delivery: Delivery, handler: Handler) -> None:
+    async def run(self, delivery: Delivery, handler: BatchHandler) -> None:
         with (
             structlog.contextvars.bound_contextvars(
                 message_id=delivery.headers.get(MESSAGE_ID_HEADER)
@@ -229,9 +220,14 @@ class MessageRunner:
         ):
             await self._run(delivery, handler)
 
-    async def _run(self, delivery: Delivery, handler: Handler) -> None:
+    async def _run(self, delivery: Delivery, handler: BatchHandler) -> None:
         try:
-            event = decode_event(delivery, self._accepted)
+            alone = [
+                Received(
+                    decode_event(delivery, self._accepted),
+                    delivery.headers.get(CORRELATION_ID_HEADER),
+                )
+            ]
         except PoisonMessage as error:
             await self._dead_letter(delivery, error, attempts=1)
             return
@@ -243,7 +239,7 @@ class MessageRunner:
             log.warning("handler failed", error=repr(error), attempt=failures)
             return failures >= self._max_attempts
 
-        failure = await self._retrying(lambda: handler(event), give_up=give_up)
+        failure = await self._retrying(lambda: handler(alone), give_up=give_up)
         if failure is not None:
             await self._dead_letter(delivery, failure, attempts=failures)
 

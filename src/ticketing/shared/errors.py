@@ -65,3 +65,9 @@ class PayloadTooLarge(TicketingError):
 
     kind = "too_large"
     title = "Payload too large"
+
+
+class ImpossibleHistory(ValueError):
+    """An event that cannot follow the state it is applied to (a second registration, seats of
+    an event never scheduled, an event of another stream): the store or a caller is broken,
+    and nothing may be folded further. Never a client's fault: it is a server error."""

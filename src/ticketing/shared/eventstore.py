@@ -10,6 +10,10 @@ updated or deleted.
 Events are plain dataclasses of each service's domain, stored as JSON under their class name
 (``event_type``) and their class's ``SCHEMA_VERSION``; a row written in an older shape is
 upcast on read, one version at a time (:class:`EventCodec`).
+
+The store is also the service's outbox: an event whose type has a :class:`Publication` is
+stored with its topic and key and ``published_at`` empty until the relay has published it
+(its event id is then its message id); any other event is internal, stored as delivered.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketing.contracts.events import (
+    CORRELATION_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    MESSAGE_ID_HEADER,
+    Publication,
+)
 from ticketing.shared import sql
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import printable_ascii
@@ -63,10 +73,29 @@ def event_store_table(metadata: MetaData) -> Table:
         Column("causation_id", String(MAX_ID_LENGTH), nullable=True),
         Column("actor", String(255), nullable=False),
         Column("recorded_at", DATETIME(fsp=6), nullable=False),
+        # Delivery: a published event's topic and key; internal events have none and are
+        # stored with published_at set, so the relay's read never meets them.
+        Column("topic", String(255), nullable=True),
+        Column("message_key", String(255), nullable=True),
+        Column("published_at", DATETIME(fsp=6), nullable=True),
         UniqueConstraint("stream_id", "version", name="uq_event_store_stream_version"),
         Index("ix_event_store_recorded_at", "recorded_at"),
+        Index("ix_event_store_published_at_position", "published_at", "position"),
         CheckConstraint("version > 0", name="ck_event_store_version_positive"),
     )
+
+
+def message_headers(
+    event_type: str, event_id: uuid.UUID | str, correlation_id: str | None
+) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a published event (what consumers read of it besides the payload)."""
+    message_id = str(event_id).encode()
+    return [
+        (EVENT_TYPE_HEADER, event_type.encode()),
+        (MESSAGE_ID_HEADER, message_id),
+        (CORRELATION_ID_HEADER, correlation_id.encode() if correlation_id else message_id),
+        ("content-type", b"application/json"),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +152,19 @@ class Recorded:
     correlation_id: str | None
     causation_id: str | None
     recorded_at: datetime  # aware, UTC
+
+
+def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
+    """The events of one stream up to the first missing version. Instances' clocks may
+    disagree, so a later version can carry an earlier ``recorded_at`` than the one before it;
+    a state as of a time is only the stream's prefix recorded by then, never a fold over a gap.
+    """
+    prefix: list[Recorded] = []
+    for expected, event in enumerate(recorded, start=1):
+        if event.version != expected:
+            break
+        prefix.append(event)
+    return prefix
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -186,15 +228,25 @@ _COLUMNS = (
     "causation_id",
     "actor",
     "recorded_at",
+    "topic",
+    "message_key",
+    "published_at",
 )
 
 
 class EventStore:
-    """Appends to and reads one service's store through ``codec``."""
+    """Appends to and reads one service's store through ``codec``; events of the types in
+    ``publications`` are stored for the relay to publish."""
 
-    def __init__(self, table: Table, codec: EventCodec) -> None:
+    def __init__(
+        self,
+        table: Table,
+        codec: EventCodec,
+        publications: Mapping[str, Publication] | None = None,
+    ) -> None:
         self.table = table
         self.codec = codec
+        self.publications = dict(publications or {})
         self._encoder = msgspec.json.Encoder()
         self._insert = sql.insert_sql(table, _COLUMNS)
         columns = (
@@ -205,23 +257,37 @@ class EventStore:
 
     def append(self, pending: Sequence[Pending], cause: Cause, now: datetime) -> sql.Statement:
         """The statement appending ``pending`` (not empty), for the transaction that writes
-        their projections (``now``: naive UTC). A stale version fails it on the unique key."""
+        their projections (``now``: naive UTC). A stale version fails it on the unique key.
+
+        A published event keeps its ``message_id`` as its event id (consumers deduplicate on
+        it) and waits for the relay; an internal one gets a new id and is stored as delivered.
+        """
         rows = []
         for item in pending:
             why = item.cause or cause
+            event_type = type(item.event).__name__
+            publication = self.publications.get(event_type)
+            if publication is None:
+                event_id, topic, key, published_at = new_id(), None, None, now
+            else:
+                event_id, topic = item.event.message_id, publication.topic
+                key, published_at = publication.key(item.event), None
             rows.append(
                 (
-                    str(new_id()),
+                    str(event_id),
                     str(item.stream_id),
                     item.stream_type,
                     item.version,
-                    type(item.event).__name__,
+                    event_type,
                     type(item.event).SCHEMA_VERSION,
                     self.codec.encode(item.event),
                     why.correlation_id,
                     why.causation_id,
                     why.actor,
                     now,
+                    topic,
+                    key,
+                    published_at,
                 )
             )
         return sql.Statement(self._insert, rows, rows=True)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.shared import sql
-from ticketing.shared.outbox import utcnow
+from ticketing.shared.clock import utcnow
 
 
 def inbox_table(metadata: MetaData) -> Table:

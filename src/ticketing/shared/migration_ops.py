@@ -1,4 +1,4 @@
-"""Versioned alembic operations for the tables every service shares (outbox, inbox).
+"""Versioned alembic operations for the tables every service shares (event store, inbox).
 
 A migration calls a ``_v1`` function; a later change adds a ``_v2`` so old migrations keep
 creating exactly what they created when they were written.
@@ -68,3 +68,15 @@ def create_event_store_table_v1() -> None:
         mysql_engine="InnoDB",
     )
     op.create_index("ix_event_store_recorded_at", "event_store", ["recorded_at"])
+
+
+def add_event_store_delivery_v1() -> None:
+    """The store becomes the outbox: published events' topic, key and publication time. Events
+    already stored are internal (nothing published them), so they count as delivered."""
+    op.add_column("event_store", sa.Column("topic", sa.String(255), nullable=True))
+    op.add_column("event_store", sa.Column("message_key", sa.String(255), nullable=True))
+    op.add_column("event_store", sa.Column("published_at", DATETIME(fsp=6), nullable=True))
+    op.execute("UPDATE event_store SET published_at = recorded_at")
+    op.create_index(
+        "ix_event_store_published_at_position", "event_store", ["published_at", "position"]
+    )

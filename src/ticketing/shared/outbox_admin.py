@@ -1,25 +1,29 @@
-"""Operating an outbox: status, replay (re-publish with the original message ids), purge."""
+"""Operating an outbox, which is the service's event store: status, and replay (re-publish
+with the original message ids). Events are never deleted (ADR 12)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, MetaData, Table, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared.outbox import OutboxRow, outbox_table, row_from_db, utcnow
+from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
+from ticketing.shared.eventstore import STORE_TABLE
+from ticketing.shared.relay import UNPUBLISHED_COLUMNS, Unpublished, unpublished
 
-OUTBOX = outbox_table(MetaData())
+_TABLE = sql.quote(STORE_TABLE)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutboxStatus:
-    total: int
+    total: int  # published events, sent or not
     pending: int
     oldest_pending_age_seconds: float | None
-    last_published_id: int | None
+    last_published_position: int | None
     last_published_at: datetime | None
 
 
@@ -30,113 +34,84 @@ class ReplayFilter:
     aggregate_id: str | None = None
     event_type: str | None = None
 
-    def where(self, table: Table) -> ColumnElement[bool]:
-        clauses: list[ColumnElement[bool]] = [table.c.published_at.is_not(None)]
-        if self.since is not None:
-            clauses.append(table.c.created_at >= self.since)
-        if self.until is not None:
-            clauses.append(table.c.created_at < self.until)
-        if self.aggregate_id is not None:
-            clauses.append(table.c.aggregate_id == self.aggregate_id)
-        if self.event_type is not None:
-            clauses.append(table.c.event_type == self.event_type)
-        return and_(*clauses)
+    def where(self) -> tuple[str, list[Any]]:
+        """The condition on published events sent already, and its parameters."""
+        condition = "topic IS NOT NULL AND published_at IS NOT NULL"
+        params: list[Any] = []
+        for clause, value in (
+            (" AND recorded_at >= %s", self.since),
+            (" AND recorded_at < %s", self.until),
+            (" AND stream_id = %s", self.aggregate_id),
+            (" AND event_type = %s", self.event_type),
+        ):
+            if value is not None:
+                condition += clause
+                params.append(value)
+        return condition, params
 
 
-async def status(engine: AsyncEngine, table: Table = OUTBOX) -> OutboxStatus:
+async def status(engine: AsyncEngine) -> OutboxStatus:
     async with engine.connect() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        pending_row = (
-            await conn.execute(
-                select(func.count(), func.min(table.c.created_at)).where(
-                    table.c.published_at.is_(None)
-                )
-            )
-        ).one()
-        last = (
-            await conn.execute(
-                select(table.c.id, table.c.published_at)
-                .where(table.c.published_at.is_not(None))
-                .order_by(table.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-    oldest = pending_row[1]
+        ((total,),) = await sql.fetch_all(
+            conn,
+            f"SELECT COUNT(*) FROM {_TABLE} WHERE topic IS NOT NULL",  # noqa: S608
+        )
+        ((pending, oldest),) = await sql.fetch_all(
+            conn,
+            f"SELECT COUNT(*), MIN(recorded_at) FROM {_TABLE} "  # noqa: S608
+            "WHERE published_at IS NULL",
+        )
+        last = await sql.fetch_all(
+            conn,
+            f"SELECT position, published_at FROM {_TABLE} "  # noqa: S608
+            "WHERE topic IS NOT NULL AND published_at IS NOT NULL "
+            "ORDER BY position DESC LIMIT 1",
+        )
     return OutboxStatus(
         total=int(total or 0),
-        pending=int(pending_row[0] or 0),
+        pending=int(pending or 0),
         oldest_pending_age_seconds=None
         if oldest is None
         else max(0.0, (utcnow() - oldest).total_seconds()),
-        last_published_id=None if last is None else int(last.id),
-        last_published_at=None if last is None else last.published_at,
+        last_published_position=int(last[0][0]) if last else None,
+        last_published_at=last[0][1] if last else None,
     )
 
 
-async def count_replayable(
-    engine: AsyncEngine, selection: ReplayFilter, table: Table = OUTBOX
-) -> int:
+async def count_replayable(engine: AsyncEngine, selection: ReplayFilter) -> int:
+    condition, params = selection.where()
     async with engine.connect() as conn:
-        value = await conn.scalar(
-            select(func.count()).select_from(table).where(selection.where(table))
-        )
-    return int(value or 0)
+        query = f"SELECT COUNT(*) FROM {_TABLE} WHERE {condition}"  # noqa: S608 - ours
+        ((count,),) = await sql.fetch_all(conn, query, params)
+    return int(count or 0)
 
 
 async def replayable_rows(
-    engine: AsyncEngine, selection: ReplayFilter, *, batch_size: int = 1000, table: Table = OUTBOX
-) -> AsyncIterator[list[OutboxRow]]:
-    """Published rows matching ``selection`` in id order, a batch at a time (keyset paging)."""
+    engine: AsyncEngine, selection: ReplayFilter, *, batch_size: int = 1000
+) -> AsyncIterator[list[Unpublished]]:
+    """Published events matching ``selection`` in position order, a batch at a time."""
+    condition, params = selection.where()
+    query = (
+        f"SELECT {UNPUBLISHED_COLUMNS} FROM {_TABLE} "  # noqa: S608 - our names only
+        f"WHERE {condition} AND position > %s ORDER BY position LIMIT %s"
+    )
     after = 0
     while True:
-        query = (
-            select(table)
-            .where(selection.where(table), table.c.id > after)
-            .order_by(table.c.id)
-            .limit(batch_size)
-        )
         async with engine.connect() as conn:
-            rows = [row_from_db(row) for row in await conn.execute(query)]
+            rows = [
+                unpublished(row)
+                for row in await sql.fetch_all(conn, query, [*params, after, batch_size])
+            ]
         if not rows:
             return
         yield rows
-        after = rows[-1].id
-
-
-async def purge(
-    engine: AsyncEngine,
-    older_than: timedelta,
-    *,
-    dry_run: bool = False,
-    batch_size: int = 5000,
-    table: Table = OUTBOX,
-) -> int:
-    """Delete published rows published before ``now - older_than``; pending rows are kept."""
-    cutoff = utcnow() - older_than
-    condition = and_(table.c.published_at.is_not(None), table.c.published_at < cutoff)
-    if dry_run:
-        async with engine.connect() as conn:
-            return int(
-                await conn.scalar(select(func.count()).select_from(table).where(condition)) or 0
-            )
-    deleted = 0
-    while True:
-        async with engine.begin() as conn:
-            ids = list(
-                (
-                    await conn.execute(select(table.c.id).where(condition).limit(batch_size))
-                ).scalars()
-            )
-            if not ids:
-                return deleted
-            await conn.execute(delete(table).where(table.c.id.in_(ids)))
-        deleted += len(ids)
+        after = rows[-1].position
 
 
 def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
     """An ISO 8601 time (UTC when no zone is given) or an age such as ``90m``, ``2h``, ``7d``.
 
-    Returned as naive UTC, the way the outbox stores times.
+    Returned as naive UTC, the way the stores keep times.
     """
     now = now or utcnow()
     try:

@@ -1,14 +1,17 @@
-"""The outbox relay: publishes unpublished outbox rows to Kafka, then marks them published.
+"""The outbox relay: publishes a service's unpublished events from its event store (the store
+is the outbox, ADR 12) to Kafka, then marks them published.
 
 - At-least-once: a row is marked only after the broker acknowledged it (``acks=all``); a crash in
   between publishes it again and consumers deduplicate on ``message_id``.
 - One active relay per service database: a MySQL named lock (``GET_LOCK``) elects it, so two
   relays never publish side by side; the others wait on standby and take over when it dies.
-- Order: rows are read by ``published_at IS NULL`` in id order, never by a high-water mark, so a
-  transaction that commits after a higher id is never skipped; a row that is causally later
-  always has a higher id and commits later, so no read sees it without its predecessors, and
-  aiokafka keeps send order per partition. While a batch is in flight the next read leaves out
-  exactly its ids, not their range: a late row inside the range goes before the higher ids.
+- Order: events are read by ``published_at IS NULL`` in position order, never by a high-water
+  mark, so a transaction that commits after a higher position is never skipped; an event that is
+  causally later always has a higher position and commits later, so no read sees it without its
+  predecessors, and aiokafka keeps send order per partition. While a batch is in flight the next
+  read leaves out exactly its positions, not their range: a late event inside the range goes
+  before the higher ones. (Internal events are stored as delivered, so the read never meets
+  them.)
 - Latency: the writer calls :meth:`OutboxRelay.wake` after its commit; a short poll covers rows
   written by other processes.
 - Broker outages are retried with capped exponential backoff; nothing is lost or dropped.
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -30,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.shared import sql
 from ticketing.shared.cancellation import stop_if_cancelled
-from ticketing.shared.outbox import decode_headers, utcnow
+from ticketing.shared.clock import utcnow
+from ticketing.shared.eventstore import message_headers
 from ticketing.shared.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
 
@@ -68,7 +72,7 @@ async def start_producer(producer: AIOKafkaProducer, *, max_delay: float = 5.0) 
 
 
 class Sendable(Protocol):
-    """What sending needs of an outbox row (an :class:`OutboxRow` or the relay's slimmer read)."""
+    """What sending needs of a published event."""
 
     @property
     def topic(self) -> str: ...
@@ -82,17 +86,29 @@ class Sendable(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unpublished:
-    """An outbox row as the relay reads it: only the columns that go to Kafka."""
+    """A stored event as Kafka gets it: topic, key, payload and headers (and its position)."""
 
-    id: int
+    position: int
     topic: str
     key: bytes
     payload: bytes
     headers: list[tuple[str, bytes]]
 
 
-def _unpublished(row_id: int, topic: str, key: str, payload: str, headers: str) -> Unpublished:
-    return Unpublished(row_id, topic, key.encode(), payload.encode(), decode_headers(headers))
+# What the relay and replay read of a stored event: only what goes to Kafka.
+UNPUBLISHED_COLUMNS = "position, topic, message_key, payload, event_type, event_id, correlation_id"
+
+
+def unpublished(row: Sequence[Any]) -> Unpublished:
+    """A row of :data:`UNPUBLISHED_COLUMNS` as the message it is sent as."""
+    position, topic, key, payload, event_type, event_id, correlation_id = row
+    return Unpublished(
+        int(position),
+        str(topic),
+        str(key).encode(),
+        payload.encode() if isinstance(payload, str) else bytes(payload),
+        message_headers(str(event_type), event_id, correlation_id),
+    )
 
 
 async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Sendable]) -> None:
@@ -127,14 +143,13 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
-        # Only what goes to Kafka is read: decoding the other columns was a third of the
-        # relay's time. Our own table name only; every value is a parameter.
+        # Only what goes to Kafka is read. Our own table name only; every value is a parameter.
         name = sql.quote(table.name)
         self._select = (
-            f"SELECT id, topic, message_key, payload, headers FROM {name} "  # noqa: S608
+            f"SELECT {UNPUBLISHED_COLUMNS} FROM {name} "  # noqa: S608
             "WHERE published_at IS NULL"
         )
-        self._mark_prefix = f"UPDATE {name} SET published_at = %s WHERE id IN "  # noqa: S608
+        self._mark_prefix = f"UPDATE {name} SET published_at = %s WHERE position IN "  # noqa: S608
         self._wake = asyncio.Event()
         self.published = 0
         self.is_leader = False
@@ -214,14 +229,14 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
     async def publish(self, conn: AsyncConnection, producer: AIOKafkaProducer) -> int:
-        """Publish the oldest unpublished rows, batch after batch while batches come full; the
-        number published.
+        """Publish the oldest unpublished events, batch after batch while batches come full;
+        the number published.
 
         A batch is sent only after the one before was acknowledged, so the order is that of the
-        ids. While a full batch waits for the broker, the one before is marked and the next one
-        read, leaving out exactly the ids in flight (not marked yet): a row that committed late
-        inside their id range must be read now, before the higher ids read with it, or it would
-        go out after a later row of its key.
+        positions. While a full batch waits for the broker, the one before is marked and the next
+        one read, leaving out exactly the positions in flight (not marked yet): an event that
+        committed late inside their range must be read now, before the higher positions read
+        with it, or it would go out after a later event of its key.
         """
         published = 0
         unmarked: list[Unpublished] = []  # acknowledged by the broker, not marked yet
@@ -247,22 +262,22 @@ class OutboxRelay:
             await sql.execute(
                 conn,
                 f"{self._mark_prefix}({sql.placeholders(len(rows))})",
-                [utcnow(), *(row.id for row in rows)],
+                [utcnow(), *(row.position for row in rows)],
             )
             self.published += len(rows)
 
     async def _read(
         self, conn: AsyncConnection, *, in_flight: Sequence[Unpublished] = ()
     ) -> list[Unpublished]:
-        """The oldest unpublished rows, but for those ``in_flight`` (sent, not marked yet)."""
+        """The oldest unpublished events, but for those ``in_flight`` (sent, not marked yet)."""
         query = self._select
-        params = [row.id for row in in_flight]
+        params = [row.position for row in in_flight]
         if params:
-            query += f" AND id NOT IN ({sql.placeholders(len(params))})"
+            query += f" AND position NOT IN ({sql.placeholders(len(params))})"
         rows = await sql.fetch_all(
-            conn, query + " ORDER BY id LIMIT %s", [*params, self._batch_size]
+            conn, query + " ORDER BY position LIMIT %s", [*params, self._batch_size]
         )
-        return [_unpublished(*row) for row in rows]
+        return [unpublished(row) for row in rows]
 
 
 def relay_lock_name(settings: Settings, service: str) -> str:

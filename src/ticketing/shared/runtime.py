@@ -66,13 +66,14 @@ class Runtime:
 
 @asynccontextmanager
 async def service_runtime(
-    app: Litestar, settings: Settings, service: ServiceName, outbox: Table
+    app: Litestar, settings: Settings, service: ServiceName, store: Table
 ) -> AsyncIterator[Runtime]:
-    """The service's engine (checked by ``/health/ready``) and its outbox relay (not started)."""
+    """The service's engine (checked by ``/health/ready``) and the relay of its event store
+    (not started)."""
     engine = create_engine(settings, service)
     relay = OutboxRelay(
         engine,
-        outbox,
+        store,
         lock_name=relay_lock_name(settings, service),
         producer_factory=lambda: create_producer(settings, f"{service}-relay"),
         batch_size=settings.relay_batch_size,

@@ -11,7 +11,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import ConsumerProtocol, KafkaAckableMessage, KafkaMessage
 
-from ticketing.shared.consumer import BatchHandler, Handler, MessageRunner
+from ticketing.shared.consumer import BatchHandler, MessageRunner
 from ticketing.shared.messaging import consumer_options
 from ticketing.shared.settings import Settings
 
@@ -24,15 +24,14 @@ def subscribe(
     group: str,
     dlq_topic: str,
     accepted: tuple[type[Any], ...],
-    handle: Handler,
+    handle: BatchHandler,
     description: str,
-    handle_batch: BatchHandler | None = None,
 ) -> MessageRunner:
     """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
-    each record is decoded to one of ``accepted`` and the batch handed to ``handle_batch``
-    (when given; ``handle`` takes the records one by one otherwise, or when the batch failed);
-    the offsets are committed after the whole batch completed, and a batch that fails anyway
-    is sought back and delivered again."""
+    each record is decoded to one of ``accepted`` and the batch handed to ``handle`` (again
+    record by record, as batches of one, when the batch failed); the offsets are committed
+    after the whole batch completed, and a batch that fails anyway is sought back and
+    delivered again."""
     runner = MessageRunner(
         broker,
         dlq_topic=dlq_topic,
@@ -59,7 +58,7 @@ def subscribe(
 
     @subscriber
     async def on_batch(message: Any) -> None:  # the body (as_received); Any: FastStream reads hints
-        await runner.complete(message, handle, handle_batch)
+        await runner.complete(message, handle)
 
     return runner
 

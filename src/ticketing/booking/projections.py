@@ -1,0 +1,303 @@
+"""Booking's projections checked against its events (fold the store, compare with the tables)
+and rebuilt from them: ``ticketing projections verify|rebuild --service booking``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ticketing.booking.domain import (
+    BOOKING_STREAM,
+    CENT,
+    CUSTOMER_STREAM,
+    BookingConfirmed,
+    BookingRejected,
+    BookingState,
+    CustomerRegistered,
+    evolve,
+    register_customer,
+)
+from ticketing.booking.repository import STORE, customer_row
+from ticketing.booking.tables import bookings, customers, event_store
+from ticketing.contracts.booking import Booking, BookingStatus, Customer
+from ticketing.contracts.events import BookingRequested
+from ticketing.shared.db import run_transaction
+from ticketing.shared.errors import ImpossibleHistory
+from ticketing.shared.eventstore import Recorded
+from ticketing.shared.projections import Rebuilt
+from ticketing.shared.projections import differences as table_differences
+
+PAGE = 5000
+TABLES = ("customers", "bookings")
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRow:
+    """A bookings row as the events say it must be (prices to the cent, times aware)."""
+
+    booking: Booking
+    version: int
+    updated_at: datetime
+
+
+@dataclass
+class Projection:
+    customers: dict[uuid.UUID, Customer] = field(default_factory=dict)
+    bookings: dict[uuid.UUID, BookingRow] = field(default_factory=dict)
+
+
+def _cents(price: str) -> str:
+    return str(Decimal(price).quantize(CENT))
+
+
+def _row_of(state: BookingState, at: datetime) -> BookingRow:
+    booking = state.booking
+    booking = Booking(
+        id=booking.id,
+        status=booking.status,
+        customer_id=booking.customer_id,
+        event_id=booking.event_id,
+        ticket_count=booking.ticket_count,
+        unit_price=_cents(booking.unit_price),
+        total_price=_cents(booking.total_price),
+        created_at=booking.created_at.astimezone(UTC),
+        order_id=booking.order_id,
+        reason=booking.reason,
+    )
+    return BookingRow(booking, state.version, at.astimezone(UTC))
+
+
+def _event_time(event: Any) -> datetime:
+    """When the change an event records was made: the time the projection row keeps."""
+    if isinstance(event, BookingRequested):
+        return event.requested_at
+    if isinstance(event, BookingConfirmed):
+        return event.confirmed_at
+    if isinstance(event, BookingRejected):
+        return event.rejected_at
+    raise ImpossibleHistory(f"{type(event).__name__} is not a booking's event")
+
+
+def fold_booking(history: list[Recorded]) -> BookingRow:
+    """A booking's row from its stream (versions checked against the fold)."""
+    state: BookingState | None = None
+    for recorded in history:
+        state = evolve(state, recorded.event)
+        if state.version != recorded.version:
+            raise ImpossibleHistory(
+                f"event at position {recorded.position} is version {recorded.version}, "
+                f"the fold is at {state.version}"
+            )
+    if state is None:
+        raise ImpossibleHistory("the stream holds no event")
+    return _row_of(state, _event_time(history[-1].event))
+
+
+def fold_customer(history: list[Recorded]) -> Customer:
+    if len(history) != 1 or not isinstance(history[0].event, CustomerRegistered):
+        raise ImpossibleHistory("a customer's stream holds its registration only")
+    customer = register_customer(history[0].event)
+    return Customer(
+        id=customer.id,
+        name=customer.name,
+        email=customer.email,
+        address=customer.address,
+        created_at=customer.created_at.astimezone(UTC),
+    )
+
+
+async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
+    """Every stream folded, a page of events at a time."""
+    streams: dict[uuid.UUID, list[Recorded]] = {}
+    after = 0
+    while page := await STORE.page(conn, after=after, limit=PAGE):
+        for recorded in page:
+            streams.setdefault(recorded.stream_id, []).append(recorded)
+        after = page[-1].position
+    state = Projection()
+    for stream_id, history in streams.items():
+        history.sort(key=lambda recorded: recorded.version)
+        try:
+            if history[0].stream_type == CUSTOMER_STREAM:
+                state.customers[stream_id] = fold_customer(history)
+            else:
+                state.bookings[stream_id] = fold_booking(history)
+        except ImpossibleHistory as error:
+            problems.append(f"stream {stream_id} cannot be folded: {error}")
+    return state
+
+
+def _customer(row: Any) -> Customer:
+    return Customer(
+        id=row.id,
+        name=row.name,
+        email=row.email,
+        address=row.address,
+        created_at=row.created_at.replace(tzinfo=UTC),
+    )
+
+
+def _booking_row(row: Any) -> BookingRow:
+    booking = Booking(
+        id=row.id,
+        status=BookingStatus(row.status),
+        customer_id=row.customer_id,
+        event_id=row.event_id,
+        ticket_count=row.ticket_count,
+        unit_price=str(row.unit_price),
+        total_price=str(row.total_price),
+        created_at=row.created_at.replace(tzinfo=UTC),
+        order_id=row.order_id,
+        reason=row.reason,
+    )
+    return BookingRow(booking, row.version, row.updated_at.replace(tzinfo=UTC))
+
+
+async def stored(conn: AsyncConnection) -> Projection:
+    state = Projection()
+    for row in await conn.execute(select(customers)):
+        state.customers[row.id] = _customer(row)
+    for row in await conn.execute(select(bookings)):
+        state.bookings[row.id] = _booking_row(row)
+    return state
+
+
+def differences(expected: Projection, actual: Projection) -> Iterator[str]:
+    """Every row that the events and the tables disagree on, in words."""
+    yield from table_differences("customers", expected.customers, actual.customers)
+    yield from table_differences("bookings", expected.bookings, actual.bookings)
+
+
+async def verify(engine: AsyncEngine) -> list[str]:
+    """Every difference between booking's events and its tables (empty: they agree), read in
+    one REPEATABLE READ snapshot so that writes going on meanwhile are seen in both or neither."""
+    problems: list[str] = []
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            expected = await folded(conn, problems)
+            actual = await stored(conn)
+    return problems + list(differences(expected, actual))
+
+
+async def rebuild(engine: AsyncEngine) -> Rebuilt:
+    """Rewrite every projection row from the events, in place, while booking keeps running:
+    each stream's row is locked (as a settlement locks it), the stream read and folded, and
+    the row written as the fold says, in one transaction. Customers go first (bookings name
+    them). Rows no stream accounts for are deleted."""
+    done = Rebuilt(TABLES)
+    streams = await _streams(engine)
+    for stream_type in (CUSTOMER_STREAM, BOOKING_STREAM):
+        for stream_id in streams.get(stream_type, []):
+            try:
+                await _rebuild_stream(engine, stream_type, stream_id, done)
+            except ImpossibleHistory as error:
+                done.broken.append(f"stream {stream_id}: {error}")
+    await _delete_orphans(engine, done)
+    return done
+
+
+async def _streams(engine: AsyncEngine) -> dict[str, list[uuid.UUID]]:
+    stream_type = func.min(event_store.c.stream_type).label("stream_type")
+    query = select(event_store.c.stream_id, stream_type).group_by(event_store.c.stream_id)
+    found: dict[str, list[uuid.UUID]] = {}
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            found.setdefault(row.stream_type, []).append(row.stream_id)
+    return found
+
+
+async def _rebuild_stream(
+    engine: AsyncEngine, stream_type: str, stream_id: uuid.UUID, done: Rebuilt
+) -> None:
+    table = customers if stream_type == CUSTOMER_STREAM else bookings
+
+    async def work(conn: AsyncConnection) -> None:
+        current = (
+            await conn.execute(select(table).where(table.c.id == stream_id).with_for_update())
+        ).first()
+        history = await STORE.stream(conn, stream_id)
+        if stream_type == CUSTOMER_STREAM:
+            row = customer_row(fold_customer(history))
+            have = None if current is None else customer_row(_customer(current))
+        else:
+            row = _bookings_values(fold_booking(history))
+            have = None if current is None else _bookings_values(_booking_row(current))
+        if current is None:
+            await conn.execute(insert(table).values(**row))
+        elif have != row:
+            await conn.execute(update(table).where(table.c.id == stream_id).values(**row))
+        else:
+            return
+        done.written[table.name] += 1
+
+    await run_transaction(engine, work)
+
+
+def _bookings_values(row: BookingRow) -> dict[str, Any]:
+    booking = row.booking
+    return {
+        "id": booking.id,
+        "customer_id": booking.customer_id,
+        "event_id": booking.event_id,
+        "ticket_count": booking.ticket_count,
+        "unit_price": Decimal(booking.unit_price),
+        "total_price": Decimal(booking.total_price),
+        "status": booking.status.value,
+        "order_id": booking.order_id,
+        "reason": booking.reason,
+        "created_at": booking.created_at.astimezone(UTC).replace(tzinfo=None),
+        "updated_at": row.updated_at.astimezone(UTC).replace(tzinfo=None),
+        "version": row.version,
+    }
+
+
+async def _delete_orphans(engine: AsyncEngine, done: Rebuilt) -> None:
+    """Delete rows that no stream accounts for: bookings, then customers no booking names.
+
+    A candidate's row is locked and the store asked again before it goes: a row created since
+    the streams were listed has its stream by then (both are written in one transaction)."""
+    for table in (bookings, customers):
+        async with engine.connect() as conn:
+            orphans = list(
+                (
+                    await conn.execute(
+                        select(table.c.id).where(
+                            ~select(event_store.c.position)
+                            .where(event_store.c.stream_id == table.c.id)
+                            .exists()
+                        )
+                    )
+                ).scalars()
+            )
+        for orphan in orphans:
+            await run_transaction(engine, _dropper(table, orphan, done))
+
+
+def _dropper(
+    table: Table, orphan: uuid.UUID, done: Rebuilt
+) -> Callable[[AsyncConnection], Awaitable[None]]:
+    async def drop(conn: AsyncConnection) -> None:
+        await _drop(conn, table, orphan, done)
+
+    return drop
+
+
+async def _drop(conn: AsyncConnection, table: Table, orphan: uuid.UUID, done: Rebuilt) -> None:
+    locked = await conn.scalar(select(table.c.id).where(table.c.id == orphan).with_for_update())
+    if locked is None or await STORE.stream_page(conn, orphan, after_version=0, limit=1):
+        return
+    if table is customers:
+        named = select(bookings.c.id).where(bookings.c.customer_id == orphan).limit(1)
+        if await conn.scalar(named) is not None:
+            done.broken.append(f"customers {orphan}: has no events but bookings name it")
+            return
+    await conn.execute(delete(table).where(table.c.id == orphan))
+    done.deleted[table.name] += 1
