@@ -23,7 +23,7 @@ import msgspec
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.harness import drop_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
@@ -34,6 +34,7 @@ from ticketing.shared.db import create_engine
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import UnitOfWork
 
 POOL_TIMEOUT = 0.3
 
@@ -70,8 +71,8 @@ async def test_a_group_whose_checkout_timed_out_fails_at_once_not_once_per_item(
         settings.mysql_url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT
     )
 
-    async def write(conn: AsyncConnection, items: Sequence[int]) -> None:
-        await conn.execute(text("SELECT 1"))
+    async def write(uow: UnitOfWork, items: Sequence[int]) -> None:
+        await uow.conn.execute(text("SELECT 1"))
 
     writer: GroupCommit[int] = GroupCommit(engine, write, max_batch=10)
     loop = asyncio.get_running_loop()

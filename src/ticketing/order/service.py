@@ -15,7 +15,7 @@ from ticketing.contracts.events import BookingRequested
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.order.domain import decide
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.repository import outcome_statements
+from ticketing.order.repository import STORE, outcome_statements
 from ticketing.order.tables import inbox
 from ticketing.shared import inbox as inbox_ops
 from ticketing.shared.clock import utcnow
@@ -88,10 +88,19 @@ class OrderService:
         except IntegrityError as error:
             if not is_duplicate_key(error) or len(todo) > 1:
                 raise
-            log.info("booking request applied before", booking_id=str(todo[0].event.booking_id))
+            (alone,) = todo
+            applied = await inbox_ops.seen(self._engine, inbox, CONSUMER, alone.event.message_id)
+            if not applied and not await self._has_outcome(alone.event.booking_id):
+                raise  # another key (an orders row with no event): never acked
+            log.info("booking request applied before", booking_id=str(alone.event.booking_id))
             return
         self._after_commit()
         log.info("bookings settled", count=len(todo))
+
+    async def _has_outcome(self, booking_id: uuid.UUID) -> bool:
+        """Whether the booking's order stream holds its outcome (from another message)."""
+        async with self._engine.connect() as conn:
+            return bool(await STORE.stream_page(conn, booking_id, after_version=0, limit=1))
 
 
 def cause_of(event: BookingRequested, correlation_id: str | None) -> Cause:

@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
@@ -135,6 +136,20 @@ def mysql_error_code(error: BaseException) -> int | None:
     if args and isinstance(args[0], int):
         return args[0]
     return None
+
+
+CHECK_CONSTRAINT_FAILED = 4025
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not serve (down, restarting, or too busy: the
+    pool's wait for a connection ran out), so nothing was done and a retry may succeed. A CHECK
+    constraint that refused a write is an OperationalError too, but no retry changes it."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if isinstance(error, OperationalError):
+        return mysql_error_code(error) != CHECK_CONSTRAINT_FAILED
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def is_duplicate_key(error: BaseException) -> bool:

@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ticketing.shared.db import unavailable
 from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 T = TypeVar("T")
@@ -97,7 +97,8 @@ class GroupCommit(Generic[T]):
                 future.cancel()
             raise
         except Exception as error:  # noqa: BLE001 - handed to the waiting callers
-            if len(batch) > 1 and not isinstance(error, OperationalError | TimeoutError):
+            # A database that cannot serve fails every item alike: no point in one by one.
+            if len(batch) > 1 and not (unavailable(error) or isinstance(error, TimeoutError)):
                 for one in batch:
                     await self._commit([one])
                 return

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Column, MetaData, String, Table, Uuid
+from sqlalchemy import Column, MetaData, String, Table, Uuid, select
 from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
@@ -21,6 +22,17 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("message_id", Uuid, primary_key=True),
         Column("processed_at", DATETIME(fsp=6), nullable=False),
     )
+
+
+async def seen(engine: AsyncEngine, table: Table, consumer: str, message_id: uuid.UUID) -> bool:
+    """Whether ``consumer`` applied ``message_id``: what a duplicate key on a batch of one must
+    be asked, since only the inbox's key says "applied before" (a stale projection breaks
+    another key, and that message must not be acked)."""
+    query = select(table.c.message_id).where(
+        table.c.consumer == consumer, table.c.message_id == message_id
+    )
+    async with engine.connect() as conn:
+        return (await conn.scalar(query)) is not None
 
 
 def claim_all_statement(
