@@ -19,12 +19,15 @@ import httpx
 import uvicorn
 from litestar import Litestar
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.devstack import die_with_parent, tansu_binary
+from ticketing.shared import sql
 from ticketing.shared.coalescing import CoalescingHttpProtocol
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_server_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import UnitOfWork
 
 _handed_out: set[int] = set()
 
@@ -356,3 +359,12 @@ async def as_the_runner_does(
             raise
         for item in received:
             await handle([item])
+
+
+async def sent_uncommitted(conn: AsyncConnection, record: Callable[[UnitOfWork], object]) -> None:
+    """Send the writes ``record`` queues in a unit of work on ``conn`` without committing them:
+    a transaction held open, as a slow writer's is."""
+    uow = UnitOfWork(conn)
+    record(uow)
+    for statement in uow._writes:
+        await sql.run(conn, statement)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,7 +27,7 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared import db
+from ticketing.shared import db, sql
 from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
@@ -35,6 +35,7 @@ from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 from ticketing.shared.upstream import Upstream
 
 probe = Table(
@@ -59,8 +60,8 @@ async def probe_engine(databases: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def write_probes(conn: AsyncConnection, ids: Sequence[int]) -> None:
-    await conn.execute(insert(probe), [{"id": i, "value": i} for i in ids])
+async def write_probes(uow: UnitOfWork, ids: Sequence[int]) -> None:
+    uow.write(*(sql.insert_row(probe, {"id": i, "value": i}) for i in ids))
 
 
 async def stored(engine: AsyncEngine) -> set[int]:
@@ -95,8 +96,7 @@ async def test_concurrent_writes_share_transactions_and_each_returns_after_its_c
 async def test_a_bad_item_fails_alone_and_the_rest_of_its_group_commits(
     probe_engine: AsyncEngine,
 ) -> None:
-    async with probe_engine.begin() as conn:
-        await write_probes(conn, [7])
+    await in_unit_of_work(probe_engine, lambda uow: write_probes(uow, [7]))
     writer: GroupCommit[int] = GroupCommit(probe_engine, write_probes, writers=1)
     results = await asyncio.gather(*(writer.write(i) for i in range(20)), return_exceptions=True)
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
@@ -113,7 +113,7 @@ async def test_an_unreachable_database_fails_every_item_without_retrying_one_by_
     )
     calls = 0
 
-    async def write_many(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    async def write_many(uow: UnitOfWork, ids: Sequence[int]) -> None:
         nonlocal calls
         calls += 1
 

@@ -89,7 +89,7 @@ async def pending_bookings(engine: AsyncEngine, customer_id: uuid.UUID, count: i
             requested_at=now,
         )
         items.append(NewBooking(booking, requested, CLIENT, None))
-    writer = GroupCommit(engine, write_bookings, commits_itself=True)
+    writer = GroupCommit(engine, write_bookings)
     await asyncio.gather(*(writer.write(item) for item in items))
     return [msgspec.json.decode(item.answer[0], type=Booking) for item in items]
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.harness import sent_uncommitted
 from tests.integration.test_cli_db import run_cli
 from tests.integration.test_events_cli import lines, settings
 from ticketing.cli import events as events_cli
@@ -35,7 +36,7 @@ async def test_exports_split_at_a_moment_together_hold_every_event(settings: Set
     try:
         async with engine.begin() as conn:  # a venue being registered, not yet committed
             slow = decide_register_venue(new_id(), "Slow", "Road", 10)
-            await repo.register_venue(conn, slow, CAUSE)
+            await sent_uncommitted(conn, lambda uow: repo.register_venue(uow, slow, CAUSE))
             await InventoryService(engine).create_venue(VenueCreate("Fast", "Road", 10), CAUSE)
             split = datetime.now(UTC).isoformat()
             until = asyncio.create_task(
@@ -76,7 +77,7 @@ async def test_an_export_gives_up_on_a_transaction_that_stays_open(settings: Set
     try:
         async with engine.begin() as held, engine.connect() as conn:
             slow = decide_register_venue(new_id(), "Stuck", "Road", 10)
-            await repo.register_venue(held, slow, CAUSE)
+            await sent_uncommitted(held, lambda uow: repo.register_venue(uow, slow, CAUSE))
             with pytest.raises(events_cli.WritersStillOpen, match="still open"):
                 await events_cli.wait_for_writers(
                     conn, datetime.now(UTC).replace(tzinfo=None), seconds=0.5

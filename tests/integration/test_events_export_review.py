@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from tests.harness import sent_uncommitted
 from tests.integration.test_events_cli import lines, settings
 from ticketing.cli import events as events_cli
 from ticketing.contracts.inventory import VenueCreate
@@ -43,7 +44,7 @@ async def test_the_wait_sees_a_writer_begun_before_until_whatever_the_session_ti
     try:
         async with engine.begin() as held, engine.connect() as conn:
             slow = decide_register_venue(new_id(), "Slow", "Road", 10)
-            await repo.register_venue(held, slow, CAUSE)
+            await sent_uncommitted(held, lambda uow: repo.register_venue(uow, slow, CAUSE))
             await conn.execute(text("SET time_zone = '-05:00'"))
             with pytest.raises(events_cli.WritersStillOpen):
                 await events_cli.wait_for_writers(
@@ -63,7 +64,7 @@ async def test_the_wait_ignores_a_writer_begun_after_until_whatever_the_session_
         until = utc_now() - timedelta(minutes=1)
         async with engine.begin() as held, engine.connect() as conn:
             later = decide_register_venue(new_id(), "Later", "Road", 10)
-            await repo.register_venue(held, later, CAUSE)
+            await sent_uncommitted(held, lambda uow: repo.register_venue(uow, later, CAUSE))
             await conn.execute(text("SET time_zone = '+05:00'"))
             await events_cli.wait_for_writers(conn, until, seconds=0.5)
     finally:

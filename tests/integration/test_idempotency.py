@@ -296,7 +296,7 @@ async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(
         new_booking(customer_id, event_id, None),
         new_booking(customer_id, event_id, held[1]),
     ]
-    writer = GroupCommit(engine, write_bookings, writers=1, commits_itself=True)
+    writer = GroupCommit(engine, write_bookings, writers=1)
     # Queued in one go, the four are one group; the group fails and is written one by one.
     results = await asyncio.gather(*(writer.write(item) for item in items), return_exceptions=True)
     assert [type(result) for result in results] == [

@@ -18,7 +18,7 @@ from ticketing.contracts.inventory import ReservationStatus
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import Reservation, SeatsReserved
 from ticketing.shared import sql
-from ticketing.shared.db import is_duplicate_key, run_transaction
+from ticketing.shared.db import is_duplicate_key, retried
 from ticketing.shared.eventstore import Cause
 
 CAUSE = Cause(actor="test")
@@ -161,9 +161,7 @@ async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
         [(2, oversold)], [replace(state, left_capacity=-1, version=2)], [reservation], CAUSE
     )
     with pytest.raises(DBAPIError):
-        await run_transaction(
-            inventory_db, lambda conn: sql.commit_all(conn, statements), commits_itself=True
-        )
+        await retried(inventory_db, lambda conn: sql.commit_all(conn, statements))
     assert await left_capacity(inventory, event["id"]) == 2
     async with inventory_db.connect() as conn:
         assert await repo.get_reservations(conn, [booking_id]) == {}
@@ -190,9 +188,7 @@ async def test_a_decision_from_a_stale_version_is_refused_whole(
         return repo.reservation_statements([(2, fact)], [after], [reservation], CAUSE)
 
     async def record(statements: list[sql.Statement]) -> None:
-        await run_transaction(
-            inventory_db, lambda conn: sql.commit_all(conn, statements), commits_itself=True
-        )
+        await retried(inventory_db, lambda conn: sql.commit_all(conn, statements))
 
     first, second = uuid.uuid4(), uuid.uuid4()
     await record(decision(first))

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.shared import sql
-from ticketing.shared.db import create_engine, is_duplicate_key, run_transaction
+from ticketing.shared.db import create_engine, is_duplicate_key, retried, run_transaction
 from ticketing.shared.settings import Settings
 
 metadata = MetaData()
@@ -114,7 +114,7 @@ async def test_a_whole_transaction_in_one_query_commits_and_counts_each_statemen
     async def work(conn: AsyncConnection) -> list[int]:
         return await sql.commit_all(conn, statements)
 
-    assert await run_transaction(engine, work, commits_itself=True) == [3, 2]
+    assert await retried(engine, work) == [3, 2]
     async with engine.connect() as conn:
         rows = await sql.fetch_all(conn, "SELECT id, text FROM sql_probe_notes ORDER BY id")
     later = "later; DELETE FROM sql_probe_notes"
@@ -132,15 +132,13 @@ async def test_a_failing_statement_stops_the_query_and_nothing_of_it_stays(
         sql.Statement(INSERT, [(3, "never run")], rows=True),
     ]
     with pytest.raises(IntegrityError) as caught:
-        await run_transaction(
-            engine, lambda conn: sql.commit_all(conn, statements), commits_itself=True
-        )
+        await retried(engine, lambda conn: sql.commit_all(conn, statements))
     assert is_duplicate_key(caught.value)
     assert "one again" not in str(caught.value)
     assert await count(engine) == 0  # the first insert was rolled back with the connection
     # The pooled connection is clean and usable: the next transaction commits alone.
     one = [sql.Statement(INSERT, [(4, "four")], rows=True)]
-    await run_transaction(engine, lambda conn: sql.commit_all(conn, one), commits_itself=True)
+    await retried(engine, lambda conn: sql.commit_all(conn, one))
     assert await count(engine) == 1
     await engine.dispose()
 
@@ -186,7 +184,7 @@ async def round_trip(engine: AsyncEngine, *, no_backslash_escapes: bool) -> list
         rows = list(enumerate(NASTY))
         await sql.commit_all(conn, [sql.Statement(INSERT, rows, rows=True)])
 
-    await run_transaction(engine, work, commits_itself=True)
+    await retried(engine, work)
     async with engine.connect() as conn:
         return await sql.fetch_all(conn, "SELECT id, text FROM sql_probe_notes ORDER BY id")
 
@@ -219,9 +217,7 @@ async def test_bytes_parameters_are_stored_as_they_are(engine: AsyncEngine) -> N
     await run_transaction(engine, lambda conn: sql.execute_many(conn, insert, rows))
     rendered = [(100 + number, data) for number, data in rows]
     statement = sql.Statement(insert, rendered, rows=True)
-    await run_transaction(
-        engine, lambda conn: sql.commit_all(conn, [statement]), commits_itself=True
-    )
+    await retried(engine, lambda conn: sql.commit_all(conn, [statement]))
     async with engine.connect() as conn:
         stored = await sql.fetch_all(conn, "SELECT id, data FROM sql_probe_blobs ORDER BY id")
     assert stored == [*rows, *rendered]

@@ -14,10 +14,10 @@ from ticketing.booking.domain import (
     BookingConfirmed,
     BookingRejected,
     CustomerRegistered,
+    customer_of,
     decide_settlement,
     evolve,
     fold,
-    register_customer,
     settlement,
 )
 from ticketing.contracts.booking import BookingStatus
@@ -141,7 +141,7 @@ def test_a_registration_is_the_customer() -> None:
         address=None,
         registered_at=NOW,
     )
-    customer = register_customer(event)
+    customer = customer_of(event)
     assert (customer.id, customer.name, customer.email, customer.address, customer.created_at) == (
         event.customer_id,
         "Ada",

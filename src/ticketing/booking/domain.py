@@ -134,7 +134,7 @@ def decide_settlement(
 # --- Evolution -------------------------------------------------------------------------
 
 
-def register_customer(event: CustomerRegistered) -> Customer:
+def customer_of(event: CustomerRegistered) -> Customer:
     """A customer's state: its stream holds its registration only."""
     return Customer(
         id=event.customer_id,

@@ -21,8 +21,8 @@ from ticketing.booking.domain import (
     BookingRejected,
     BookingState,
     CustomerRegistered,
+    customer_of,
     evolve,
-    register_customer,
 )
 from ticketing.booking.repository import STORE, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
@@ -103,7 +103,7 @@ def fold_booking(history: list[Recorded]) -> BookingRow:
 def fold_customer(history: list[Recorded]) -> Customer:
     if len(history) != 1 or not isinstance(history[0].event, CustomerRegistered):
         raise ImpossibleHistory("a customer's stream holds its registration only")
-    customer = register_customer(history[0].event)
+    customer = customer_of(history[0].event)
     return Customer(
         id=customer.id,
         name=customer.name,

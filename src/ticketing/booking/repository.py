@@ -24,7 +24,7 @@ from ticketing.booking.domain import (
     BookingRejected,
     BookingState,
     CustomerRegistered,
-    register_customer,
+    customer_of,
 )
 from ticketing.booking.tables import bookings, customers, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
@@ -33,6 +33,7 @@ from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.unit_of_work import UnitOfWork
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 
@@ -80,14 +81,15 @@ def customer_row(customer: Customer) -> dict[str, Any]:
     }
 
 
-async def register_customer_at(
-    conn: AsyncConnection, event: CustomerRegistered, cause: Cause
+async def register_customer(
+    uow: UnitOfWork, *, event: CustomerRegistered, cause: Cause
 ) -> Customer:
     """Record a registration and its projection (a taken email fails on its unique key)."""
-    customer = register_customer(event)
-    await conn.execute(insert(customers).values(customer_row(customer)))
+    customer = customer_of(event)
     pending = [Pending(customer.id, CUSTOMER_STREAM, 1, event)]
-    await sql.run(conn, STORE.append(pending, cause, utcnow()))
+    uow.write(
+        sql.insert_row(customers, customer_row(customer)), STORE.append(pending, cause, utcnow())
+    )
     return customer
 
 

@@ -4,6 +4,7 @@ an event in booking's store with its projection (ADR 12)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from ticketing.contracts.booking import (
 )
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import sql
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
@@ -39,6 +39,7 @@ from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.history import history_page
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
+from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 CONSUMER = "booking-service"
 MAX_KNOWN_CUSTOMERS = 100_000
@@ -78,14 +79,14 @@ class KeyTakenOver(Conflict):
         )
 
 
-async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> None:
-    """Write and commit accepted bookings, their BookingRequested events and their idempotency
-    keys' answers.
+async def write_bookings(uow: UnitOfWork, new: Sequence[NewBooking]) -> None:
+    """Write accepted bookings, their BookingRequested events and their idempotency keys'
+    answers, in one unit of work.
 
     The answers go first, each only where its request still holds its key, and their count is
-    checked before the bookings and the ``COMMIT`` are sent (``sql.commit_all``, one round trip):
-    if a retry took a key over, :class:`KeyTakenOver` leaves the transaction uncommitted, and
-    :class:`GroupCommit` writes the items of a group one by one, so that only that request fails.
+    checked before the bookings and the ``COMMIT`` are sent (one round trip): if a retry took a
+    key over, :class:`KeyTakenOver` leaves the unit uncommitted, and :class:`GroupCommit`
+    writes the items of a group one by one, so that only that request fails.
     """
     now = datetime.now(UTC)
     stamped = [item.at(now) for item in new]
@@ -95,14 +96,13 @@ async def write_bookings(conn: AsyncConnection, new: Sequence[NewBooking]) -> No
         for item, (booking, _), body in zip(new, stamped, bodies, strict=True)
         if item.idempotency_key is not None
     ]
-    if answers and await sql.run(conn, repo.complete_keys_statement(answers)) != len(answers):
+    if answers and await uow.write_now(repo.complete_keys_statement(answers)) != len(answers):
         raise KeyTakenOver
     requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
-    statements = [
+    uow.write(
         repo.add_bookings_statement([booking for booking, _ in stamped]),
         repo.requested_statement(requested, new[0].cause, _naive(now)),
-    ]
-    await sql.commit_all(conn, statements)
+    )
     for item, body in zip(new, bodies, strict=True):
         item.answer[:] = [body]
 
@@ -139,7 +139,6 @@ class BookingService:
             write_bookings,
             max_batch=max_group,
             after_commit=after_commit,
-            commits_itself=True,
         )
 
     # Customers -------------------------------------------------------------------------
@@ -153,8 +152,9 @@ class BookingService:
             registered_at=datetime.now(UTC),
         )
         try:
-            return await run_transaction(
-                self._engine, lambda conn: repo.register_customer_at(conn, registered, cause)
+            return await in_unit_of_work(
+                self._engine,
+                functools.partial(repo.register_customer, event=registered, cause=cause),
             )
         except IntegrityError as error:
             if is_duplicate_key(error):
@@ -334,17 +334,18 @@ class BookingService:
         (:func:`~ticketing.booking.domain.decide_settlement`: a booking missing or settled
         already is left as it is), then the inbox claims, the events and the projections go
         with the ``COMMIT`` (one round trip). A message applied before fails the inbox claim
-        and nothing of the batch is written: alone, it was simply applied already; in a batch,
-        the error goes to the consumer's runner, which hands each message over alone.
+        and nothing of the batch is written: alone, it was simply applied already (the inbox
+        says so); in a batch, the error goes to the consumer's runner, which hands each message
+        over alone.
         """
         firsts: dict[uuid.UUID, Received] = {}
         for item in received:
             firsts.setdefault(item.event.message_id, item)
 
-        async def work(conn: AsyncConnection) -> int:
+        async def work(uow: UnitOfWork) -> int:
             booking_ids = sorted({item.event.booking_id for item in firsts.values()})
             states: dict[uuid.UUID, domain.BookingState] = await repo.lock_bookings(
-                conn, booking_ids
+                uow.conn, booking_ids
             )
             now = datetime.now(UTC)
             settled: list[repo.Settlement] = []
@@ -357,18 +358,20 @@ class BookingService:
                 cause = _cause(outcome, item.correlation_id)
                 settled.append(repo.Settlement(event, cause, state.version))
                 states[outcome.booking_id] = domain.evolve(state, event)
-            statements = [inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts))]
+            uow.write(inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts)))
             if settled:
-                statements += repo.settled_statements(settled, _naive(now))
-            await sql.commit_all(conn, statements)
+                uow.write(*repo.settled_statements(settled, _naive(now)))
             return len(firsts) - len(settled)
 
         try:
-            ignored = await run_transaction(self._engine, work, commits_itself=True)
+            ignored = await in_unit_of_work(self._engine, work)
         except IntegrityError as error:
-            if not is_duplicate_key(error) or len(firsts) > 1:
+            alone = next(iter(firsts)) if len(firsts) == 1 else None
+            if not is_duplicate_key(error) or alone is None:
                 raise
-            log.info("outcome applied before", message_id=str(next(iter(firsts))))
+            if not await inbox_ops.seen(self._engine, inbox, CONSUMER, alone):
+                raise  # another key (a projection row lagging its stream): never acked
+            log.info("outcome applied before", message_id=str(alone))
             return
         if ignored:
             log.warning("outcomes ignored: bookings missing or already final", count=ignored)

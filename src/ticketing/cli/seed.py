@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -47,54 +48,72 @@ async def _seed(settings: Settings) -> int:
     from ticketing.booking import repository as bookings
     from ticketing.booking.domain import CustomerRegistered
     from ticketing.inventory import repository as inventory
-    from ticketing.inventory.domain import decide_register_venue, decide_schedule_event
+    from ticketing.inventory.domain import (
+        EventState,
+        VenueState,
+        decide_register_venue,
+        decide_schedule_event,
+        evolve,
+    )
     from ticketing.shared.db import create_engine
     from ticketing.shared.eventstore import Cause
+    from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+
+    register = bookings.register_customer
+    cause = Cause(actor="ticketing seed")
+
+    async def seed_inventory(uow: UnitOfWork) -> int:
+        """The demo venues and events that are not there yet (one unit of work)."""
+        created, venues = 0, []
+        for name, address, capacity in VENUES:
+            venue: VenueState | EventState | None = await inventory.get_venue_state(
+                uow.conn, demo_id("venue", name)
+            )
+            if venue is None:
+                registered = decide_register_venue(demo_id("venue", name), name, address, capacity)
+                inventory.register_venue(uow, registered, cause)
+                venue = evolve(None, registered)
+                created += 1
+            assert isinstance(venue, VenueState)
+            venues.append(venue)
+        for name, venue_index, capacity, price, days in EVENTS:
+            event_id = demo_id("event", name)
+            if await inventory.event_exists(uow.conn, event_id):
+                continue
+            starts_at = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+            scheduled = decide_schedule_event(
+                event_id,
+                venues[venue_index],
+                name=name,
+                total_capacity=capacity,
+                ticket_price=price,
+                starts_at=starts_at + timedelta(days=days),
+            )
+            inventory.schedule_event(uow, scheduled, cause)
+            created += 1
+        return created
 
     created = 0
-    cause = Cause(actor="ticketing seed")
     inventory_engine = create_engine(settings, "inventory")
     booking_engine = create_engine(settings, "booking")
     try:
-        async with inventory_engine.begin() as conn:
-            venues = []
-            for name, address, capacity in VENUES:
-                venue_id = demo_id("venue", name)
-                if await inventory.get_venue_state(conn, venue_id) is None:
-                    registered = decide_register_venue(venue_id, name, address, capacity)
-                    await inventory.register_venue(conn, registered, cause)
-                    created += 1
-                venue = await inventory.get_venue_state(conn, venue_id)
-                assert venue is not None
-                venues.append(venue)
-            for name, venue_index, capacity, price, days in EVENTS:
-                event_id = demo_id("event", name)
-                if await inventory.event_exists(conn, event_id):
-                    continue
-                scheduled = decide_schedule_event(
-                    event_id,
-                    venues[venue_index],
+        created += await in_unit_of_work(inventory_engine, seed_inventory)
+        for name, email in CUSTOMERS:
+            customer_id = demo_id("customer", email)
+            async with booking_engine.connect() as conn:
+                known = await bookings.get_customer(conn, customer_id)
+            if known is None:
+                registration = CustomerRegistered(
+                    customer_id=customer_id,
                     name=name,
-                    total_capacity=capacity,
-                    ticket_price=price,
-                    starts_at=datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
-                    + timedelta(days=days),
+                    email=email,
+                    address=None,
+                    registered_at=datetime.now(UTC),
                 )
-                await inventory.schedule_event(conn, scheduled, cause)
+                await in_unit_of_work(
+                    booking_engine, functools.partial(register, event=registration, cause=cause)
+                )
                 created += 1
-        async with booking_engine.begin() as conn:
-            for name, email in CUSTOMERS:
-                customer_id = demo_id("customer", email)
-                if await bookings.get_customer(conn, customer_id) is None:
-                    registration = CustomerRegistered(
-                        customer_id=customer_id,
-                        name=name,
-                        email=email,
-                        address=None,
-                        registered_at=datetime.now(UTC),
-                    )
-                    await bookings.register_customer_at(conn, registration, cause)
-                    created += 1
     finally:
         await inventory_engine.dispose()
         await booking_engine.dispose()

@@ -12,12 +12,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
+
+import msgspec
 
 BOOKINGS_TOPIC: Final = "ticketing.bookings"
 BOOKINGS_DLQ_TOPIC: Final = "ticketing.bookings.dlq"
 ORDERS_TOPIC: Final = "ticketing.orders"
 ORDERS_DLQ_TOPIC: Final = "ticketing.orders.dlq"
+
+# A decimal amount as the services write it (at most ten integer digits, as the price columns
+# hold): anything else is refused when the message is decoded, before any effect.
+Money = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$")]
 
 # Headers every message carries (values are UTF-8 strings).
 EVENT_TYPE_HEADER: Final = "event_type"
@@ -36,8 +42,8 @@ class BookingRequested:
     customer_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: int
-    unit_price: str
-    total_price: str
+    unit_price: Money
+    total_price: Money
     requested_at: datetime
 
 
@@ -52,7 +58,7 @@ class OrderConfirmed:
     booking_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: int
-    total_price: str
+    total_price: Money
     confirmed_at: datetime
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.contracts.inventory import Event, ReservationStatus, Venue
@@ -30,6 +30,7 @@ from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.unit_of_work import UnitOfWork
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
@@ -118,16 +119,16 @@ def event_state(row: AnyRow) -> EventState:
     )
 
 
-async def register_venue(conn: AsyncConnection, event: VenueRegistered, cause: Cause) -> Venue:
-    """Append ``event`` and write its projection row; the venue as it now is."""
+def register_venue(uow: UnitOfWork, event: VenueRegistered, cause: Cause) -> Venue:
+    """Record ``event`` and its projection row; the venue as it will be."""
     state = evolve(None, event)
     assert isinstance(state, VenueState)
     now = utcnow()
-    await sql.run(conn, STORE.append([Pending(state.id, VENUE_STREAM, 1, event)], cause, now))
-    await conn.execute(insert(venues).values(**venue_row(state), created_at=now))
-    return Venue(
-        id=state.id, name=state.name, address=state.address, total_capacity=state.total_capacity
+    uow.write(
+        STORE.append([Pending(state.id, VENUE_STREAM, 1, event)], cause, now),
+        sql.insert_row(venues, {**venue_row(state), "created_at": now}),
     )
+    return venue_of(state)
 
 
 async def get_venue(conn: AsyncConnection, venue_id: uuid.UUID) -> Venue | None:
@@ -140,13 +141,16 @@ async def get_venue_state(conn: AsyncConnection, venue_id: uuid.UUID) -> VenueSt
     return None if row is None else venue_state(row)
 
 
-async def schedule_event(conn: AsyncConnection, event: EventScheduled, cause: Cause) -> None:
-    """Append ``event`` and write its projection row."""
+def schedule_event(uow: UnitOfWork, event: EventScheduled, cause: Cause) -> EventState:
+    """Record ``event`` and its projection row; the event's state as it will be."""
     state = evolve(None, event)
     assert isinstance(state, EventState)
     now = utcnow()
-    await sql.run(conn, STORE.append([Pending(state.id, EVENT_STREAM, 1, event)], cause, now))
-    await conn.execute(insert(events).values(**event_row(state), created_at=now))
+    uow.write(
+        STORE.append([Pending(state.id, EVENT_STREAM, 1, event)], cause, now),
+        sql.insert_row(events, {**event_row(state), "created_at": now}),
+    )
+    return state
 
 
 async def get_event(conn: AsyncConnection, event_id: uuid.UUID) -> Event | None:
@@ -165,6 +169,12 @@ async def list_events(conn: AsyncConnection, *, limit: int, after: uuid.UUID | N
 
 async def event_exists(conn: AsyncConnection, event_id: uuid.UUID) -> bool:
     return (await conn.scalar(select(events.c.id).where(events.c.id == event_id))) is not None
+
+
+def venue_of(state: VenueState) -> Venue:
+    return Venue(
+        id=state.id, name=state.name, address=state.address, total_capacity=state.total_capacity
+    )
 
 
 def event_of(state: EventState, venue: Venue) -> Event:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.inventory import (
     Event,
@@ -32,8 +32,7 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     fold,
 )
-from ticketing.shared import sql
-from ticketing.shared.db import is_duplicate_key, run_transaction
+from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.history import history_page
@@ -42,6 +41,7 @@ from ticketing.shared.pagination import (
     decode_cursor,
     page,
 )
+from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
@@ -67,10 +67,10 @@ class InventoryService:
     async def create_venue(self, data: VenueCreate, cause: Cause) -> Venue:
         registered = decide_register_venue(new_id(), data.name, data.address, data.total_capacity)
 
-        async def work(conn: AsyncConnection) -> Venue:
-            return await repo.register_venue(conn, registered, cause)
+        async def work(uow: UnitOfWork) -> Venue:
+            return repo.register_venue(uow, registered, cause)
 
-        return await run_transaction(self._engine, work)
+        return await in_unit_of_work(self._engine, work)
 
     async def get_venue(self, venue_id: uuid.UUID) -> Venue:
         async with self._engine.connect() as conn:
@@ -82,8 +82,8 @@ class InventoryService:
     async def create_event(self, data: EventCreate, cause: Cause) -> Event:
         event_id = new_id()
 
-        async def work(conn: AsyncConnection) -> Event:
-            venue = await repo.get_venue_state(conn, data.venue_id)
+        async def work(uow: UnitOfWork) -> Event:
+            venue = await repo.get_venue_state(uow.conn, data.venue_id)
             if venue is None:
                 raise NotFound(f"venue {data.venue_id} does not exist")
             scheduled = decide_schedule_event(
@@ -94,12 +94,10 @@ class InventoryService:
                 ticket_price=data.ticket_price,
                 starts_at=data.starts_at,
             )
-            await repo.schedule_event(conn, scheduled, cause)
-            event = await repo.get_event(conn, event_id)
-            assert event is not None
-            return event
+            state = repo.schedule_event(uow, scheduled, cause)
+            return repo.event_of(state, repo.venue_of(venue))
 
-        return await run_transaction(self._engine, work)
+        return await in_unit_of_work(self._engine, work)
 
     async def get_event(self, event_id: uuid.UUID, *, as_of: datetime | None = None) -> Event:
         """The event as it is now (its projection row), or as it was at ``as_of`` (aware)."""
@@ -178,28 +176,27 @@ class InventoryService:
 
         causes = item_causes(items, cause)
 
-        async def work(conn: AsyncConnection, *, optimistic: bool) -> list[ReservationItemResult]:
+        async def work(uow: UnitOfWork, *, optimistic: bool) -> list[ReservationItemResult]:
             # The locks first, then the reservations already recorded: a repeat committed
             # while this waited for a lock is then seen, not found later on the primary key.
-            states = await repo.lock_states(conn, list({i.event_id for i in items}))
+            states = await repo.lock_states(uow.conn, list({i.event_id for i in items}))
             existing = (
                 {}
                 if optimistic
-                else await repo.get_reservations(conn, [i.booking_id for i in items])
+                else await repo.get_reservations(uow.conn, [i.booking_id for i in items])
             )
             decisions = decide(items, existing, states)
-            statements = repo.reservation_statements(
-                decisions.events, list(decisions.states.values()), decisions.new, cause, causes
+            uow.write(
+                *repo.reservation_statements(
+                    decisions.events, list(decisions.states.values()), decisions.new, cause, causes
+                )
             )
-            await sql.commit_all(conn, statements)
             return decisions.results
 
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
-                return await run_transaction(
-                    self._engine,
-                    functools.partial(work, optimistic=attempt == 0),
-                    commits_itself=True,
+                return await in_unit_of_work(
+                    self._engine, functools.partial(work, optimistic=attempt == 0)
                 )
             except IntegrityError as error:
                 if not is_duplicate_key(error) or attempt == DUPLICATE_RETRIES:

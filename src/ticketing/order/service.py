@@ -9,21 +9,21 @@ from datetime import UTC
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.events import BookingRequested
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.order.domain import decide
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.repository import outcome_statements
+from ticketing.order.repository import STORE, outcome_statements
 from ticketing.order.tables import inbox
 from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
-from ticketing.shared.db import is_duplicate_key, run_transaction
+from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
+from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 CONSUMER = "order-service"
 log = structlog.get_logger(__name__)
@@ -61,7 +61,7 @@ class OrderService:
         )
         ids = [(new_id(), new_id()) for _ in todo]  # (order, message): the same on a retry
 
-        async def work(conn: AsyncConnection) -> None:
+        async def work(uow: UnitOfWork) -> None:
             # The time is taken here, with a connection in hand and just before the transaction
             # begins: an export split at a moment never misses an event still committing.
             now = utcnow()
@@ -81,17 +81,26 @@ class OrderService:
             claims = inbox_ops.claim_all_statement(
                 inbox, CONSUMER, [i.event.message_id for i in todo]
             )
-            await sql.commit_all(conn, [claims, *outcome_statements(outcomes, now)])
+            uow.write(claims, *outcome_statements(outcomes, now))
 
         try:
-            await run_transaction(self._engine, work, commits_itself=True)
+            await in_unit_of_work(self._engine, work)
         except IntegrityError as error:
             if not is_duplicate_key(error) or len(todo) > 1:
                 raise
-            log.info("booking request applied before", booking_id=str(todo[0].event.booking_id))
+            (alone,) = todo
+            applied = await inbox_ops.seen(self._engine, inbox, CONSUMER, alone.event.message_id)
+            if not applied and not await self._has_outcome(alone.event.booking_id):
+                raise  # another key (an orders row with no event): never acked
+            log.info("booking request applied before", booking_id=str(alone.event.booking_id))
             return
         self._after_commit()
         log.info("bookings settled", count=len(todo))
+
+    async def _has_outcome(self, booking_id: uuid.UUID) -> bool:
+        """Whether the booking's order stream holds its outcome (from another message)."""
+        async with self._engine.connect() as conn:
+            return bool(await STORE.stream_page(conn, booking_id, after_version=0, limit=1))
 
 
 def cause_of(event: BookingRequested, correlation_id: str | None) -> Cause:

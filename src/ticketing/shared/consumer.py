@@ -32,7 +32,6 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import ConsumerProtocol, KafkaMessage
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ticketing.contracts.events import (
     CORRELATION_ID_HEADER,
@@ -41,6 +40,7 @@ from ticketing.contracts.events import (
     MESSAGE_ID_HEADER,
 )
 from ticketing.shared.cancellation import stop_if_cancelled, stopping
+from ticketing.shared.db import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import correlation_id_bound
 
@@ -131,9 +131,9 @@ async def run_all(calls: Sequence[Awaitable[None]]) -> None:
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, CancelledElsewhere):
         return True
-    if isinstance(error, Unavailable | OperationalError | TimeoutError | ConnectionError):
+    if isinstance(error, Unavailable | TimeoutError | ConnectionError):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    return database_unavailable(error)
 
 
 class MessageRunner:

@@ -11,8 +11,8 @@ answered a moment ago is alive. One that died since (the server restarted) fails
 SQLAlchemy then discards every pooled connection, consumers retry and HTTP callers get a 503.
 
 A connection going back to the pool is rolled back (SQLAlchemy's reset on return), except right
-after :func:`run_transaction` committed on it: it has nothing to undo, and the rollback was one
-more round trip per transaction.
+after a transaction committed on it (:func:`retried`): it has nothing to undo, and the rollback
+was one more round trip per transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
@@ -137,32 +138,49 @@ def mysql_error_code(error: BaseException) -> int | None:
     return None
 
 
+CHECK_CONSTRAINT_FAILED = 4025
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not serve (down, restarting, or too busy: the
+    pool's wait for a connection ran out), so nothing was done and a retry may succeed. A CHECK
+    constraint that refused a write is an OperationalError too, but no retry changes it."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if isinstance(error, OperationalError):
+        return mysql_error_code(error) != CHECK_CONSTRAINT_FAILED
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 def is_duplicate_key(error: BaseException) -> bool:
     """The statement broke a primary or unique key (MySQL error 1062)."""
     return mysql_error_code(error) == DUPLICATE_KEY
 
 
 async def run_transaction(
-    engine: AsyncEngine,
-    work: Callable[[AsyncConnection], Awaitable[T]],
-    *,
-    attempts: int = 5,
-    commits_itself: bool = False,
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
 ) -> T:
-    """Run ``work`` in one transaction, retrying it whole on deadlock or lock wait timeout.
+    """Run ``work`` in one transaction that SQLAlchemy begins and commits, retrying it whole on
+    deadlock or lock wait timeout. (The hot paths use :func:`ticketing.shared.unit_of_work.
+    in_unit_of_work`, which sends their writes with the ``COMMIT``.)"""
 
-    With ``commits_itself``, ``work`` sends its own ``COMMIT`` (``sql.commit_all``) and
-    SQLAlchemy begins no transaction; if ``work`` fails, the connection goes back to the pool
-    uncommitted and is rolled back there.
-    """
+    async def in_transaction(conn: AsyncConnection) -> T:
+        async with conn.begin():
+            return await work(conn)
+
+    return await retried(engine, in_transaction, attempts=attempts)
+
+
+async def retried(
+    engine: AsyncEngine, body: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
+) -> T:
+    """Run ``body`` on a connection of its own, which must commit what it did, retrying it
+    whole on deadlock or lock wait timeout. A ``body`` that raises leaves its connection
+    uncommitted, and the pool rolls it back."""
     for attempt in range(1, attempts + 1):
         try:
             async with engine.connect() as conn:
-                if commits_itself:
-                    result = await work(conn)
-                else:
-                    async with conn.begin():
-                        result = await work(conn)
+                result = await body(conn)
                 conn.info[COMMITTED] = True
                 return result
         except DBAPIError as error:

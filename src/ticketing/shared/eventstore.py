@@ -71,7 +71,7 @@ def event_store_table(metadata: MetaData) -> Table:
         Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
         Column("correlation_id", String(MAX_ID_LENGTH), nullable=True),
         Column("causation_id", String(MAX_ID_LENGTH), nullable=True),
-        Column("actor", String(255), nullable=False),
+        Column("actor", Text, nullable=False),
         Column("recorded_at", DATETIME(fsp=6), nullable=False),
         # Delivery: a published event's topic and key; internal events have none and are
         # stored with published_at set, so the relay's read never meets them.

@@ -23,13 +23,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db import unavailable
+from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 T = TypeVar("T")
-WriteMany = Callable[[AsyncConnection, Sequence[T]], Awaitable[None]]
+WriteMany = Callable[[UnitOfWork, Sequence[T]], Awaitable[None]]
 
 
 class GroupCommit(Generic[T]):
@@ -41,7 +41,6 @@ class GroupCommit(Generic[T]):
         max_batch: int = 100,
         writers: int = 2,
         after_commit: Callable[[], None] = lambda: None,
-        commits_itself: bool = False,
     ) -> None:
         if max_batch < 1 or writers < 1:
             raise ValueError("max_batch and writers must be at least 1")
@@ -50,7 +49,6 @@ class GroupCommit(Generic[T]):
         self._max_batch = max_batch
         self._writers = writers
         self._after_commit = after_commit
-        self._commits_itself = commits_itself  # write_many sends its own COMMIT (sql.commit_all)
         self._queue: deque[tuple[T, asyncio.Future[None]]] = deque()
         self._active = 0  # writer tasks draining the queue
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,17 +91,14 @@ class GroupCommit(Generic[T]):
     async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            await run_transaction(
-                self._engine,
-                lambda conn: self._write_many(conn, items),
-                commits_itself=self._commits_itself,
-            )
+            await in_unit_of_work(self._engine, lambda uow: self._write_many(uow, items))
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
             raise
         except Exception as error:  # noqa: BLE001 - handed to the waiting callers
-            if len(batch) > 1 and not isinstance(error, OperationalError | TimeoutError):
+            # A database that cannot serve fails every item alike: no point in one by one.
+            if len(batch) > 1 and not (unavailable(error) or isinstance(error, TimeoutError)):
                 for one in batch:
                     await self._commit([one])
                 return

@@ -80,3 +80,17 @@ def add_event_store_delivery_v1() -> None:
     op.create_index(
         "ix_event_store_published_at_position", "event_store", ["published_at", "position"]
     )
+
+
+def widen_event_store_actor_v1() -> None:
+    """An actor is a token's client id, which has no length limit of its own."""
+    op.alter_column(
+        "event_store", "actor", type_=sa.Text(), existing_type=sa.String(255), nullable=False
+    )
+
+
+def narrow_event_store_actor_v1() -> None:
+    """Back to 255 characters; refused (data too long) while a longer actor is stored."""
+    op.alter_column(
+        "event_store", "actor", type_=sa.String(255), existing_type=sa.Text(), nullable=False
+    )

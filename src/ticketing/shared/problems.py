@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ticketing.shared.errors import TicketingError
 
@@ -134,10 +135,12 @@ def handle_unicode_error(
 
 
 def handle_database_down(
-    request: Request[Any, Any, Any], exc: OperationalError
+    request: Request[Any, Any, Any], exc: OperationalError | PoolTimeout
 ) -> Response[dict[str, Any]]:
-    """The database cannot be reached (restarting, network): retry shortly, nothing was done."""
-    log.warning("database unavailable", path=request.url.path, error=type(exc.orig).__name__)
+    """The database cannot be reached (restarting, network) or has no connection free in time:
+    retry shortly, nothing was done."""
+    cause = exc.orig if isinstance(exc, OperationalError) else exc
+    log.warning("database unavailable", path=request.url.path, error=type(cause).__name__)
     return problem_response(
         request,
         503,
@@ -157,6 +160,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     DataError: handle_data_error,
     OperationalError: handle_database_down,
+    PoolTimeout: handle_database_down,
     UnicodeError: handle_unicode_error,
     Exception: handle_unexpected,
 }

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -76,6 +77,13 @@ def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608 - our names
 
 
+def insert_row(table: Table, row: Mapping[str, Any]) -> Statement:
+    """The ``INSERT`` of one row given as column -> value (UUIDs passed as their text, as the
+    driver takes them)."""
+    values = tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row.values())
+    return Statement(insert_sql(table, tuple(row)), [values], rows=True)
+
+
 def placeholders(count: int) -> str:
     """``%s, %s, ...`` for an ``IN (...)`` list of ``count`` values."""
     return ", ".join(["%s"] * count)
@@ -112,7 +120,7 @@ async def commit_all(conn: AsyncConnection, statements: Sequence[Statement]) -> 
     """Run ``statements``, then ``COMMIT``, as one multi-statement query (aiomysql always enables
     multi-statements on its connections); the number of rows each statement changed.
 
-    For ``run_transaction(..., commits_itself=True)``. When a statement fails the server runs
+    For :class:`ticketing.shared.unit_of_work.UnitOfWork`. When a statement fails the server runs
     none after it, the commit included, and raises its error here; the connection then goes back
     to the pool uncommitted and is rolled back there.
     """
