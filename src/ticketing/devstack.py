@@ -169,7 +169,7 @@ class DevStack:
             # Tansu keeps nothing: after every (re)start, create the topics again, with the
             # partitions the consumers were assigned before.
             await self.wait_for_port("kafka", self.kafka_port)
-            await create_topics(bootstrap)
+            await create_topics(bootstrap, self.settings.kafka_partitions)
             started.set()
 
         argv = [str(tansu_binary()), "broker", "--listener-url", url]
@@ -237,7 +237,7 @@ class DevStack:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def create_topics(bootstrap: str, partitions: int = 3) -> None:
+async def create_topics(bootstrap: str, partitions: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 

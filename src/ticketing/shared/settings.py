@@ -36,6 +36,9 @@ class Settings:
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_fetch_max_wait_ms: int = 500
+    # Partitions of the topics `ticketing dev` creates: a consumer group has at most this many
+    # members at work, so it caps the consumers' parallelism (docs/scaling.md).
+    kafka_partitions: int = 6
     inventory_url: str = ""
     booking_url: str = ""
     upstream_timeout: float = 3.0
@@ -102,7 +105,12 @@ class Settings:
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
         if self.redis_timeout <= 0:
             raise SettingsError("TICKETING_REDIS_TIMEOUT must be above 0 seconds")
-        for name in ("booking_max_tickets", "consumer_batch_size", "relay_batch_size"):
+        for name in (
+            "booking_max_tickets",
+            "consumer_batch_size",
+            "relay_batch_size",
+            "kafka_partitions",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
