@@ -199,6 +199,18 @@ async def group_members(bootstrap: str, group: str) -> int:
     return len(members) if state == "Stable" else 0
 
 
+async def topic_partitions(bootstrap: str, *topics: str) -> dict[str, int]:
+    """How many partitions each of ``topics`` has."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        return {topic: len(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list[Any]:
     """Read ``count`` records of ``topic`` from the beginning (no consumer group)."""
     from aiokafka import AIOKafkaConsumer

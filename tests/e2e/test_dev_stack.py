@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.devprocess import alive, descendants, dev_process
-from tests.harness import free_port, group_members
+from tests.harness import free_port, group_members, topic_partitions
+from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
 from ticketing.shared.settings import Settings
 
 
@@ -25,6 +26,8 @@ async def test_dev_stack_books_through_the_gateway_and_stops_cleanly(
         bootstrap = dev.env["TICKETING_KAFKA_BOOTSTRAP"]
         for group in ("booking-service", "order-service"):
             assert await group_members(bootstrap, group) == 1, f"{group} has not joined"
+        partitions = await topic_partitions(bootstrap, BOOKINGS_TOPIC, ORDERS_TOPIC)
+        assert partitions == {BOOKINGS_TOPIC: 6, ORDERS_TOPIC: 6}  # TICKETING_KAFKA_PARTITIONS
         headers = {"Authorization": f"Bearer {await dev.token()}"}
         async with httpx.AsyncClient(base_url=dev.gateway, headers=headers, timeout=30) as api:
             venue = await api.post(

@@ -59,6 +59,7 @@ def test_environment_values_are_converted() -> None:
         {"TICKETING_LOG_FORMAT": "xml"},
         {"TICKETING_CONSUMER_BATCH_SIZE": "0"},
         {"TICKETING_RELAY_BATCH_SIZE": "-1"},
+        {"TICKETING_KAFKA_PARTITIONS": "0"},
     ],
 )
 def test_unusable_values_fail_with_the_variable_named(environ: dict[str, str]) -> None:
