@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 from litestar import Litestar
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.devstack import die_with_parent, tansu_binary
 from ticketing.shared import sql
@@ -380,3 +380,11 @@ async def sent_uncommitted(conn: AsyncConnection, record: Callable[[UnitOfWork],
     record(uow)
     for statement in uow._writes:
         await sql.run(conn, statement)
+
+
+def order_records(engine: AsyncEngine) -> Any:
+    """Order's records in ``engine``'s database, as its app wires them."""
+    from ticketing.order.repository import SqlOrderRecords
+    from ticketing.order.service import CONSUMER
+
+    return SqlOrderRecords(engine, consumer=CONSUMER)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.conftest import Stack, bearer
 from tests.harness import as_the_runner_does
+from tests.harness import order_records as records
 from tests.integration.flow import setup_sale
 from tests.integration.helpers import create_event
 from ticketing.booking.tables import bookings
@@ -35,7 +36,7 @@ from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.settings import Settings
-from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 from ticketing.shared.upstream import Upstream
 
 probe = Table(
@@ -283,7 +284,7 @@ async def order_service(stack: Stack) -> AsyncIterator[OrderService]:
             "inventory", stack.settings.base_url("inventory"), credentials=credentials
         )
         try:
-            yield OrderService(stack.engines["order"], InventoryClient(upstream))
+            yield OrderService(records(stack.engines["order"]), InventoryClient(upstream))
         finally:
             await upstream.aclose()
 
@@ -305,7 +306,7 @@ async def test_an_order_batch_is_applied_once_even_when_part_of_it_was_applied_b
     # Redelivered with new messages, twice over, and one booking twice with a new message id.
     twin = dataclasses.replace(events[4], message_id=uuid.uuid4())
     batch = [Received(e, "corr") for e in [*events, *events, twin]]
-    with pytest.raises(IntegrityError):  # the runner then hands each message over alone
+    with pytest.raises(AlreadyRecorded):  # the runner then hands each message over alone
         await order_service.handle_batch(batch)
     await as_the_runner_does(order_service.handle_batch, batch)
     statuses = await order_rows(stack, [e.booking_id for e in events])

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import as_the_runner_does, drop_databases
+from tests.harness import order_records as records
 from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed
 from ticketing.contracts.inventory import (
     ReservationItem,
@@ -32,6 +32,7 @@ from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 
 class Inventory(InventoryClient):
@@ -114,7 +115,7 @@ async def test_one_message_appends_its_outcome_for_the_relay_with_its_row_and_cl
     engine: AsyncEngine,
 ) -> None:
     wakes: list[None] = []
-    service = OrderService(engine, Inventory(), after_commit=lambda: wakes.append(None))
+    service = OrderService(records(engine), Inventory(), after_commit=lambda: wakes.append(None))
     message = requested(ticket_count=3, total_price="75.50")
     await service.handle_batch([Received(message, "corr-one")])
     (row,) = await stored(engine, [message.booking_id])
@@ -162,7 +163,7 @@ async def test_a_batch_appends_every_outcome_in_one_round_trip_each_with_its_own
     messages = [requested() for _ in range(4)]
     refused = {messages[1].booking_id: ReservationOutcome.INSUFFICIENT}
     inventory = Inventory(refused)
-    service = OrderService(engine, inventory)
+    service = OrderService(records(engine), inventory)
     batch = [Received(m, f"corr-{i}") for i, m in enumerate(messages)]
     batch.append(Received(dataclasses.replace(messages[0], message_id=uuid.uuid4()), "again"))
     await service.handle_batch(batch)
@@ -194,13 +195,13 @@ async def test_a_redelivered_batch_goes_one_by_one_and_no_booking_gets_a_second_
     engine: AsyncEngine,
 ) -> None:
     inventory = Inventory()
-    service = OrderService(engine, inventory)
+    service = OrderService(records(engine), inventory)
     first, second = requested(), requested()
     await service.handle_batch([Received(first, None)])
     # Redelivered, with a new message: applied one by one, each once.
     other_message = dataclasses.replace(second, message_id=uuid.uuid4())
     redelivered = [Received(first, None), Received(second, None)]
-    with pytest.raises(IntegrityError):  # the runner then hands each message over alone
+    with pytest.raises(AlreadyRecorded):  # the runner then hands each message over alone
         await service.handle_batch(redelivered)
     await as_the_runner_does(service.handle_batch, redelivered)
     await service.handle_batch([Received(other_message, None)])
@@ -219,7 +220,7 @@ async def test_concurrent_messages_for_one_booking_record_one_outcome(
 ) -> None:
     """Eight messages for one booking, each its own (not a redelivery): the stream's version 1
     is taken once, whoever comes first."""
-    service = OrderService(engine, Inventory())
+    service = OrderService(records(engine), Inventory())
     message = requested()
     await asyncio.gather(
         *(

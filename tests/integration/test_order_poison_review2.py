@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness import order_records as records
 from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
     Inventory,
     engine,
@@ -31,6 +32,6 @@ async def test_a_request_whose_price_is_no_decimal_reserves_no_seats(
     stand_in: object = dead
     runner = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(BookingRequested,))  # type: ignore[arg-type]
     delivery = Delivery("t", 0, 0, None, payload, {EVENT_TYPE_HEADER: "BookingRequested"})
-    await runner.run_batch([delivery], OrderService(engine, inventory).handle_batch)
+    await runner.run_batch([delivery], OrderService(records(engine), inventory).handle_batch)
     assert inventory.calls == [], "seats were reserved for a request that is dead-lettered"
     assert dead.published == [payload]

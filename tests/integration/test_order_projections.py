@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness import order_records as records
 from tests.integration.test_order_event_store import (
     Inventory,
     engine,
@@ -35,7 +36,7 @@ async def settle(engine: AsyncEngine, count: int, *, refused_every: int = 3) -> 
         for i, m in enumerate(messages)
         if i % refused_every == 0
     }
-    await OrderService(engine, Inventory(answers)).handle_batch(
+    await OrderService(records(engine), Inventory(answers)).handle_batch(
         [Received(m, None) for m in messages]
     )
     return [m.booking_id for m in messages]

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import drop_databases
+from tests.harness import order_records as records
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderRejected
 from ticketing.order import projections
@@ -352,7 +353,7 @@ async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
     old = old_orders()
     await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
-    service = OrderService(engine, Inventory())
+    service = OrderService(records(engine), Inventory())
     again = dataclasses.replace(requested(), booking_id=old[0].booking_id)
     await service.handle_batch([Received(again, None)])  # its order is there: nothing more
     new = requested()

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from tests.conftest import Stack
+from tests.harness import order_records as records
 from tests.harness import read_topic
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.tables import event_store as booking_store
@@ -106,7 +107,7 @@ async def test_concurrent_handling_of_one_message_applies_it_once(stack: Stack) 
         upstream = Upstream(
             "inventory", stack.settings.base_url("inventory"), credentials=credentials
         )
-        service = OrderService(stack.engines["order"], InventoryClient(upstream))
+        service = OrderService(records(stack.engines["order"]), InventoryClient(upstream))
         try:
             await asyncio.gather(*(service.handle_batch([Received(event, None)]) for _ in range(8)))
         finally:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import drop_databases
+from tests.harness import order_records as records
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.booking import tables as booking_tables
@@ -35,6 +36,7 @@ from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 
 @pytest.fixture
@@ -97,8 +99,8 @@ async def test_an_outcome_whose_projection_row_has_no_event_is_not_acked_as_appl
             )
         )
     try:
-        await OrderService(engine, Inventory()).handle_batch([Received(message, None)])
-    except IntegrityError:  # refused: the runner retries, then dead-letters it
+        await OrderService(records(engine), Inventory()).handle_batch([Received(message, None)])
+    except AlreadyRecorded:  # refused: the runner retries, then dead-letters it
         return
     store = order_tables.event_store
     async with engine.connect() as conn:

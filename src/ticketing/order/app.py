@@ -9,7 +9,8 @@ from litestar import Litestar
 
 from ticketing.order.consumer import build_broker
 from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.service import OrderService
+from ticketing.order.repository import SqlOrderRecords
+from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store
 from ticketing.shared.http import create_http_app
 from ticketing.shared.oauth_client import upstream_as
@@ -29,7 +30,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             service_runtime(app, settings, "order", event_store) as shared,
         ):
             service = OrderService(
-                shared.engine, InventoryClient(inventory), after_commit=shared.relay.wake
+                SqlOrderRecords(shared.engine, consumer=CONSUMER),
+                InventoryClient(inventory),
+                after_commit=shared.relay.wake,
             )
             broker, runner = build_broker(settings, service)
             app.state.orders = service

@@ -3,15 +3,23 @@ projection, written together on the paths every booking takes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.events import PUBLICATIONS
 from ticketing.order.domain import EVENT_TYPES, ORDER_STREAM, OrderEvent, OrderState, evolve
-from ticketing.order.tables import event_store, orders
+from ticketing.order.tables import event_store, inbox, orders
+from ticketing.shared import inbox as inbox_ops
 from ticketing.shared import sql
+from ticketing.shared.clock import utcnow
+from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 
@@ -71,3 +79,39 @@ def outcome_statements(
             rows=True,
         ),
     ]
+
+
+class SqlOrderRecords:
+    """Order's records in its database: the inbox claims, the outcome events (the outbox) and
+    the ``orders`` projection, written in one unit of work."""
+
+    def __init__(self, engine: AsyncEngine, *, consumer: str) -> None:
+        self._engine = engine
+        self._consumer = consumer
+
+    async def record(
+        self,
+        message_ids: Sequence[uuid.UUID],
+        decide_at: Callable[[datetime], Sequence[tuple[OrderEvent, Cause]]],
+    ) -> None:
+        async def work(uow: UnitOfWork) -> None:
+            # The time is taken here, with a connection in hand and just before the transaction
+            # begins: an export split at a moment never misses an event still committing.
+            now = utcnow()
+            outcomes = decide_at(now.replace(tzinfo=UTC))
+            claims = inbox_ops.claim_all_statement(inbox, self._consumer, message_ids)
+            uow.write(claims, *outcome_statements(outcomes, now))
+
+        try:
+            await in_unit_of_work(self._engine, work)
+        except IntegrityError as error:
+            if is_duplicate_key(error):
+                raise AlreadyRecorded(str(error.orig)) from error
+            raise
+
+    async def applied(self, message_id: uuid.UUID) -> bool:
+        return await inbox_ops.seen(self._engine, inbox, self._consumer, message_id)
+
+    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
+        async with self._engine.connect() as conn:
+            return bool(await STORE.stream_page(conn, booking_id, after_version=0, limit=1))

@@ -5,50 +5,71 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import datetime
+from typing import Protocol
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.events import BookingRequested
-from ticketing.contracts.inventory import ReservationItem
-from ticketing.order.domain import decide
-from ticketing.order.inventory_client import InventoryClient
-from ticketing.order.repository import STORE, outcome_statements
-from ticketing.order.tables import inbox
-from ticketing.shared import inbox as inbox_ops
-from ticketing.shared.clock import utcnow
+from ticketing.contracts.inventory import ReservationItem, ReservationItemResult
+from ticketing.order.domain import OrderEvent, decide
 from ticketing.shared.consumer import Received
-from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 CONSUMER = "order-service"
 log = structlog.get_logger(__name__)
 
 
+Outcomes = Sequence[tuple[OrderEvent, Cause]]
+
+
+class OrderRecords(Protocol):
+    """Where the saga step records what it decided (the port its use case needs; the SQL
+    adapter is :class:`ticketing.order.repository.SqlOrderRecords`)."""
+
+    async def record(
+        self, message_ids: Sequence[uuid.UUID], decide_at: Callable[[datetime], Outcomes]
+    ) -> None:
+        """In one transaction: claim the messages, and record the outcomes ``decide_at`` gives
+        for the time of the transaction. Raises :class:`AlreadyRecorded` (and records
+        nothing) when a message was claimed or a booking's outcome recorded before."""
+
+    async def applied(self, message_id: uuid.UUID) -> bool:
+        """Whether the message was claimed (applied) before."""
+
+    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
+        """Whether the booking's order stream holds its outcome."""
+
+
+class Reserver(Protocol):
+    """The inventory call the saga step makes (the client over HTTP, or a stand-in)."""
+
+    async def reserve_many(
+        self, items: list[ReservationItem], *, correlation_id: str | None = None
+    ) -> list[ReservationItemResult]: ...
+
+
 class OrderService:
     def __init__(
         self,
-        engine: AsyncEngine,
-        inventory: InventoryClient,
+        records: OrderRecords,
+        inventory: Reserver,
         *,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
-        self._engine = engine
+        self._records = records
         self._inventory = inventory
         self._after_commit = after_commit
 
     async def handle_batch(self, received: Sequence[Received]) -> None:
         """Apply a batch of BookingRequested: one reservation call, then the inbox claims, the
-        outcome events and the orders with the ``COMMIT`` in one round trip.
+        outcome events and the orders in one transaction.
 
         Further messages for a booking that comes twice are skipped. If a message was applied
-        before (a redelivery: its reservation is idempotent and answers as before), the inbox
-        insert fails on its key; if its booking has its outcome already (another message for
-        it), the store's unique stream version fails. Either way nothing of the batch is
+        before (a redelivery: its reservation is idempotent and answers as before), or its
+        booking has its outcome already (another message for it), nothing of the batch is
         recorded: alone, the message was simply applied already; in a batch, the error goes to
         the consumer's runner, which hands each message over alone.
         """
@@ -61,46 +82,34 @@ class OrderService:
         )
         ids = [(new_id(), new_id()) for _ in todo]  # (order, message): the same on a retry
 
-        async def work(uow: UnitOfWork) -> None:
-            # The time is taken here, with a connection in hand and just before the transaction
-            # begins: an export split at a moment never misses an event still committing.
-            now = utcnow()
-            outcomes = [
+        def decide_at(now: datetime) -> Outcomes:
+            return [
                 (
                     decide(
                         item.event,
                         answer.outcome,
                         order_id=order_id,
                         message_id=message_id,
-                        now=now.replace(tzinfo=UTC),
+                        now=now,
                     ),
                     cause_of(item.event, item.correlation_id),
                 )
                 for item, answer, (order_id, message_id) in zip(todo, answers, ids, strict=True)
             ]
-            claims = inbox_ops.claim_all_statement(
-                inbox, CONSUMER, [i.event.message_id for i in todo]
-            )
-            uow.write(claims, *outcome_statements(outcomes, now))
 
         try:
-            await in_unit_of_work(self._engine, work)
-        except IntegrityError as error:
-            if not is_duplicate_key(error) or len(todo) > 1:
+            await self._records.record([i.event.message_id for i in todo], decide_at)
+        except AlreadyRecorded:
+            if len(todo) > 1:
                 raise
             (alone,) = todo
-            applied = await inbox_ops.seen(self._engine, inbox, CONSUMER, alone.event.message_id)
-            if not applied and not await self._has_outcome(alone.event.booking_id):
+            applied = await self._records.applied(alone.event.message_id)
+            if not applied and not await self._records.has_outcome(alone.event.booking_id):
                 raise  # another key (an orders row with no event): never acked
             log.info("booking request applied before", booking_id=str(alone.event.booking_id))
             return
         self._after_commit()
         log.info("bookings settled", count=len(todo))
-
-    async def _has_outcome(self, booking_id: uuid.UUID) -> bool:
-        """Whether the booking's order stream holds its outcome (from another message)."""
-        async with self._engine.connect() as conn:
-            return bool(await STORE.stream_page(conn, booking_id, after_version=0, limit=1))
 
 
 def cause_of(event: BookingRequested, correlation_id: str | None) -> Cause:

@@ -22,6 +22,11 @@ from ticketing.shared.db import retried
 T = TypeVar("T")
 
 
+class AlreadyRecorded(Exception):
+    """A unit of work broke a unique key: something it records is there already (a message
+    applied before, a stream version taken). Nothing of the unit was written."""
+
+
 class UnitOfWork:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn

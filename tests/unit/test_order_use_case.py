@@ -1,0 +1,112 @@
+"""The order saga step as a use case, on in-memory records and an in-memory inventory (fast;
+the SQL records and the HTTP client are tested against the real things in tests/integration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.fakes import InMemoryInventory, InMemoryOrderRecords
+from tests.harness import as_the_runner_does
+from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.order.service import CONSUMER, OrderService
+from ticketing.shared.consumer import Received
+from ticketing.shared.errors import Unavailable
+from ticketing.shared.unit_of_work import AlreadyRecorded
+
+
+def requested(event_id: uuid.UUID, tickets: int = 1) -> BookingRequested:
+    return BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        event_id=event_id,
+        ticket_count=tickets,
+        unit_price="10.00",
+        total_price=f"{10 * tickets}.00",
+        requested_at=datetime.now(UTC),
+    )
+
+
+def service() -> tuple[OrderService, InMemoryOrderRecords, InMemoryInventory, list[None]]:
+    records, inventory = InMemoryOrderRecords(), InMemoryInventory()
+    wakes: list[None] = []
+    return (
+        OrderService(records, inventory, after_commit=lambda: wakes.append(None)),
+        records,
+        inventory,
+        wakes,
+    )
+
+
+async def test_a_batch_reserves_once_and_records_each_outcome_with_its_cause() -> None:
+    orders, records, inventory, wakes = service()
+    event_id = inventory.schedule(capacity=3)
+    batch = [requested(event_id, 2), requested(event_id, 2), requested(uuid.uuid4())]
+    await orders.handle_batch([Received(m, f"trace-{n}") for n, m in enumerate(batch)])
+    assert len(inventory.calls) == 1  # one reservation call for the batch
+    assert records.transactions == 1
+    assert wakes == [None]  # the relay is woken once the outcomes are recorded
+    outcomes = [records.outcomes[m.booking_id] for m in batch]
+    assert isinstance(outcomes[0][0], OrderConfirmed)
+    assert isinstance(outcomes[1][0], OrderRejected)
+    assert outcomes[1][0].reason == "insufficient_capacity"
+    assert isinstance(outcomes[2][0], OrderRejected)
+    assert outcomes[2][0].reason == "event_not_found"
+    for n, (message, (_, cause)) in enumerate(zip(batch, outcomes, strict=True)):
+        assert (cause.actor, cause.causation_id, cause.correlation_id) == (
+            CONSUMER,
+            str(message.message_id),
+            f"trace-{n}",
+        )
+
+
+async def test_a_redelivered_message_is_applied_once_whatever_batch_it_comes_in() -> None:
+    orders, records, inventory, _ = service()
+    event_id = inventory.schedule(capacity=10)
+    first, second = requested(event_id), requested(event_id)
+    await orders.handle_batch([Received(first, None)])
+    again = [Received(first, None), Received(second, None)]
+    with pytest.raises(AlreadyRecorded):  # the runner then hands each over alone
+        await orders.handle_batch(again)
+    await as_the_runner_does(orders.handle_batch, again)
+    await orders.handle_batch([Received(first, None)])  # alone: applied before, skipped
+    assert set(records.outcomes) == {first.booking_id, second.booking_id}
+    assert inventory.states[event_id].left_capacity == 8  # the repeats reserved nothing more
+
+
+async def test_another_message_for_a_booking_with_its_outcome_is_skipped() -> None:
+    orders, records, inventory, _ = service()
+    event_id = inventory.schedule(capacity=10)
+    first = requested(event_id)
+    await orders.handle_batch([Received(first, None)])
+    recorded = records.outcomes[first.booking_id]
+    other = dataclasses.replace(first, message_id=uuid.uuid4())
+    await orders.handle_batch([Received(other, None)])
+    assert records.outcomes[first.booking_id] == recorded  # never a second order
+    third = dataclasses.replace(first, message_id=uuid.uuid4())
+    twice = [Received(first, None), Received(third, None)]
+    await as_the_runner_does(orders.handle_batch, twice)
+    assert len(records.outcomes) == 1
+
+
+async def test_a_duplicate_that_is_neither_a_claim_nor_an_outcome_is_never_acked() -> None:
+    orders, records, inventory, _ = service()
+    stray = requested(inventory.schedule(1))
+    records.stray_rows.add(stray.booking_id)
+    with pytest.raises(AlreadyRecorded):
+        await orders.handle_batch([Received(stray, None)])
+    assert records.outcomes == {}
+
+
+async def test_an_unreachable_inventory_records_nothing() -> None:
+    orders, records, inventory, wakes = service()
+    inventory.down = True
+    with pytest.raises(Unavailable):
+        await orders.handle_batch([Received(requested(inventory.schedule(1)), None)])
+    assert records.outcomes == {}
+    assert wakes == []
