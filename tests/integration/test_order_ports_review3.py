@@ -1,0 +1,153 @@
+"""Review: the order records port, checked against the in-memory stand-in and the SQL adapter
+alike, so that a rule the fake leaves out shows up as a failing case here rather than as a unit
+test that passes while production fails."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fakes import InMemoryInventory, InMemoryOrderRecords
+from tests.harness import as_the_runner_does, drop_databases
+from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
+    engine,
+    order_db,
+    requested,
+)
+from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.inventory import ReservationOutcome
+from ticketing.order.domain import OrderEvent, decide
+from ticketing.order.repository import SqlOrderRecords
+from ticketing.order.service import CONSUMER, OrderRecords, OrderService
+from ticketing.shared.consumer import Received
+from ticketing.shared.db import create_engine
+from ticketing.shared.eventstore import Cause
+from ticketing.shared.migrations import upgrade
+from ticketing.shared.settings import Settings
+from ticketing.shared.unit_of_work import AlreadyRecorded
+
+Outcomes = Sequence[tuple[OrderEvent, Cause]]
+
+
+@pytest.fixture(params=["memory", "sql"])
+async def records(request: pytest.FixtureRequest) -> AsyncIterator[OrderRecords]:
+    if request.param == "memory":
+        yield InMemoryOrderRecords()
+        return
+    settings = dataclasses.replace(
+        Settings.from_env(), db_prefix=f"ticketing_order_{uuid.uuid4().hex[:8]}_"
+    )
+    try:
+        await asyncio.to_thread(upgrade, settings, "order")
+        sql_engine = create_engine(settings, "order")
+        try:
+            yield SqlOrderRecords(sql_engine, consumer=CONSUMER)
+        finally:
+            await sql_engine.dispose()
+    finally:
+        await drop_databases(settings)
+
+
+def outcome(message: BookingRequested, now: datetime) -> tuple[OrderEvent, Cause]:
+    event = decide(
+        message,
+        ReservationOutcome.RESERVED,
+        order_id=uuid.uuid4(),
+        message_id=uuid.uuid4(),
+        now=now,
+    )
+    return event, Cause(actor=CONSUMER).caused_by(str(message.message_id), None)
+
+
+def deciding(*messages: BookingRequested) -> Callable[[datetime], Outcomes]:
+    return lambda now: [outcome(m, now) for m in messages]
+
+
+async def nothing_of(records: OrderRecords, *messages: BookingRequested) -> bool:
+    for message in messages:
+        if await records.applied(message.message_id):
+            return False
+        if await records.has_outcome(message.booking_id):
+            return False
+    return True
+
+
+async def test_two_outcomes_for_one_booking_in_one_call_are_refused(
+    records: OrderRecords,
+) -> None:
+    """The SQL store refuses a second version 1 of a stream within one statement; the fake
+    keeps the last outcome and claims both messages."""
+    first = requested()
+    second = dataclasses.replace(first, message_id=uuid.uuid4())
+    with pytest.raises(AlreadyRecorded):
+        await records.record([first.message_id, second.message_id], deciding(first, second))
+    assert await nothing_of(records, first, second)
+
+
+async def test_a_message_twice_in_one_call_is_refused_and_records_nothing(
+    records: OrderRecords,
+) -> None:
+    first, other = requested(), requested()
+    with pytest.raises(AlreadyRecorded):
+        await records.record([first.message_id, first.message_id], deciding(first, other))
+    assert await nothing_of(records, first, other)
+
+
+async def test_decide_at_is_given_aware_utc(records: OrderRecords) -> None:
+    seen: list[datetime] = []
+    message = requested()
+
+    def decide_at(now: datetime) -> Outcomes:
+        seen.append(now)
+        return [outcome(message, now)]
+
+    await records.record([message.message_id], decide_at)
+    assert seen
+    assert all(
+        now.utcoffset() is not None and now.utcoffset() == UTC.utcoffset(now) for now in seen
+    )
+
+
+async def test_an_empty_call_records_nothing_and_does_not_fail(records: OrderRecords) -> None:
+    """The fake accepts an empty unit; the SQL adapter's statements index the first outcome."""
+    await records.record([], lambda now: [])
+
+
+async def test_a_non_duplicate_integrity_error_is_not_translated_and_records_nothing(
+    engine: AsyncEngine,  # noqa: F811 - fixture
+) -> None:
+    sql_records = SqlOrderRecords(engine, consumer=CONSUMER)
+    message = requested()
+
+    def broken(now: datetime) -> Outcomes:
+        event, _ = outcome(message, now)
+        return [(event, Cause(actor=None))]  # type: ignore[arg-type]  # NOT NULL broken
+
+    with pytest.raises(IntegrityError) as raised:
+        await sql_records.record([message.message_id], broken)
+    assert not isinstance(raised.value, AlreadyRecorded)
+    assert await nothing_of(sql_records, message)
+
+
+async def test_two_bookings_sharing_a_message_id_each_get_an_outcome_or_keep_no_seats(
+    records: OrderRecords,
+) -> None:
+    """``applied`` asks only for the message id: the second booking of a shared id is acked as
+    applied before although it has no outcome, while its seats stay reserved."""
+    inventory = InMemoryInventory()
+    event_id = inventory.schedule(capacity=10)
+    first = dataclasses.replace(requested(), event_id=event_id)
+    second = dataclasses.replace(requested(), event_id=event_id, message_id=first.message_id)
+    service = OrderService(records, inventory)
+    await as_the_runner_does(service.handle_batch, [Received(first, None), Received(second, None)])
+    assert await records.has_outcome(first.booking_id)
+    assert await records.has_outcome(second.booking_id) or (
+        second.booking_id not in inventory.reservations
+    ), "acked with seats reserved and no order"
