@@ -36,18 +36,15 @@ class InMemoryOrderRecords:
     ) -> None:
         outcomes = decide_at(datetime.now(UTC))
         taken = set(message_ids) & self.claimed
-        booked = {event.booking_id for event, _ in outcomes} & (
-            set(self.outcomes) | self.stray_rows
-        )
-        if taken or booked or len(set(message_ids)) < len(message_ids):
+        bookings = [event.booking_id for event, _ in outcomes]
+        booked = set(bookings) & (set(self.outcomes) | self.stray_rows)
+        repeated = len(set(message_ids)) < len(message_ids) or len(set(bookings)) < len(bookings)
+        if taken or booked or repeated:
             raise AlreadyRecorded(f"claimed {taken or ''} recorded {booked or ''}")
         self.claimed.update(message_ids)
         for event, cause in outcomes:
             self.outcomes[event.booking_id] = (event, cause)
         self.transactions += 1
-
-    async def applied(self, message_id: uuid.UUID) -> bool:
-        return message_id in self.claimed
 
     async def has_outcome(self, booking_id: uuid.UUID) -> bool:
         return booking_id in self.outcomes

@@ -99,8 +99,10 @@ class SqlOrderRecords:
             # begins: an export split at a moment never misses an event still committing.
             now = utcnow()
             outcomes = decide_at(now.replace(tzinfo=UTC))
-            claims = inbox_ops.claim_all_statement(inbox, self._consumer, message_ids)
-            uow.write(claims, *outcome_statements(outcomes, now))
+            if message_ids:
+                uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, message_ids))
+            if outcomes:
+                uow.write(*outcome_statements(outcomes, now))
 
         try:
             await in_unit_of_work(self._engine, work)
@@ -108,9 +110,6 @@ class SqlOrderRecords:
             if is_duplicate_key(error):
                 raise AlreadyRecorded(str(error.orig)) from error
             raise
-
-    async def applied(self, message_id: uuid.UUID) -> bool:
-        return await inbox_ops.seen(self._engine, inbox, self._consumer, message_id)
 
     async def has_outcome(self, booking_id: uuid.UUID) -> bool:
         async with self._engine.connect() as conn:

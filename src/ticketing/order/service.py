@@ -36,9 +36,6 @@ class OrderRecords(Protocol):
         for the time of the transaction. Raises :class:`AlreadyRecorded` (and records
         nothing) when a message was claimed or a booking's outcome recorded before."""
 
-    async def applied(self, message_id: uuid.UUID) -> bool:
-        """Whether the message was claimed (applied) before."""
-
     async def has_outcome(self, booking_id: uuid.UUID) -> bool:
         """Whether the booking's order stream holds its outcome."""
 
@@ -70,8 +67,8 @@ class OrderService:
         Further messages for a booking that comes twice are skipped. If a message was applied
         before (a redelivery: its reservation is idempotent and answers as before), or its
         booking has its outcome already (another message for it), nothing of the batch is
-        recorded: alone, the message was simply applied already; in a batch, the error goes to
-        the consumer's runner, which hands each message over alone.
+        recorded: alone, its booking's outcome is there already and it is skipped; in a batch,
+        the error goes to the consumer's runner, which hands each message over alone.
         """
         firsts: dict[uuid.UUID, Received] = {}
         for item in received:
@@ -103,9 +100,11 @@ class OrderService:
             if len(todo) > 1:
                 raise
             (alone,) = todo
-            applied = await self._records.applied(alone.event.message_id)
-            if not applied and not await self._records.has_outcome(alone.event.booking_id):
-                raise  # another key (an orders row with no event): never acked
+            # Acked only when its booking's outcome is recorded: every message claimed records
+            # its booking's outcome with it, so a claimed id without one is another booking's
+            # (a producer's bug), and a taken key without one is a stale projection.
+            if not await self._records.has_outcome(alone.event.booking_id):
+                raise
             log.info("booking request applied before", booking_id=str(alone.event.booking_id))
             return
         self._after_commit()
