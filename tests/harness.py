@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from ticketing.shared import sql
 from ticketing.shared.coalescing import CoalescingHttpProtocol
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_server_engine
-from ticketing.shared.settings import Settings
+from ticketing.shared.migrations import upgrade
+from ticketing.shared.settings import ServiceName, Settings
 from ticketing.shared.unit_of_work import UnitOfWork
 
 _handed_out: set[int] = set()
@@ -103,6 +106,21 @@ def json_lines(stderr: bytes) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             raise AssertionError(f"not a JSON line: {line!r}") from None
     return records
+
+
+@contextlib.asynccontextmanager
+async def own_databases(*services: ServiceName, revision: str = "head") -> AsyncIterator[Settings]:
+    """Settings naming databases of the caller's own for ``services``, migrated to ``revision``
+    (no relay or consumer of a running stack touches them); dropped afterwards."""
+    settings = dataclasses.replace(
+        Settings.from_env(), db_prefix=f"ticketing_own_{uuid.uuid4().hex[:8]}_"
+    )
+    try:
+        for service in services:
+            await asyncio.to_thread(upgrade, settings, service, revision)
+        yield settings
+    finally:
+        await drop_databases(settings)
 
 
 async def drop_databases(settings: Settings) -> None:

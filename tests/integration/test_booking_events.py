@@ -5,7 +5,6 @@ redeliveries, unknown bookings), and verify/rebuild keep the tables equal to the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does, drop_databases
+from tests.harness import as_the_runner_does, own_databases
 from ticketing.booking import projections
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import CONSUMER, BookingService, NewBooking, write_bookings
@@ -30,8 +29,6 @@ from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
-from ticketing.shared.migrations import upgrade
-from ticketing.shared.settings import Settings
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 
@@ -40,16 +37,12 @@ CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 async def engine() -> AsyncIterator[AsyncEngine]:
     """A booking database of this test's own: no running relay publishes its bookings (the
     saga would settle them behind the test's back), and verify sees only what it wrote."""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_bevents_{uuid.uuid4().hex[:8]}_"
-    )
-    await asyncio.to_thread(upgrade, settings, "booking")
-    engine = create_engine(settings, "booking")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await drop_databases(settings)
+    async with own_databases("booking") as settings:
+        engine = create_engine(settings, "booking")
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import text
 
-from tests.harness import drop_databases
+from tests.harness import own_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import BookingService
@@ -27,7 +27,6 @@ from ticketing.cli.events import wait_for_writers
 from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
 
 
@@ -35,14 +34,8 @@ from ticketing.shared.settings import Settings
 async def own_booking_db() -> AsyncIterator[Settings]:
     """A booking database of this test's own: no running relay publishes its bookings, so no
     saga settles them behind the test's back."""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_gap_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "booking")
+    async with own_databases("booking") as settings:
         yield settings
-    finally:
-        await drop_databases(settings)
 
 
 async def exported(settings: Settings, **bounds: Any) -> set[tuple[uuid.UUID, int]]:

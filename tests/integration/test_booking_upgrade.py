@@ -23,14 +23,14 @@ from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
+from tests.harness import own_databases
 from ticketing.booking import projections
 from ticketing.booking.domain import BookingConfirmed, BookingRejected, CustomerRegistered
 from ticketing.booking.repository import STORE
 from ticketing.booking.tables import bookings, event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
 from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config, upgrade
+from ticketing.shared.migrations import alembic_config
 from ticketing.shared.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
@@ -174,14 +174,8 @@ async def fill_as_0002(engine: AsyncEngine, old: list[OldBooking]) -> None:
 
 @pytest.fixture
 async def at_0002() -> AsyncIterator[Settings]:
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_bupgrade_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "booking", "0002")
+    async with own_databases("booking", revision="0002") as settings:
         yield settings
-    finally:
-        await drop_databases(settings)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from alembic import command
 from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
+from tests.harness import own_databases
 from tests.integration.test_cli_db import run_cli
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import projections
@@ -35,7 +35,7 @@ from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import events, reservations, venues
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import alembic_config, upgrade
+from ticketing.shared.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 11, 30, 9, 0, 0, 123456)  # naive UTC, as DATETIME(6) columns hold times
@@ -265,14 +265,8 @@ async def fill_as_0001(engine: AsyncEngine, old: OldInventory) -> None:
 async def at_0001() -> AsyncIterator[Settings]:
     """Settings of an inventory database of this test's own, migrated to revision 0001 only;
     dropped afterwards. (No OIDC server: nothing here checks a token.)"""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_upgrade_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "inventory", "0001")
+    async with own_databases("inventory", revision="0001") as settings:
         yield settings
-    finally:
-        await drop_databases(settings)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does, drop_databases
+from tests.harness import as_the_runner_does, own_databases
 from tests.harness import order_records as records
 from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed
 from ticketing.contracts.inventory import (
@@ -30,7 +30,6 @@ from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store, inbox, orders
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
 from ticketing.shared.settings import Settings
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
@@ -71,14 +70,8 @@ def requested(*, ticket_count: int = 2, total_price: str = "50.00") -> BookingRe
 @pytest.fixture
 async def order_db() -> AsyncIterator[Settings]:
     """Settings of an order database of this test's own, at head; dropped afterwards."""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_order_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "order")
+    async with own_databases("order") as settings:
         yield settings
-    finally:
-        await drop_databases(settings)
 
 
 @pytest.fixture

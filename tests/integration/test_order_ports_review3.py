@@ -4,7 +4,6 @@ test that passes while production fails."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes import InMemoryInventory, InMemoryOrderRecords
-from tests.harness import as_the_runner_does, drop_databases
+from tests.harness import as_the_runner_does, own_databases
 from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
     engine,
     order_db,
@@ -31,8 +30,6 @@ from ticketing.shared import inbox as inbox_ops
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import upgrade
-from ticketing.shared.settings import Settings
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 Outcomes = Sequence[tuple[OrderEvent, Cause]]
@@ -43,18 +40,12 @@ async def records(request: pytest.FixtureRequest) -> AsyncIterator[OrderRecords]
     if request.param == "memory":
         yield InMemoryOrderRecords()
         return
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_order_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "order")
+    async with own_databases("order") as settings:
         sql_engine = create_engine(settings, "order")
         try:
             yield SqlOrderRecords(sql_engine, consumer=CONSUMER)
         finally:
             await sql_engine.dispose()
-    finally:
-        await drop_databases(settings)
 
 
 def outcome(message: BookingRequested, now: datetime) -> tuple[OrderEvent, Cause]:

@@ -24,8 +24,8 @@ from alembic import command, op
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
 from tests.harness import order_records as records
+from tests.harness import own_databases
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderRejected
 from ticketing.order import projections
@@ -34,7 +34,7 @@ from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config, upgrade
+from ticketing.shared.migrations import alembic_config
 from ticketing.shared.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
@@ -182,14 +182,8 @@ async def fill_as_0001(engine: AsyncEngine, old: list[Old]) -> None:
 @pytest.fixture
 async def at_0001() -> AsyncIterator[Settings]:
     """Settings of an order database of this test's own at revision 0001; dropped afterwards."""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_oupgrade_{uuid.uuid4().hex[:8]}_"
-    )
-    try:
-        await asyncio.to_thread(upgrade, settings, "order", "0001")
+    async with own_databases("order", revision="0001") as settings:
         yield settings
-    finally:
-        await drop_databases(settings)
 
 
 @pytest.fixture

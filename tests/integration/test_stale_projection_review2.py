@@ -12,8 +12,6 @@ and the booking stays PENDING for good (a later rebuild does not bring the messa
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -24,8 +22,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
 from tests.harness import order_records as records
+from tests.harness import own_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.booking import tables as booking_tables
@@ -34,27 +32,19 @@ from ticketing.order import tables as order_tables
 from ticketing.order.service import OrderService
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
-from ticketing.shared.settings import Settings
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 
 @pytest.fixture
 async def engines() -> AsyncIterator[dict[str, AsyncEngine]]:
     """Booking and order databases of this test's own (no relay, no saga)."""
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_stale_{uuid.uuid4().hex[:8]}_"
-    )
-    engines: dict[str, AsyncEngine] = {}
-    try:
-        for service in ("booking", "order"):
-            await asyncio.to_thread(upgrade, settings, service)
-            engines[service] = create_engine(settings, service)
-        yield engines
-    finally:
-        for engine in engines.values():
-            await engine.dispose()
-        await drop_databases(settings)
+    async with own_databases("booking", "order") as settings:
+        engines = {service: create_engine(settings, service) for service in ("booking", "order")}
+        try:
+            yield engines
+        finally:
+            for engine in engines.values():
+                await engine.dispose()
 
 
 async def test_an_outcome_decided_from_a_lagging_row_is_not_acked_as_applied_before(

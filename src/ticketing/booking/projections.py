@@ -28,6 +28,7 @@ from ticketing.booking.repository import STORE, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingRequested
+from ticketing.shared.clock import naive_utc
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.eventstore import Recorded
@@ -253,8 +254,8 @@ def _bookings_values(row: BookingRow) -> dict[str, Any]:
         "status": booking.status.value,
         "order_id": booking.order_id,
         "reason": booking.reason,
-        "created_at": booking.created_at.astimezone(UTC).replace(tzinfo=None),
-        "updated_at": row.updated_at.astimezone(UTC).replace(tzinfo=None),
+        "created_at": naive_utc(booking.created_at),
+        "updated_at": naive_utc(row.updated_at),
         "version": row.version,
     }
 

@@ -30,7 +30,7 @@ from ticketing.booking.tables import bookings, customers, event_store, idempoten
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS, BookingRequested
 from ticketing.shared import sql
-from ticketing.shared.clock import utcnow
+from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
@@ -40,10 +40,6 @@ STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _customer(row: Any) -> Customer:
@@ -77,7 +73,7 @@ def customer_row(customer: Customer) -> dict[str, Any]:
         "name": customer.name,
         "email": customer.email,
         "address": customer.address,
-        "created_at": _naive(customer.created_at),
+        "created_at": naive_utc(customer.created_at),
     }
 
 
@@ -124,7 +120,7 @@ def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
     here)."""
     rows = []
     for booking in new:
-        created = _naive(booking.created_at)
+        created = naive_utc(booking.created_at)
         rows.append(
             (
                 str(booking.id),
@@ -170,37 +166,18 @@ async def list_bookings(
     return [_booking(row) for row in await conn.execute(query)]
 
 
-_LOCK_BOOKINGS = (
-    "SELECT id, customer_id, event_id, ticket_count, unit_price, total_price, status, order_id, "
-    "reason, created_at, version FROM bookings WHERE id IN ({}) ORDER BY id FOR UPDATE"
-)
-
-
 async def lock_bookings(
     conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, BookingState]:
     """The bookings' rows, locked until the transaction ends (in id order, as every locker
     takes them): the states a settlement decides from. Unknown ids are left out."""
-    query = _LOCK_BOOKINGS.format(sql.placeholders(len(booking_ids)))
-    rows = await sql.fetch_all(conn, query, [str(booking_id) for booking_id in booking_ids])
-    states = {}
-    for row in rows:
-        (booking_id, customer_id, event_id, tickets, unit, total, status, order_id) = row[:8]
-        reason, created_at, version = row[8:]
-        booking = Booking(
-            id=uuid.UUID(str(booking_id)),
-            status=BookingStatus(status),
-            customer_id=uuid.UUID(str(customer_id)),
-            event_id=uuid.UUID(str(event_id)),
-            ticket_count=int(tickets),
-            unit_price=str(unit),
-            total_price=str(total),
-            created_at=_aware(created_at),
-            order_id=None if order_id is None else uuid.UUID(str(order_id)),
-            reason=reason,
-        )
-        states[booking.id] = BookingState(booking, int(version))
-    return states
+    query = (
+        select(bookings)
+        .where(bookings.c.id.in_(booking_ids))
+        .order_by(bookings.c.id)
+        .with_for_update()
+    )
+    return {row.id: BookingState(_booking(row), row.version) for row in await conn.execute(query)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from ticketing.contracts.booking import (
 )
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared import inbox as inbox_ops
+from ticketing.shared.clock import naive_utc
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import is_duplicate_key, run_transaction
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
@@ -101,7 +102,7 @@ async def write_bookings(uow: UnitOfWork, new: Sequence[NewBooking]) -> None:
     requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
     uow.write(
         repo.add_bookings_statement([booking for booking, _ in stamped]),
-        repo.requested_statement(requested, new[0].cause, _naive(now)),
+        repo.requested_statement(requested, new[0].cause, naive_utc(now)),
     )
     for item, body in zip(new, bodies, strict=True):
         item.answer[:] = [body]
@@ -360,7 +361,7 @@ class BookingService:
                 states[outcome.booking_id] = domain.evolve(state, event)
             uow.write(inbox_ops.claim_all_statement(inbox, CONSUMER, list(firsts)))
             if settled:
-                uow.write(*repo.settled_statements(settled, _naive(now)))
+                uow.write(*repo.settled_statements(settled, naive_utc(now)))
             return len(firsts) - len(settled)
 
         try:
@@ -380,10 +381,6 @@ class BookingService:
 def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
     """A settlement's cause: this consumer, acting on the outcome's message."""
     return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _booking_of(events: Sequence[Any]) -> Booking | None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.cli.events import EVENT_SOURCED
 from ticketing.shared.db import create_engine
+from ticketing.shared.projections import Rebuilt
 from ticketing.shared.settings import ServiceName, Settings
 
 Verifier = Callable[[AsyncEngine], Awaitable[list[str]]]
-Rebuilder = Callable[[AsyncEngine], Awaitable[tuple[list[str], bool]]]  # lines, all rebuilt
+Rebuilder = Callable[[AsyncEngine], Awaitable[Rebuilt]]
 
 
 def verifiers() -> dict[ServiceName, Verifier]:
@@ -33,18 +33,7 @@ def rebuilders() -> dict[ServiceName, Rebuilder]:
     from ticketing.inventory import projections as inventory
     from ticketing.order import projections as order
 
-    def reporting(rebuild: Callable[[AsyncEngine], Awaitable[Any]]) -> Rebuilder:
-        async def run(engine: AsyncEngine) -> tuple[list[str], bool]:
-            done = await rebuild(engine)
-            return done.lines(), not done.broken
-
-        return run
-
-    return {
-        "inventory": reporting(inventory.rebuild),
-        "booking": reporting(booking.rebuild),
-        "order": reporting(order.rebuild),
-    }
+    return {"inventory": inventory.rebuild, "booking": booking.rebuild, "order": order.rebuild}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,12 +67,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, service: ServiceName) -> int:
     engine = create_engine(settings, service)
     try:
-        lines, complete = await rebuilders()[service](engine)
+        done = await rebuilders()[service](engine)
     finally:
         await engine.dispose()
-    for line in lines:
+    for line in done.lines():
         print(f"{service}: {line}")
-    return 0 if complete else 1
+    return 1 if done.broken else 0
 
 
 async def _verify(settings: Settings, services: list[ServiceName]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TypeAlias
 
 from sqlalchemy import Row, select
@@ -28,17 +28,13 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
-from ticketing.shared.clock import utcnow
+from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
-
-
-def to_utc_naive(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _venue(row: AnyRow) -> Venue:
@@ -100,7 +96,7 @@ def event_row(state: EventState) -> dict[str, Any]:
         "total_capacity": state.total_capacity,
         "left_capacity": state.left_capacity,
         "ticket_price": state.ticket_price,
-        "starts_at": to_utc_naive(state.starts_at),
+        "starts_at": None if state.starts_at is None else naive_utc(state.starts_at),
         "version": state.version,
     }
 

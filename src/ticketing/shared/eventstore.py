@@ -48,6 +48,7 @@ from ticketing.contracts.events import (
     Publication,
 )
 from ticketing.shared import sql
+from ticketing.shared.clock import naive_utc
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import printable_ascii
 
@@ -301,7 +302,7 @@ class EventStore:
         params: list[Any] = [str(stream_id)]
         if until is not None:
             query += " AND recorded_at <= %s"
-            params.append(until.astimezone(UTC).replace(tzinfo=None))
+            params.append(naive_utc(until))
         rows = await sql.fetch_all(conn, query + " ORDER BY version", params)
         return [self._recorded(row) for row in rows]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared import sql
-from ticketing.shared.clock import utcnow
+from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.eventstore import STORE_TABLE
 from ticketing.shared.relay import UNPUBLISHED_COLUMNS, Unpublished, unpublished
 
@@ -126,7 +126,7 @@ def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
             "such as 2h)"
         ) from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        moment = naive_utc(moment)
     return moment
 
 
