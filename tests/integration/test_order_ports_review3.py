@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fakes import InMemoryInventory, InMemoryOrderRecords
+from tests.fakes.inventory import InMemoryInventory
+from tests.fakes.order import InMemoryOrderRecords
 from tests.harness import as_the_runner_does, own_databases
 from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
     engine,

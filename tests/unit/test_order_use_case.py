@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.fakes import InMemoryInventory, InMemoryOrderRecords
+from tests.fakes.inventory import InMemoryInventory
+from tests.fakes.order import InMemoryOrderRecords
 from tests.harness import as_the_runner_does
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.order.service import CONSUMER, OrderService
