@@ -22,7 +22,7 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     evolve,
 )
-from ticketing.inventory.service import InventoryService
+from ticketing.inventory.service import DecideBatch, InventoryService
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded
@@ -79,9 +79,7 @@ class InMemoryInventoryRecords:
     async def reserve(
         self,
         event_ids: Sequence[uuid.UUID],
-        decide: Callable[
-            [Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Decisions
-        ],
+        decide: DecideBatch,
         cause: Cause,
         causes: Mapping[uuid.UUID, Cause],
         *,
@@ -112,11 +110,11 @@ class InMemoryInventoryRecords:
         self._commit([(state.id, 1, Recorded(EVENT_STREAM, scheduled, cause))], states=[state])
         return state
 
-    def given_event(self, capacity: int, *, venue_capacity: int | None = None) -> uuid.UUID:
+    def given_event(self, capacity: int) -> uuid.UUID:
         """A venue and an event of ``capacity`` seats there, recorded as the service does."""
         cause = Cause(actor="given")
         venue = self.record_venue(
-            decide_register_venue(uuid.uuid4(), "Hall", "Road 1", venue_capacity or capacity),
+            decide_register_venue(uuid.uuid4(), "Hall", "Road 1", capacity),
             cause,
         )
         scheduled = decide_schedule_event(
