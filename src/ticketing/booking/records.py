@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -30,15 +29,10 @@ from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_o
 _encoder = msgspec.json.Encoder()
 
 
-@contextmanager
-def _duplicates_refused() -> Iterator[None]:
-    """Raise :class:`AlreadyRecorded` for a broken unique key (any other error as it is)."""
-    try:
-        yield
-    except IntegrityError as error:
-        if is_duplicate_key(error):
-            raise AlreadyRecorded(str(error.orig)) from error
-        raise
+def _refuse_duplicate(error: IntegrityError) -> None:
+    """Raise :class:`AlreadyRecorded` for a broken unique key (the caller re-raises the rest)."""
+    if is_duplicate_key(error):
+        raise AlreadyRecorded(str(error.orig)) from error
 
 
 async def write_bookings(uow: UnitOfWork, new: Sequence[repo.NewBooking]) -> None:
@@ -91,11 +85,14 @@ class SqlBookingRecords:
     # Customers -------------------------------------------------------------------------
 
     async def register_customer(self, event: CustomerRegistered, cause: Cause) -> Customer:
-        with _duplicates_refused():
+        try:
             return await in_unit_of_work(
                 self._engine,
                 functools.partial(repo.register_customer, event=event, cause=cause),
             )
+        except IntegrityError as error:
+            _refuse_duplicate(error)
+            raise
 
     async def get_customer(self, customer_id: uuid.UUID) -> Customer | None:
         async with self._engine.connect() as conn:
@@ -143,8 +140,11 @@ class SqlBookingRecords:
     # Bookings ----------------------------------------------------------------------------
 
     async def add_booking(self, new: repo.NewBooking) -> bytes:
-        with _duplicates_refused():
+        try:
             await self._writer.write(new)
+        except IntegrityError as error:
+            _refuse_duplicate(error)
+            raise
         return new.answer[0]
 
     async def settle(
@@ -162,8 +162,11 @@ class SqlBookingRecords:
             if settled:
                 uow.write(*repo.settled_statements(settled, naive_utc(now)))
 
-        with _duplicates_refused():
+        try:
             await in_unit_of_work(self._engine, work)
+        except IntegrityError as error:
+            _refuse_duplicate(error)
+            raise
 
     async def has_seen(self, message_id: uuid.UUID) -> bool:
         return await inbox_ops.seen(self._engine, inbox, self._consumer, message_id)
