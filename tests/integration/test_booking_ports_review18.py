@@ -16,6 +16,8 @@ PAIRS = [
     ("ab", "a\u200bb", True),  # an ignorable character
     ("ae", "æ", False),  # a letter of its own, not a ligature of two
     ("o", "ø", False),
+    ("x\U0001f600", "x\U0001f601", True),  # every character past U+FFFF weighs alike
+    ("a", "\U0001d400", False),  # so a mathematical A is no plain one
 ]
 
 
