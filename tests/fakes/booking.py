@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,19 @@ from ticketing.shared.history import history_entry
 from ticketing.shared.pagination import decode_version_cursor, encode_version_cursor
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
+_BEYOND_BMP = "\U0010ffff"  # the collation weighs every character past U+FFFF alike
+
 
 def _collated(email: str) -> str:
-    """An email as the column's collation compares it: case and trailing spaces ignored."""
-    return email.casefold().rstrip(" ")
+    """An email as the column's collation (utf8mb4_unicode_ci) compares it, near enough: case,
+    accents, compatibility forms, ignorable characters and trailing spaces ignored."""
+    weighed = "".join(_BEYOND_BMP if ord(c) > 0xFFFF else c for c in email)
+    kept = (
+        c
+        for c in unicodedata.normalize("NFKD", weighed)
+        if not unicodedata.combining(c) and unicodedata.category(c) not in ("Cc", "Cf")
+    )
+    return "".join(kept).casefold().rstrip(" ")
 
 
 class InMemoryBookingRecords:
