@@ -1,47 +1,190 @@
-"""Inventory in memory: the reservation call other services make."""
+"""Inventory in memory: its records (the port its write use cases talk to), and the reservation
+call other services make, answered by inventory's own service over those records."""
 
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ticketing.contracts.inventory import ReservationItem, ReservationItemResult
-from ticketing.inventory.domain import EventState, Reservation, decide
+from ticketing.inventory.domain import (
+    EVENT_STREAM,
+    VENUE_STREAM,
+    Decisions,
+    EventScheduled,
+    EventState,
+    InventoryEvent,
+    Reservation,
+    VenueRegistered,
+    VenueState,
+    decide_register_venue,
+    decide_schedule_event,
+    evolve,
+)
+from ticketing.inventory.service import DecideBatch, InventoryService
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.eventstore import Cause
+from ticketing.shared.unit_of_work import AlreadyRecorded
+
+
+class CheckFailed(Exception):
+    """A row the database's CHECK constraints refuse (an OperationalError there): a decision
+    that takes seats that are not left."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One event of a stream as the store keeps it: with its stream's type and its cause."""
+
+    stream_type: str
+    event: InventoryEvent
+    cause: Cause
+
+
+async def _nothing() -> None:
+    return None
+
+
+class InMemoryInventoryRecords:
+    """Inventory's records: the streams (version -> event with its cause) and the projections,
+    written all or nothing per call. The database's rules are kept: a stream version, a venue,
+    an event and a booking id's reservation are each recorded once; an event is scheduled only
+    at a venue; no event is left with fewer than no seats or more than it holds."""
+
+    def __init__(self) -> None:
+        self.streams: dict[uuid.UUID, dict[int, Recorded]] = {}
+        self.venues: dict[uuid.UUID, VenueState] = {}
+        self.events: dict[uuid.UUID, EventState] = {}
+        self.reservations: dict[uuid.UUID, Reservation] = {}
+        self.transactions = 0  # calls that recorded something
+        self.existing_reads: list[list[uuid.UUID]] = []  # the booking ids each reserve read
+        # Awaited by each reserve between its reads and its writes: what another transaction
+        # commits meanwhile (in the database: before the locks are taken, or on other events).
+        self.meanwhile: Callable[[], Awaitable[None]] = _nothing
+
+    async def register_venue(self, registered: VenueRegistered, cause: Cause) -> None:
+        self.record_venue(registered, cause)
+
+    async def schedule_event(
+        self, venue_id: uuid.UUID, decide: Callable[[VenueState], EventScheduled], cause: Cause
+    ) -> tuple[VenueState, EventScheduled] | None:
+        venue = self.venues.get(venue_id)
+        if venue is None:
+            return None
+        scheduled = decide(venue)
+        self.record_event(scheduled, cause)
+        return venue, scheduled
+
+    async def reserve(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        decide: DecideBatch,
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+        *,
+        existing_of: Sequence[uuid.UUID] = (),
+    ) -> Decisions:
+        states = {i: self.events[i] for i in event_ids if i in self.events}
+        self.existing_reads.append(list(existing_of))
+        existing = {b: self.reservations[b] for b in existing_of if b in self.reservations}
+        decisions = decide(states, existing)
+        await self.meanwhile()
+        appended = [
+            (e.event_id, version, Recorded(EVENT_STREAM, e, causes.get(e.booking_id) or cause))
+            for version, e in decisions.events
+        ]
+        self._commit(appended, states=list(decisions.states.values()), reservations=decisions.new)
+        return decisions
+
+    def record_venue(self, registered: VenueRegistered, cause: Cause) -> VenueState:
+        state = evolve(None, registered)
+        assert isinstance(state, VenueState)
+        self._commit([(state.id, 1, Recorded(VENUE_STREAM, registered, cause))], venue=state)
+        return state
+
+    def record_event(self, scheduled: EventScheduled, cause: Cause) -> EventState:
+        state = evolve(None, scheduled)
+        assert isinstance(state, EventState)
+        assert state.venue_id in self.venues, "the foreign key: an event is held at a venue"
+        self._commit([(state.id, 1, Recorded(EVENT_STREAM, scheduled, cause))], states=[state])
+        return state
+
+    def given_event(self, capacity: int) -> uuid.UUID:
+        """A venue and an event of ``capacity`` seats there, recorded as the service does."""
+        cause = Cause(actor="given")
+        venue = self.record_venue(
+            decide_register_venue(uuid.uuid4(), "Hall", "Road 1", capacity),
+            cause,
+        )
+        scheduled = decide_schedule_event(
+            uuid.uuid4(),
+            venue,
+            name="Show",
+            total_capacity=capacity,
+            ticket_price="10.00",
+            starts_at=None,
+        )
+        return self.record_event(scheduled, cause).id
+
+    def history(self, stream_id: uuid.UUID) -> list[Recorded]:
+        """The stream's events in version order."""
+        stream = self.streams.get(stream_id, {})
+        return [stream[version] for version in sorted(stream)]
+
+    def _commit(
+        self,
+        appended: Sequence[tuple[uuid.UUID, int, Recorded]],
+        *,
+        venue: VenueState | None = None,
+        states: Sequence[EventState] = (),
+        reservations: Sequence[Reservation] = (),
+    ) -> None:
+        """Check every key and constraint first, then write everything (all or nothing)."""
+        keys = [(stream_id, version) for stream_id, version, _ in appended]
+        taken = [key for key in keys if key[1] in self.streams.get(key[0], {})]
+        booked = [r.booking_id for r in reservations]
+        if taken or len(set(keys)) < len(keys):
+            raise AlreadyRecorded(f"stream versions taken: {taken or keys}")
+        if set(booked) & set(self.reservations) or len(set(booked)) < len(booked):
+            raise AlreadyRecorded(f"reservations taken: {booked}")
+        for state in states:
+            if not 0 <= state.left_capacity <= state.total_capacity:
+                raise CheckFailed(f"event {state.id}: {state.left_capacity} seats left")
+        if not appended:
+            return
+        for stream_id, version, recorded in appended:
+            self.streams.setdefault(stream_id, {})[version] = recorded
+        if venue is not None:
+            self.venues[venue.id] = venue
+        self.events.update((state.id, state) for state in states)
+        self.reservations.update((r.booking_id, r) for r in reservations)
+        self.transactions += 1
 
 
 class InMemoryInventory:
-    """Inventory's reservation call, decided by inventory's own domain over events held here;
-    ``down`` makes it answer as an unreachable inventory does."""
+    """Inventory's reservation call, answered by inventory's own service over records held
+    here; ``down`` makes it answer as an unreachable inventory does."""
 
     def __init__(self) -> None:
-        self.states: dict[uuid.UUID, EventState] = {}
-        self.reservations: dict[uuid.UUID, Reservation] = {}
+        self.records = InMemoryInventoryRecords()
+        self.service = InventoryService(self.records)
         self.calls: list[list[ReservationItem]] = []
         self.down = False
 
+    @property
+    def states(self) -> dict[uuid.UUID, EventState]:
+        return self.records.events
+
     def schedule(self, capacity: int) -> uuid.UUID:
-        event_id = uuid.uuid4()
-        venue = uuid.uuid4()
-        self.states[event_id] = EventState(
-            event_id, venue, "Show", capacity, capacity, Decimal("10.00"), None, 1
-        )
-        return event_id
+        return self.records.given_event(capacity)
 
     async def reserve_many(
         self, items: list[ReservationItem], *, correlation_id: str | None = None
     ) -> list[ReservationItemResult]:
-        del correlation_id
         self.calls.append(list(items))
         if self.down:
             raise Unavailable("inventory is unreachable")
-        existing = {
-            item.booking_id: self.reservations[item.booking_id]
-            for item in items
-            if item.booking_id in self.reservations
-        }
-        decisions = decide(items, existing, self.states)
-        self.states.update(decisions.states)
-        for reservation in decisions.new:
-            self.reservations[reservation.booking_id] = reservation
-        return decisions.results
+        # As the HTTP entrypoint names it: the calling client, its correlation id as cause.
+        cause = Cause(actor="order", correlation_id=correlation_id, causation_id=correlation_id)
+        return await self.service.reserve_many(items, cause)

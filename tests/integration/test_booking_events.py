@@ -13,13 +13,13 @@ from typing import Any, cast
 import msgspec
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import as_the_runner_does, own_databases
 from ticketing.booking import projections
-from ticketing.booking.repository import STORE
-from ticketing.booking.service import CONSUMER, BookingService, NewBooking, write_bookings
+from ticketing.booking.records import SqlBookingRecords, write_bookings
+from ticketing.booking.repository import STORE, NewBooking
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.tables import bookings, customers, event_store, inbox
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
@@ -29,6 +29,7 @@ from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 
@@ -48,7 +49,9 @@ async def engine() -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def service(engine: AsyncEngine) -> BookingService:
     # Settlements and customers never ask inventory anything.
-    return BookingService(engine, cast(Any, None), max_tickets=10)
+    return BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
 
 
 async def customer(service: BookingService) -> uuid.UUID:
@@ -210,7 +213,7 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_cl
         )
     assert claimed == 3  # every message applied, once
     redelivered = [Received(outcome, None) for outcome in batch]
-    with pytest.raises(IntegrityError):  # the runner then hands each message over alone
+    with pytest.raises(AlreadyRecorded):  # the runner then hands each message over alone
         await service.apply_outcomes(redelivered)
     await as_the_runner_does(service.apply_outcomes, redelivered)
     assert len(await stream(engine, pending.id)) == 2

@@ -21,8 +21,9 @@ from sqlalchemy import text
 
 from tests.harness import own_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings
+from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.repository import STORE
-from ticketing.booking.service import BookingService
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.cli.events import wait_for_writers
 from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
@@ -57,7 +58,9 @@ async def test_a_settlement_waiting_for_a_connection_is_in_one_of_two_split_expo
     databases = own_booking_db
     one_connection = dataclasses.replace(databases, db_pool_size=1, db_max_overflow=0)
     engine = create_engine(one_connection, "booking")
-    service = BookingService(engine, cast(Any, None), max_tickets=10)
+    service = BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
     try:
         (booking,) = await pending_bookings(engine, await customer(service), 1)
         async with engine.connect() as busy:  # the pool's one connection, in use

@@ -17,6 +17,7 @@ from tests.integration.helpers import create_event
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import projections
 from ticketing.inventory import repository as repo
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.eventstore import Cause
 
@@ -30,7 +31,7 @@ async def test_overlapping_batches_with_repeats_and_cancellations_all_answer_and
     event_ids = [uuid.UUID((await create_event(inventory, capacity=25))["id"]) for _ in range(4)]
     wants = {uuid.uuid4(): (rng.choice(event_ids), rng.randint(1, 3)) for _ in range(80)}
     pool = list(wants)
-    service = InventoryService(inventory_db)
+    service = InventoryService(SqlInventoryRecords(inventory_db), inventory_db)
 
     def batch() -> list[ReservationItem]:
         return [ReservationItem(wants[b][0], b, wants[b][1]) for b in rng.sample(pool, 8)]
@@ -81,7 +82,7 @@ async def test_a_batch_whose_booking_ids_keep_arriving_concurrently_still_gets_i
     one costs an attempt, and after DUPLICATE_RETRIES the batch fails with the duplicate key."""
     event_id = uuid.UUID((await create_event(inventory, capacity=50))["id"])
     items = [ReservationItem(event_id, uuid.uuid4(), 1) for _ in range(6)]
-    service = InventoryService(inventory_db)
+    service = InventoryService(SqlInventoryRecords(inventory_db), inventory_db)
     lock_states = repo.lock_states
     arriving = iter(items)
     inside = False

@@ -15,6 +15,7 @@ import pytest
 from tests.harness import drop_databases
 from tests.integration.test_cli_db import run_cli
 from ticketing.contracts.inventory import EventCreate, ReservationItem, VenueCreate
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
@@ -41,7 +42,7 @@ def lines(output: str) -> list[dict[str, Any]]:
 async def test_export_writes_each_event_once_oldest_first_and_filters(settings: Settings) -> None:
     engine = create_engine(settings, "inventory")
     try:
-        service = InventoryService(engine)
+        service = InventoryService(SqlInventoryRecords(engine), engine)
         cause = Cause(actor="box-office", correlation_id="corr-1", causation_id="req-1")
         venue = await service.create_venue(VenueCreate('Hall "A"', "1 Road", 10), cause)
         event = await service.create_event(EventCreate("Gig", venue.id, 2, "9.50"), cause)

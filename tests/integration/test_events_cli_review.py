@@ -15,6 +15,7 @@ from ticketing.cli import events as events_cli
 from ticketing.contracts.inventory import VenueCreate
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import SeatsReserved, decide_register_venue
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
@@ -37,7 +38,9 @@ async def test_exports_split_at_a_moment_together_hold_every_event(settings: Set
         async with engine.begin() as conn:  # a venue being registered, not yet committed
             slow = decide_register_venue(new_id(), "Slow", "Road", 10)
             await sent_uncommitted(conn, lambda uow: repo.register_venue(uow, slow, CAUSE))
-            await InventoryService(engine).create_venue(VenueCreate("Fast", "Road", 10), CAUSE)
+            await InventoryService(SqlInventoryRecords(engine), engine).create_venue(
+                VenueCreate("Fast", "Road", 10), CAUSE
+            )
             split = datetime.now(UTC).isoformat()
             until = asyncio.create_task(
                 asyncio.to_thread(

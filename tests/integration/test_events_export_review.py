@@ -20,6 +20,7 @@ from ticketing.cli import events as events_cli
 from ticketing.contracts.inventory import VenueCreate
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import decide_register_venue
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine, create_server_engine
 from ticketing.shared.eventstore import Cause
@@ -85,7 +86,9 @@ async def test_an_export_until_works_with_the_privileges_the_deployment_grants(
             await conn.execute(text(f"GRANT ALL PRIVILEGES ON `{pattern}`.* TO '{user}'@'%'"))
         engine = create_engine(settings, "inventory")
         try:
-            await InventoryService(engine).create_venue(VenueCreate("Hall", "Road", 10), CAUSE)
+            await InventoryService(SqlInventoryRecords(engine), engine).create_venue(
+                VenueCreate("Hall", "Road", 10), CAUSE
+            )
         finally:
             await engine.dispose()
         url = make_url(settings.mysql_url).set(username=user, password=password)

@@ -22,9 +22,11 @@ from tests.harness import serve
 from tests.integration.flow import book, setup_sale
 from ticketing.booking import repository as repo
 from ticketing.booking.api import request_booking
+from ticketing.booking.domain import KeyTakenOver
 from ticketing.booking.inventory_client import InventoryClient
-from ticketing.booking.repository import KeyClaim
-from ticketing.booking.service import BookingService, KeyTakenOver, NewBooking, write_bookings
+from ticketing.booking.records import SqlBookingRecords, write_bookings
+from ticketing.booking.repository import KeyClaim, NewBooking
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.tables import bookings, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
@@ -84,7 +86,10 @@ async def booking(
     """Booking's request route, served over HTTP with the real token check and error mapping,
     on a service whose reads of inventory wait at ``inventory``'s gates."""
     service = BookingService(
-        stack.engines["booking"], inventory, max_tickets=10, abandoned_after=ABANDONED_AFTER
+        SqlBookingRecords(stack.engines["booking"], consumer=CONSUMER),
+        inventory,
+        max_tickets=10,
+        abandoned_after=ABANDONED_AFTER,
     )
 
     @asynccontextmanager

@@ -30,6 +30,7 @@ from ticketing.inventory.domain import (
     SeatsReserved,
     VenueRegistered,
 )
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.repository import STORE
 from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import events, reservations, venues
@@ -378,7 +379,7 @@ async def test_reservations_after_the_upgrade_append_the_next_versions(
     await upgrade_to_head(at_0001)
     before = await versions(engine, "events")
     new_e1, new_e3 = uuid.uuid4(), uuid.uuid4()
-    results = await InventoryService(engine).reserve_many(
+    results = await InventoryService(SqlInventoryRecords(engine), engine).reserve_many(
         [ReservationItem(E1, new_e1, 1), ReservationItem(E3, new_e3, 2)],
         Cause("upgrade-test", correlation_id="after-upgrade"),
     )

@@ -11,13 +11,16 @@ from typing import Any, cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.test_booking_events import engine  # noqa: F401 - its own database
-from ticketing.booking.service import BookingService
+from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.contracts.booking import CustomerCreate
 from ticketing.shared.eventstore import Cause
 
 
 async def test_a_client_with_a_long_id_can_register_a_customer(engine: AsyncEngine) -> None:  # noqa: F811
-    service = BookingService(engine, cast(Any, None), max_tickets=10)
+    service = BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
     long_client = Cause("c" * 300, correlation_id="req-long", causation_id="req-long")
     email = f"long.{uuid.uuid4().hex[:10]}@example.com"
     created = await service.create_customer(CustomerCreate("Lee", email), long_client)

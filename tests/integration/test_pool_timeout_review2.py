@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.harness import drop_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
-from ticketing.booking.service import BookingService
+from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderConfirmed, OrderRejected
 from ticketing.shared.consumer import Delivery, MessageRunner
 from ticketing.shared.db import create_engine
@@ -97,7 +98,9 @@ async def test_an_outcome_that_waited_for_a_busy_pool_is_applied_not_dead_letter
     booking_db: Settings,
 ) -> None:
     engine = create_engine(booking_db, "booking")
-    service = BookingService(engine, cast(Any, None), max_tickets=10)
+    service = BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
     dead = DeadLetters()
     runner = MessageRunner(
         cast(Any, dead),

@@ -20,6 +20,7 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import projections
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
@@ -47,7 +48,7 @@ async def sale(service: InventoryService, capacity: int) -> uuid.UUID:
 async def test_rebuild_puts_back_every_row_the_events_disagree_with(
     engine: AsyncEngine, settings: Settings
 ) -> None:
-    service = InventoryService(engine)
+    service = InventoryService(SqlInventoryRecords(engine), engine)
     event_id = await sale(service, 5)
     bookings = [uuid.uuid4() for _ in range(7)]
     await service.reserve_many([ReservationItem(event_id, b, 1) for b in bookings], CAUSE)
@@ -95,7 +96,7 @@ async def test_a_rebuild_while_reservations_go_on_loses_and_doubles_nothing(
 ) -> None:
     """Rebuilds over and over while batches reserve on the same events: every answer given
     stays true, no seat is taken twice, and the tables agree with the events at the end."""
-    service = InventoryService(engine)
+    service = InventoryService(SqlInventoryRecords(engine), engine)
     events = [await sale(service, 40) for _ in range(2)]
     answers: dict[uuid.UUID, ReservationOutcome] = {}
     stop = asyncio.Event()
@@ -145,7 +146,7 @@ async def test_a_venue_and_event_created_while_a_rebuild_runs_keep_their_rows(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rebuild lists the streams first; what is created after that list is no orphan."""
-    service = InventoryService(engine)
+    service = InventoryService(SqlInventoryRecords(engine), engine)
     await sale(service, 5)
     listed = projections._streams
     created: list[uuid.UUID] = []

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.test_projections_rebuild import CAUSE, engine, sale, settings
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import projections
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.errors import NotFound
 
@@ -23,7 +24,7 @@ async def test_a_rebuild_keeps_an_event_scheduled_and_reserved_while_it_runs(
     """The rebuild lists the streams once, rebuilds them one by one, then deletes every row no
     listed stream accounts for. A venue, an event and a reservation committed after the list
     was read (inventory keeps serving meanwhile) are not strays: their streams exist."""
-    service = InventoryService(engine)
+    service = InventoryService(SqlInventoryRecords(engine), engine)
     await sale(service, 5)  # a stream to rebuild, so that the rebuild takes its time
     listed = projections._streams
     late: list[uuid.UUID] = []
@@ -56,7 +57,7 @@ async def test_events_scheduled_during_rebuilds_are_still_there_when_they_stop(
 ) -> None:
     """No hook this time: rebuilds run over and over while an organiser schedules events and
     sells a seat of each. Every event scheduled is still served afterwards."""
-    service = InventoryService(engine)
+    service = InventoryService(SqlInventoryRecords(engine), engine)
     await sale(service, 5)
     scheduled: list[uuid.UUID] = []
     stop = asyncio.Event()

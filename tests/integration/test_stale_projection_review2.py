@@ -19,7 +19,6 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import order_records as records
@@ -27,7 +26,8 @@ from tests.harness import own_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.booking import tables as booking_tables
-from ticketing.booking.service import BookingService
+from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.order import tables as order_tables
 from ticketing.order.service import OrderService
 from ticketing.shared.consumer import Received
@@ -51,7 +51,9 @@ async def test_an_outcome_decided_from_a_lagging_row_is_not_acked_as_applied_bef
     engines: dict[str, AsyncEngine],
 ) -> None:
     engine = engines["booking"]
-    service = BookingService(engine, cast(Any, None), max_tickets=10)
+    service = BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
     (booking,) = await pending_bookings(engine, await customer(service), 1)
     async with engine.begin() as conn:  # the row lags its stream (version 1 is written)
         bookings = booking_tables.bookings
@@ -59,7 +61,7 @@ async def test_an_outcome_decided_from_a_lagging_row_is_not_acked_as_applied_bef
     outcome = confirmation(booking.id)
     try:
         await service.apply_outcomes([Received(outcome, None)])
-    except IntegrityError:  # refused: the runner retries, then dead-letters it
+    except AlreadyRecorded:  # refused: the runner retries, then dead-letters it
         return
     # Returned: the runner commits the offset, so the outcome must have been applied.
     async with engine.connect() as conn:

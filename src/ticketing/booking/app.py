@@ -18,7 +18,8 @@ from ticketing.booking.api import (
 )
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
-from ticketing.booking.service import BookingService
+from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.tables import event_store
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
@@ -42,10 +43,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             service_runtime(app, settings, "booking", event_store) as shared,
         ):
             service = BookingService(
-                shared.engine,
+                SqlBookingRecords(shared.engine, consumer=CONSUMER, after_commit=shared.relay.wake),
                 InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
                 max_tickets=settings.booking_max_tickets,
-                after_commit=shared.relay.wake,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
             )
             app.state.bookings = service

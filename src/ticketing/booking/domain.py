@@ -84,6 +84,28 @@ class BookingState:
 # --- Decisions -------------------------------------------------------------------------
 
 
+class KeyInFlight(Conflict):
+    """Another request holds the Idempotency-Key and has not answered yet."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            retry_after=1,
+        )
+
+
+class KeyTakenOver(Conflict):
+    """A retry took the request's Idempotency-Key over while the request was in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a retry with this Idempotency-Key took it over while this request was in flight "
+            "(after TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS), so this request made no booking; "
+            "repeat it with the same key for the answer to the retry",
+            retry_after=1,
+        )
+
+
 def check_ticket_count(ticket_count: int, maximum: int) -> None:
     if ticket_count > maximum:
         raise InvalidInput(

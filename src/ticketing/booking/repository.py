@@ -3,15 +3,17 @@ the idempotency keys; SQLAlchemy Core statements on one connection."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,6 +140,26 @@ def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
     return sql.Statement(_ADD_BOOKINGS, rows, rows=True)
 
 
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    """What accepting one booking writes: its row, its BookingRequested event (with the cause
+    of its request), its idempotency key's answer (when the request came with a key, which it
+    holds). Their time is set when they are written (:meth:`at`), so that a booking's
+    ``created_at`` is when its event was recorded: the booking exists ``as_of`` that time."""
+
+    booking: Booking
+    requested: BookingRequested
+    cause: Cause
+    idempotency_key: KeyClaim | None
+    answer: list[bytes] = field(default_factory=list)  # the 202's body, once written
+
+    def at(self, now: datetime) -> tuple[Booking, BookingRequested]:
+        return (
+            msgspec.structs.replace(self.booking, created_at=now),
+            dataclasses.replace(self.requested, requested_at=now),
+        )
+
+
 def requested_statement(
     requested: Sequence[tuple[BookingRequested, Cause]], cause: Cause, now: datetime
 ) -> sql.Statement:
@@ -188,6 +210,10 @@ class Settlement:
     event: BookingConfirmed | BookingRejected
     cause: Cause
     after_version: int
+
+
+# How a use case decides settlements from the bookings' locked states, at a time (aware).
+DecideSettlements = Callable[[Mapping[uuid.UUID, BookingState], datetime], Sequence[Settlement]]
 
 
 def settled_statements(
@@ -280,9 +306,24 @@ async def claim_key(conn: AsyncConnection, claim: KeyClaim, fingerprint: str) ->
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """An Idempotency-Key as stored, whoever holds it: the body it is bound to, and the answer
+    given (none while its request is in flight)."""
+
+    fingerprint: str
+    booking_id: uuid.UUID | None
+    response: str | None
+    claimed_at: datetime  # aware: when the request holding it claimed it
+
+
 async def get_key(conn: AsyncConnection, claim: KeyClaim) -> Any:
     """The client's row of the key ``claim`` names, whoever holds it."""
     return (await conn.execute(select(idempotency_keys).where(_named_by(claim)))).first()
+
+
+def stored_key(row: Any) -> StoredKey:
+    return StoredKey(row.fingerprint, row.booking_id, row.response, _aware(row.created_at))
 
 
 async def take_over_key(conn: AsyncConnection, claim: KeyClaim, held_by: str) -> bool:

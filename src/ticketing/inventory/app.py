@@ -13,6 +13,7 @@ from ticketing.inventory.api import (
     ReservationController,
     VenueController,
 )
+from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db import create_engine, ping
 from ticketing.shared.http import create_http_app, register_readiness
@@ -25,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings, "inventory")
-        app.state.inventory = InventoryService(engine)
+        app.state.inventory = InventoryService(SqlInventoryRecords(engine), engine)
         register_readiness(app, "database", lambda: ping(engine))
         try:
             yield

@@ -1,13 +1,14 @@
-"""Inventory's service layer: each use case is one transaction on the inventory database."""
+"""Inventory's service layer: each write use case is one unit of work of its records (the
+port :class:`InventoryRecords`, whose SQL adapter is
+:class:`ticketing.inventory.records.SqlInventoryRecords`); the reads query the database."""
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.inventory import (
@@ -26,13 +27,18 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import (
+    Decisions,
+    EventScheduled,
     EventState,
+    Reservation,
+    VenueRegistered,
+    VenueState,
     decide,
     decide_register_venue,
     decide_schedule_event,
+    evolve,
     fold,
 )
-from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.errors import Conflict, NotFound
 from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.history import history_page
@@ -41,7 +47,7 @@ from ticketing.shared.pagination import (
     decode_cursor,
     page,
 )
-from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
@@ -60,17 +66,62 @@ def item_causes(items: Sequence[ReservationItem], cause: Cause) -> dict[uuid.UUI
     return causes
 
 
+DecideBatch = Callable[[Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Decisions]
+
+
+class InventoryRecords(Protocol):
+    """Where the write use cases record what they decide, each call one transaction (the port
+    they need; the SQL adapter is :class:`ticketing.inventory.records.SqlInventoryRecords`).
+    A call that raises records nothing."""
+
+    async def register_venue(self, registered: VenueRegistered, cause: Cause) -> None:
+        """Record the venue's first event and its projection row. Raises
+        :class:`AlreadyRecorded` when the venue exists."""
+
+    async def schedule_event(
+        self, venue_id: uuid.UUID, decide: Callable[[VenueState], EventScheduled], cause: Cause
+    ) -> tuple[VenueState, EventScheduled] | None:
+        """Read the venue's state and record the event ``decide`` schedules there, with its
+        projection row; the venue and that event, or None when the venue does not exist.
+        Raises :class:`AlreadyRecorded` when the event exists."""
+
+    async def reserve(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        decide: DecideBatch,
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+        *,
+        existing_of: Sequence[uuid.UUID] = (),
+    ) -> Decisions:
+        """Lock the state of each existing event of ``event_ids`` (its stream's snapshot),
+        read the reservations recorded for the booking ids ``existing_of`` (none is read when
+        it is empty), and record what ``decide`` decides from them: its events, each with its
+        booking id's cause in ``causes`` or else ``cause``, its reservations and the events'
+        new states; the decisions. Raises :class:`AlreadyRecorded` when a booking id holds a
+        reservation already or a stream version is taken."""
+
+
 class InventoryService:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    """Inventory's use cases: the writes through ``records``, the reads on ``engine`` (a
+    service built without one, as in the unit tests, only writes)."""
+
+    def __init__(self, records: InventoryRecords, engine: AsyncEngine | None = None) -> None:
+        self._records = records
+        self._database = engine
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        if self._database is None:
+            raise RuntimeError("this inventory service has no database to read from")
+        return self._database
 
     async def create_venue(self, data: VenueCreate, cause: Cause) -> Venue:
         registered = decide_register_venue(new_id(), data.name, data.address, data.total_capacity)
-
-        async def work(uow: UnitOfWork) -> Venue:
-            return repo.register_venue(uow, registered, cause)
-
-        return await in_unit_of_work(self._engine, work)
+        await self._records.register_venue(registered, cause)
+        state = evolve(None, registered)
+        assert isinstance(state, VenueState)
+        return repo.venue_of(state)
 
     async def get_venue(self, venue_id: uuid.UUID) -> Venue:
         async with self._engine.connect() as conn:
@@ -82,11 +133,8 @@ class InventoryService:
     async def create_event(self, data: EventCreate, cause: Cause) -> Event:
         event_id = new_id()
 
-        async def work(uow: UnitOfWork) -> Event:
-            venue = await repo.get_venue_state(uow.conn, data.venue_id)
-            if venue is None:
-                raise NotFound(f"venue {data.venue_id} does not exist")
-            scheduled = decide_schedule_event(
+        def schedule(venue: VenueState) -> EventScheduled:
+            return decide_schedule_event(
                 event_id,
                 venue,
                 name=data.name,
@@ -94,10 +142,14 @@ class InventoryService:
                 ticket_price=data.ticket_price,
                 starts_at=data.starts_at,
             )
-            state = repo.schedule_event(uow, scheduled, cause)
-            return repo.event_of(state, repo.venue_of(venue))
 
-        return await in_unit_of_work(self._engine, work)
+        recorded = await self._records.schedule_event(data.venue_id, schedule, cause)
+        if recorded is None:
+            raise NotFound(f"venue {data.venue_id} does not exist")
+        venue, scheduled = recorded
+        state = evolve(None, scheduled)
+        assert isinstance(state, EventState)
+        return repo.event_of(state, repo.venue_of(venue))
 
     async def get_event(self, event_id: uuid.UUID, *, as_of: datetime | None = None) -> Event:
         """The event as it is now (its projection row), or as it was at ``as_of`` (aware)."""
@@ -169,36 +221,32 @@ class InventoryService:
 
         The first attempt assumes that no booking id holds a reservation yet (the common case:
         one statement less). If one does (a repeat, or a concurrent request for the same
-        booking id), the insert fails on the primary key, nothing is changed, and the batch is
-        decided again knowing the reservations already recorded. A stale stream version fails
-        on the store's unique key and is decided again the same way.
+        booking id), the records refuse the batch on the primary key (:class:`AlreadyRecorded`,
+        nothing is changed), and it is decided again knowing the reservations already
+        recorded. A stale stream version fails on the store's unique key and is decided again
+        the same way; after ``DUPLICATE_RETRIES`` such retries the refusal is raised.
         """
-
         causes = item_causes(items, cause)
+        event_ids = list({item.event_id for item in items})
+        booking_ids = [item.booking_id for item in items]
 
-        async def work(uow: UnitOfWork, *, optimistic: bool) -> list[ReservationItemResult]:
-            # The locks first, then the reservations already recorded: a repeat committed
-            # while this waited for a lock is then seen, not found later on the primary key.
-            states = await repo.lock_states(uow.conn, list({i.event_id for i in items}))
-            existing = (
-                {}
-                if optimistic
-                else await repo.get_reservations(uow.conn, [i.booking_id for i in items])
-            )
-            decisions = decide(items, existing, states)
-            uow.write(
-                *repo.reservation_statements(
-                    decisions.events, list(decisions.states.values()), decisions.new, cause, causes
-                )
-            )
-            return decisions.results
+        def decide_batch(
+            states: Mapping[uuid.UUID, EventState], existing: Mapping[uuid.UUID, Reservation]
+        ) -> Decisions:
+            return decide(items, existing, states)
 
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
-                return await in_unit_of_work(
-                    self._engine, functools.partial(work, optimistic=attempt == 0)
+                decisions = await self._records.reserve(
+                    event_ids,
+                    decide_batch,
+                    cause,
+                    causes,
+                    existing_of=() if attempt == 0 else booking_ids,
                 )
-            except IntegrityError as error:
-                if not is_duplicate_key(error) or attempt == DUPLICATE_RETRIES:
+            except AlreadyRecorded:
+                if attempt == DUPLICATE_RETRIES:
                     raise
+                continue
+            return decisions.results
         raise AssertionError("unreachable")

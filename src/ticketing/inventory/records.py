@@ -1,0 +1,87 @@
+"""Inventory's write records in its database: the SQL adapter of the port the service's write
+use cases talk to (:class:`ticketing.inventory.service.InventoryRecords`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticketing.inventory import repository as repo
+from ticketing.inventory.domain import (
+    Decisions,
+    EventScheduled,
+    EventState,
+    Reservation,
+    VenueRegistered,
+    VenueState,
+)
+from ticketing.shared.db import is_duplicate_key
+from ticketing.shared.eventstore import Cause
+from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+
+T = TypeVar("T")
+
+
+class SqlInventoryRecords:
+    """Each call is one unit of work: its reads, then its events, projection rows and
+    reservations sent with the ``COMMIT``. A broken unique key is :class:`AlreadyRecorded`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def register_venue(self, registered: VenueRegistered, cause: Cause) -> None:
+        async def work(uow: UnitOfWork) -> None:
+            repo.register_venue(uow, registered, cause)
+
+        await self._unit(work)
+
+    async def schedule_event(
+        self, venue_id: uuid.UUID, decide: Callable[[VenueState], EventScheduled], cause: Cause
+    ) -> tuple[VenueState, EventScheduled] | None:
+        async def work(uow: UnitOfWork) -> tuple[VenueState, EventScheduled] | None:
+            venue = await repo.get_venue_state(uow.conn, venue_id)
+            if venue is None:
+                return None
+            scheduled = decide(venue)
+            repo.schedule_event(uow, scheduled, cause)
+            return venue, scheduled
+
+        return await self._unit(work)
+
+    async def reserve(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        decide: Callable[
+            [Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Decisions
+        ],
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+        *,
+        existing_of: Sequence[uuid.UUID] = (),
+    ) -> Decisions:
+        async def work(uow: UnitOfWork) -> Decisions:
+            # The locks first, then the reservations already recorded: a repeat committed
+            # while this waited for a lock is then seen, not found later on the primary key.
+            states = await repo.lock_states(uow.conn, event_ids)
+            existing = await repo.get_reservations(uow.conn, existing_of) if existing_of else {}
+            decisions = decide(states, existing)
+            uow.write(
+                *repo.reservation_statements(
+                    decisions.events, list(decisions.states.values()), decisions.new, cause, causes
+                )
+            )
+            return decisions
+
+        return await self._unit(work)
+
+    async def _unit(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        try:
+            return await in_unit_of_work(self._engine, work)
+        except IntegrityError as error:
+            if is_duplicate_key(error):
+                raise AlreadyRecorded(str(error.orig)) from error
+            raise
