@@ -115,6 +115,13 @@ class Settings:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
+        for name in ("inventory_url", "booking_url"):
+            for url in _listed(getattr(self, name)):
+                if not url.startswith(("http://", "https://")):
+                    raise SettingsError(
+                        f"TICKETING_{name.upper()} must list http:// or https:// addresses, "
+                        f"separated by commas; got {url!r}"
+                    )
 
     def database_name(self, service: ServiceName) -> str:
         return f"{self.db_prefix}{service}"
@@ -129,15 +136,25 @@ class Settings:
         port: int = getattr(self, f"{service}_port")
         return host, port
 
-    def base_url(self, service: ServiceName) -> str:
-        """Where another service reaches ``service``: ``TICKETING_<SERVICE>_URL`` when the
-        setting exists and is set, else its bind address (0.0.0.0 reached as 127.0.0.1)."""
-        configured: str = getattr(self, f"{service}_url", "")
+    def base_urls(self, service: ServiceName) -> list[str]:
+        """Where another service reaches ``service``'s replicas: the comma-separated list in
+        ``TICKETING_<SERVICE>_URL`` when the setting exists and is set, else its bind address
+        (0.0.0.0 reached as 127.0.0.1)."""
+        configured = _listed(getattr(self, f"{service}_url", ""))
         if configured:
-            return configured.rstrip("/")
+            return [url.rstrip("/") for url in configured]
         host, port = self.bind(service)
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        return f"http://{reachable}:{port}"
+        return [f"http://{reachable}:{port}"]
+
+    def base_url(self, service: ServiceName) -> str:
+        """Where another service reaches ``service``'s first replica."""
+        return self.base_urls(service)[0]
+
+
+def _listed(value: str) -> list[str]:
+    """The addresses of a comma-separated list, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _convert(name: str, annotation: str, raw: str) -> object:
