@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 ServiceName = Literal["inventory", "booking", "order", "gateway"]
 SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
@@ -117,7 +118,7 @@ class Settings:
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
         for name in ("inventory_url", "booking_url"):
             for url in _listed(getattr(self, name)):
-                if not url.startswith(("http://", "https://")):
+                if not _is_http_address(url):
                     raise SettingsError(
                         f"TICKETING_{name.upper()} must list http:// or https:// addresses, "
                         f"separated by commas; got {url!r}"
@@ -150,6 +151,21 @@ class Settings:
     def base_url(self, service: ServiceName) -> str:
         """Where another service reaches ``service``'s first replica."""
         return self.base_urls(service)[0]
+
+
+def _is_http_address(url: str) -> bool:
+    """Whether ``url`` is one http(s) address with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and url.isprintable()
+        and " " not in url
+    )
 
 
 def _listed(value: str) -> list[str]:
