@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +150,10 @@ def port_taken(port: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def dev_process(
-    base: Settings, log_dir: Path, *, replicas: int = 1, **env_changes: str
+    base: Settings, log_dir: Path, *, replicas: int = 1, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[DevProcess]:
+    """``ticketing dev --replicas <replicas>`` on free ports and databases of its own, with
+    ``env`` as extra settings; stopped and its databases dropped on the way out."""
     settings = dataclasses.replace(
         base,
         db_prefix=base.db_prefix + f"dev{free_port()}_",
@@ -161,6 +163,7 @@ async def dev_process(
         gateway_port=free_replica_port(replicas),
     )
     kafka_port, idp_port = free_port(), free_port()
+    env_changes = env or {}
     env = {
         k: v
         for k, v in os.environ.items()

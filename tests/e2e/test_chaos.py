@@ -28,7 +28,7 @@ RATE = 20.0
 @pytest.fixture
 async def dev(base_settings: Settings, tmp_path: Path) -> AsyncIterator[DevProcess]:
     async with dev_process(
-        base_settings, tmp_path, TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS="3"
+        base_settings, tmp_path, env={"TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3"}
     ) as running:
         yield running
 
@@ -204,9 +204,11 @@ async def test_two_replicas_of_everything_lose_nothing_when_each_dies_and_redis_
             base_settings,
             tmp_path,
             replicas=2,
-            TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS="3",
-            TICKETING_REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
-            TICKETING_REDIS_KEY_PREFIX=f"chaos-{uuid.uuid4().hex}:",
+            env={
+                "TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3",
+                "TICKETING_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+                "TICKETING_REDIS_KEY_PREFIX": f"chaos-{uuid.uuid4().hex}:",
+            },
         ) as dev:
             seconds = scaled(30, 90)
             step = (seconds - 12) / 5
