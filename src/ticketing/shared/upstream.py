@@ -137,7 +137,11 @@ class Upstream:
         self._timeout = timeout
         self._ready_every = ready_every
         self._watcher: asyncio.Task[None] | None = None
-        self._session = new_session(timeout=timeout, max_connections=max_connections)
+        # A handshake that has not completed in half the time will not: cut it short so that a
+        # write can still go to another replica (it cannot have arrived) within the timeout.
+        self._session = new_session(
+            timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
+        )
 
     async def request(
         self,
