@@ -264,16 +264,16 @@ class Upstream:
             yield replicas[0]
             return
         self._watch()
-        start = self._turn
-        self._turn = (start + 1) % len(replicas)
-        ordered = replicas[start:] + replicas[:start]
-        later = []
-        for replica in ordered:
-            if replica.ready and replica.breaker.state is not BreakerState.OPEN:
-                yield replica
-            else:
-                later.append(replica)
-        yield from later
+        turn = self._turn
+        self._turn += 1
+        # The turn goes round those that may answer, not round every replica: else the one
+        # after a replica passed over would take its calls too, twice its share.
+        first = [r for r in replicas if r.ready and r.breaker.state is not BreakerState.OPEN]
+        later = [r for r in replicas if r not in first]
+        for group in (first, later):
+            if group:
+                start = turn % len(group)
+                yield from group[start:] + group[:start]
 
     def _watch(self) -> None:
         """Start probing the replicas' readiness (once, from the first call on)."""
