@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -137,6 +138,9 @@ class Upstream:
         self._timeout = timeout
         self._ready_every = ready_every
         self._watcher: asyncio.Task[None] | None = None
+        # The checks run for the upstream's whole life, in the context it was made in (the
+        # service's), not in that of the request whose call happened to start them.
+        self._context = contextvars.copy_context()
         # A handshake that has not completed in half the time will not: cut it short so that a
         # write can still go to another replica (it cannot have arrived) within the timeout.
         self._session = new_session(
@@ -278,7 +282,9 @@ class Upstream:
     def _watch(self) -> None:
         """Start probing the replicas' readiness (once, from the first call on)."""
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._probe_replicas())
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._probe_replicas(), context=self._context
+            )
 
     async def _probe_replicas(self) -> None:
         while True:
