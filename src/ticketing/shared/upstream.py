@@ -173,14 +173,22 @@ class Upstream:
 
     async def probe(self, path: str) -> Reply:
         """A GET outside the breakers (health checks, documents): a probe never moves them. It
-        goes to the first replica that answers, ready ones first."""
+        goes to the replicas in turn, ready ones first, and returns the first answer that is
+        not a 5xx (else the last 5xx): one unready replica does not stand for the upstream
+        while another would answer."""
         failure: BaseException | None = None
+        answered: Reply | None = None
         for replica in self._in_turn():
             try:
                 async with self._session.get(replica.url + path) as response:
-                    return Reply(response.status, await response.read())
+                    answered = Reply(response.status, await response.read())
             except TRANSPORT_ERRORS as error:
                 failure = error
+                continue
+            if answered.status_code < 500:
+                return answered
+        if answered is not None:
+            return answered
         raise Unavailable(f"{self.name} is unavailable", retry_after=1) from failure
 
     @asynccontextmanager
