@@ -29,7 +29,7 @@ from pathlib import Path
 import structlog
 
 from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
-from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
+from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings, url_host
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_IDP = REPO / "deploy" / "dev-idp"
@@ -252,8 +252,7 @@ class DevStack:
     def urls(self, service: ServiceName) -> list[str]:
         """Where this stack's replicas of ``service`` answer."""
         host, _ = self.settings.bind(service)
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        return [f"http://{reachable}:{port}" for port in self.ports[service]]
+        return [f"http://{url_host(host)}:{port}" for port in self.ports[service]]
 
     async def start_services(self) -> None:
         for service in SERVICES:

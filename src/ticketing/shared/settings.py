@@ -145,12 +145,19 @@ class Settings:
         if configured:
             return [url.rstrip("/") for url in configured]
         host, port = self.bind(service)
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        return [f"http://{reachable}:{port}"]
+        return [f"http://{url_host(host)}:{port}"]
 
     def base_url(self, service: ServiceName) -> str:
         """Where another service reaches ``service``'s first replica."""
         return self.base_urls(service)[0]
+
+
+def url_host(host: str) -> str:
+    """``host`` as the host of a URL callers reach a bound server at: a wildcard address as
+    the loopback one, an IPv6 address in brackets."""
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _is_http_address(url: str) -> bool:

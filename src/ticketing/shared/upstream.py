@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -137,7 +138,14 @@ class Upstream:
         self._timeout = timeout
         self._ready_every = ready_every
         self._watcher: asyncio.Task[None] | None = None
-        self._session = new_session(timeout=timeout, max_connections=max_connections)
+        # The checks run for the upstream's whole life, in the context it was made in (the
+        # service's), not in that of the request whose call happened to start them.
+        self._context = contextvars.copy_context()
+        # A handshake that has not completed in half the time will not: cut it short so that a
+        # write can still go to another replica (it cannot have arrived) within the timeout.
+        self._session = new_session(
+            timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
+        )
 
     async def request(
         self,
@@ -165,14 +173,22 @@ class Upstream:
 
     async def probe(self, path: str) -> Reply:
         """A GET outside the breakers (health checks, documents): a probe never moves them. It
-        goes to the first replica that answers, ready ones first."""
+        goes to the replicas in turn, ready ones first, and returns the first answer that is
+        not a 5xx (else the last 5xx): one unready replica does not stand for the upstream
+        while another would answer."""
         failure: BaseException | None = None
+        answered: Reply | None = None
         for replica in self._in_turn():
             try:
                 async with self._session.get(replica.url + path) as response:
-                    return Reply(response.status, await response.read())
+                    answered = Reply(response.status, await response.read())
             except TRANSPORT_ERRORS as error:
                 failure = error
+                continue
+            if answered.status_code < 500:
+                return answered
+        if answered is not None:
+            return answered
         raise Unavailable(f"{self.name} is unavailable", retry_after=1) from failure
 
     @asynccontextmanager
@@ -260,21 +276,23 @@ class Upstream:
             yield replicas[0]
             return
         self._watch()
-        start = self._turn
-        self._turn = (start + 1) % len(replicas)
-        ordered = replicas[start:] + replicas[:start]
-        later = []
-        for replica in ordered:
-            if replica.ready and replica.breaker.state is not BreakerState.OPEN:
-                yield replica
-            else:
-                later.append(replica)
-        yield from later
+        turn = self._turn
+        self._turn += 1
+        # The turn goes round those that may answer, not round every replica: else the one
+        # after a replica passed over would take its calls too, twice its share.
+        first = [r for r in replicas if r.ready and r.breaker.state is not BreakerState.OPEN]
+        later = [r for r in replicas if r not in first]
+        for group in (first, later):
+            if group:
+                start = turn % len(group)
+                yield from group[start:] + group[:start]
 
     def _watch(self) -> None:
         """Start probing the replicas' readiness (once, from the first call on)."""
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._probe_replicas())
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._probe_replicas(), context=self._context
+            )
 
     async def _probe_replicas(self) -> None:
         while True:
