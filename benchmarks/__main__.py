@@ -317,7 +317,7 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
     # With several gateways: the slowest replica's percentiles (what the slower half saw).
     measured = {key: max(run[key] for run in runs) for key in ("p50_us", "p95_us", "p99_us")}
     return {
-        "concurrency": 64,
+        "concurrency": 64 // len(gateways) * len(gateways),
         "seconds": seconds,
         "gateways": len(gateways),
         "requests": requests,

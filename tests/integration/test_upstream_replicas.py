@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,6 +15,7 @@ from litestar import Litestar, MediaType, Response, get, post
 from tests.harness import free_port, serve
 from ticketing.shared.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.upstream import Replica as UpstreamReplica
 from ticketing.shared.upstream import Upstream
 
 
@@ -25,6 +26,7 @@ class Replica:
     name: str
     ready: bool = True
     status: int = 200
+    delay: float = 0.0
     seen: Counter[str] = field(default_factory=Counter)
 
     def app(self) -> Litestar:
@@ -35,6 +37,7 @@ class Replica:
         @get("/who", media_type=MediaType.TEXT)
         async def who() -> Response[str]:
             self.seen["GET"] += 1
+            await asyncio.sleep(self.delay)
             return Response(self.name, status_code=self.status)
 
         @post("/write", media_type=MediaType.TEXT)
@@ -60,6 +63,13 @@ async def upstream(urls: list[str], **options: object) -> AsyncIterator[Upstream
         yield client
     finally:
         await client.aclose()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Until the background readiness checks have brought ``condition`` about."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
 
 
 def dead_url() -> str:
@@ -90,13 +100,13 @@ async def test_an_unready_replica_gets_no_calls_while_another_is_ready() -> None
     async with replicas("a", "b") as ([a, _b], urls), upstream(urls, ready_every=0.05) as client:
         a.ready = False
         await answered_by(client)  # starts the readiness checks
-        await asyncio.sleep(0.3)
+        await until(lambda: not client.replicas[0].ready)
         before = a.seen["GET"]
         names = [await answered_by(client) for _ in range(6)]
         assert names == ["b"] * 6
         assert a.seen["GET"] == before
         a.ready = True
-        await asyncio.sleep(0.3)
+        await until(lambda: client.replicas[0].ready)
         names = [await answered_by(client) for _ in range(6)]
         assert Counter(names) == {"a": 3, "b": 3}  # back in turn once ready again
 
@@ -105,7 +115,7 @@ async def test_when_no_replica_is_ready_the_unready_ones_are_still_tried() -> No
     async with replicas("a", "b") as ([a, b], urls), upstream(urls, ready_every=0.05) as client:
         a.ready = b.ready = False  # a stale or strict check must not stop calls that can succeed
         await answered_by(client)
-        await asyncio.sleep(0.3)
+        await until(lambda: not any(r.ready for r in client.replicas))
         assert {await answered_by(client) for _ in range(4)} == {"a", "b"}
 
 
@@ -168,3 +178,42 @@ async def test_a_write_whose_connection_broke_after_sending_is_not_sent_again() 
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_read_that_timed_out_is_not_sent_to_the_next_replica() -> None:
+    """A slow replica's timeout is the caller's answer: sending the read on would make the
+    caller wait a timeout per replica, and load the others when all are slow."""
+    async with replicas("a", "b") as ([a, b], urls):
+        a.delay = 5
+        client = Upstream("svc", urls, timeout=0.5)
+        try:
+            with pytest.raises(Unavailable):
+                await answered_by(client)  # the first call starts at a
+            assert b.seen["GET"] == 0
+        finally:
+            await client.aclose()
+
+
+class FailingOnce(Upstream):
+    """An upstream whose first readiness check of each replica fails in an unexpected way."""
+
+    failed: set[str]
+
+    async def _check(self, replica: UpstreamReplica) -> None:
+        if replica.url not in self.failed:
+            self.failed.add(replica.url)
+            raise ValueError("an unexpected failure in a check")
+        await super()._check(replica)
+
+
+async def test_a_check_that_fails_unexpectedly_does_not_stop_the_checks() -> None:
+    async with replicas("a", "b") as ([a, _b], urls):
+        client = FailingOnce("svc", urls, timeout=2.0, ready_every=0.05)
+        client.failed = set()
+        try:
+            a.ready = False
+            await answered_by(client)
+            await until(lambda: not client.replicas[0].ready)
+            assert client.failed == set(urls)
+        finally:
+            await client.aclose()  # and closing raises nothing

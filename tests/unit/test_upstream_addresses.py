@@ -22,7 +22,17 @@ def test_without_a_setting_the_bind_address_is_the_one_replica() -> None:
     assert settings.base_urls("booking") == ["http://127.0.0.1:9"]
 
 
-@pytest.mark.parametrize("value", ["inventory:8081", "http://a:1;http://b:2", "http://a, ftp://b"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "inventory:8081",
+        "http://a:1;http://b:2",
+        "http://a, ftp://b",
+        "http://a/?x=1",
+        "http://a#top",
+        " , ",
+    ],
+)
 def test_an_address_that_is_not_http_is_refused_at_start(value: str) -> None:
     with pytest.raises(SettingsError, match="TICKETING_INVENTORY_URL"):
         Settings.from_env({"TICKETING_INVENTORY_URL": value})

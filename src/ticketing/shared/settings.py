@@ -117,7 +117,10 @@ class Settings:
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
         for name in ("inventory_url", "booking_url"):
-            for url in _listed(getattr(self, name)):
+            value: str = getattr(self, name)
+            if value.strip() and not _listed(value):
+                raise SettingsError(f"TICKETING_{name.upper()} lists no address")
+            for url in _listed(value):
                 if not _is_http_address(url):
                     raise SettingsError(
                         f"TICKETING_{name.upper()} must list http:// or https:// addresses, "
@@ -161,7 +164,8 @@ def url_host(host: str) -> str:
 
 
 def _is_http_address(url: str) -> bool:
-    """Whether ``url`` is one http(s) address with a host (and a valid port, if any)."""
+    """Whether ``url`` is one http(s) address with a host (and a valid port, if any), and
+    nothing a request path appended to it would land in (a query or a fragment)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
@@ -170,6 +174,10 @@ def _is_http_address(url: str) -> bool:
     return (
         parts.scheme in ("http", "https")
         and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and "?" not in url
+        and "#" not in url
         and url.isprintable()
         and " " not in url
     )

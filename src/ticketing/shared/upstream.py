@@ -43,6 +43,7 @@ NOT_SENT: tuple[type[BaseException], ...] = (
 # Methods that may be sent again after a failure that could have come after the request arrived.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 READY_PATH = "/health/ready"
+READY_TIMEOUT = 1.0  # a readiness answer slower than this counts as not ready
 
 
 class Credentials(Protocol):
@@ -256,7 +257,10 @@ class Upstream:
                     error=type(error).__name__,
                 )
                 unavailable = Unavailable(f"{self.name} is unavailable", retry_after=1)
-                if not (unsent or method in IDEMPOTENT):
+                # A read that timed out is not sent on: the next replica would most likely be
+                # as slow, and the caller would wait a timeout per replica.
+                timed_out = isinstance(error, TimeoutError)
+                if not (unsent or (method in IDEMPOTENT and not timed_out)):
                     raise unavailable from error
                 unavailable.__cause__ = error
                 refusal = _sooner(refusal, unavailable)
@@ -296,13 +300,18 @@ class Upstream:
 
     async def _probe_replicas(self) -> None:
         while True:
-            await asyncio.gather(*(self._check(replica) for replica in self.replicas))
+            checked = await asyncio.gather(
+                *(self._check(replica) for replica in self.replicas), return_exceptions=True
+            )
+            for failure in (result for result in checked if isinstance(result, Exception)):
+                # A check must never stop the checks: the replicas would keep their last state.
+                log.error("upstream readiness check failed", upstream=self.name, exc_info=failure)
             await asyncio.sleep(self._ready_every)
 
     async def _check(self, replica: Replica) -> None:
         try:
             async with (
-                asyncio.timeout(self._ready_every),
+                asyncio.timeout(max(self._ready_every, READY_TIMEOUT)),
                 self._session.get(replica.url + READY_PATH) as response,
             ):
                 await response.read()
