@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -69,9 +69,20 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def replicas(dev: DevProcess) -> dict[str, str]:
+    """Each service replica's name (``booking``, then ``booking-2``...) and what its command
+    line holds."""
+    named = {}
+    for service in ("inventory", "booking", "order", "gateway"):
+        for k, url in enumerate(dev.urls(service)):
+            name = service if k == 0 else f"{service}-{k + 1}"
+            named[name] = f"serve {service} --port {url.rsplit(':', 1)[1]}"
+    return named
+
+
 def cpu_holders(dev: DevProcess) -> dict[str, int | None]:
     """The processes that share the machine's cores during a run."""
-    holders = {s: dev.child(f"serve {s}") for s in ("inventory", "booking", "order", "gateway")}
+    holders = {name: dev.child(needle) for name, needle in replicas(dev).items()}
     holders["broker"] = dev.child("tansu")
     holders["oidc"] = dev.child("dev-idp")
     mariadb = subprocess.run(["pidof", "mariadbd"], capture_output=True, text=True, check=False)
@@ -191,10 +202,7 @@ def cpu_per_booking(cores: dict[str, float], rate: float) -> dict[str, int]:
 
 
 def footprint(dev: DevProcess) -> dict[str, float]:
-    return {
-        s: round(rss_mb(dev.child(f"serve {s}")), 1)
-        for s in ("inventory", "booking", "order", "gateway")
-    }
+    return {name: round(rss_mb(dev.child(needle)), 1) for name, needle in replicas(dev).items()}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -271,38 +279,51 @@ async def accept_throughput(dev: DevProcess, seconds: int) -> dict[str, Any]:
     )
     wrk = shutil.which("wrk")
     assert wrk, "wrk is needed: apt-get install wrk"
-    process = await asyncio.create_subprocess_exec(
-        wrk,
-        "-t1",
-        "-c64",
-        f"-d{seconds}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        f"{dev.gateway}/api/v1/bookings",
-        stdout=asyncio.subprocess.PIPE,
-    )
+    # One wrk per gateway replica, the connections split between them, as a balancer in front
+    # of the replicas would.
+    gateways = dev.urls("gateway")
+    processes = [
+        await asyncio.create_subprocess_exec(
+            wrk,
+            "-t1",
+            f"-c{64 // len(gateways)}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"{gateway}/api/v1/bookings",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for gateway in gateways
+    ]
     peak: dict[str, float] = {}
     meter = CoreMeter(dev)
-    while process.returncode is None:
+    while any(process.returncode is None for process in processes):
         for name, value in footprint(dev).items():
             peak[name] = max(peak.get(name, 0.0), value)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), 0.5)
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 0.5)
     cores = meter.cores()
-    out = (await process.stdout.read()).decode() if process.stdout else ""
-    line = next(line for line in out.splitlines() if line.startswith("JSON "))
-    measured = json.loads(line[5:])
-    rate = measured["requests"] / (measured["duration_us"] / 1e6)
-    accepted = round(rate * (1 - measured["status_errors"] / max(1, measured["requests"])), 1)
+    runs = []
+    for process in processes:
+        out = (await process.stdout.read()).decode() if process.stdout else ""
+        line = next(line for line in out.splitlines() if line.startswith("JSON "))
+        runs.append(json.loads(line[5:]))
+    rate = sum(run["requests"] / (run["duration_us"] / 1e6) for run in runs)
+    requests = sum(run["requests"] for run in runs)
+    status_errors = sum(run["status_errors"] for run in runs)
+    accepted = round(rate * (1 - status_errors / max(1, requests)), 1)
+    # With several gateways: the slowest replica's percentiles (what the slower half saw).
+    measured = {key: max(run[key] for run in runs) for key in ("p50_us", "p95_us", "p99_us")}
     return {
-        "concurrency": 64,
+        "concurrency": 64 // len(gateways) * len(gateways),
         "seconds": seconds,
-        "requests": measured["requests"],
+        "gateways": len(gateways),
+        "requests": requests,
         "accepted_per_second": accepted,
         "requests_per_second": round(rate, 1),
-        "errors": measured["status_errors"] + measured["socket_errors"],
+        "errors": status_errors + sum(run["socket_errors"] for run in runs),
         "p50_ms": measured["p50_us"] / 1000,
         "p95_ms": measured["p95_us"] / 1000,
         "p99_ms": measured["p99_us"] / 1000,
@@ -616,11 +637,15 @@ def machine() -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def fresh_stack(base: Settings, **env: str) -> AsyncIterator[DevProcess]:
-    """A new ``ticketing dev`` (empty databases, empty broker) at log level WARNING, settled
-    for two seconds, with ``env`` as extra settings; stopped and its databases dropped after."""
+async def fresh_stack(
+    base: Settings, env: Mapping[str, str] | None = None, *, replicas: int = 1
+) -> AsyncIterator[DevProcess]:
+    """A new ``ticketing dev --replicas <replicas>`` (empty databases, empty broker) at log
+    level WARNING, settled for two seconds, with ``env`` as extra settings; stopped and its
+    databases dropped after."""
     with tempfile.TemporaryDirectory() as logs:
-        async with dev_process(base, Path(logs), TICKETING_LOG_LEVEL="WARNING", **env) as dev:
+        settings = {"TICKETING_LOG_LEVEL": "WARNING", **(env or {})}
+        async with dev_process(base, Path(logs), replicas=replicas, env=settings) as dev:
             await asyncio.sleep(2)
             yield dev
 

@@ -5,7 +5,7 @@ test).
     python -m benchmarks.ab --scenario accept --rounds 3 --variant "" --variant MY_SWITCH=1
 
 Each variant is a set of environment settings for ``ticketing dev`` (an empty one is the code as
-it is). Every run starts a fresh stack, measures the idle stack's cores, a booking alone (one
+it is); ``replicas=N`` in a variant runs ``ticketing dev --replicas N`` instead of a setting. Every run starts a fresh stack, measures the idle stack's cores, a booking alone (one
 every 200 ms) and then ``--rate`` bookings/s for ``--seconds``, and prints one JSON line: p50 and
 p99 from 202 to CONFIRMED, the booking alone, the cores each process used, and the median, p90
 and p99 of each leg of the saga. The variants alternate within each round, so that a drift of
@@ -99,7 +99,8 @@ async def measure(
     base = dataclasses.replace(
         Settings.from_env(), db_prefix=f"ticketing_ab_{uuid.uuid4().hex[:6]}_"
     )
-    async with fresh_stack(base, **env) as dev:
+    settings = {name: value for name, value in env.items() if name != "replicas"}
+    async with fresh_stack(base, settings, replicas=int(env.get("replicas", "1"))) as dev:
         if scenario == "accept":
             figures = await measure_accept(dev, seconds)
             return {"scenario": scenario, "variant": env, "host_speed_ms": speed, **figures}

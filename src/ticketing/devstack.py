@@ -3,8 +3,12 @@
 Starts what is missing (the bundled Kafka-protocol broker unless ``TICKETING_KAFKA_BOOTSTRAP``
 is set, the dev OIDC server unless ``TICKETING_OIDC_ISSUER`` is set), migrates the databases,
 then runs inventory, booking (with its relay and consumer), order (likewise) and the gateway as
-child processes. A child that dies is logged and restarted with backoff; SIGINT or SIGTERM
-stops every child.
+child processes, ``replicas`` of each. A child that dies is logged and restarted with backoff;
+SIGINT or SIGTERM stops every child.
+
+Replica ``k`` (from 0) of a service listens on the service's port plus ``REPLICA_PORT_STEP * k``,
+so the first keeps the port a single replica has; the services reach each other's replicas
+through comma-separated ``TICKETING_<SERVICE>_URL`` lists.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 import structlog
 
 from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
-from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
+from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings, url_host
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_IDP = REPO / "deploy" / "dev-idp"
@@ -34,6 +38,9 @@ DEV_IDP = REPO / "deploy" / "dev-idp"
 # cores are busy, a lower p50 and p99 in seven of seven alternating pairs (docs/performance.md).
 TANSU_FETCH_MAX_WAIT_MS = 20
 SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
+REPLICA_PORT_STEP = 100
+# Services that others call: with several replicas, callers get the list of their addresses.
+CALLED: tuple[ServiceName, ...] = ("inventory", "booking")
 TOPICS = (
     "ticketing.bookings",
     "ticketing.orders",
@@ -83,6 +90,7 @@ class Child:
     name: str
     argv: list[str]
     env: Mapping[str, str]
+    service: str = ""  # the service it is a replica of, if any
     after_start: Callable[[], Awaitable[None]] | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -129,22 +137,49 @@ class Child:
             await process.wait()
 
 
+def replica_ports(
+    settings: Settings, replicas: int, taken: Mapping[str, int]
+) -> dict[ServiceName, list[int]]:
+    """Each service's replicas' ports; a port that two of them, or one of them and something
+    in ``taken`` (name: port), would share is refused."""
+    ports = {
+        service: [settings.bind(service)[1] + REPLICA_PORT_STEP * k for k in range(replicas)]
+        for service in SERVICES
+    }
+    owners: dict[int, str] = {port: name for name, port in taken.items()}
+    for service, listed in ports.items():
+        for k, port in enumerate(listed):
+            name = f"{service} replica {k + 1}"
+            if port in owners or not 0 < port < 65536:
+                raise DevStackError(
+                    f"{name} would listen on port {port}, "
+                    f"{'taken by ' + owners[port] if port in owners else 'out of range'}: "
+                    f"choose other TICKETING_<SERVICE>_PORT values or fewer replicas"
+                )
+            owners[port] = name
+    return ports
+
+
 @dataclass
 class DevStack:
     settings: Settings
     env: dict[str, str]
     kafka_port: int
     idp_port: int
+    replicas: int = 1
     children: list[Child] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ports: dict[ServiceName, list[int]] = field(default_factory=dict)
 
     def start(
         self,
         name: str,
         argv: list[str],
         after_start: Callable[[], Awaitable[None]] | None = None,
+        *,
+        service: str = "",
     ) -> Child:
-        child = Child(name, argv, self.env, after_start)
+        child = Child(name, argv, self.env, service, after_start)
         self.children.append(child)
         self.tasks.append(asyncio.create_task(child.supervise(), name=name))
         return child
@@ -203,19 +238,37 @@ class DevStack:
         self.env["TICKETING_OIDC_ISSUER"] = f"http://127.0.0.1:{self.idp_port}/realms/ticketing"
         await self.wait_for_port("dev-idp", self.idp_port)
 
+    def plan_replicas(self) -> None:
+        """Choose every replica's port and tell callers where the called services' are."""
+        taken = {"kafka": self.kafka_port, "the dev OIDC server": self.idp_port}
+        self.ports = replica_ports(self.settings, self.replicas, taken)
+        if self.replicas == 1:
+            return
+        for service in CALLED:
+            variable = f"TICKETING_{service.upper()}_URL"
+            if variable not in os.environ:  # set by the developer: theirs to keep
+                self.env[variable] = ",".join(self.urls(service))
+
+    def urls(self, service: ServiceName) -> list[str]:
+        """Where this stack's replicas of ``service`` answer."""
+        host, _ = self.settings.bind(service)
+        return [f"http://{url_host(host)}:{port}" for port in self.ports[service]]
+
     async def start_services(self) -> None:
         for service in SERVICES:
-            _, port = self.settings.bind(service)
-            if port_open("127.0.0.1", port):
-                raise DevStackError(
-                    f"port {port} for {service} is taken; set TICKETING_{service.upper()}_PORT"
-                )
-            self.start(service, [sys.executable, "-m", "ticketing", "serve", service])
+            for k, port in enumerate(self.ports[service]):
+                if port_open("127.0.0.1", port):
+                    raise DevStackError(
+                        f"port {port} for {service} is taken; set TICKETING_{service.upper()}_PORT"
+                    )
+                name = service if k == 0 else f"{service}-{k + 1}"
+                argv = [sys.executable, "-m", "ticketing", "serve", service, "--port", str(port)]
+                self.start(name, argv, service=service)
 
     async def wait_until_ready(self, seconds: float = 180) -> None:
         async with new_session(timeout=2.0) as client:
-            for service in SERVICES:
-                url = self.settings.base_url(service) + "/health/ready"
+            for base in (url for service in SERVICES for url in self.urls(service)):
+                url = base + "/health/ready"
                 for _ in range(int(seconds / 0.25)):
                     with contextlib.suppress(*TRANSPORT_ERRORS):
                         async with client.get(url) as response:
@@ -223,15 +276,15 @@ class DevStack:
                                 break
                     await asyncio.sleep(0.25)
                 else:
-                    raise DevStackError(f"{service} did not become ready at {url}")
+                    raise DevStackError(f"a service did not become ready at {url}")
 
     async def stop(self) -> None:
         """Callers before callees: the gateway, then booking and order (so their in-flight
         messages finish against a live inventory), then inventory, then the infrastructure."""
         tiers = [("gateway",), ("booking", "order"), ("inventory",)]
         for tier in tiers:
-            await asyncio.gather(*(c.stop() for c in self.children if c.name in tier))
-        await asyncio.gather(*(c.stop() for c in self.children if c.name not in SERVICES))
+            await asyncio.gather(*(c.stop() for c in self.children if c.service in tier))
+        await asyncio.gather(*(c.stop() for c in self.children if not c.service))
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -269,10 +322,16 @@ def check_database(settings: Settings) -> None:
         ) from None
 
 
-def banner(settings: Settings, issuer: str) -> str:
+def banner(settings: Settings, issuer: str, ports: Mapping[ServiceName, list[int]]) -> str:
     gateway = settings.base_url("gateway")
+    listed = "\n".join(
+        f"  {service:<16}{', '.join(str(port) for port in ports[service])}" for service in SERVICES
+    )
     return f"""
 ticketing is up.
+
+Ports (one per replica; the first of each is the one without --replicas):
+{listed}
 
   API (gateway)   {gateway}/api/v1
   API docs        {gateway}/docs
@@ -297,15 +356,16 @@ Press Ctrl-C to stop everything.
 """  # noqa: E501 - commands are meant to be copied whole
 
 
-async def run(settings: Settings, *, kafka_port: int, idp_port: int) -> int:
+async def run(settings: Settings, *, kafka_port: int, idp_port: int, replicas: int = 1) -> int:
     from ticketing.shared.migrations import upgrade
 
-    stack = DevStack(settings, dict(os.environ), kafka_port, idp_port)
+    stack = DevStack(settings, dict(os.environ), kafka_port, idp_port, replicas)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
     try:
+        stack.plan_replicas()
         check_database(settings)
         await stack.start_kafka()
         await stack.start_idp()
@@ -319,7 +379,7 @@ async def run(settings: Settings, *, kafka_port: int, idp_port: int) -> int:
         )
         if ready in done:
             ready.result()
-            print(banner(migrated, stack.env["TICKETING_OIDC_ISSUER"]), flush=True)
+            print(banner(migrated, stack.env["TICKETING_OIDC_ISSUER"], stack.ports), flush=True)
             await stopped.wait()
         else:
             ready.cancel()

@@ -1,13 +1,17 @@
 """Steady booking load through the gateway, and the consistency check every fault scenario ends
 with. The load behaves like a careful client: each booking has its own Idempotency-Key and is
-retried on 5xx, 429 and connection errors, so a crash never makes it book twice."""
+retried on 5xx, 429 and connection errors (through the next gateway replica, when there are
+several), so a crash never makes it book twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +73,15 @@ async def prepare_sale(api: httpx.AsyncClient, events_count: int, capacity: int)
     return Sale(created, customers)
 
 
-async def book_once(api: httpx.AsyncClient, body: dict[str, Any], load: Load) -> None:
+async def book_once(
+    apis: Sequence[httpx.AsyncClient], first: int, body: dict[str, Any], load: Load
+) -> None:
     key = str(uuid.uuid4())
     deadline = asyncio.get_running_loop().time() + 120
-    while asyncio.get_running_loop().time() < deadline:
+    for attempt in itertools.count(first):
+        if asyncio.get_running_loop().time() >= deadline:
+            break
+        api = apis[attempt % len(apis)]
         try:
             response = await api.post(
                 "/api/v1/bookings", json=body, headers={"Idempotency-Key": key}
@@ -97,8 +106,11 @@ async def book_once(api: httpx.AsyncClient, body: dict[str, Any], load: Load) ->
     load.gave_up += 1
 
 
-async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, seconds: float) -> Load:
-    """``rate`` booking requests a second for ``seconds``, each seen through to an answer."""
+async def steady_load(
+    apis: Sequence[httpx.AsyncClient], sale: Sale, *, rate: float, seconds: float
+) -> Load:
+    """``rate`` booking requests a second for ``seconds``, each seen through to an answer, sent
+    in turn through ``apis`` (one client per gateway replica)."""
     load = Load()
     event_ids = list(sale.events)
     tasks = []
@@ -108,7 +120,7 @@ async def steady_load(api: httpx.AsyncClient, sale: Sale, *, rate: float, second
             "event_id": event_ids[index % len(event_ids)],
             "ticket_count": 1 + index % 3,
         }
-        tasks.append(asyncio.create_task(book_once(api, body, load)))
+        tasks.append(asyncio.create_task(book_once(apis, index, body, load)))
         await asyncio.sleep(1 / rate)
     await asyncio.gather(*tasks)
     return load
@@ -205,3 +217,49 @@ async def check_consistency(
         "rejected": statuses["REJECTED"],
         "retries": load.retries,
     }
+
+
+class Passage:
+    """A TCP forwarder to a server (Redis), which a test can take away for a while: it then
+    refuses connections and drops the open ones, as a server that went down does."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    async def away(self, seconds: float) -> None:
+        await self.stop()
+        await asyncio.sleep(seconds)
+        await self.start(self.port)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open.update((writer, upstream_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self._open.difference_update((writer, upstream_writer))

@@ -7,9 +7,10 @@ import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import drop_databases, free_port
 from ticketing.booking.tables import bookings
+from ticketing.devstack import REPLICA_PORT_STEP
 from ticketing.shared.db import create_engine
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
@@ -73,6 +75,12 @@ class DevProcess:
     issuer: str
     log_path: Path
     engines: dict[str, AsyncEngine]
+    replicas: int = 1
+
+    def urls(self, service: str) -> list[str]:
+        """Where each replica of ``service`` answers."""
+        _, port = self.settings.bind(service)  # type: ignore[arg-type]
+        return [f"http://127.0.0.1:{port + REPLICA_PORT_STEP * k}" for k in range(self.replicas)]
 
     def child(self, needle: str) -> int | None:
         """The pid of the running child whose command line holds ``needle``."""
@@ -112,10 +120,9 @@ class DevProcess:
         return out.decode()
 
     async def wait_healthy(self, seconds: float = 60) -> None:
-        """Until every service answers ready again."""
+        """Until every replica of every service answers ready again."""
         async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(seconds):
-            for service in SERVICES:
-                url = self.settings.base_url(service) + "/health/ready"  # type: ignore[arg-type]
+            for url in (u + "/health/ready" for service in SERVICES for u in self.urls(service)):
                 while True:
                     with contextlib.suppress(httpx.HTTPError):
                         if (await http.get(url)).status_code == 200:
@@ -123,19 +130,40 @@ class DevProcess:
                     await asyncio.sleep(0.2)
 
 
+def free_replica_port(replicas: int) -> int:
+    """A free port whose replicas' ports (``REPLICA_PORT_STEP`` apart) are free too."""
+    while True:
+        port = free_port()
+        others = [port + REPLICA_PORT_STEP * k for k in range(1, replicas)]
+        if all(other < 65536 and not port_taken(other) for other in others):
+            return port
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 @contextlib.asynccontextmanager
 async def dev_process(
-    base: Settings, log_dir: Path, **env_changes: str
+    base: Settings, log_dir: Path, *, replicas: int = 1, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[DevProcess]:
+    """``ticketing dev --replicas <replicas>`` on free ports and databases of its own, with
+    ``env`` as extra settings; stopped and its databases dropped on the way out."""
     settings = dataclasses.replace(
         base,
         db_prefix=base.db_prefix + f"dev{free_port()}_",
-        inventory_port=free_port(),
-        booking_port=free_port(),
-        order_port=free_port(),
-        gateway_port=free_port(),
+        inventory_port=free_replica_port(replicas),
+        booking_port=free_replica_port(replicas),
+        order_port=free_replica_port(replicas),
+        gateway_port=free_replica_port(replicas),
     )
     kafka_port, idp_port = free_port(), free_port()
+    env_changes = env or {}
     env = {
         k: v
         for k, v in os.environ.items()
@@ -161,6 +189,8 @@ async def dev_process(
             str(kafka_port),
             "--idp-port",
             str(idp_port),
+            "--replicas",
+            str(replicas),
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=log_file,
@@ -182,6 +212,7 @@ async def dev_process(
                 issuer=env["TICKETING_OIDC_ISSUER"],
                 log_path=log_path,
                 engines=engines,
+                replicas=replicas,
             )
         finally:
             for engine in engines.values():

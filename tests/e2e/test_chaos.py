@@ -5,9 +5,11 @@ each scenario ending with the consistency check. `make chaos` runs the same scen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.chaos import check_consistency, prepare_sale, scaled, steady_load
+from tests.e2e.chaos import Passage, check_consistency, prepare_sale, scaled, steady_load
 from tests.e2e.devprocess import DevProcess, dev_process
 from tests.harness import restart_local_mariadb
 from ticketing.shared.settings import Settings
@@ -26,14 +28,22 @@ RATE = 20.0
 @pytest.fixture
 async def dev(base_settings: Settings, tmp_path: Path) -> AsyncIterator[DevProcess]:
     async with dev_process(
-        base_settings, tmp_path, TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS="3"
+        base_settings, tmp_path, env={"TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3"}
     ) as running:
         yield running
 
 
-async def api_client(dev: DevProcess) -> httpx.AsyncClient:
+@contextlib.asynccontextmanager
+async def gateway_clients(dev: DevProcess) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One client per gateway replica."""
     headers = {"Authorization": f"Bearer {await dev.token()}"}
-    return httpx.AsyncClient(base_url=dev.gateway, headers=headers, timeout=10)
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, headers=headers, timeout=10)
+            )
+            for url in dev.urls("gateway")
+        ]
 
 
 async def under_load(
@@ -51,9 +61,11 @@ async def under_load(
     """
     if capacity is None:
         capacity = math.ceil(RATE * seconds * 3 / events_count) + 10
-    async with await api_client(dev) as api:
-        sale = await prepare_sale(api, events_count=events_count, capacity=capacity)
-        load, *_ = await asyncio.gather(steady_load(api, sale, rate=RATE, seconds=seconds), *faults)
+    async with gateway_clients(dev) as apis:
+        sale = await prepare_sale(apis[0], events_count=events_count, capacity=capacity)
+        load, *_ = await asyncio.gather(
+            steady_load(apis, sale, rate=RATE, seconds=seconds), *faults
+        )
     await dev.wait_healthy()
     if before_check is not None:
         await before_check()
@@ -134,3 +146,87 @@ async def test_a_database_restart_mid_load_loses_nothing(dev: DevProcess) -> Non
     )
     assert summary["confirmed"] == summary["accepted"]
     assert summary["retries"] > 0  # clients did see the outage
+
+
+async def relay_leader(dev: DevProcess, service: str) -> str:
+    """The address of the replica of ``service`` whose relay publishes (waits for one)."""
+    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(30):
+        while True:
+            for url in dev.urls(service):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url + "/health/ready")).json().get("relay") == "leader":
+                        return url
+            await asyncio.sleep(0.2)
+
+
+async def kill_replica(dev: DevProcess, service: str, url: str) -> None:
+    await kill(dev, f"serve {service} --port {url.rsplit(':', 1)[1]}")
+
+
+async def kill_relay_leader(dev: DevProcess, service: str, took_over: list[float]) -> None:
+    """Kill the replica whose relay publishes; time until the other replica publishes."""
+    leader = await relay_leader(dev, service)
+    await kill_replica(dev, service, leader)
+    killed_at = asyncio.get_running_loop().time()
+    (other,) = set(dev.urls(service)) - {leader}
+    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if (await http.get(other + "/health/ready")).json().get("relay") == "leader":
+                    break
+            await asyncio.sleep(0.1)
+    took_over.append(asyncio.get_running_loop().time() - killed_at)
+
+
+async def store_unavailable_count(dev: DevProcess) -> float:
+    """How many requests the gateway replicas let through on their own budget while the
+    shared rate limit store did not answer."""
+    headers = {"Authorization": f"Bearer {await dev.token()}"}
+    total = 0.0
+    async with httpx.AsyncClient(headers=headers, timeout=5) as http:
+        for url in dev.urls("gateway"):
+            for line in (await http.get(url + "/metrics")).text.splitlines():
+                if line.startswith("gateway_rate_limit_store_unavailable_total "):
+                    total += float(line.split()[1])
+    return total
+
+
+async def test_two_replicas_of_everything_lose_nothing_when_each_dies_and_redis_goes_away(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    """``ticketing dev --replicas 2`` under steady load through both gateways: one replica of
+    each service is killed in turn (the relays' lock holders included), then Redis, which
+    holds the shared rate limit, is away for 10 s."""
+    redis = Passage("127.0.0.1", 6379)
+    await redis.start()
+    try:
+        async with dev_process(
+            base_settings,
+            tmp_path,
+            replicas=2,
+            env={
+                "TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3",
+                "TICKETING_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+                "TICKETING_REDIS_KEY_PREFIX": f"chaos-{uuid.uuid4().hex}:",
+            },
+        ) as dev:
+            seconds = scaled(30, 90)
+            step = (seconds - 12) / 5
+            took_over: list[float] = []
+            inventory, gateway = dev.urls("inventory")[1], dev.urls("gateway")[1]
+            summary = await under_load(
+                dev,
+                seconds,
+                at(step * 1, kill_replica(dev, "inventory", inventory)),
+                at(step * 2, kill_relay_leader(dev, "order", took_over)),
+                at(step * 3, kill_relay_leader(dev, "booking", took_over)),
+                at(step * 4, kill_replica(dev, "gateway", gateway)),
+                at(step * 5, redis.away(10)),
+            )
+            assert summary["confirmed"] == summary["accepted"]
+            assert dev.log_path.read_bytes().count(b"child died, restarting") >= 4
+            assert len(took_over) == 2
+            assert max(took_over) < 10  # the standby relay took over within a few seconds
+            assert await store_unavailable_count(dev) > 0  # the limit failed open, counted
+    finally:
+        await redis.stop()

@@ -107,3 +107,60 @@ async def test_dev_without_a_database_says_what_to_do() -> None:
     assert process.returncode == 1
     assert b"no MySQL/MariaDB answers" in err
     assert b"hint:" in err
+
+
+async def test_dev_with_two_replicas_runs_two_of_each_and_spreads_the_calls(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    async with dev_process(base_settings, tmp_path, replicas=2) as dev:
+        bootstrap = dev.env["TICKETING_KAFKA_BOOTSTRAP"]
+        for group in ("booking-service", "order-service"):
+            assert await group_members(bootstrap, group) == 2, f"{group}: not both replicas"
+        await dev.wait_healthy()  # every replica of every service answers ready
+        headers = {"Authorization": f"Bearer {await dev.token()}"}
+        second = dev.urls("gateway")[1]
+        async with httpx.AsyncClient(base_url=second, headers=headers, timeout=30) as api:
+            venue = await api.post(
+                "/api/v1/venues", json={"name": "R", "address": "2 Test St", "total_capacity": 10}
+            )
+            for _ in range(3):
+                event = await api.post(
+                    "/api/v1/events",
+                    json={
+                        "name": "R",
+                        "venue_id": venue.json()["id"],
+                        "total_capacity": 10,
+                        "ticket_price": "5.00",
+                    },
+                )
+            ready = (await api.get("/health/ready")).json()
+            assert set(ready["breakers"]["inventory"]) == set(dev.urls("inventory"))
+            assert set(ready["breakers"]["booking"]) == set(dev.urls("booking"))
+            # The gateway's writes went to both inventory replicas.
+            for url in dev.urls("inventory"):
+                metrics = (await api.get(url + "/metrics")).text
+                assert 'method="POST"' in metrics, url
+            leaders = [
+                (await api.get(url + "/health/ready")).json()["relay"]
+                for url in dev.urls("booking")
+            ]
+            assert sorted(leaders) == ["leader", "standby"]  # one relay publishes at a time
+            customer = await api.post(
+                "/api/v1/customers",
+                json={"name": "R", "email": f"r.{uuid.uuid4().hex[:8]}@example.com"},
+            )
+            accepted = await api.post(
+                "/api/v1/bookings",
+                json={
+                    "customer_id": customer.json()["id"],
+                    "event_id": event.json()["id"],
+                    "ticket_count": 2,
+                },
+            )
+            assert accepted.status_code == 202, accepted.text
+            for _ in range(600):
+                booking = (await api.get(f"/api/v1/bookings/{accepted.json()['id']}")).json()
+                if booking["status"] != "PENDING":
+                    break
+                await asyncio.sleep(0.05)
+            assert booking["status"] == "CONFIRMED"

@@ -144,11 +144,16 @@ async def test_health_and_metrics_show_upstreams_and_breakers(gateway: Gateway) 
         ready = await anonymous.get("/health/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"inventory": "ok", "booking": "ok"}
-        assert ready.json()["breakers"] == {"inventory": "closed", "booking": "closed"}
+        breakers = ready.json()["breakers"]
+        assert breakers == {
+            "inventory": {gateway.settings.base_url("inventory"): "closed"},
+            "booking": {gateway.settings.base_url("booking"): "closed"},
+        }
         assert (await anonymous.get("/metrics")).status_code == 401  # the public door
     async with gateway.client("client") as client:
         metrics = (await client.get("/metrics")).text
-        assert 'gateway_breaker_state{upstream="booking"} 0.0' in metrics
+        booking = gateway.settings.base_url("booking")
+        assert f'gateway_breaker_state{{replica="{booking}",upstream="booking"}} 0.0' in metrics
         assert "gateway_upstream_duration_seconds_bucket" in metrics
 
 
@@ -175,9 +180,8 @@ async def test_rate_limit_per_client_answers_429(stack: Stack, tokens: dict[str,
 async def test_a_dead_upstream_opens_its_breaker_and_spares_the_others(
     stack: Stack, tokens: dict[str, str]
 ) -> None:
-    settings = gateway_settings(
-        stack, booking_url=f"http://127.0.0.1:{free_port()}", breaker_open_seconds=30
-    )
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = gateway_settings(stack, booking_url=dead, breaker_open_seconds=30)
     async with (
         serve(create_gateway_app(settings)) as url,
         httpx.AsyncClient(base_url=url, headers=bearer(tokens["admin"])) as client,
@@ -197,10 +201,34 @@ async def test_a_dead_upstream_opens_its_breaker_and_spares_the_others(
         assert (await client.get("/api/v1/events")).status_code == 200
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
-        assert ready.json()["breakers"]["booking"] == "open"
+        assert ready.json()["breakers"]["booking"] == {dead: "open"}
         assert ready.json()["checks"]["inventory"] == "ok"
         metrics = (await client.get("/metrics")).text
-        assert 'gateway_breaker_state{upstream="booking"} 2.0' in metrics
+        assert f'gateway_breaker_state{{replica="{dead}",upstream="booking"}} 2.0' in metrics
+
+
+async def test_a_dead_replica_is_passed_over_while_a_live_one_answers(
+    stack: Stack, tokens: dict[str, str]
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    live = str(stack.booking.base_url).rstrip("/")
+    settings = gateway_settings(stack, booking_url=f"{dead},{live}")
+    async with (
+        serve(create_gateway_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(tokens["admin"])) as client,
+    ):
+        created = [
+            await client.post(
+                "/api/v1/customers",
+                json={"name": "Replica", "email": f"replica.{uuid.uuid4().hex}@example.com"},
+            )
+            for _ in range(6)
+        ]
+        # Writes too: a refused connection means the dead replica never saw them.
+        assert [r.status_code for r in created] == [201] * 6, created[-1].text
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["breakers"]["booking"][live] == "closed"
 
 
 async def test_a_hanging_upstream_costs_at_most_the_timeout(

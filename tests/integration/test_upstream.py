@@ -151,7 +151,7 @@ async def test_a_cancelled_half_open_probe_frees_its_slot() -> None:
     clock = Clock()
     breaker = CircuitBreaker("test", open_seconds=5, half_open_probes=1, clock=clock)
     async with raw_server(held) as server:
-        upstream = Upstream("test", server.url, timeout=5, breaker=breaker)
+        upstream = Upstream("test", server.url, timeout=5, breakers=lambda _: breaker)
         try:
             for _ in range(4):
                 with pytest.raises(Unavailable):
@@ -186,7 +186,7 @@ async def test_a_success_admitted_before_the_breaker_opened_does_not_close_it() 
     clock = Clock()
     breaker = CircuitBreaker("test", open_seconds=5, half_open_probes=1, clock=clock)
     async with raw_server(slow_or_failing) as server:
-        upstream = Upstream("test", server.url, timeout=30, breaker=breaker)
+        upstream = Upstream("test", server.url, timeout=30, breakers=lambda _: breaker)
         try:
             early = asyncio.create_task(upstream.request("GET", "/slow"))  # admitted while closed
             await asyncio.sleep(0.1)
@@ -277,7 +277,7 @@ async def test_a_caller_too_slow_for_the_timeout_does_not_fail_a_healthy_upstrea
 
     breaker = CircuitBreaker("test", window=4, min_calls=2, failure_ratio=0.5)
     async with raw_server(whole) as server:
-        upstream = Upstream("test", server.url, timeout=1.0, breaker=breaker)
+        upstream = Upstream("test", server.url, timeout=1.0, breakers=lambda _: breaker)
 
         async def slow_reader() -> None:
             async with upstream.open("GET", "/big", [], b"") as answer:

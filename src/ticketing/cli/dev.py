@@ -23,6 +23,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dev.add_argument(
         "--idp-port", type=int, default=8180, help="port of the dev OIDC server (default 8180)"
     )
+    dev.add_argument(
+        "--replicas",
+        type=_at_least_one,
+        default=1,
+        help="replicas of each service (default 1); replica k listens on the service's port "
+        "plus 100*k, and callers spread their calls over them",
+    )
+
+
+def _at_least_one(value: str) -> int:
+    count = int(value)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -30,4 +44,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from ticketing.shared.logging import configure_logging
 
     configure_logging(settings, "dev")
-    return asyncio.run(run_stack(settings, kafka_port=args.kafka_port, idp_port=args.idp_port))
+    return asyncio.run(
+        run_stack(
+            settings, kafka_port=args.kafka_port, idp_port=args.idp_port, replicas=args.replicas
+        )
+    )

@@ -38,17 +38,21 @@ BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, Breake
 
 
 class BreakerCollector(Collector):
-    """``gateway_breaker_state{upstream}``: 0 closed, 1 half-open, 2 open (read at scrape)."""
+    """``gateway_breaker_state{upstream,replica}``: 0 closed, 1 half-open, 2 open (read at
+    scrape)."""
 
     def __init__(self, backends: Mapping[str, Backend]) -> None:
         self._backends = backends
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "gateway_breaker_state", "Circuit breaker state per upstream", labels=["upstream"]
+            "gateway_breaker_state",
+            "Circuit breaker state per upstream replica",
+            labels=["upstream", "replica"],
         )
         for name, backend in self._backends.items():
-            family.add_metric([name], BREAKER_STATE_VALUE[backend.upstream.breaker.state])
+            for replica in backend.upstream.replicas:
+                family.add_metric([name, replica.url], BREAKER_STATE_VALUE[replica.breaker.state])
         yield family
 
 
@@ -166,9 +170,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
         backends: dict[str, Backend] = {
-            name: Backend.create(
-                name, settings.base_url(name), breaker(name), settings.upstream_timeout
-            )
+            name: Backend.create(name, settings.base_urls(name), breaker, settings.upstream_timeout)
             for name in UPSTREAMS
         }
         metrics: HttpMetrics = app.state.metrics
@@ -200,7 +202,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for name, backend in backends.items():
                 register_readiness(app, name, functools.partial(backend_ready, backend))
             app.state.health_details = lambda: {
-                "breakers": {n: b.upstream.breaker.state.value for n, b in backends.items()}
+                "breakers": {
+                    name: {r.url: r.breaker.state.value for r in backend.upstream.replicas}
+                    for name, backend in backends.items()
+                }
             }
             try:
                 yield

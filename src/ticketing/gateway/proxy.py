@@ -12,7 +12,7 @@ the caller can tell it is incomplete.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -67,8 +67,16 @@ class Backend:
     upstream: Upstream
 
     @classmethod
-    def create(cls, name: str, base_url: str, breaker: CircuitBreaker, timeout: float) -> Backend:
-        upstream = Upstream(name, base_url, timeout=timeout, breaker=breaker, max_connections=200)
+    def create(
+        cls,
+        name: str,
+        base_urls: list[str],
+        breakers: Callable[[str], CircuitBreaker],
+        timeout: float,
+    ) -> Backend:
+        upstream = Upstream(
+            name, base_urls, timeout=timeout, breakers=breakers, max_connections=200
+        )
         return cls(name, upstream)
 
     async def aclose(self) -> None:

@@ -46,13 +46,18 @@ class InStepConnector(aiohttp.TCPConnector):
             connection.close()  # out of step: drop it and try the next pooled one
 
 
-def new_session(*, timeout: float, max_connections: int = 100) -> aiohttp.ClientSession:
-    """A session with its own connection pool; close it with ``await session.close()``."""
+def new_session(
+    *, timeout: float, max_connections: int = 100, connect_timeout: float | None = None
+) -> aiohttp.ClientSession:
+    """A session with its own connection pool; close it with ``await session.close()``.
+    ``connect_timeout`` bounds the TCP handshake alone: past it aiohttp raises
+    ``ConnectionTimeoutError``, which says the request was never sent (the whole-exchange
+    timeout raises a bare ``TimeoutError``, which cannot say)."""
     return aiohttp.ClientSession(
         connector=InStepConnector(
             limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
         ),
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         skip_auto_headers=NOT_ADDED,

@@ -119,7 +119,7 @@ async def upstream_as(
         )
         upstream = Upstream(
             service,
-            settings.base_url(service),
+            settings.base_urls(service),
             timeout=settings.upstream_timeout,
             credentials=credentials,
         )

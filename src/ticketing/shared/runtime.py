@@ -61,6 +61,10 @@ class Runtime:
         """The relay's task, for a process that runs it: ``/health/ready`` then depends on it
         (a service may leave its relay to another process, and then asks for none)."""
         register_readiness(self.app, "relay", lambda: relay_ready(self.relay, self.engine))
+        # Which replica publishes, for an operator (and a test) to see without reading logs.
+        self.app.state.health_details = lambda: {
+            "relay": "leader" if self.relay.is_leader else "standby"
+        }
         return self.relay.run()
 
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 ServiceName = Literal["inventory", "booking", "order", "gateway"]
 SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
@@ -115,6 +116,16 @@ class Settings:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
+        for name in ("inventory_url", "booking_url"):
+            value: str = getattr(self, name)
+            if value.strip() and not _listed(value):
+                raise SettingsError(f"TICKETING_{name.upper()} lists no address")
+            for url in _listed(value):
+                if not _is_http_address(url):
+                    raise SettingsError(
+                        f"TICKETING_{name.upper()} must list http:// or https:// addresses, "
+                        f"separated by commas; got {url!r}"
+                    )
 
     def database_name(self, service: ServiceName) -> str:
         return f"{self.db_prefix}{service}"
@@ -129,15 +140,52 @@ class Settings:
         port: int = getattr(self, f"{service}_port")
         return host, port
 
-    def base_url(self, service: ServiceName) -> str:
-        """Where another service reaches ``service``: ``TICKETING_<SERVICE>_URL`` when the
-        setting exists and is set, else its bind address (0.0.0.0 reached as 127.0.0.1)."""
-        configured: str = getattr(self, f"{service}_url", "")
+    def base_urls(self, service: ServiceName) -> list[str]:
+        """Where another service reaches ``service``'s replicas: the comma-separated list in
+        ``TICKETING_<SERVICE>_URL`` when the setting exists and is set, else its bind address
+        (0.0.0.0 reached as 127.0.0.1)."""
+        configured = _listed(getattr(self, f"{service}_url", ""))
         if configured:
-            return configured.rstrip("/")
+            return [url.rstrip("/") for url in configured]
         host, port = self.bind(service)
-        reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        return f"http://{reachable}:{port}"
+        return [f"http://{url_host(host)}:{port}"]
+
+    def base_url(self, service: ServiceName) -> str:
+        """Where another service reaches ``service``'s first replica."""
+        return self.base_urls(service)[0]
+
+
+def url_host(host: str) -> str:
+    """``host`` as the host of a URL callers reach a bound server at: a wildcard address as
+    the loopback one, an IPv6 address in brackets."""
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_http_address(url: str) -> bool:
+    """Whether ``url`` is one http(s) address with a host (and a valid port, if any), and
+    nothing a request path appended to it would land in (a query or a fragment)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and "?" not in url
+        and "#" not in url
+        and url.isprintable()
+        and " " not in url
+    )
+
+
+def _listed(value: str) -> list[str]:
+    """The addresses of a comma-separated list, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _convert(name: str, annotation: str, raw: str) -> object:

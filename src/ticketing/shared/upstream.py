@@ -1,16 +1,26 @@
 """Calls to another service over HTTP: an aiohttp session (pool and whole-exchange timeout, see
-:mod:`ticketing.shared.httpclient`) behind a circuit breaker.
+:mod:`ticketing.shared.httpclient`) spread over the service's replicas, each behind its own
+circuit breaker.
 
 Timeouts, connection errors and 5xx count as failures and raise :class:`Unavailable`; any other
 answer is returned for the caller's typed adapter to interpret. An exchange is a success only
 once its body has been read whole, and a call that is cancelled reports nothing but frees its
 breaker slot.
+
+With several replicas, calls go round in turn to those that are ready (each one's
+``/health/ready``, probed in the background) and whose breaker admits them; the others are
+tried only when none of those can answer. A call moves on to the next replica when the request
+cannot have reached the one it tried (no connection), or when its method is idempotent, so a
+booking is never sent twice; :class:`Unavailable` comes only when no replica answered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,12 +29,21 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from ticketing.shared.breaker import Admission, CircuitBreaker
+from ticketing.shared.breaker import Admission, BreakerState, CircuitBreaker, CircuitOpen
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
 
 log = structlog.get_logger(__name__)
 Headers = Sequence[tuple[str, str]]
+# Failures that leave the request unsent (no connection was made): another replica may take it.
+NOT_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+# Methods that may be sent again after a failure that could have come after the request arrived.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+READY_PATH = "/health/ready"
+READY_TIMEOUT = 1.0  # a readiness answer slower than this counts as not ready
 
 
 class Credentials(Protocol):
@@ -82,23 +101,52 @@ class Answer:
             pass
 
 
+@dataclass(slots=True, eq=False)
+class Replica:
+    """One address of an upstream: its own breaker, and whether its readiness check passed when
+    last probed (or a connection to it failed since)."""
+
+    url: str
+    breaker: CircuitBreaker
+    ready: bool = True
+
+
 class Upstream:
     def __init__(
         self,
         name: str,
-        base_url: str,
+        base_urls: str | Sequence[str],
         *,
         timeout: float = 3.0,
-        breaker: CircuitBreaker | None = None,
+        breakers: Callable[[str], CircuitBreaker] = CircuitBreaker,
         max_connections: int = 100,
         credentials: Credentials | None = None,
+        ready_every: float = 1.0,
     ) -> None:
+        """``base_urls``: the replicas' addresses; ``breakers`` makes each one's breaker (given
+        the upstream's name, with the replica's place when there are several)."""
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError(f"{name}: no address to call")
         self.name = name
         self._credentials = credentials
-        self._base_url = base_url.rstrip("/")
-        self.breaker = breaker or CircuitBreaker(name)
+        several = len(urls) > 1
+        self.replicas = [
+            Replica(url.rstrip("/"), breakers(f"{name}[{n}]" if several else name))
+            for n, url in enumerate(urls)
+        ]
+        self._turn = 0
         self._timeout = timeout
-        self._session = new_session(timeout=timeout, max_connections=max_connections)
+        self._ready_every = ready_every
+        self._watcher: asyncio.Task[None] | None = None
+        # The checks run for the upstream's whole life, in the context it was made in (the
+        # service's), not in that of the request whose call happened to start them.
+        self._context = contextvars.copy_context()
+        # A handshake that has not completed in half the time will not: cut it short so that a
+        # write can still go to another replica (it cannot have arrived) within the timeout.
+        self._session = new_session(
+            timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
+        )
 
     async def request(
         self,
@@ -125,34 +173,35 @@ class Upstream:
         return reply
 
     async def probe(self, path: str) -> Reply:
-        """A GET outside the breaker (health checks, documents): a probe never moves it."""
-        try:
-            async with self._session.get(self._base_url + path) as response:
-                return Reply(response.status, await response.read())
-        except TRANSPORT_ERRORS as error:
-            raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
+        """A GET outside the breakers (health checks, documents): a probe never moves them. It
+        goes to the replicas in turn, ready ones first, and returns the first answer that is
+        not a 5xx (else the last 5xx): one unready replica does not stand for the upstream
+        while another would answer."""
+        failure: BaseException | None = None
+        answered: Reply | None = None
+        for replica in self._in_turn():
+            try:
+                async with self._session.get(replica.url + path) as response:
+                    answered = Reply(response.status, await response.read())
+            except TRANSPORT_ERRORS as error:
+                failure = error
+                continue
+            if answered.status_code < 500:
+                return answered
+        if answered is not None:
+            return answered
+        raise Unavailable(f"{self.name} is unavailable", retry_after=1) from failure
 
     @asynccontextmanager
     async def open(
         self, method: str, target: str, headers: Headers, body: bytes
     ) -> AsyncIterator[Answer]:
         """Send a request and yield the answer once its head arrived; the caller reads the body
-        inside the block. Raises :class:`Unavailable` when the breaker refuses, the upstream
-        cannot be reached, or the exchange fails or times out (the body included)."""
-        admission = self.breaker.admit()
+        inside the block. Raises :class:`Unavailable` when every replica's breaker refuses or
+        none can be reached, or when the exchange fails or times out (the body included)."""
+        replica, admission, response = await self._send(method, target, headers, body)
+        breaker = replica.breaker
         try:
-            try:
-                response = await self._session.request(
-                    method,
-                    URL(self._base_url + target, encoded=True),  # the target as the caller wrote it
-                    headers=headers,
-                    data=body or None,
-                    allow_redirects=False,
-                )
-            except TRANSPORT_ERRORS as error:
-                self.breaker.record_failure(admission)
-                log.warning("upstream call failed", upstream=self.name, error=type(error).__name__)
-                raise Unavailable(f"{self.name} is unavailable", retry_after=1) from error
             answer = Answer(self.name, response)
             try:
                 yield answer
@@ -160,7 +209,7 @@ class Upstream:
                     await answer.finish()
             except BaseException:
                 if answer.failure is not None:
-                    self._failed(admission, answer)
+                    self._failed(breaker, admission, answer)
                 raise  # anything else (the caller's own failure, a cancellation) says nothing
             finally:
                 if method == "HEAD" or answer.status in BODILESS_STATUSES:
@@ -168,15 +217,114 @@ class Upstream:
                 else:
                     response.release()  # back to the pool if read whole, else closed
             if answer.failure is not None:
-                self._failed(admission, answer)
+                self._failed(breaker, admission, answer)
             elif answer.status >= 500:
-                self.breaker.record_failure(admission)
+                breaker.record_failure(admission)
             else:
-                self.breaker.record_success(admission)
+                breaker.record_success(admission)
         finally:
-            self.breaker.release(admission)
+            breaker.release(admission)
 
-    def _failed(self, admission: Admission, answer: Answer) -> None:
+    async def _send(
+        self, method: str, target: str, headers: Headers, body: bytes
+    ) -> tuple[Replica, Admission, aiohttp.ClientResponse]:
+        """The first answer's head from the replicas in turn, and the admission it holds."""
+        refusal: Unavailable | None = None
+        for replica in self._in_turn():
+            try:
+                admission = replica.breaker.admit()
+            except CircuitOpen as error:
+                refusal = _sooner(refusal, error)
+                continue
+            try:
+                response = await self._session.request(
+                    method,
+                    URL(replica.url + target, encoded=True),  # the target as the caller wrote it
+                    headers=headers,
+                    data=body or None,
+                    allow_redirects=False,
+                )
+            except TRANSPORT_ERRORS as error:
+                replica.breaker.record_failure(admission)
+                replica.breaker.release(admission)
+                unsent = isinstance(error, NOT_SENT)
+                if unsent:
+                    replica.ready = False  # until its readiness check passes again
+                log.warning(
+                    "upstream call failed",
+                    upstream=self.name,
+                    replica=replica.url,
+                    error=type(error).__name__,
+                )
+                unavailable = Unavailable(f"{self.name} is unavailable", retry_after=1)
+                # A read that timed out is not sent on: the next replica would most likely be
+                # as slow, and the caller would wait a timeout per replica.
+                timed_out = isinstance(error, TimeoutError)
+                if not (unsent or (method in IDEMPOTENT and not timed_out)):
+                    raise unavailable from error
+                unavailable.__cause__ = error
+                refusal = _sooner(refusal, unavailable)
+                continue
+            except BaseException:
+                replica.breaker.release(admission)
+                raise
+            return replica, admission, response
+        assert refusal is not None, "an upstream has at least one replica"
+        raise refusal
+
+    def _in_turn(self) -> Iterator[Replica]:
+        """The replicas to try, starting one further on each call: those ready and admitting
+        calls first, then the others (a stale check or a breaker about to probe may be wrong)."""
+        replicas = self.replicas
+        if len(replicas) == 1:
+            yield replicas[0]
+            return
+        self._watch()
+        turn = self._turn
+        self._turn += 1
+        # The turn goes round those that may answer, not round every replica: else the one
+        # after a replica passed over would take its calls too, twice its share.
+        first = [r for r in replicas if r.ready and r.breaker.state is not BreakerState.OPEN]
+        later = [r for r in replicas if r not in first]
+        for group in (first, later):
+            if group:
+                start = turn % len(group)
+                yield from group[start:] + group[:start]
+
+    def _watch(self) -> None:
+        """Start probing the replicas' readiness (once, from the first call on)."""
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._probe_replicas(), context=self._context
+            )
+
+    async def _probe_replicas(self) -> None:
+        while True:
+            checked = await asyncio.gather(
+                *(self._check(replica) for replica in self.replicas), return_exceptions=True
+            )
+            for failure in (result for result in checked if isinstance(result, Exception)):
+                # A check must never stop the checks: the replicas would keep their last state.
+                log.error("upstream readiness check failed", upstream=self.name, exc_info=failure)
+            await asyncio.sleep(self._ready_every)
+
+    async def _check(self, replica: Replica) -> None:
+        try:
+            async with (
+                asyncio.timeout(max(self._ready_every, READY_TIMEOUT)),
+                self._session.get(replica.url + READY_PATH) as response,
+            ):
+                await response.read()
+                ready = response.status == 200
+        except TRANSPORT_ERRORS:
+            ready = False
+        if ready != replica.ready:
+            log.info(
+                "upstream replica readiness", upstream=self.name, replica=replica.url, ready=ready
+            )
+        replica.ready = ready
+
+    def _failed(self, breaker: CircuitBreaker, admission: Admission, answer: Answer) -> None:
         """The answer's body broke off: the upstream's failure, unless it timed out while the
         caller held most of the time (then the breaker hears nothing)."""
         error = answer.failure
@@ -184,7 +332,7 @@ class Upstream:
             isinstance(error, TimeoutError) and answer.caller_seconds >= self._timeout / 2
         )
         if not caller_was_slow:
-            self.breaker.record_failure(admission)
+            breaker.record_failure(admission)
         log.warning(
             "upstream answer broke off",
             upstream=self.name,
@@ -201,4 +349,16 @@ class Upstream:
         return Reply(answer.status, content)
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._session.close()
+
+
+def _sooner(kept: Unavailable | None, new: Unavailable) -> Unavailable:
+    """Of two refusals, the one that asks the caller to wait less."""
+    if kept is None:
+        return new
+    wait: int = new.extensions.get("retry_after", 1)
+    return new if wait < kept.extensions.get("retry_after", 1) else kept
