@@ -23,6 +23,9 @@ Email = Annotated[
 ]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 TicketCount = Annotated[int, msgspec.Meta(ge=1, le=1000, description="Tickets to book")]
+# The longest a client may wait for a booking to settle (``GET /api/v1/bookings/{id}?wait=``);
+# the gateway lets a waiting request run this long past its usual timeout.
+MAX_WAIT_SECONDS = 30
 
 
 class CustomerCreate(msgspec.Struct, forbid_unknown_fields=True):
