@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -186,6 +186,20 @@ async def list_bookings(
     if after is not None:
         query = query.where(bookings.c.id > after)
     return [_booking(row) for row in await conn.execute(query)]
+
+
+async def customers_of(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The customer of each of ``booking_ids`` that exists."""
+    query = select(bookings.c.id, bookings.c.customer_id).where(bookings.c.id.in_(booking_ids))
+    return {row.id: row.customer_id for row in await conn.execute(query)}
+
+
+async def last_position_before(conn: AsyncConnection, before: datetime) -> int:
+    """The last position of booking's store recorded before ``before`` (naive UTC), 0 if none."""
+    query = select(func.max(event_store.c.position)).where(event_store.c.recorded_at < before)
+    return int(await conn.scalar(query) or 0)
 
 
 async def lock_bookings(

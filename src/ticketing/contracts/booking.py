@@ -75,3 +75,15 @@ class BookingPage(msgspec.Struct):
 class BookingHistoryPage(msgspec.Struct):
     items: list[HistoryEntry]
     next_cursor: str | None = None
+
+
+class BookingStatusChange(msgspec.Struct):
+    """One change of a booking's state, as a customer's booking stream sends it (the event's
+    ``id:`` is its position in booking's event store, for ``Last-Event-ID``)."""
+
+    booking_id: uuid.UUID
+    status: BookingStatus
+    event_type: str
+    recorded_at: datetime
+    order_id: uuid.UUID | None = None
+    reason: str | None = None

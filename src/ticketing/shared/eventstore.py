@@ -347,6 +347,27 @@ class EventStore:
         rows = await sql.fetch_all(conn, query + " ORDER BY position LIMIT %s", [*params, limit])
         return [self._recorded(row) for row in rows]
 
+    async def streams_page(
+        self,
+        conn: AsyncConnection,
+        streams: str,
+        params: Sequence[Any],
+        *,
+        after: int,
+        upto: int,
+        limit: int,
+    ) -> list[Recorded]:
+        """Up to ``limit`` events with ``after`` < position <= ``upto``, in position order, of
+        the streams whose ids the query ``streams`` (with ``params``) selects: each stream is
+        found through its key, not by scanning every event in the range."""
+        query = (
+            self._select
+            + f" WHERE stream_id IN ({streams}) AND position > %s AND position <= %s"
+            + " ORDER BY position LIMIT %s"
+        )
+        rows = await sql.fetch_all(conn, query, [*params, after, upto, limit])
+        return [self._recorded(row) for row in rows]
+
     def as_json(self, recorded: Recorded) -> bytes:
         """One event as a JSON object: its metadata, and as ``data`` the payload in the current
         shape (upcast when it was stored in an older one)."""

@@ -1,0 +1,110 @@
+"""Booking's status push over HTTP: the long-poll's wait and the customers' event streams, on
+the replica's :class:`~ticketing.booking.status.StatusFeed` (issue 20, ADR 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from ticketing.booking.status import OpenLimit, StatusFeed
+from ticketing.contracts.booking import BookingStatusChange
+from ticketing.shared.errors import RateLimited
+from ticketing.shared.settings import Settings
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+RETRY_MS = 1000  # how soon a disconnected EventSource reconnects
+
+
+@dataclass
+class StatusPush:
+    feed: StatusFeed
+    limit: OpenLimit
+    heartbeat_seconds: float
+    buffer_events: int
+
+    @classmethod
+    def create(cls, feed: StatusFeed, settings: Settings) -> StatusPush:
+        return cls(
+            feed,
+            OpenLimit(settings.status_max_open_per_client),
+            settings.stream_heartbeat_seconds,
+            settings.stream_buffer_events,
+        )
+
+    async def stream(
+        self, customer_id: uuid.UUID, client: str, after: int | None
+    ) -> AsyncIterator[bytes]:
+        """The customer's changes as server-sent events: those after ``after`` from the store
+        (none when it is None), then each as it happens; a comment as the heartbeat. Ends when
+        the reader fell ``buffer_events`` behind: it resumes with ``Last-Event-ID``."""
+        try:
+            self.limit.acquire(client)
+        except RateLimited:
+            # Another stream of the client's opened since the check: this one ends at once.
+            yield b": too many open waits and streams for this client\n\n"
+            return
+        # A reader too slow for the buffer is disconnected: its task is cancelled, even while
+        # it waits for the reader to take what was sent (an unread socket holds it there).
+        task = asyncio.current_task()
+        assert task is not None, "a stream is read by a task"
+        try:
+            async with self.feed.subscribed(
+                customer_id, self.buffer_events, on_overflow=task.cancel
+            ) as (live, mark):
+                yield f"retry: {RETRY_MS}\n\n".encode()
+                last = mark if after is None else after
+                async for position, change in self.feed.history(customer_id, after=last, upto=mark):
+                    yield frame(position, change)
+                    last = position
+                while True:
+                    try:
+                        position, change = await asyncio.wait_for(
+                            live.changes.get(), self.heartbeat_seconds
+                        )
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if position > last:  # the store told it already
+                        yield frame(position, change)
+                        last = position
+        finally:
+            self.limit.release(client)
+
+
+def frame(position: int, change: BookingStatusChange) -> bytes:
+    """One server-sent event."""
+    return b"id: %d\nevent: booking\ndata: %s\n\n" % (position, _encoder.encode(change))
+
+
+async def unless_disconnected(receive: object, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None (and ``work`` cancelled) once the client disconnects: a
+    wait ends with its client, so its resources are free at once."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+async def _disconnected(receive: object) -> None:
+    """Until the ASGI server says the client disconnected (a request's body was read whole
+    before, so nothing else arrives meanwhile)."""
+    while True:
+        message = await receive()  # type: ignore[operator]
+        if message["type"] == "http.disconnect":
+            return
