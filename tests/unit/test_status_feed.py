@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.fakes.booking import InMemoryStatusLog, recorded
 from ticketing.booking.domain import BookingConfirmed, BookingRejected
+from ticketing.booking.push import StatusPush
 from ticketing.booking.status import OpenLimit, StatusFeed
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
@@ -255,3 +256,67 @@ def test_each_client_holds_at_most_its_limit_of_open_requests() -> None:
     limit.acquire("a")
     limit.release("a")
     assert limit.open_count("a") == 0
+
+
+def push_on(feed: StatusFeed, *, heartbeat: float = 30, buffer: int = 100) -> StatusPush:
+    return StatusPush(feed, OpenLimit(1), heartbeat, buffer)
+
+
+async def test_a_stream_tells_the_store_first_then_what_happens_and_beats_when_idle() -> None:
+    log = InMemoryStatusLog()
+    b = uuid.uuid4()
+    log.commit(
+        recorded(1, requested(b), stream_id=b, version=1),
+        recorded(2, confirmed(b), stream_id=b, version=2),
+    )
+    feed = feed_on(log)
+    await feed.poll()  # the mark is at 2
+    stream = push_on(feed, heartbeat=0.05).stream(CUSTOMER, "client", after=0)
+    assert await anext(stream) == b"retry: 1000\n\n"
+    told = [await anext(stream), await anext(stream)]
+    assert [chunk.split(b"\n")[0] for chunk in told] == [b"id: 1", b"id: 2"]
+    assert b'"status":"CONFIRMED"' in told[1]
+    assert await anext(stream) == b": keep-alive\n\n"
+    other = uuid.uuid4()
+    log.commit(recorded(3, requested(other), stream_id=other, version=1))
+    await feed.poll()
+    live = await anext(stream)
+    assert live.startswith(b"id: 3\nevent: booking\ndata: ")
+    await stream.aclose()
+    assert not feed._subscriptions  # closing frees it at once
+
+
+async def test_a_stream_holds_its_clients_slot_until_it_ends() -> None:
+    feed = feed_on(InMemoryStatusLog())
+    push = push_on(feed)
+    stream = push.stream(CUSTOMER, "client", after=None)
+    await anext(stream)
+    assert push.limit.open_count("client") == 1
+    with pytest.raises(RateLimited):
+        push.limit.check("client")
+    await stream.aclose()
+    assert push.limit.open_count("client") == 0
+
+
+async def test_a_reader_that_falls_behind_is_disconnected() -> None:
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+    taken: list[bytes] = []
+
+    async def slow_reader() -> None:
+        async for chunk in push.stream(CUSTOMER, "client", after=None):
+            taken.append(chunk)
+            await asyncio.sleep(3600)  # stops reading, as a stalled socket does
+
+    reader = asyncio.create_task(slow_reader())
+    await asyncio.sleep(0.01)
+    for position in range(1, 10):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    await feed.poll()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 1)
+    assert taken == [b"retry: 1000\n\n"]
+    assert push.limit.open_count("client") == 0
+    assert not feed._subscriptions

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,7 +40,7 @@ class StatusPush:
 
     async def stream(
         self, customer_id: uuid.UUID, client: str, after: int | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The customer's changes as server-sent events: those after ``after`` from the store
         (none when it is None), then each as it happens; a comment as the heartbeat. Ends when
         the reader fell ``buffer_events`` behind: it resumes with ``Last-Event-ID``."""
