@@ -194,14 +194,30 @@ async def timed_get(client: httpx.AsyncClient, target: str) -> tuple[httpx.Respo
     return response, time.monotonic() - started
 
 
+UPSTREAM_2XX = 'gateway_upstream_duration_seconds_count{status="2xx",upstream="booking"}'
+
+
+async def metric(client: httpx.AsyncClient, series: str) -> float:
+    """The value of ``series`` (name and labels, as exposed) on the gateway's /metrics."""
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_a_long_poll_may_outlast_the_usual_timeout(
     client: httpx.AsyncClient, reset: FakeBooking
 ) -> None:
     held = UPSTREAM_TIMEOUT + 1  # booking settles the booking, and answers, after this long
+    upstream_answers = await metric(client, UPSTREAM_2XX)
     waited, seconds = await timed_get(client, f"/api/v1/bookings/{held}?wait=5")
     assert waited.status_code == 200, waited.text
     assert waited.json() == {"id": str(held), "status": "CONFIRMED"}
     assert seconds >= held
+    # Its head came when the wait was over: that is no measure of the upstream's latency.
+    assert await metric(client, UPSTREAM_2XX) == upstream_answers
+    assert (await client.get("/api/v1/bookings/0")).status_code == 200
+    assert await metric(client, UPSTREAM_2XX) == upstream_answers + 1
     for query in ("", "?wait=abc", "?wait=-3"):  # no wait (booking refuses the others itself)
         usual, seconds = await timed_get(client, f"/api/v1/bookings/{held}{query}")
         assert usual.status_code == 503, query
@@ -288,7 +304,8 @@ async def test_a_caller_leaving_a_long_poll_frees_the_upstream_at_once(
 async def test_a_caller_leaving_a_stream_frees_the_upstream_at_once(
     gateway_url: str, tokens: dict[str, str], reset: FakeBooking
 ) -> None:
-    target = "/api/v1/customers/quiet/bookings/stream"
+    # Live: its heartbeats keep the read timeout from ending it in the gateway's stead.
+    target = "/api/v1/customers/live/bookings/stream"
     reader, writer = await raw_get(gateway_url, target, tokens["client"])
     async with asyncio.timeout(2):
         head = await reader.readuntil(b"\r\n\r\n")

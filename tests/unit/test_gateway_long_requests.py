@@ -71,6 +71,20 @@ def test_a_booking_stream_has_no_total_limit_but_may_miss_three_heartbeats() -> 
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/bookings/0190a1b2/",
+        "/api/v1/bookings//0190a1b2",
+        "/api/v1/customers/c/bookings/stream/",
+        "/api/v1/customers//c//bookings//stream",
+    ],
+)
+def test_slashes_booking_ignores_do_not_hide_a_long_request(path: str) -> None:
+    # Booking's router reaches the same handler: the timeout must be the same too.
+    assert recognised("GET", path, "wait=5") is not None
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("POST", "/api/v1/customers/c/bookings/stream"),

@@ -240,9 +240,10 @@ async def relay(
     async with upstream.open(
         method, target, headers, body, timeouts=timeouts, outcome_at_head=stream
     ) as answer:
-        latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
-            time.perf_counter() - started
-        )
+        if long is None or long.stream:  # a long-poll's head waits for its news: no latency
+            latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
+                time.perf_counter() - started
+            )
         answer_headers = [*response_headers(answer.headers), *extra_headers]
         if stream and not any(name.lower() == UNBUFFERED[0] for name, _ in answer_headers):
             answer_headers.append(UNBUFFERED)

@@ -48,9 +48,10 @@ def permission_for(method: str, upstream: str) -> str | None:
     return WRITE_PERMISSIONS[upstream]
 
 
-# The two answers an upstream may hold open past the usual timeout (issue 20's status push).
-WAITING_BOOKING: Final = re.compile(r"/api/v1/bookings/[^/]+")
-BOOKING_STREAM: Final = re.compile(r"/api/v1/customers/[^/]+/bookings/stream")
+# The two answers an upstream may hold open past the usual timeout (issue 20's status push),
+# with the repeated and trailing slashes booking's router (Litestar's) ignores.
+WAITING_BOOKING: Final = re.compile(r"/api/v1/bookings/+[^/]+/*")
+BOOKING_STREAM: Final = re.compile(r"/api/v1/customers/+[^/]+/+bookings/+stream/*")
 # A silent stream is taken for a dead one after this many missed heartbeats.
 HEARTBEATS_MISSED: Final = 3
 
