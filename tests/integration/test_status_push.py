@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Stack, bearer
+from tests.conftest import Gateway, Stack, bearer
 
 PROBLEM = "application/problem+json"
 
@@ -164,3 +164,52 @@ async def test_open_streams_and_waits_are_limited_per_client_and_freed_when_clos
                 await client.get(f"/api/v1/bookings/{uuid.uuid4()}", params={"wait": 0.1})
             ).status_code == 429:
                 await asyncio.sleep(0.05)
+
+
+async def test_through_the_gateway_a_wait_runs_its_length_and_a_stream_flows(
+    stack: Stack, gateway: Gateway
+) -> None:
+    customer_id, event_id = await sale(stack)
+    async with gateway.client("admin") as api:
+        path = f"/api/v1/customers/{customer_id}/bookings/stream"
+        async with api.stream("GET", path) as stream:
+            assert stream.status_code == 200
+            booking_id = await book(stack, customer_id, event_id)
+            settled = await api.get(f"/api/v1/bookings/{booking_id}", params={"wait": 20})
+            assert settled.json()["status"] == "CONFIRMED"
+            async with asyncio.timeout(10):
+                statuses = []
+                async for event in events_of(stream):
+                    statuses.append(json.loads(event["data"])["status"])
+                    if statuses[-1] == "CONFIRMED":
+                        break
+        assert statuses == ["PENDING", "CONFIRMED"]
+        # A wait longer than the gateway's usual upstream timeout, on a booking that never
+        # settles while it runs: a customer id names no booking, so it is 404 at once instead.
+        quick = await api.get(f"/api/v1/bookings/{uuid.uuid4()}", params={"wait": 20})
+        assert quick.status_code == 404
+
+
+async def test_a_stream_closed_at_the_gateway_frees_its_slot_at_booking(
+    stack: Stack, gateway: Gateway, tokens: dict[str, str]
+) -> None:
+    customer_id, _ = await sale(stack)
+    path = f"/api/v1/customers/{customer_id}/bookings/stream"
+    limit = stack.settings.status_max_open_per_client
+    async with gateway.client("client", limits=httpx.Limits(max_connections=limit + 5)) as api:
+        async with contextlib.AsyncExitStack() as opened:
+            for _ in range(limit):
+                response = await opened.enter_async_context(api.stream("GET", path))
+                assert response.status_code == 200
+            refused = await api.get(path)
+            assert refused.status_code == 429  # booking's limit, passed through
+        # Closed at the gateway: the gateway closes its upstream, and booking frees the slots.
+        async with asyncio.timeout(5):
+            while await opening(api, path) == 429:
+                await asyncio.sleep(0.05)
+
+
+async def opening(api: httpx.AsyncClient, path: str) -> int:
+    """The status a stream opens with (closed again at once)."""
+    async with api.stream("GET", path) as response:
+        return response.status_code

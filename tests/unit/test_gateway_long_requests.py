@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from ticketing.contracts.booking import MAX_WAIT_SECONDS
-from ticketing.gateway.disconnect import until_caller_leaves
 from ticketing.gateway.routing import LongRequest, long_request
+from ticketing.shared.disconnect import until_caller_leaves
 
 WAIT = "/api/v1/bookings/*?wait"
 STREAM = "/api/v1/customers/*/bookings/stream"

@@ -15,7 +15,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.types import Receive, Scope, Send
 
-from ticketing.booking.push import StatusPush, unless_disconnected
+from ticketing.booking.push import StatusPush
 from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import (
     MAX_WAIT_SECONDS,
@@ -27,6 +27,7 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.body import read_body
+from ticketing.shared.disconnect import until_caller_leaves
 from ticketing.shared.errors import InvalidInput
 from ticketing.shared.history import AS_OF, parse_as_of
 from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
@@ -157,16 +158,14 @@ class BookingController(Controller):
         if as_of is not None:
             raise InvalidInput("wait and as_of do not go together: a past state never changes")
         push: StatusPush = request.app.state.status_push
+        settled: list[Booking] = []  # empty when the client left and the wait was cancelled
         with push.limit.held(cause_of(request.scope).actor):
-            settled = await unless_disconnected(
-                request.receive,
-                push.feed.settled(
-                    booking_id, functools.partial(bookings.get_booking, booking_id), wait
-                ),
-            )
-        if settled is None:
+            async with until_caller_leaves(request.receive):
+                read = functools.partial(bookings.get_booking, booking_id)
+                settled.append(await push.feed.settled(booking_id, read, wait))
+        if not settled:  # nobody reads this answer; the log and the metrics do
             return Response(None, status_code=CLIENT_CLOSED_REQUEST)  # type: ignore[arg-type]
-        return Response(settled)
+        return Response(settled[0])
 
     @get(
         "/{booking_id:uuid}/history",

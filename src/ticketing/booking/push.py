@@ -4,9 +4,8 @@ the replica's :class:`~ticketing.booking.status.StatusFeed` (issue 20, ADR 16)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -81,30 +80,3 @@ class StatusPush:
 def frame(position: int, change: BookingStatusChange) -> bytes:
     """One server-sent event."""
     return b"id: %d\nevent: booking\ndata: %s\n\n" % (position, _encoder.encode(change))
-
-
-async def unless_disconnected(receive: object, work: Awaitable[T]) -> T | None:
-    """``work``'s result, or None (and ``work`` cancelled) once the client disconnects: a
-    wait ends with its client, so its resources are free at once."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, watcher):
-            if not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-    if task.cancelled():
-        return None
-    return task.result()
-
-
-async def _disconnected(receive: object) -> None:
-    """Until the ASGI server says the client disconnected (a request's body was read whole
-    before, so nothing else arrives meanwhile)."""
-    while True:
-        message = await receive()  # type: ignore[operator]
-        if message["type"] == "http.disconnect":
-            return

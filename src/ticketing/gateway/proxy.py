@@ -27,10 +27,10 @@ import structlog
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
-from ticketing.gateway.disconnect import until_caller_leaves
 from ticketing.gateway.routing import LongRequest
 from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
+from ticketing.shared.disconnect import until_caller_leaves
 from ticketing.shared.errors import InvalidInput, Unavailable
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.upstream import Upstream
