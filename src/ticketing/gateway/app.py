@@ -200,7 +200,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 {name: backend.upstream for name, backend in backends.items()}, token_url
             )
             for name, backend in backends.items():
-                register_readiness(app, name, functools.partial(backend_ready, backend))
+                # Reported, not required: a gateway taken out of its balancer because one
+                # upstream is down would refuse the requests the others could answer, and could
+                # no longer say which service is missing.
+                register_readiness(
+                    app, name, functools.partial(backend_ready, backend), required=False
+                )
             app.state.health_details = lambda: {
                 "breakers": {
                     name: {r.url: r.breaker.state.value for r in backend.upstream.replicas}

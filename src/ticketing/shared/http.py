@@ -35,9 +35,14 @@ READINESS_TIMEOUT_SECONDS = 2.0
 log = structlog.get_logger(__name__)
 
 
-def register_readiness(app: Litestar, name: str, check: ReadinessCheck) -> None:
-    """Make ``/health/ready`` depend on ``check`` (raises when the dependency is down)."""
+def register_readiness(
+    app: Litestar, name: str, check: ReadinessCheck, *, required: bool = True
+) -> None:
+    """Make ``/health/ready`` depend on ``check`` (raises when the dependency is down); one not
+    ``required`` is reported under its name but leaves the answer's status alone."""
     app.state.readiness[name] = check
+    if not required:
+        app.state.readiness_reported.add(name)
 
 
 @get("/health/live", include_in_schema=False, sync_to_thread=False)
@@ -64,7 +69,8 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
             if name in failing:
                 failing.discard(name)
                 log.info("readiness check passes", check=name)
-    healthy = all(value == "ok" for value in results.values())
+    reported: set[str] = request.app.state.readiness_reported
+    healthy = all(value == "ok" for name, value in results.items() if name not in reported)
     body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": results}
     details = getattr(request.app.state, "health_details", None)
     if details is not None:
@@ -168,6 +174,7 @@ def create_http_app(
     )
     app.state.readiness = {}
     app.state.readiness_failing = set()
+    app.state.readiness_reported = set()
     app.state.metrics = http_metrics
     app.state.settings = settings
     # Wrap the router-level handler (not a route middleware) so that unrouted requests (404, 405)
