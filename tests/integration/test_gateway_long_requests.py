@@ -369,3 +369,30 @@ async def test_a_stream_does_not_keep_a_half_open_breaker_from_closing(
                 if b": heartbeat" in received:
                     break
         assert (await client.get("/api/v1/bookings/0")).status_code == 200
+
+
+async def test_a_long_poll_does_not_keep_a_half_open_breaker_from_closing(
+    base_settings: Settings, tokens: dict[str, str], reset: FakeBooking
+) -> None:
+    """A wait of up to 30 s admitted as the half-open breaker's one probe must not refuse every
+    other call to the upstream for as long as it waits."""
+    breaker = {
+        "breaker_window": 2,
+        "breaker_min_calls": 2,
+        "breaker_open_seconds": 0.5,
+        "breaker_half_open_probes": 1,
+    }
+    async with (
+        gateway(base_settings, reset, **breaker) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(tokens["client"]), timeout=30) as client,
+    ):
+        reset.failing = True
+        assert [(await client.get("/api/v1/bookings/0")).status_code for _ in range(2)] == [500] * 2
+        reset.failing = False
+        await asyncio.sleep(0.6)  # half-open: one probe may go
+        waiting = asyncio.create_task(client.get("/api/v1/bookings/3?wait=3"))
+        await asyncio.sleep(0.2)  # the wait is upstream, holding whatever it was admitted with
+        try:
+            assert (await client.get("/api/v1/bookings/0")).status_code == 200
+        finally:
+            assert (await waiting).status_code == 200
