@@ -229,8 +229,10 @@ class StatusFeed:
                 self._remember(booking_id, customer_id)
         for recorded, change in changes:
             customer = self._customers.get(recorded.stream_id)
-            for subscription in self._subscriptions.get(customer, ()) if customer else ():
+            for subscription in tuple(self._subscriptions.get(customer, ()) if customer else ()):
                 subscription.offer(recorded.position, change)
+                if subscription.overflowed:  # its reader may never come back to unsubscribe
+                    self.unsubscribe(subscription)
 
     def _remember(self, booking_id: uuid.UUID, customer_id: uuid.UUID) -> None:
         if len(self._customers) >= 100_000:
@@ -297,16 +299,32 @@ class StatusFeed:
         """A subscription to the customer's changes above the mark it is taken at (yielded
         with it): what is at or below that mark is the store's to tell. ``on_overflow`` is
         called once the reader is ``capacity`` changes behind."""
+        subscription, mark = self.subscribe(customer_id, capacity, on_overflow)
+        try:
+            yield subscription, mark
+        finally:
+            self.unsubscribe(subscription)
+
+    def subscribe(
+        self,
+        customer_id: uuid.UUID,
+        capacity: int,
+        on_overflow: Callable[[], object] = lambda: None,
+    ) -> tuple[Subscription, int]:
+        """:meth:`subscribed` for a caller that ends it with :meth:`unsubscribe` itself."""
         subscription = Subscription(customer_id, capacity, on_overflow)
         self._subscriptions.setdefault(customer_id, set()).add(subscription)
         self._listening.set()
-        try:
-            yield subscription, self.mark
-        finally:
-            subscriptions = self._subscriptions[customer_id]
-            subscriptions.discard(subscription)
-            if not subscriptions:
-                del self._subscriptions[customer_id]
+        return subscription, self.mark
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop feeding ``subscription``; a no-op when it was dropped already."""
+        subscriptions = self._subscriptions.get(subscription.customer_id)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            del self._subscriptions[subscription.customer_id]
 
     async def history(
         self, customer_id: uuid.UUID, *, after: int, upto: int
