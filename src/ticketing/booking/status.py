@@ -169,6 +169,7 @@ class StatusFeed:
         self._clock = clock
         self.mark = 0  # every position up to here was seen, or is a hole for good
         self._above: dict[int, Recorded] = {}  # seen, above the mark
+        self._passed: list[Recorded] = []  # passed by the mark, not yet offered to streams
         self._missing_since: dict[int, float] = {}
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
@@ -211,12 +212,16 @@ class StatusFeed:
                 self._above[recorded.position] = recorded
                 for waiter in self._waiters.get(recorded.stream_id, ()):
                     waiter.set()
-            await self._deliver(self._advance())
+            # Passed for good: a failed lookup of their customers leaves them to the next read.
+            self._passed.extend(self._advance())
+            await self._deliver(self._passed)
+            self._passed.clear()
             if len(page) < PAGE:
                 return
 
     async def _deliver(self, passed: Sequence[Recorded]) -> None:
-        """Offer each change the mark passed to the streams of its booking's customer."""
+        """Offer each change the mark passed to the streams of its booking's customer; raises,
+        having offered none, when their customers cannot be looked up."""
         if not self._subscriptions:
             return
         changes = [(r, change) for r in passed if (change := change_of(r)) is not None]
