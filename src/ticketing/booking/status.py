@@ -204,8 +204,9 @@ class StatusFeed:
     async def poll(self) -> None:
         """Read what is new above the mark, wake its waiters, move the mark on and pass what
         it passed to the subscriptions."""
+        cursor = self.mark
         while True:
-            page = await self._log.after(self.mark, PAGE)
+            page = await self._log.after(cursor, PAGE)
             for recorded in page:
                 if recorded.position in self._above:
                     continue
@@ -218,6 +219,9 @@ class StatusFeed:
             self._passed.clear()
             if len(page) < PAGE:
                 return
+            # On past this page even when a hole keeps the mark below it (read again from the
+            # mark by the next poll): else the same page would be read until the hole passes.
+            cursor = max(self.mark, page[-1].position)
 
     async def _deliver(self, passed: Sequence[Recorded]) -> None:
         """Offer each change the mark passed to the streams of its booking's customer; raises,
