@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -170,7 +171,11 @@ class StatusFeed:
         self.mark = 0  # every position up to here was seen, or is a hole for good
         self._above: dict[int, Recorded] = {}  # seen, above the mark
         self._passed: list[Recorded] = []  # passed by the mark, not yet offered to streams
-        self._missing_since: dict[int, float] = {}
+        # When the positions not seen went missing, as ranges (a jump of the auto-increment is
+        # one entry, not one per position): each (below, since) times every position under
+        # ``below`` and above the entry before it.
+        self._missing: deque[tuple[int, float]] = deque()
+        self._timed = 0  # the highest position timed in _missing
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
         self._customers: dict[uuid.UUID, uuid.UUID] = {}  # booking -> customer, as learned
@@ -254,21 +259,30 @@ class StatusFeed:
         passed: list[Recorded] = []
         if self._above:
             highest = max(self._above)
-            for position in range(self.mark + 1, highest):
-                if position not in self._above:
-                    self._missing_since.setdefault(position, now)
+            if highest > max(self._timed, self.mark):
+                self._missing.append((highest, now))
+                self._timed = highest
         while self._above:
             following = self.mark + 1
             recorded = self._above.pop(following, None)
             if recorded is not None:
-                self._missing_since.pop(following, None)
                 passed.append(recorded)
-            elif now - self._missing_since.get(following, now) >= self._grace:
-                del self._missing_since[following]  # a hole for good: nothing will commit there
-            else:
+                self.mark = following
+                continue
+            below, since = self._missing_at(following)
+            if now - since < self._grace:
                 break
-            self.mark = following
+            # Holes for good, up to the next position seen or timed later.
+            self.mark = min(below, *self._above) - 1
         return passed
+
+    def _missing_at(self, position: int) -> tuple[int, float]:
+        """The range of missing positions ``position`` is in: where it ends, and since when."""
+        while self._missing and self._missing[0][0] <= position:
+            self._missing.popleft()  # wholly at or below the mark
+        if not self._missing:
+            return position + 1, self._clock()  # untimed yet: missing from now on
+        return self._missing[0]
 
     # Listening -----------------------------------------------------------------------------
 
