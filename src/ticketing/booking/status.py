@@ -51,7 +51,8 @@ class StatusLog(Protocol):
         """The last position recorded before ``before`` (aware; 0 when none)."""
 
     async def after(self, position: int, limit: int) -> list[Recorded]:
-        """Up to ``limit`` events after ``position``, every stream's, in position order."""
+        """Up to ``limit`` events after ``position``, every stream's, in position order; one
+        this code cannot decode comes with ``event`` None."""
 
     async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         """The customer of each of ``booking_ids`` that exists."""
@@ -216,6 +217,12 @@ class StatusFeed:
                 if recorded.position in self._above:
                     continue
                 self._above[recorded.position] = recorded
+                if recorded.event is None:
+                    log.warning(
+                        "status feed passes an event it cannot decode",
+                        position=recorded.position,
+                        event_type=recorded.event_type,
+                    )
                 for waiter in self._waiters.get(recorded.stream_id, ()):
                     waiter.set()
             # Passed for good: a failed lookup of their customers leaves them to the next read.
