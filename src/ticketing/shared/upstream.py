@@ -207,6 +207,7 @@ class Upstream:
         *,
         timeouts: aiohttp.ClientTimeout | None = None,
         outcome_at_head: bool = False,
+        may_probe: bool = True,
     ) -> AsyncIterator[Answer]:
         """Send a request and yield the answer once its head arrived; the caller reads the body
         inside the block. Raises :class:`Unavailable` when every replica's breaker refuses or
@@ -215,9 +216,13 @@ class Upstream:
         ``timeouts`` replace the upstream's whole-exchange timeout for this exchange (the
         connect limit, when they set none, stays the upstream's). With ``outcome_at_head`` the
         breaker hears the outcome when the head arrives (a 5xx fails, anything else succeeds)
-        and nothing about the body's end: for answers that may stream for hours."""
+        and nothing about the body's end: for answers that may stream for hours. Without
+        ``may_probe`` (an answer whose head may take long) it is no half-open breaker's probe:
+        it would refuse every other call to that replica while it lasts."""
         limits = self._limits(timeouts)
-        replica, admission, response = await self._send(method, target, headers, body, limits)
+        replica, admission, response = await self._send(
+            method, target, headers, body, limits, may_probe=may_probe
+        )
         breaker = replica.breaker
         try:
             if outcome_at_head:  # whatever comes later says nothing: this admission is settled
@@ -250,12 +255,14 @@ class Upstream:
         headers: Headers,
         body: bytes,
         limits: aiohttp.ClientTimeout,
+        *,
+        may_probe: bool = True,
     ) -> tuple[Replica, Admission, aiohttp.ClientResponse]:
         """The first answer's head from the replicas in turn, and the admission it holds."""
         refusal: Unavailable | None = None
         for replica in self._in_turn():
             try:
-                admission = replica.breaker.admit()
+                admission = replica.breaker.admit(may_probe=may_probe)
             except CircuitOpen as error:
                 refusal = _sooner(refusal, error)
                 continue
