@@ -5,6 +5,7 @@ and then passed, a slow reader cut off, and the open-request limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import tracemalloc
 import uuid
@@ -449,3 +450,26 @@ async def test_a_jump_in_positions_costs_neither_memory_nor_time_per_position() 
         assert [live.changes.get_nowait()[0] for _ in range(2)] == [1, far]
     assert feed.mark == far
     assert peak < 5_000_000
+
+
+async def test_a_reader_cut_off_as_its_next_change_arrives_is_still_disconnected() -> None:
+    """Python 3.11's ``wait_for`` swallows a cancellation that comes with the change it waits
+    for: the cut-off may not rest on the cancellation alone, or the stream lives on without
+    its subscription, beating its heart and never sending a change again."""
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+
+    async def fast_reader() -> None:
+        async for _ in push.stream(CUSTOMER, "client", after=None):
+            pass
+
+    reader = asyncio.create_task(fast_reader())
+    await asyncio.sleep(0.01)  # waiting for a change
+    for position in range(1, 6):  # more than the buffer, in one read
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    await feed.poll()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 1)
+    assert push.limit.open_count("client") == 0
