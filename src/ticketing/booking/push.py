@@ -74,7 +74,9 @@ class StatusPush:
             async for position, change in self.feed.history(customer_id, after=last, upto=mark):
                 yield frame(position, change)
                 last = position
-            while True:
+            # The cut-off's cancellation may be lost (Python 3.11's wait_for swallows one that
+            # comes with the change it waits for): the stream ends here too.
+            while not live.overflowed:
                 try:
                     position, change = await asyncio.wait_for(
                         live.changes.get(), self.heartbeat_seconds
