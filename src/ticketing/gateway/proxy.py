@@ -246,6 +246,7 @@ async def relay(
         timeouts=timeouts,
         outcome_at_head=stream,
         may_probe=not waits,
+        lasting=long is not None,
     ) as answer:
         if not waits:  # the wait is no latency of the upstream's
             latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
