@@ -27,6 +27,7 @@ from ticketing.shared.settings import Settings
 UPSTREAM_TIMEOUT = 1.0
 HEARTBEAT = 0.3  # the gateway's; so a stream silent for 0.9 s counts as dead
 UPSTREAM_HEARTBEAT = 0.2  # how often the fake upstream's live streams send one
+UPSTREAM_CONNECTIONS = 200  # the connections the gateway pools for each upstream
 
 
 def chunk(data: bytes) -> bytes:
@@ -137,7 +138,8 @@ async def hangs_up_within(reader: asyncio.StreamReader, seconds: float) -> bool:
 @pytest.fixture(scope="module")
 async def booking() -> AsyncIterator[FakeBooking]:
     fake = FakeBooking()
-    listening = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    # A backlog for every connection the gateway pools, opened at once.
+    listening = await asyncio.start_server(fake.handle, "127.0.0.1", 0, backlog=1024)
     fake.url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
     try:
         yield fake
@@ -369,3 +371,53 @@ async def test_a_stream_does_not_keep_a_half_open_breaker_from_closing(
                 if b": heartbeat" in received:
                     break
         assert (await client.get("/api/v1/bookings/0")).status_code == 200
+
+
+async def test_a_long_poll_does_not_keep_a_half_open_breaker_from_closing(
+    base_settings: Settings, tokens: dict[str, str], reset: FakeBooking
+) -> None:
+    """A wait of up to 30 s admitted as the half-open breaker's one probe must not refuse every
+    other call to the upstream for as long as it waits."""
+    breaker = {
+        "breaker_window": 2,
+        "breaker_min_calls": 2,
+        "breaker_open_seconds": 0.5,
+        "breaker_half_open_probes": 1,
+    }
+    async with (
+        gateway(base_settings, reset, **breaker) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(tokens["client"]), timeout=30) as client,
+    ):
+        reset.failing = True
+        assert [(await client.get("/api/v1/bookings/0")).status_code for _ in range(2)] == [500] * 2
+        reset.failing = False
+        await asyncio.sleep(0.6)  # half-open: one probe may go
+        waiting = asyncio.create_task(client.get("/api/v1/bookings/3?wait=3"))
+        await asyncio.sleep(0.2)  # the wait is upstream, holding whatever it was admitted with
+        try:
+            assert (await client.get("/api/v1/bookings/0")).status_code == 200
+        finally:
+            assert (await waiting).status_code == 200
+
+
+async def test_waits_holding_every_pooled_connection_leave_ordinary_calls_unharmed(
+    gateway_url: str, tokens: dict[str, str], reset: FakeBooking
+) -> None:
+    """Each wait and stream holds its upstream connection for as long as it lasts: as many as
+    the gateway pools for the upstream must not leave an ordinary call waiting for one (its
+    timeout would fail it, and count against a healthy upstream)."""
+    limits = httpx.Limits(max_connections=UPSTREAM_CONNECTIONS + 10)
+    async with httpx.AsyncClient(
+        base_url=gateway_url, headers=bearer(tokens["client"]), timeout=30, limits=limits
+    ) as many:
+        waits = [
+            asyncio.create_task(many.get("/api/v1/bookings/2.5?wait=3"))
+            for _ in range(UPSTREAM_CONNECTIONS)
+        ]
+        try:
+            await asyncio.sleep(1)  # every wait is upstream
+            answer, took = await timed_get(many, "/api/v1/bookings/0")
+            assert answer.status_code == 200
+            assert took < UPSTREAM_TIMEOUT
+        finally:
+            assert [(await wait).status_code for wait in waits] == [200] * UPSTREAM_CONNECTIONS

@@ -12,10 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
 from tests.harness import own_databases
+from ticketing.booking.domain import BookingConfirmed
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
+from ticketing.booking.repository import last_position_before
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.status import StatusFeed
 from ticketing.contracts.booking import (
@@ -25,6 +29,7 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.contracts.events import OrderConfirmed
+from ticketing.shared.clock import naive_utc
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
@@ -146,3 +151,62 @@ async def book_for(replica: Replica, events: InMemoryEvents, customer_id: uuid.U
     data = BookingCreate(customer_id=customer_id, event_id=events.schedule(10), ticket_count=1)
     accepted = await replica.service.request_booking(data, raw_body=b"{}", cause=CLIENT)
     return accepted.booking_id
+
+
+async def write_unreadable(engine: AsyncEngine, stream_id: uuid.UUID) -> None:
+    """An event of a newer schema than this code reads, as a replica of the next release
+    writes it during a rolling deployment."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO event_store (event_id, stream_id, stream_type, version, event_type,"
+                " schema_version, payload, actor, recorded_at, published_at) VALUES (:event_id,"
+                " :stream_id, 'booking', 99, 'BookingConfirmed', :schema, '{}', 'next-release',"
+                " UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"
+            ),
+            {
+                "event_id": str(uuid.uuid4()),
+                "stream_id": str(stream_id),
+                "schema": BookingConfirmed.SCHEMA_VERSION + 1,
+            },
+        )
+
+
+async def test_an_event_this_code_cannot_read_does_not_stop_the_feed_or_the_history(
+    replicas: tuple[Replica, Replica, InMemoryEvents],
+) -> None:
+    a, b, events = replicas
+    customer_id, booking_id = await book(a, events)
+    async with a.feed.subscribed(customer_id, 100) as (live, _):
+        await write_unreadable(b.engine, booking_id)
+        await settle(b, booking_id)
+        got: list[BookingStatusChange] = []
+        async with asyncio.timeout(5):
+            while not got or got[-1].status is not BookingStatus.CONFIRMED:
+                got.append((await live.changes.get())[1])
+    told = [c.status async for _, c in a.feed.history(customer_id, after=0, upto=a.feed.mark)]
+    assert told == [BookingStatus.PENDING, BookingStatus.CONFIRMED]
+
+
+async def test_where_the_feed_starts_is_found_without_reading_every_earlier_event() -> None:
+    async with own_databases("booking") as settings:
+        engine = create_engine(settings, "booking")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO event_store (event_id, stream_id, stream_type, version,"
+                        " event_type, schema_version, payload, actor, recorded_at, published_at)"
+                        " SELECT UUID(), UUID(), 'booking', 1, 'BookingRequested', 1, '{}', 'x',"
+                        " UTC_TIMESTAMP(6) - INTERVAL 1 HOUR, UTC_TIMESTAMP(6) FROM seq_1_to_2000"
+                    )
+                )
+            async with engine.connect() as conn:
+                await conn.execute(text("FLUSH STATUS"))
+                start = await last_position_before(conn, naive_utc(datetime.now(UTC)))
+                shown = await conn.execute(text("SHOW STATUS LIKE 'Handler_read%'"))
+                reads = {str(name): int(value) for name, value in shown.all()}
+        finally:
+            await engine.dispose()
+    assert start == 2000
+    assert reads["Handler_read_next"] + reads["Handler_read_prev"] < 10

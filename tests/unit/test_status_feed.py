@@ -5,21 +5,28 @@ and then passed, a slow reader cut off, and the open-request limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import tracemalloc
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from litestar.response.streaming import ASGIStreamingResponse
 
 from tests.fakes.booking import InMemoryStatusLog, recorded
 from ticketing.booking.domain import BookingConfirmed, BookingRejected
 from ticketing.booking.push import StatusPush
-from ticketing.booking.status import OpenLimit, StatusFeed
+from ticketing.booking.status import PAGE, OpenLimit, StatusFeed
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
 from ticketing.shared.errors import RateLimited
+from ticketing.shared.eventstore import Recorded
 
 CUSTOMER = uuid.uuid4()
 
@@ -320,3 +327,149 @@ async def test_a_reader_that_falls_behind_is_disconnected() -> None:
     assert taken == [b"retry: 1000\n\n"]
     assert push.limit.open_count("client") == 0
     assert not feed._subscriptions
+
+
+async def test_a_reader_cut_off_while_its_socket_is_stalled_frees_its_slot_and_subscription() -> (
+    None
+):
+    """Litestar iterates a stream in a task of its own and, when that task is cancelled in a
+    ``send`` (the stalled socket the cut-off is for), abandons the generator without closing
+    it: nothing may wait for the generator's ``finally`` (run only by a garbage collection)."""
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+    response = ASGIStreamingResponse(
+        iterator=push.stream(CUSTOMER, "client", after=None), media_type="text/event-stream"
+    )
+    never = asyncio.Event()
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            await never.wait()  # the client reads nothing: the socket's buffer stays full
+
+    async def receive() -> Any:
+        await never.wait()  # the client is still connected
+
+    gc.disable()  # a collection would close the abandoned generator and hide the leak
+    try:
+        scope: Any = {"type": "http"}
+        serving = asyncio.create_task(response(scope, receive, send))
+        await asyncio.sleep(0.01)
+        for position in range(1, 10):
+            b = uuid.uuid4()
+            log.commit(recorded(position, requested(b), stream_id=b, version=1))
+        await feed.poll()
+        await asyncio.wait_for(serving, 1)  # the response ends (the server closes it)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert push.limit.open_count("client") == 0
+        assert not feed._subscriptions
+    finally:
+        gc.enable()
+
+
+class FlakyCustomers(InMemoryStatusLog):
+    """A store whose next lookup of bookings' customers fails, as a dropped connection does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+
+    async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionResetError("connection lost")
+        return await super().customers_of(booking_ids)
+
+
+async def test_a_change_whose_customer_lookup_failed_reaches_the_stream_on_the_next_read() -> None:
+    log = FlakyCustomers()
+    old = uuid.uuid4()
+    log.commit(recorded(1, requested(old), stream_id=old, version=1))
+    feed = feed_on(log)
+    feed.mark = 1  # started after the request: the settlement's customer must be looked up
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        log.commit(recorded(2, confirmed(old), stream_id=old, version=2))
+        log.fail_next = True
+        with pytest.raises(ConnectionResetError):
+            await feed.poll()
+        await feed.poll()  # as the feed's loop reads again
+        assert live.changes.get_nowait()[0] == 2
+
+
+class CountedReads(InMemoryStatusLog):
+    """A store that refuses to be read more than ``most`` times."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    async def after(self, position: int, limit: int) -> list[Recorded]:
+        if self.reads >= self.most:
+            raise AssertionError(f"read {self.reads + 1} times in one poll")
+        return await super().after(position, limit)
+
+
+async def test_a_hole_below_a_full_page_neither_spins_nor_hides_what_lies_beyond() -> None:
+    log, clock = CountedReads(most=2), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    last = PAGE + 101  # position 1 is still being written: every other one is above it
+    for position in range(2, last + 1):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    beyond = log.events[last].stream_id
+    woken = asyncio.Event()
+    feed._waiters[beyond] = {woken}
+    await feed.poll()  # the clock stands still: the hole is as young as ever
+    assert woken.is_set()  # its event lies on the second page
+    assert feed.mark == 0
+
+
+async def test_a_jump_in_positions_costs_neither_memory_nor_time_per_position() -> None:
+    """An auto-increment that jumps (a restore, a reset AUTO_INCREMENT, a large failed insert)
+    leaves a million-position gap: the feed must not keep or walk each of its positions."""
+    log, clock = InMemoryStatusLog(), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    far = 1_000_002
+    for position in (1, far):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        tracemalloc.start()
+        try:
+            await feed.poll()
+            clock.now += 1
+            await feed.poll()
+            clock.now += 1.5
+            await feed.poll()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [live.changes.get_nowait()[0] for _ in range(2)] == [1, far]
+    assert feed.mark == far
+    assert peak < 5_000_000
+
+
+async def test_a_reader_cut_off_as_its_next_change_arrives_is_still_disconnected() -> None:
+    """Python 3.11's ``wait_for`` swallows a cancellation that comes with the change it waits
+    for: the cut-off may not rest on the cancellation alone, or the stream lives on without
+    its subscription, beating its heart and never sending a change again."""
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+
+    async def fast_reader() -> None:
+        async for _ in push.stream(CUSTOMER, "client", after=None):
+            pass
+
+    reader = asyncio.create_task(fast_reader())
+    await asyncio.sleep(0.01)  # waiting for a change
+    for position in range(1, 6):  # more than the buffer, in one read
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    await feed.poll()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 1)
+    assert push.limit.open_count("client") == 0

@@ -51,30 +51,45 @@ class StatusPush:
             return
         # A reader too slow for the buffer is disconnected: its task is cancelled, even while
         # it waits for the reader to take what was sent (an unread socket holds it there).
+        # Cancelled there, outside this generator, the task leaves it unclosed (Litestar never
+        # closes it; a garbage collection may, much later): the cut-off frees the slot itself.
         task = asyncio.current_task()
         assert task is not None, "a stream is read by a task"
+        held = True
+
+        def free() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.limit.release(client)
+
+        def cut_off() -> None:
+            free()
+            task.cancel()
+
+        live, mark = self.feed.subscribe(customer_id, self.buffer_events, on_overflow=cut_off)
         try:
-            async with self.feed.subscribed(
-                customer_id, self.buffer_events, on_overflow=task.cancel
-            ) as (live, mark):
-                yield f"retry: {RETRY_MS}\n\n".encode()
-                last = mark if after is None else after
-                async for position, change in self.feed.history(customer_id, after=last, upto=mark):
+            yield f"retry: {RETRY_MS}\n\n".encode()
+            last = mark if after is None else after
+            async for position, change in self.feed.history(customer_id, after=last, upto=mark):
+                yield frame(position, change)
+                last = position
+            # The cut-off's cancellation may be lost (Python 3.11's wait_for swallows one that
+            # comes with the change it waits for): the stream ends here too.
+            while not live.overflowed:
+                try:
+                    position, change = await asyncio.wait_for(
+                        live.changes.get(), self.heartbeat_seconds
+                    )
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if position > last:  # the store told it already
                     yield frame(position, change)
                     last = position
-                while True:
-                    try:
-                        position, change = await asyncio.wait_for(
-                            live.changes.get(), self.heartbeat_seconds
-                        )
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                    if position > last:  # the store told it already
-                        yield frame(position, change)
-                        last = position
         finally:
-            self.limit.release(client)
+            self.feed.unsubscribe(live)  # the feed drops an overflowed one itself
+            free()
 
 
 def frame(position: int, change: BookingStatusChange) -> bytes:

@@ -205,7 +205,8 @@ class SqlStatusLog:
 
     async def after(self, position: int, limit: int) -> list[Recorded]:
         async with self._engine.connect() as conn:
-            return await repo.STORE.page(conn, after=position, limit=limit)
+            # An event of a newer release (a rolling deployment) must not stop the feed.
+            return await repo.STORE.page(conn, after=position, limit=limit, lenient=True)
 
     async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         async with self._engine.connect() as conn:
@@ -222,4 +223,5 @@ class SqlStatusLog:
                 after=after,
                 upto=upto,
                 limit=limit,
+                lenient=True,
             )

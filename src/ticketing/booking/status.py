@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,8 @@ class StatusLog(Protocol):
         """The last position recorded before ``before`` (aware; 0 when none)."""
 
     async def after(self, position: int, limit: int) -> list[Recorded]:
-        """Up to ``limit`` events after ``position``, every stream's, in position order."""
+        """Up to ``limit`` events after ``position``, every stream's, in position order; one
+        this code cannot decode comes with ``event`` None."""
 
     async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         """The customer of each of ``booking_ids`` that exists."""
@@ -169,7 +171,12 @@ class StatusFeed:
         self._clock = clock
         self.mark = 0  # every position up to here was seen, or is a hole for good
         self._above: dict[int, Recorded] = {}  # seen, above the mark
-        self._missing_since: dict[int, float] = {}
+        self._passed: list[Recorded] = []  # passed by the mark, not yet offered to streams
+        # When the positions not seen went missing, as ranges (a jump of the auto-increment is
+        # one entry, not one per position): each (below, since) times every position under
+        # ``below`` and above the entry before it.
+        self._missing: deque[tuple[int, float]] = deque()
+        self._timed = 0  # the highest position timed in _missing
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
         self._customers: dict[uuid.UUID, uuid.UUID] = {}  # booking -> customer, as learned
@@ -203,20 +210,34 @@ class StatusFeed:
     async def poll(self) -> None:
         """Read what is new above the mark, wake its waiters, move the mark on and pass what
         it passed to the subscriptions."""
+        cursor = self.mark
         while True:
-            page = await self._log.after(self.mark, PAGE)
+            page = await self._log.after(cursor, PAGE)
             for recorded in page:
                 if recorded.position in self._above:
                     continue
                 self._above[recorded.position] = recorded
+                if recorded.event is None:
+                    log.warning(
+                        "status feed passes an event it cannot decode",
+                        position=recorded.position,
+                        event_type=recorded.event_type,
+                    )
                 for waiter in self._waiters.get(recorded.stream_id, ()):
                     waiter.set()
-            await self._deliver(self._advance())
+            # Passed for good: a failed lookup of their customers leaves them to the next read.
+            self._passed.extend(self._advance())
+            await self._deliver(self._passed)
+            self._passed.clear()
             if len(page) < PAGE:
                 return
+            # On past this page even when a hole keeps the mark below it (read again from the
+            # mark by the next poll): else the same page would be read until the hole passes.
+            cursor = max(self.mark, page[-1].position)
 
     async def _deliver(self, passed: Sequence[Recorded]) -> None:
-        """Offer each change the mark passed to the streams of its booking's customer."""
+        """Offer each change the mark passed to the streams of its booking's customer; raises,
+        having offered none, when their customers cannot be looked up."""
         if not self._subscriptions:
             return
         changes = [(r, change) for r in passed if (change := change_of(r)) is not None]
@@ -229,8 +250,10 @@ class StatusFeed:
                 self._remember(booking_id, customer_id)
         for recorded, change in changes:
             customer = self._customers.get(recorded.stream_id)
-            for subscription in self._subscriptions.get(customer, ()) if customer else ():
+            for subscription in tuple(self._subscriptions.get(customer, ()) if customer else ()):
                 subscription.offer(recorded.position, change)
+                if subscription.overflowed:  # its reader may never come back to unsubscribe
+                    self.unsubscribe(subscription)
 
     def _remember(self, booking_id: uuid.UUID, customer_id: uuid.UUID) -> None:
         if len(self._customers) >= 100_000:
@@ -243,21 +266,30 @@ class StatusFeed:
         passed: list[Recorded] = []
         if self._above:
             highest = max(self._above)
-            for position in range(self.mark + 1, highest):
-                if position not in self._above:
-                    self._missing_since.setdefault(position, now)
+            if highest > max(self._timed, self.mark):
+                self._missing.append((highest, now))
+                self._timed = highest
         while self._above:
             following = self.mark + 1
             recorded = self._above.pop(following, None)
             if recorded is not None:
-                self._missing_since.pop(following, None)
                 passed.append(recorded)
-            elif now - self._missing_since.get(following, now) >= self._grace:
-                del self._missing_since[following]  # a hole for good: nothing will commit there
-            else:
+                self.mark = following
+                continue
+            below, since = self._missing_at(following)
+            if now - since < self._grace:
                 break
-            self.mark = following
+            # Holes for good, up to the next position seen or timed later.
+            self.mark = min(below, *self._above) - 1
         return passed
+
+    def _missing_at(self, position: int) -> tuple[int, float]:
+        """The range of missing positions ``position`` is in: where it ends, and since when."""
+        while self._missing and self._missing[0][0] <= position:
+            self._missing.popleft()  # wholly at or below the mark
+        if not self._missing:
+            return position + 1, self._clock()  # untimed yet: missing from now on
+        return self._missing[0]
 
     # Listening -----------------------------------------------------------------------------
 
@@ -297,16 +329,32 @@ class StatusFeed:
         """A subscription to the customer's changes above the mark it is taken at (yielded
         with it): what is at or below that mark is the store's to tell. ``on_overflow`` is
         called once the reader is ``capacity`` changes behind."""
+        subscription, mark = self.subscribe(customer_id, capacity, on_overflow)
+        try:
+            yield subscription, mark
+        finally:
+            self.unsubscribe(subscription)
+
+    def subscribe(
+        self,
+        customer_id: uuid.UUID,
+        capacity: int,
+        on_overflow: Callable[[], object] = lambda: None,
+    ) -> tuple[Subscription, int]:
+        """:meth:`subscribed` for a caller that ends it with :meth:`unsubscribe` itself."""
         subscription = Subscription(customer_id, capacity, on_overflow)
         self._subscriptions.setdefault(customer_id, set()).add(subscription)
         self._listening.set()
-        try:
-            yield subscription, self.mark
-        finally:
-            subscriptions = self._subscriptions[customer_id]
-            subscriptions.discard(subscription)
-            if not subscriptions:
-                del self._subscriptions[customer_id]
+        return subscription, self.mark
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop feeding ``subscription``; a no-op when it was dropped already."""
+        subscriptions = self._subscriptions.get(subscription.customer_id)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            del self._subscriptions[subscription.customer_id]
 
     async def history(
         self, customer_id: uuid.UUID, *, after: int, upto: int

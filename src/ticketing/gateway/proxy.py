@@ -235,12 +235,20 @@ async def relay(
     ``more_body=False``, so that a short answer is one body message."""
     method, target, headers, body = request
     stream = long is not None and long.stream
+    waits = long is not None and not long.stream  # a long-poll: its head waits for its news
     timeouts = None if long is None else aiohttp.ClientTimeout(long.total, sock_read=long.read)
     started = time.perf_counter()
     async with upstream.open(
-        method, target, headers, body, timeouts=timeouts, outcome_at_head=stream
+        method,
+        target,
+        headers,
+        body,
+        timeouts=timeouts,
+        outcome_at_head=stream,
+        may_probe=not waits,
+        lasting=long is not None,
     ) as answer:
-        if long is None or long.stream:  # a long-poll's head waits for its news: no latency
+        if not waits:  # the wait is no latency of the upstream's
             latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
                 time.perf_counter() - started
             )

@@ -152,6 +152,12 @@ class Upstream:
         self._session = new_session(
             timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
         )
+        # Long-polls and streams hold their connection for as long as they last: from a pool of
+        # their own (unbounded: the upstream bounds how many each client may hold open), they
+        # never leave an ordinary call waiting for one.
+        self._lasting_session = new_session(
+            timeout=timeout, max_connections=0, connect_timeout=timeout / 2
+        )
 
     async def request(
         self,
@@ -207,6 +213,8 @@ class Upstream:
         *,
         timeouts: aiohttp.ClientTimeout | None = None,
         outcome_at_head: bool = False,
+        may_probe: bool = True,
+        lasting: bool = False,
     ) -> AsyncIterator[Answer]:
         """Send a request and yield the answer once its head arrived; the caller reads the body
         inside the block. Raises :class:`Unavailable` when every replica's breaker refuses or
@@ -215,9 +223,14 @@ class Upstream:
         ``timeouts`` replace the upstream's whole-exchange timeout for this exchange (the
         connect limit, when they set none, stays the upstream's). With ``outcome_at_head`` the
         breaker hears the outcome when the head arrives (a 5xx fails, anything else succeeds)
-        and nothing about the body's end: for answers that may stream for hours."""
+        and nothing about the body's end: for answers that may stream for hours. Without
+        ``may_probe`` (an answer whose head may take long) it is no half-open breaker's probe:
+        it would refuse every other call to that replica while it lasts. A ``lasting``
+        exchange (one that may hold its connection for long) takes it from a pool of its own."""
         limits = self._limits(timeouts)
-        replica, admission, response = await self._send(method, target, headers, body, limits)
+        replica, admission, response = await self._send(
+            method, target, headers, body, limits, may_probe=may_probe, lasting=lasting
+        )
         breaker = replica.breaker
         try:
             if outcome_at_head:  # whatever comes later says nothing: this admission is settled
@@ -250,17 +263,21 @@ class Upstream:
         headers: Headers,
         body: bytes,
         limits: aiohttp.ClientTimeout,
+        *,
+        may_probe: bool = True,
+        lasting: bool = False,
     ) -> tuple[Replica, Admission, aiohttp.ClientResponse]:
         """The first answer's head from the replicas in turn, and the admission it holds."""
         refusal: Unavailable | None = None
         for replica in self._in_turn():
             try:
-                admission = replica.breaker.admit()
+                admission = replica.breaker.admit(may_probe=may_probe)
             except CircuitOpen as error:
                 refusal = _sooner(refusal, error)
                 continue
             try:
-                response = await self._session.request(
+                session = self._lasting_session if lasting else self._session
+                response = await session.request(
                     method,
                     URL(replica.url + target, encoded=True),  # the target as the caller wrote it
                     headers=headers,
@@ -400,6 +417,7 @@ class Upstream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self._session.close()
+        await self._lasting_session.close()
 
 
 def judge(breaker: CircuitBreaker, admission: Admission, status: int) -> None:
