@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 SqlStatusLog(shared.engine),
                 interval=settings.status_poll_interval,
                 idle_interval=settings.status_idle_poll_interval,
+                grace=settings.status_hole_seconds,
             )
             await feed.start()
             app.state.status_push = StatusPush.create(feed, settings)

@@ -193,13 +193,20 @@ class StatusFeed:
         """Read the store until cancelled: often while anyone listens, seldom otherwise."""
         if not self.started:
             await self.start()
+        failing = False
         while True:
             self._listening.clear()  # a listener that comes during the read is not missed
             try:
                 await self.poll()
             except Exception as error:  # noqa: BLE001 - the feed must outlive a failed read
                 stop_if_cancelled(error)
-                log.warning("status feed read failed", error=repr(error))
+                if not failing:  # once per outage, not once per read
+                    log.warning("status feed read failed", error=repr(error))
+                failing = True
+            else:
+                if failing:
+                    log.info("status feed reads again")
+                failing = False
             listening = bool(self._waiters or self._subscriptions)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

@@ -92,6 +92,9 @@ class Settings:
     status_max_open_per_client: int = 20
     stream_heartbeat_seconds: float = 15.0
     stream_buffer_events: int = 256
+    # How long a position may stay missing below seen ones before streams pass it as a hole
+    # for good (a rolled-back write): longer than any commit takes after its write.
+    status_hole_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +120,7 @@ class Settings:
             "status_poll_interval",
             "status_idle_poll_interval",
             "stream_heartbeat_seconds",
+            "status_hole_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"TICKETING_{name.upper()} must be above 0 seconds")
