@@ -43,7 +43,7 @@ from ticketing.shared.relay import OutboxRelay, create_producer
 from ticketing.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ("accept", "confirmation", "relay", "flash")
+SCENARIOS = ("accept", "confirmation", "push", "relay", "flash")
 
 
 def rss_mb(pid: int | None) -> float:
@@ -235,6 +235,12 @@ class LeanClient:
         ) as response:
             return response.status, await response.read()
 
+    async def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
+        async with self._session.get(
+            self._base_url + path, params=params, headers=self._headers
+        ) as response:
+            return response.status, await response.read()
+
     async def aclose(self) -> None:
         await self._session.close()
 
@@ -400,6 +406,66 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies, default=0.0), 1),
         "cores_used": cores,
+    }
+
+
+async def status_push_latency(dev: DevProcess, rate: float, seconds: float) -> dict[str, Any]:
+    """``rate`` bookings/s for ``seconds``; every twentieth is followed to its outcome as a
+    client would, alternately by a long-poll (``?wait=``) and by a GET every 10 ms: the time
+    from sending the POST to holding the outcome, each way."""
+    async with await api(dev) as client:
+        customer_id, event_id = await sale(client, 1_000_000)
+        token = str(client.headers["Authorization"])
+    body = json.dumps({"customer_id": customer_id, "event_id": event_id, "ticket_count": 1})
+    lean = LeanClient(dev.gateway, token, connections=200)
+    seen: dict[str, list[float]] = {"long_poll": [], "poll_10ms": []}
+    errors = 0
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        try:
+            status, content = await lean.post("/api/v1/bookings", body.encode())
+            if status != 202 or index % 20:
+                errors += status != 202
+                return
+            path = f"/api/v1/bookings/{json.loads(content)['id']}"
+            way = "long_poll" if index % 40 == 0 else "poll_10ms"
+            while True:
+                params = {"wait": "30"} if way == "long_poll" else None
+                status, content = await lean.get(path, params)
+                if status == 200 and json.loads(content)["status"] != "PENDING":
+                    break
+                if status != 200:
+                    errors += 1
+                    return
+                if way == "poll_10ms":
+                    await asyncio.sleep(0.01)
+            seen[way].append((time.perf_counter() - started) * 1000)
+        except TRANSPORT_ERRORS:
+            errors += 1
+
+    tasks = []
+    started = time.perf_counter()
+    try:
+        for index in range(int(rate * seconds)):
+            tasks.append(asyncio.create_task(one(index)))
+            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    finally:
+        await lean.aclose()
+    return {
+        "rate_per_second": rate,
+        "seconds": seconds,
+        "errors": errors,
+        **{
+            way: {
+                "awaited": len(values),
+                "p50_ms": round(percentile(values, 0.50), 1),
+                "p99_ms": round(percentile(values, 0.99), 1),
+            }
+            for way, values in seen.items()
+        },
     }
 
 
@@ -696,6 +762,8 @@ async def run_scenario(
         results["confirmation"]["cpu_us_per_booking"] = cpu_per_booking(
             results["confirmation"]["cores_used"], args.rate
         )
+    elif scenario == "push":
+        results["push"] = await status_push_latency(dev, rate=args.rate, seconds=30)
     elif scenario == "relay":
         results["relay"] = await relay_throughput(dev, rows=args.relay_rows)
     else:

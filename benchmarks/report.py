@@ -57,6 +57,30 @@ def after_accept_row(accept: dict[str, Any]) -> str:
     )
 
 
+def push_section(push: dict[str, Any] | None) -> list[str]:
+    """Section 5: how soon a client holds a booking's outcome, by long-poll and by polling."""
+    head = ["## 5. Status push", ""]
+    if push is None:
+        return [*head, "Not measured in this run.", ""]
+    long_poll, poll = push["long_poll"], push["poll_10ms"]
+    return [
+        *head,
+        f"{push['rate_per_second']:g} bookings/s for {push['seconds']:g} s through the gateway; "
+        "every twentieth followed to its outcome as a client would, alternately by a long-poll "
+        "(`GET /api/v1/bookings/{id}?wait=30`) and by a GET every 10 ms. The time runs from "
+        "sending the POST to holding the outcome.",
+        "",
+        "| way | followed | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- |",
+        f"| long-poll | {long_poll['awaited']} | {long_poll['p50_ms']} | {long_poll['p99_ms']} |",
+        f"| GET every 10 ms | {poll['awaited']} | {poll['p50_ms']} | {poll['p99_ms']} |",
+        "",
+        f"Target: long-poll p50 under 50 ms ({mark(long_poll['p50_ms'] < 50)}); "
+        f"{push['errors']} errors.",
+        "",
+    ]
+
+
 def write_report(r: dict[str, Any], path: Path) -> None:
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
@@ -165,7 +189,8 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         f"{f['tickets']} CONFIRMED and none PENDING "
         f"({mark(f['confirmed'] == f['tickets'] and f['pending'] == 0)}).",
         "",
-        "## 5. Footprint (RSS, MB)",
+        *push_section(r.get("push")),
+        "## 6. Footprint (RSS, MB)",
         "",
         "| service | idle | peak under load (accept) | after load (largest after any scenario) |",
         "| --- | --- | --- | --- |",

@@ -162,6 +162,7 @@ async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
         access_log=False,
         lifespan="on",
         http=CoalescingHttpProtocol,  # as ``ticketing serve`` runs every service
+        timeout_graceful_shutdown=2,  # open streams and waits end at a stop
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

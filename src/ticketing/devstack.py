@@ -350,7 +350,7 @@ Walk-through (copy and paste into bash):
   EVENT=$(post events '{{"name":"Concert","venue_id":"'$VENUE'","total_capacity":100,"ticket_price":"49.00"}}' | id)
   CUSTOMER=$(post customers '{{"name":"Ada","email":"ada.'$RANDOM'@example.com"}}' | id)
   BOOKING=$(post bookings '{{"customer_id":"'$CUSTOMER'","event_id":"'$EVENT'","ticket_count":2}}' | id)
-  sleep 0.5; curl -s -H "Authorization: Bearer $TOKEN" $API/bookings/$BOOKING   # CONFIRMED
+  curl -s -H "Authorization: Bearer $TOKEN" "$API/bookings/$BOOKING?wait=10"   # CONFIRMED
 
 Press Ctrl-C to stop everything.
 """  # noqa: E501 - commands are meant to be copied whole

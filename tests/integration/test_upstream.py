@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
@@ -291,3 +293,121 @@ async def test_a_caller_too_slow_for_the_timeout_does_not_fail_a_healthy_upstrea
             assert state_of(breaker) is BreakerState.CLOSED
         finally:
             await upstream.aclose()
+
+
+async def test_an_exchange_with_timeouts_of_its_own_may_outlast_the_usual_one() -> None:
+    async def late(_target: str, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.8)
+        writer.write(ok(b"late"))
+        await writer.drain()
+
+    async with raw_server(late) as server:
+        upstream = Upstream("test", server.url, timeout=0.4)
+        try:
+            with pytest.raises(Unavailable):
+                await upstream.request("GET", "/usual")  # no timeouts given: the upstream's
+            waiting = aiohttp.ClientTimeout(total=2)
+            async with upstream.open("GET", "/waiting", [], b"", timeouts=waiting) as answer:
+                assert b"".join([chunk async for chunk in answer.body()]) == b"late"
+        finally:
+            await upstream.aclose()
+
+
+async def test_a_read_timeout_lets_a_live_answer_run_and_cuts_a_silent_one() -> None:
+    async def trickles_then_stalls(_target: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):  # past the upstream's whole-exchange timeout
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.15)
+        await asyncio.sleep(10)
+
+    async with raw_server(trickles_then_stalls) as server:
+        upstream = Upstream("test", server.url, timeout=0.4)
+        endless = aiohttp.ClientTimeout(total=None, sock_read=0.5)
+        received = b""
+        started = time.monotonic()
+        try:
+            with pytest.raises(Unavailable):  # noqa: PT012 - the read is what fails
+                async with upstream.open("GET", "/s", [], b"", timeouts=endless) as answer:
+                    async for chunk in answer.body():
+                        received += chunk
+        finally:
+            await upstream.aclose()
+        assert received == b"x" * 8
+        assert 1.5 < time.monotonic() - started < 4
+
+
+def stream_server(release: asyncio.Event) -> Answer:
+    """``/fail``: a 500; ``/stream-<status>``: a chunked answer with that status whose body
+    ends once ``release`` is set; ``/broken``: a body cut off by the closed connection."""
+
+    async def answer(target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/fail":
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+        elif target.startswith("/stream-"):
+            status = target.removeprefix("/stream-").encode()
+            writer.write(b"HTTP/1.1 %s X\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n" % status)
+            await writer.drain()
+            await release.wait()
+            writer.write(b"0\r\n\r\n")
+        elif target == "/broken":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nx")
+            await writer.drain()
+            writer.close()
+        else:
+            writer.write(ok(b"ok"))
+        await writer.drain()
+
+    return answer
+
+
+async def test_an_answer_judged_by_its_head_settles_a_half_open_breaker_at_once() -> None:
+    release = asyncio.Event()
+    clock = Clock()
+    breaker = CircuitBreaker("test", open_seconds=5, half_open_probes=1, clock=clock)
+    async with raw_server(stream_server(release)) as server:
+        upstream = Upstream("test", server.url, timeout=5, breakers=lambda _: breaker)
+        try:
+            for _ in range(4):
+                with pytest.raises(Unavailable):
+                    await upstream.request("GET", "/fail")
+            clock.now = 5.0
+            assert state_of(breaker) is BreakerState.HALF_OPEN
+            async with upstream.open("GET", "/stream-200", [], b"", outcome_at_head=True) as ok_:
+                assert ok_.status == 200
+                # The probe succeeded with its head: the stream holds no slot while it lasts.
+                assert state_of(breaker) is BreakerState.CLOSED
+                assert (await upstream.request("GET", "/other")).status_code == 200
+                release.set()
+            for _ in range(4):
+                with pytest.raises(Unavailable):
+                    await upstream.request("GET", "/fail")
+            clock.now = 10.0
+            release.clear()
+            async with upstream.open("GET", "/stream-503", [], b"", outcome_at_head=True) as bad:
+                assert bad.status == 503
+                assert state_of(breaker) is BreakerState.OPEN  # failed with its head
+                release.set()
+        finally:
+            release.set()
+            await upstream.aclose()
+
+
+@pytest.mark.parametrize(("outcome_at_head", "after"), [(True, "closed"), (False, "open")])
+async def test_the_end_of_an_answer_judged_by_its_head_says_nothing(
+    outcome_at_head: bool, after: str
+) -> None:
+    breaker = CircuitBreaker("test", window=1, min_calls=1, failure_ratio=0.5)
+    async with raw_server(stream_server(asyncio.Event())) as server:
+        upstream = Upstream("test", server.url, timeout=5, breakers=lambda _: breaker)
+        try:
+            with pytest.raises(Unavailable):  # noqa: PT012 - the read is what fails
+                async with upstream.open(
+                    "GET", "/broken", [], b"", outcome_at_head=outcome_at_head
+                ) as answer:
+                    async for _ in answer.body():
+                        pass
+        finally:
+            await upstream.aclose()
+    assert state_of(breaker).value == after

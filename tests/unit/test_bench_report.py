@@ -97,10 +97,10 @@ def test_the_host_speed_probe_times_the_same_work_in_cpu_time() -> None:
 
 def test_the_comparisons_kept_beside_the_report_are_carried_into_it(tmp_path: Path) -> None:
     results = json.loads(RUN.read_text())
-    (tmp_path / "benchmarks-ab.md").write_text("## 6. A/B\n\nbefore 10/s, after 9/s\n")
+    (tmp_path / "benchmarks-ab.md").write_text("## 7. A/B\n\nbefore 10/s, after 9/s\n")
     report = render(results, tmp_path)
     assert report.rstrip().endswith("before 10/s, after 9/s")
-    assert "## 5. Footprint" in report
+    assert "## 6. Footprint" in report
 
 
 def test_the_confirmation_after_the_accept_load_is_shown_beside_the_fresh_one(

@@ -110,3 +110,20 @@ def test_a_probe_released_without_an_outcome_frees_its_slot() -> None:
     b.record_success(second)
     b.release(second)  # after an outcome: a no-op
     assert state_of(b) is BreakerState.CLOSED
+
+
+def test_a_call_that_may_not_probe_passes_half_open_without_a_slot_and_says_nothing() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(4):
+        call(b, ok=False)
+    clock.now = 5.0
+    waiting = b.admit(may_probe=False)  # a long-poll
+    probe = b.admit()  # the one probe's slot is still free
+    b.record_failure(waiting)
+    assert state_of(b) is BreakerState.HALF_OPEN  # the long-poll's failure said nothing
+    b.record_success(probe)
+    assert state_of(b) is BreakerState.CLOSED
+    closed = b.admit(may_probe=False)  # a closed breaker counts it like any call
+    assert not closed.settled
+    b.release(closed)

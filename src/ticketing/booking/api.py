@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any
 
@@ -9,11 +10,15 @@ import msgspec
 from litestar import Controller, Litestar, Request, Response, asgi, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, MethodNotAllowedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
 from litestar.types import Receive, Scope, Send
 
+from ticketing.booking.push import StatusPush
 from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import (
+    MAX_WAIT_SECONDS,
     Booking,
     BookingCreate,
     BookingHistoryPage,
@@ -22,11 +27,25 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.body import read_body
+from ticketing.shared.disconnect import until_caller_leaves
+from ticketing.shared.errors import InvalidInput
 from ticketing.shared.history import AS_OF, parse_as_of
 from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
 WRITE = "bookings:write"
+CLIENT_CLOSED_REQUEST = 499  # logged for a wait whose client went away (nobody reads it)
+WAIT = QueryParameter(
+    gt=0,
+    le=MAX_WAIT_SECONDS,
+    description="Seconds to wait for the booking to leave PENDING: the answer comes as soon "
+    "as it does, or with the booking as it is when the time is over.",
+)
+LAST_EVENT_ID = HeaderParameter(
+    name="Last-Event-ID",
+    required=False,
+    description="The id of the last event received: the stream resumes after it.",
+)
 BOOKINGS_PATH = "/api/v1/bookings"
 MAX_PAGE_SIZE = 100
 MAX_IDEMPOTENCY_KEY = 255
@@ -71,6 +90,37 @@ class CustomerController(Controller):
     async def get_customer(self, customer_id: FromPath[uuid.UUID], bookings: Bookings) -> Customer:
         return await bookings.get_customer(customer_id)
 
+    @get(
+        "/{customer_id:uuid}/bookings/stream",
+        summary="A customer's booking changes as they happen (text/event-stream)",
+        description="One `booking` event per change of one of the customer's bookings, its "
+        "`id:` the change's position in booking's event store: reconnect with `Last-Event-ID` "
+        "to miss nothing. A comment line every `TICKETING_STREAM_HEARTBEAT_SECONDS` keeps "
+        "proxies from closing an idle stream. A reader that falls behind is disconnected "
+        "(reconnect to resume).",
+        media_type="text/event-stream",
+        responses={
+            429: ResponseSpec(None, description="The client holds too many open streams"),
+        },
+    )
+    async def booking_stream(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[uuid.UUID],
+        bookings: Bookings,
+        last_event_id: Annotated[str | None, LAST_EVENT_ID] = None,
+    ) -> Stream:
+        after = None if last_event_id is None else _position(last_event_id)
+        await bookings.get_customer(customer_id)  # 404 for an unknown customer
+        push: StatusPush = request.app.state.status_push
+        client = cause_of(request.scope).actor
+        push.limit.check(client)  # refused before the stream starts; held while it runs
+        return Stream(
+            push.stream(customer_id, client, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     @get("/{customer_id:uuid}/bookings", summary="A customer's bookings, oldest first")
     async def list_bookings(
         self,
@@ -87,15 +137,35 @@ class BookingController(Controller):
     tags = ["bookings"]
     dependencies = DEPENDENCIES
 
-    @get("/{booking_id:uuid}", summary="Get a booking and its status")
+    @get(
+        "/{booking_id:uuid}",
+        summary="Get a booking and its status; with wait, as soon as it settles",
+        responses={
+            429: ResponseSpec(None, description="The client holds too many open waits"),
+        },
+    )
     async def get_booking(
         self,
+        request: Request[Any, Any, Any],
         booking_id: FromPath[uuid.UUID],
         bookings: Bookings,
         as_of: Annotated[str | None, AS_OF] = None,
-    ) -> Booking:
-        when = None if as_of is None else parse_as_of(as_of)
-        return await bookings.get_booking(booking_id, as_of=when)
+        wait: Annotated[float | None, WAIT] = None,
+    ) -> Response[Booking]:
+        if wait is None:
+            when = None if as_of is None else parse_as_of(as_of)
+            return Response(await bookings.get_booking(booking_id, as_of=when))
+        if as_of is not None:
+            raise InvalidInput("wait and as_of do not go together: a past state never changes")
+        push: StatusPush = request.app.state.status_push
+        settled: list[Booking] = []  # empty when the client left and the wait was cancelled
+        with push.limit.held(cause_of(request.scope).actor):
+            async with until_caller_leaves(request.receive):
+                read = functools.partial(bookings.get_booking, booking_id)
+                settled.append(await push.feed.settled(booking_id, read, wait))
+        if not settled:  # nobody reads this answer; the log and the metrics do
+            return Response(None, status_code=CLIENT_CLOSED_REQUEST)  # type: ignore[arg-type]
+        return Response(settled[0])
 
     @get(
         "/{booking_id:uuid}/history",
@@ -149,6 +219,13 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
         headers.append((b"idempotent-replayed", b"true"))
     # The stored JSON is sent as it is, so that a replay is byte for byte the first answer.
     await _answer(send, 202, accepted.body, headers, content_type=b"application/json")
+
+
+def _position(last_event_id: str) -> int:
+    """A ``Last-Event-ID`` as the store position it names."""
+    if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 19):
+        raise InvalidInput("Last-Event-ID must be the id of an event this stream sent")
+    return int(last_event_id)
 
 
 def _invalid(message: str, *, source: str, key: str | None = None) -> ValidationException:

@@ -18,8 +18,10 @@ from ticketing.booking.api import (
 )
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
-from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.push import StatusPush
+from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.status import StatusFeed
 from ticketing.booking.tables import event_store
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http import create_http_app
@@ -49,7 +51,15 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
             )
             app.state.bookings = service
-            jobs = [_purge_keys(service, settings)]
+            feed = StatusFeed(
+                SqlStatusLog(shared.engine),
+                interval=settings.status_poll_interval,
+                idle_interval=settings.status_idle_poll_interval,
+                grace=settings.status_hole_seconds,
+            )
+            await feed.start()
+            app.state.status_push = StatusPush.create(feed, settings)
+            jobs = [_purge_keys(service, settings), feed.run()]
             if run_relay:
                 jobs.append(shared.relay_job())
             async with consuming(app, build_broker(settings, service), *jobs):

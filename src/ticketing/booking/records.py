@@ -190,3 +190,38 @@ class SqlBookingRecords:
     ) -> tuple[list[HistoryEntry], str | None]:
         async with self._engine.connect() as conn:
             return await history_page(conn, repo.STORE, stream_id, limit, cursor)
+
+
+class SqlStatusLog:
+    """What the status feed reads of booking's store (the port
+    :class:`ticketing.booking.status.StatusLog`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def start_position(self, before: datetime) -> int:
+        async with self._engine.connect() as conn:
+            return await repo.last_position_before(conn, naive_utc(before))
+
+    async def after(self, position: int, limit: int) -> list[Recorded]:
+        async with self._engine.connect() as conn:
+            # An event of a newer release (a rolling deployment) must not stop the feed.
+            return await repo.STORE.page(conn, after=position, limit=limit, lenient=True)
+
+    async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        async with self._engine.connect() as conn:
+            return await repo.customers_of(conn, booking_ids)
+
+    async def of_customer(
+        self, customer_id: uuid.UUID, *, after: int, upto: int, limit: int
+    ) -> list[Recorded]:
+        async with self._engine.connect() as conn:
+            return await repo.STORE.streams_page(
+                conn,
+                "SELECT id FROM bookings WHERE customer_id = %s",
+                [str(customer_id)],
+                after=after,
+                upto=upto,
+                limit=limit,
+                lenient=True,
+            )

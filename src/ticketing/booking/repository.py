@@ -188,6 +188,28 @@ async def list_bookings(
     return [_booking(row) for row in await conn.execute(query)]
 
 
+async def customers_of(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The customer of each of ``booking_ids`` that exists."""
+    query = select(bookings.c.id, bookings.c.customer_id).where(bookings.c.id.in_(booking_ids))
+    return {row.id: row.customer_id for row in await conn.execute(query)}
+
+
+async def last_position_before(conn: AsyncConnection, before: datetime) -> int:
+    """The position of the last event of booking's store recorded before ``before`` (naive
+    UTC), 0 if none: one step back along the ``recorded_at`` index (the highest position of
+    them all would read every earlier event). Clocks and commits may put a higher position
+    earlier: the feed then starts a little further back, which only reads a little more."""
+    query = (
+        select(event_store.c.position)
+        .where(event_store.c.recorded_at < before)
+        .order_by(event_store.c.recorded_at.desc())
+        .limit(1)
+    )
+    return int(await conn.scalar(query) or 0)
+
+
 async def lock_bookings(
     conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, BookingState]:

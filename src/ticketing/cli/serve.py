@@ -13,6 +13,7 @@ SERVED: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
 # gateway's CPU (py-spy --native), most of it spent walking objects that live for the whole
 # process. Garbage in cycles is still collected, a little later.
 GC_THRESHOLDS = (20_000, 20, 20)
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def settle_heap() -> None:
@@ -84,6 +85,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_keep_alive=65,  # longer than clients' and proxies' idle timeouts: no reuse races
+        # Open booking streams and waits never end on their own: a stop closes them after this,
+        # well within the dev supervisor's and Kubernetes' grace before a kill.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=takes_proxy_headers(service),
     )
     return 0

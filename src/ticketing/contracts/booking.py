@@ -23,6 +23,9 @@ Email = Annotated[
 ]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 TicketCount = Annotated[int, msgspec.Meta(ge=1, le=1000, description="Tickets to book")]
+# The longest a client may wait for a booking to settle (``GET /api/v1/bookings/{id}?wait=``);
+# the gateway lets a waiting request run this long past its usual timeout.
+MAX_WAIT_SECONDS = 30
 
 
 class CustomerCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,3 +75,15 @@ class BookingPage(msgspec.Struct):
 class BookingHistoryPage(msgspec.Struct):
     items: list[HistoryEntry]
     next_cursor: str | None = None
+
+
+class BookingStatusChange(msgspec.Struct):
+    """One change of a booking's state, as a customer's booking stream sends it (the event's
+    ``id:`` is its position in booking's event store, for ``Last-Event-ID``)."""
+
+    booking_id: uuid.UUID
+    status: BookingStatus
+    event_type: str
+    recorded_at: datetime
+    order_id: uuid.UUID | None = None
+    reason: str | None = None

@@ -18,7 +18,7 @@ from ticketing.gateway.docs import assets_root, docs_handlers
 from ticketing.gateway.openapi import MergedSpec
 from ticketing.gateway.proxy import Backend, decoded_path, forward
 from ticketing.gateway.ratelimit import Limiter, RateLimiter, SharedRateLimiter
-from ticketing.gateway.routing import UPSTREAMS, permission_for, route_for
+from ticketing.gateway.routing import UPSTREAMS, long_request, permission_for, route_for
 from ticketing.shared.auth import IDP_TIMEOUT_SECONDS, OidcDiscovery, Principal, Unauthenticated
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import (
@@ -72,11 +72,20 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
     if route is None:
         raise NotFound(f"There is nothing at {path}; check the path and the id in it.")
     prefix, name = route
-    scope["path_template"] = f"{prefix}/*"
+    method = str(scope.get("method", "GET"))
+    long = long_request(
+        method,
+        path,
+        scope.get("query_string", b"").decode("latin-1"),
+        timeout=settings.upstream_timeout,
+        heartbeat=settings.stream_heartbeat_seconds,
+    )
+    # Long requests have route labels of their own: their durations would swamp the others'.
+    scope["path_template"] = f"{prefix}/*" if long is None else long.template
     principal = scope.get("user")
     if not isinstance(principal, Principal):  # never reached without the auth middleware
         raise Unauthenticated("a valid bearer token is required")
-    permission = permission_for(str(scope.get("method", "GET")), name)
+    permission = permission_for(method, name)
     if permission is not None:
         principal.require(permission)
     decision = await state.limiter.decide(principal.client_id)
@@ -102,6 +111,7 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
             body_limit=settings.max_request_body_bytes,
             latency=state.upstream_latency,
             extra_headers=limit_headers,
+            long=long,
         )
     except Unavailable as error:
         raise Unavailable(

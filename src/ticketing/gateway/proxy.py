@@ -7,21 +7,30 @@ verifies it again); ``X-Forwarded-*`` and ``X-Request-ID`` are set. A refused, t
 unreachable upstream gives a 503 problem naming the service, with ``Retry-After``; an answer
 that breaks off after its head was sent ends the caller's connection without completing it, so
 the caller can tell it is incomplete.
+
+Each chunk of an answer goes to the caller as it arrives. Long requests (a long-poll, an event
+stream: :func:`~ticketing.gateway.routing.long_request`) get timeouts of their own, end at once
+when their caller leaves (closing the upstream's connection, so the upstream sees it too), and a
+stream's breaker outcome is its head's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import aiohttp
 import structlog
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
+from ticketing.gateway.routing import LongRequest
 from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
+from ticketing.shared.disconnect import until_caller_leaves
 from ticketing.shared.errors import InvalidInput, Unavailable
 from ticketing.shared.observability import current_correlation_id
 from ticketing.shared.upstream import Upstream
@@ -55,6 +64,11 @@ OWN_HEADERS = frozenset(
 # frames the body it forwards itself), and Expect: the gateway has read the body already, and a
 # 100 Continue it provoked upstream would be an answer nobody asked for.
 NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length", b"expect"}
+# Asks a buffering proxy in front of the gateway (nginx, an Ingress) to pass a stream's events on
+# as they come, unless the upstream said otherwise.
+UNBUFFERED = (b"x-accel-buffering", b"no")
+# nginx's status for a caller that left before its answer: logged and counted, never sent.
+CALLER_LEFT = 499
 log = structlog.get_logger(__name__)
 
 
@@ -174,38 +188,86 @@ async def forward(
     body_limit: int,
     latency: Histogram,
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    long: LongRequest | None = None,
 ) -> None:
     """Send the request to ``upstream`` and stream its answer back, with ``extra_headers`` (the
     gateway's own, such as the rate limit's) added to the answer's. Raises PayloadTooLarge, and
     Unavailable when the breaker is open or the upstream cannot answer (before anything was
-    sent to the caller), or :class:`AnswerBrokenOff` when its body broke off."""
+    sent to the caller), or :class:`AnswerBrokenOff` when its body broke off.
+
+    A ``long`` request runs with its own timeouts and ends as soon as its caller disconnects;
+    a stream's breaker outcome is its head's, and its answer carries ``X-Accel-Buffering: no``.
+    """
     body = await read_body(receive, body_limit) if has_body(scope) else b""
-    headers = request_headers(scope)
-    method = str(scope.get("method", "GET"))
+    request = (str(scope.get("method", "GET")), target_of(scope), request_headers(scope), body)
+    if long is None:
+        await relay(upstream, request, send, latency=latency, extra_headers=extra_headers)
+        return
+    answered = False
+
+    async def send_noting(message: Message) -> None:
+        nonlocal answered
+        answered = True
+        await send(message)
+
+    async with until_caller_leaves(receive) as caller:
+        await relay(
+            upstream, request, send_noting, latency=latency, extra_headers=extra_headers, long=long
+        )
+    if caller.left and not answered:
+        # For the access log and the metrics only: the server drops what goes to a closed
+        # connection (one that fails instead would raise an OSError).
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.start", "status": CALLER_LEFT, "headers": []})
+
+
+async def relay(
+    upstream: Upstream,
+    request: tuple[str, str, list[tuple[str, str]], bytes],
+    send: Send,
+    *,
+    latency: Histogram,
+    extra_headers: Sequence[tuple[bytes, bytes]],
+    long: LongRequest | None = None,
+) -> None:
+    """Send ``request`` (method, target, headers, body) and pass the answer to ``send``, each
+    chunk as it arrives: the last one, when it is known to be the last, with
+    ``more_body=False``, so that a short answer is one body message."""
+    method, target, headers, body = request
+    stream = long is not None and long.stream
+    waits = long is not None and not long.stream  # a long-poll: its head waits for its news
+    timeouts = None if long is None else aiohttp.ClientTimeout(long.total, sock_read=long.read)
     started = time.perf_counter()
-    async with upstream.open(method, target_of(scope), headers, body) as answer:
-        latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
-            time.perf_counter() - started
-        )
+    async with upstream.open(
+        method,
+        target,
+        headers,
+        body,
+        timeouts=timeouts,
+        outcome_at_head=stream,
+        may_probe=not waits,
+        lasting=long is not None,
+    ) as answer:
+        if not waits:  # the wait is no latency of the upstream's
+            latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
+                time.perf_counter() - started
+            )
+        answer_headers = [*response_headers(answer.headers), *extra_headers]
+        if stream and not any(name.lower() == UNBUFFERED[0] for name, _ in answer_headers):
+            answer_headers.append(UNBUFFERED)
         await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [*response_headers(answer.headers), *extra_headers],
-            }
+            {"type": "http.response.start", "status": answer.status, "headers": answer_headers}
         )
-        # Each chunk goes out once the next one arrived, so the last goes with more_body=False:
-        # a short answer is one body message, not a body and an empty closing one.
-        held: bytes | None = None
+        finished = False
         try:
             async for chunk in answer.body():
-                if held is not None:
-                    await send({"type": "http.response.body", "body": held, "more_body": True})
-                held = chunk
+                finished = answer.complete
+                await send({"type": "http.response.body", "body": chunk, "more_body": not finished})
         except Unavailable as error:
             raise AnswerBrokenOff(upstream.name) from error
-        final: Message = {"type": "http.response.body", "body": held or b"", "more_body": False}
-        await send(final)
+        if not finished:
+            final: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(final)
 
 
 class AnswerBrokenOff(Exception):

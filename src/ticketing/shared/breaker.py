@@ -85,16 +85,20 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._open_seconds - (self._clock() - self._opened_at))
 
-    def admit(self) -> Admission:
+    def admit(self, *, may_probe: bool = True) -> Admission:
         """Admit a call or raise :class:`CircuitOpen`. The caller reports the outcome with
         :meth:`record_success` or :meth:`record_failure`, and calls :meth:`release` in a
-        ``finally`` whatever happened."""
+        ``finally`` whatever happened. A call that may not probe (one that would hold a
+        probe's slot for long: a long-poll) passes a half-open breaker without taking one,
+        and its outcome says nothing."""
         state = self.state
         if state is BreakerState.OPEN:
             raise CircuitOpen(
                 f"{self.name} is unavailable", retry_after=max(1, round(self.retry_after()))
             )
         probe = state is BreakerState.HALF_OPEN
+        if probe and not may_probe:
+            return Admission(self._generation, probe=False, settled=True)
         if probe:
             if self._probes_in_flight >= self._half_open_probes:
                 raise CircuitOpen(f"{self.name} is recovering", retry_after=1)

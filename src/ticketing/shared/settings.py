@@ -84,6 +84,17 @@ class Settings:
     log_format: Literal["auto", "json", "console"] = "auto"
     max_request_body_bytes: int = 64 * 1024
     max_header_bytes: int = 16 * 1024
+    # Booking's status push: how often each replica reads its event store for settlements while
+    # a client waits (and while none does), the open waits and streams a client may hold per
+    # replica, a stream's heartbeat, and the events a slow stream reader may fall behind by.
+    status_poll_interval: float = 0.01
+    status_idle_poll_interval: float = 1.0
+    status_max_open_per_client: int = 20
+    stream_heartbeat_seconds: float = 15.0
+    stream_buffer_events: int = 256
+    # How long a position may stay missing below seen ones before streams pass it as a hole
+    # for good (a rolled-back write): longer than any commit takes after its write.
+    status_hole_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,13 +115,22 @@ class Settings:
             raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
         if not self.db_prefix.replace("_", "").isalnum():
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
-        if self.redis_timeout <= 0:
-            raise SettingsError("TICKETING_REDIS_TIMEOUT must be above 0 seconds")
+        for name in (
+            "redis_timeout",
+            "status_poll_interval",
+            "status_idle_poll_interval",
+            "stream_heartbeat_seconds",
+            "status_hole_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"TICKETING_{name.upper()} must be above 0 seconds")
         for name in (
             "booking_max_tickets",
             "consumer_batch_size",
             "relay_batch_size",
             "kafka_partitions",
+            "status_max_open_per_client",
+            "stream_buffer_events",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")

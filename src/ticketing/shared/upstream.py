@@ -5,7 +5,8 @@ circuit breaker.
 Timeouts, connection errors and 5xx count as failures and raise :class:`Unavailable`; any other
 answer is returned for the caller's typed adapter to interpret. An exchange is a success only
 once its body has been read whole, and a call that is cancelled reports nothing but frees its
-breaker slot.
+breaker slot. An answer that may stream for hours is judged by its head instead, so that it never
+holds a half-open breaker's probe slot, nor a verdict, for its whole life.
 
 With several replicas, calls go round in turn to those that are ready (each one's
 ``/health/ready``, probed in the background) and whose breaker admits them; the others are
@@ -84,6 +85,11 @@ class Answer:
         # timeout runs on through it, but a slow caller is no fault of the upstream's.
         self.caller_seconds = 0.0
 
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived and been handed out: no chunk will follow."""
+        return self._response.content.at_eof()
+
     async def body(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a broken or timed-out body raises :class:`Unavailable`."""
         try:
@@ -136,7 +142,6 @@ class Upstream:
             for n, url in enumerate(urls)
         ]
         self._turn = 0
-        self._timeout = timeout
         self._ready_every = ready_every
         self._watcher: asyncio.Task[None] | None = None
         # The checks run for the upstream's whole life, in the context it was made in (the
@@ -146,6 +151,12 @@ class Upstream:
         # write can still go to another replica (it cannot have arrived) within the timeout.
         self._session = new_session(
             timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
+        )
+        # Long-polls and streams hold their connection for as long as they last: from a pool of
+        # their own (unbounded: the upstream bounds how many each client may hold open), they
+        # never leave an ordinary call waiting for one.
+        self._lasting_session = new_session(
+            timeout=timeout, max_connections=0, connect_timeout=timeout / 2
         )
 
     async def request(
@@ -194,14 +205,36 @@ class Upstream:
 
     @asynccontextmanager
     async def open(
-        self, method: str, target: str, headers: Headers, body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes,
+        *,
+        timeouts: aiohttp.ClientTimeout | None = None,
+        outcome_at_head: bool = False,
+        may_probe: bool = True,
+        lasting: bool = False,
     ) -> AsyncIterator[Answer]:
         """Send a request and yield the answer once its head arrived; the caller reads the body
         inside the block. Raises :class:`Unavailable` when every replica's breaker refuses or
-        none can be reached, or when the exchange fails or times out (the body included)."""
-        replica, admission, response = await self._send(method, target, headers, body)
+        none can be reached, or when the exchange fails or times out (the body included).
+
+        ``timeouts`` replace the upstream's whole-exchange timeout for this exchange (the
+        connect limit, when they set none, stays the upstream's). With ``outcome_at_head`` the
+        breaker hears the outcome when the head arrives (a 5xx fails, anything else succeeds)
+        and nothing about the body's end: for answers that may stream for hours. Without
+        ``may_probe`` (an answer whose head may take long) it is no half-open breaker's probe:
+        it would refuse every other call to that replica while it lasts. A ``lasting``
+        exchange (one that may hold its connection for long) takes it from a pool of its own."""
+        limits = self._limits(timeouts)
+        replica, admission, response = await self._send(
+            method, target, headers, body, limits, may_probe=may_probe, lasting=lasting
+        )
         breaker = replica.breaker
         try:
+            if outcome_at_head:  # whatever comes later says nothing: this admission is settled
+                judge(breaker, admission, response.status)
             answer = Answer(self.name, response)
             try:
                 yield answer
@@ -209,7 +242,7 @@ class Upstream:
                     await answer.finish()
             except BaseException:
                 if answer.failure is not None:
-                    self._failed(breaker, admission, answer)
+                    self._failed(breaker, admission, answer, limits.total)
                 raise  # anything else (the caller's own failure, a cancellation) says nothing
             finally:
                 if method == "HEAD" or answer.status in BODILESS_STATUSES:
@@ -217,32 +250,40 @@ class Upstream:
                 else:
                     response.release()  # back to the pool if read whole, else closed
             if answer.failure is not None:
-                self._failed(breaker, admission, answer)
-            elif answer.status >= 500:
-                breaker.record_failure(admission)
+                self._failed(breaker, admission, answer, limits.total)
             else:
-                breaker.record_success(admission)
+                judge(breaker, admission, answer.status)
         finally:
             breaker.release(admission)
 
     async def _send(
-        self, method: str, target: str, headers: Headers, body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes,
+        limits: aiohttp.ClientTimeout,
+        *,
+        may_probe: bool = True,
+        lasting: bool = False,
     ) -> tuple[Replica, Admission, aiohttp.ClientResponse]:
         """The first answer's head from the replicas in turn, and the admission it holds."""
         refusal: Unavailable | None = None
         for replica in self._in_turn():
             try:
-                admission = replica.breaker.admit()
+                admission = replica.breaker.admit(may_probe=may_probe)
             except CircuitOpen as error:
                 refusal = _sooner(refusal, error)
                 continue
             try:
-                response = await self._session.request(
+                session = self._lasting_session if lasting else self._session
+                response = await session.request(
                     method,
                     URL(replica.url + target, encoded=True),  # the target as the caller wrote it
                     headers=headers,
                     data=body or None,
                     allow_redirects=False,
+                    timeout=limits,
                 )
             except TRANSPORT_ERRORS as error:
                 replica.breaker.record_failure(admission)
@@ -271,6 +312,20 @@ class Upstream:
             return replica, admission, response
         assert refusal is not None, "an upstream has at least one replica"
         raise refusal
+
+    def _limits(self, given: aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
+        """The timeouts of one exchange: ``given`` with the upstream's connect limit when it
+        sets none, else the upstream's own."""
+        own = self._session.timeout
+        if given is None:
+            return own
+        return aiohttp.ClientTimeout(
+            total=given.total,
+            connect=given.connect,
+            sock_read=given.sock_read,
+            sock_connect=own.sock_connect if given.sock_connect is None else given.sock_connect,
+            ceil_threshold=given.ceil_threshold,
+        )
 
     def _in_turn(self) -> Iterator[Replica]:
         """The replicas to try, starting one further on each call: those ready and admitting
@@ -324,12 +379,20 @@ class Upstream:
             )
         replica.ready = ready
 
-    def _failed(self, breaker: CircuitBreaker, admission: Admission, answer: Answer) -> None:
+    def _failed(
+        self,
+        breaker: CircuitBreaker,
+        admission: Admission,
+        answer: Answer,
+        total: float | None,
+    ) -> None:
         """The answer's body broke off: the upstream's failure, unless it timed out while the
-        caller held most of the time (then the breaker hears nothing)."""
+        caller held most of the exchange's ``total`` time (then the breaker hears nothing)."""
         error = answer.failure
         caller_was_slow = (
-            isinstance(error, TimeoutError) and answer.caller_seconds >= self._timeout / 2
+            isinstance(error, TimeoutError)
+            and total is not None
+            and answer.caller_seconds >= total / 2
         )
         if not caller_was_slow:
             breaker.record_failure(admission)
@@ -354,6 +417,15 @@ class Upstream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self._session.close()
+        await self._lasting_session.close()
+
+
+def judge(breaker: CircuitBreaker, admission: Admission, status: int) -> None:
+    """Report an answer's status: a 5xx is the upstream's failure, anything else a success."""
+    if status >= 500:
+        breaker.record_failure(admission)
+    else:
+        breaker.record_success(admission)
 
 
 def _sooner(kept: Unavailable | None, new: Unavailable) -> Unavailable:

@@ -1,0 +1,378 @@
+"""Booking's status push: each replica follows booking's event store and tells its clients when
+their bookings change, so that none has to poll (issue 20, ADR 16).
+
+The store is shared by every replica, so a client waiting on replica A hears of a settlement
+that replica B applied. The feed reads the store by position; positions are handed out when a
+transaction writes and become visible when it commits, so a lower one can appear after a higher
+one. Waiters are woken at the first sight of their booking's event (they read the booking
+again anyway), but a stream passes a change on only once every lower position is either seen or
+has stayed missing for ``grace`` (a rolled-back transaction leaves a hole for good): a client
+that resumes after the last id it saw then misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from ticketing.booking.domain import BOOKING_STREAM, BookingConfirmed, BookingRejected
+from ticketing.contracts.booking import Booking, BookingStatus, BookingStatusChange
+from ticketing.contracts.events import BookingRequested
+from ticketing.shared.cancellation import stop_if_cancelled
+from ticketing.shared.errors import RateLimited
+from ticketing.shared.eventstore import Recorded
+
+log = structlog.get_logger(__name__)
+PAGE = 1000
+# A booking in one of these states is still on its way: a waiter waits on.
+UNSETTLED = frozenset({BookingStatus.PENDING})
+# How often a waiter reads its booking again even if the feed said nothing (the feed may be
+# behind, or stopped): the wait never depends on the feed alone.
+RECHECK_SECONDS = 1.0
+# How far back, at start, the feed reads again: transactions that wrote before then and
+# commit later are still seen.
+START_MARGIN = timedelta(seconds=10)
+
+
+class StatusLog(Protocol):
+    """What the feed reads of booking's store (the SQL adapter is
+    :class:`ticketing.booking.records.SqlStatusLog`)."""
+
+    async def start_position(self, before: datetime) -> int:
+        """The last position recorded before ``before`` (aware; 0 when none)."""
+
+    async def after(self, position: int, limit: int) -> list[Recorded]:
+        """Up to ``limit`` events after ``position``, every stream's, in position order; one
+        this code cannot decode comes with ``event`` None."""
+
+    async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """The customer of each of ``booking_ids`` that exists."""
+
+    async def of_customer(
+        self, customer_id: uuid.UUID, *, after: int, upto: int, limit: int
+    ) -> list[Recorded]:
+        """Up to ``limit`` events of the customer's bookings' streams with ``after`` <
+        position <= ``upto``, in position order."""
+
+
+def change_of(recorded: Recorded) -> BookingStatusChange | None:
+    """The change of a booking's state an event records, or None for any other event."""
+    event = recorded.event
+    if recorded.stream_type != BOOKING_STREAM:
+        return None
+    if isinstance(event, BookingRequested):
+        status, order_id, reason = BookingStatus.PENDING, None, None
+    elif isinstance(event, BookingConfirmed):
+        status, order_id, reason = BookingStatus.CONFIRMED, event.order_id, None
+    elif isinstance(event, BookingRejected):
+        status, order_id, reason = BookingStatus.REJECTED, None, event.reason
+    else:
+        return None
+    return BookingStatusChange(
+        booking_id=recorded.stream_id,
+        status=status,
+        event_type=recorded.event_type,
+        recorded_at=recorded.recorded_at,
+        order_id=order_id,
+        reason=reason,
+    )
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A stream's place at the feed: the changes of one customer's bookings, in position order,
+    at most ``capacity`` behind; a reader that falls further behind is dropped (``overflowed``)
+    and resumes from the store."""
+
+    customer_id: uuid.UUID
+    capacity: int
+    on_overflow: Callable[[], object] = lambda: None
+    changes: asyncio.Queue[tuple[int, BookingStatusChange]] = field(init=False)
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.changes = asyncio.Queue(self.capacity)
+
+    def offer(self, position: int, change: BookingStatusChange) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.changes.put_nowait((position, change))
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.on_overflow()
+
+
+class OpenLimit:
+    """The waits and streams each client holds open on this replica, at most ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: dict[str, int] = {}
+
+    def check(self, client: str) -> None:
+        """Raise :class:`RateLimited` when ``client`` may open no more."""
+        count = self._open.get(client, 0)
+        if count >= self._limit:
+            raise RateLimited(
+                f"client {client} holds {count} open waits and streams on this replica, the "
+                "most allowed; close one or retry later",
+                retry_after=1,
+            )
+
+    def acquire(self, client: str) -> None:
+        self.check(client)
+        self._open[client] = self._open.get(client, 0) + 1
+
+    def release(self, client: str) -> None:
+        left = self._open[client] - 1
+        if left:
+            self._open[client] = left
+        else:
+            del self._open[client]
+
+    @contextlib.contextmanager
+    def held(self, client: str) -> Iterator[None]:
+        self.acquire(client)
+        try:
+            yield
+        finally:
+            self.release(client)
+
+    def open_count(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+
+class StatusFeed:
+    """Follows the store from one position on: wakes waiters and feeds subscriptions."""
+
+    def __init__(
+        self,
+        store: StatusLog,
+        *,
+        interval: float,
+        idle_interval: float,
+        grace: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = store
+        self._interval = interval
+        self._idle_interval = idle_interval
+        self._grace = grace
+        self._clock = clock
+        self.mark = 0  # every position up to here was seen, or is a hole for good
+        self._above: dict[int, Recorded] = {}  # seen, above the mark
+        self._passed: list[Recorded] = []  # passed by the mark, not yet offered to streams
+        # When the positions not seen went missing, as ranges (a jump of the auto-increment is
+        # one entry, not one per position): each (below, since) times every position under
+        # ``below`` and above the entry before it.
+        self._missing: deque[tuple[int, float]] = deque()
+        self._timed = 0  # the highest position timed in _missing
+        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
+        self._customers: dict[uuid.UUID, uuid.UUID] = {}  # booking -> customer, as learned
+        self._listening = asyncio.Event()
+        self.started = False
+
+    # Following -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.mark = await self._log.start_position(datetime.now(UTC) - START_MARGIN)
+        self.started = True
+
+    async def run(self) -> None:
+        """Read the store until cancelled: often while anyone listens, seldom otherwise."""
+        if not self.started:
+            await self.start()
+        failing = False
+        while True:
+            self._listening.clear()  # a listener that comes during the read is not missed
+            try:
+                await self.poll()
+            except Exception as error:  # noqa: BLE001 - the feed must outlive a failed read
+                stop_if_cancelled(error)
+                if not failing:  # once per outage, not once per read
+                    log.warning("status feed read failed", error=repr(error))
+                failing = True
+            else:
+                if failing:
+                    log.info("status feed reads again")
+                failing = False
+            listening = bool(self._waiters or self._subscriptions)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._listening.wait(),
+                    self._interval if listening else self._idle_interval,
+                )
+
+    async def poll(self) -> None:
+        """Read what is new above the mark, wake its waiters, move the mark on and pass what
+        it passed to the subscriptions."""
+        cursor = self.mark
+        while True:
+            page = await self._log.after(cursor, PAGE)
+            for recorded in page:
+                if recorded.position in self._above:
+                    continue
+                self._above[recorded.position] = recorded
+                if recorded.event is None:
+                    log.warning(
+                        "status feed passes an event it cannot decode",
+                        position=recorded.position,
+                        event_type=recorded.event_type,
+                    )
+                for waiter in self._waiters.get(recorded.stream_id, ()):
+                    waiter.set()
+            # Passed for good: a failed lookup of their customers leaves them to the next read.
+            self._passed.extend(self._advance())
+            await self._deliver(self._passed)
+            self._passed.clear()
+            if len(page) < PAGE:
+                return
+            # On past this page even when a hole keeps the mark below it (read again from the
+            # mark by the next poll): else the same page would be read until the hole passes.
+            cursor = max(self.mark, page[-1].position)
+
+    async def _deliver(self, passed: Sequence[Recorded]) -> None:
+        """Offer each change the mark passed to the streams of its booking's customer; raises,
+        having offered none, when their customers cannot be looked up."""
+        if not self._subscriptions:
+            return
+        changes = [(r, change) for r in passed if (change := change_of(r)) is not None]
+        for recorded, _ in changes:
+            if isinstance(recorded.event, BookingRequested):
+                self._remember(recorded.stream_id, recorded.event.customer_id)
+        unknown = {r.stream_id for r, _ in changes if r.stream_id not in self._customers}
+        if unknown:
+            for booking_id, customer_id in (await self._log.customers_of(list(unknown))).items():
+                self._remember(booking_id, customer_id)
+        for recorded, change in changes:
+            customer = self._customers.get(recorded.stream_id)
+            for subscription in tuple(self._subscriptions.get(customer, ()) if customer else ()):
+                subscription.offer(recorded.position, change)
+                if subscription.overflowed:  # its reader may never come back to unsubscribe
+                    self.unsubscribe(subscription)
+
+    def _remember(self, booking_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+        if len(self._customers) >= 100_000:
+            self._customers.clear()  # looked up again when needed
+        self._customers[booking_id] = customer_id
+
+    def _advance(self) -> list[Recorded]:
+        """Move the mark over every position seen or missing for ``grace``; what it passed."""
+        now = self._clock()
+        passed: list[Recorded] = []
+        if self._above:
+            highest = max(self._above)
+            if highest > max(self._timed, self.mark):
+                self._missing.append((highest, now))
+                self._timed = highest
+        while self._above:
+            following = self.mark + 1
+            recorded = self._above.pop(following, None)
+            if recorded is not None:
+                passed.append(recorded)
+                self.mark = following
+                continue
+            below, since = self._missing_at(following)
+            if now - since < self._grace:
+                break
+            # Holes for good, up to the next position seen or timed later.
+            self.mark = min(below, *self._above) - 1
+        return passed
+
+    def _missing_at(self, position: int) -> tuple[int, float]:
+        """The range of missing positions ``position`` is in: where it ends, and since when."""
+        while self._missing and self._missing[0][0] <= position:
+            self._missing.popleft()  # wholly at or below the mark
+        if not self._missing:
+            return position + 1, self._clock()  # untimed yet: missing from now on
+        return self._missing[0]
+
+    # Listening -----------------------------------------------------------------------------
+
+    async def settled(
+        self, booking_id: uuid.UUID, read: Callable[[], Awaitable[Booking]], seconds: float
+    ) -> Booking:
+        """The booking once it left PENDING, or as it is when ``seconds`` are over;
+        a booking settled before the wait began is answered at once."""
+        woken = asyncio.Event()
+        self._waiters.setdefault(booking_id, set()).add(woken)
+        self._listening.set()
+        try:
+            deadline = asyncio.get_running_loop().time() + seconds
+            booking = await read()
+            while booking.status in UNSETTLED:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, RECHECK_SECONDS))
+                woken.clear()  # a wake after this is seen by the read below or the next wait
+                booking = await read()
+            return booking
+        finally:
+            waiters = self._waiters[booking_id]
+            waiters.discard(woken)
+            if not waiters:
+                del self._waiters[booking_id]
+
+    @contextlib.asynccontextmanager
+    async def subscribed(
+        self,
+        customer_id: uuid.UUID,
+        capacity: int,
+        on_overflow: Callable[[], object] = lambda: None,
+    ) -> AsyncIterator[tuple[Subscription, int]]:
+        """A subscription to the customer's changes above the mark it is taken at (yielded
+        with it): what is at or below that mark is the store's to tell. ``on_overflow`` is
+        called once the reader is ``capacity`` changes behind."""
+        subscription, mark = self.subscribe(customer_id, capacity, on_overflow)
+        try:
+            yield subscription, mark
+        finally:
+            self.unsubscribe(subscription)
+
+    def subscribe(
+        self,
+        customer_id: uuid.UUID,
+        capacity: int,
+        on_overflow: Callable[[], object] = lambda: None,
+    ) -> tuple[Subscription, int]:
+        """:meth:`subscribed` for a caller that ends it with :meth:`unsubscribe` itself."""
+        subscription = Subscription(customer_id, capacity, on_overflow)
+        self._subscriptions.setdefault(customer_id, set()).add(subscription)
+        self._listening.set()
+        return subscription, self.mark
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop feeding ``subscription``; a no-op when it was dropped already."""
+        subscriptions = self._subscriptions.get(subscription.customer_id)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            del self._subscriptions[subscription.customer_id]
+
+    async def history(
+        self, customer_id: uuid.UUID, *, after: int, upto: int
+    ) -> AsyncIterator[tuple[int, BookingStatusChange]]:
+        """The customer's changes with ``after`` < position <= ``upto``, from the store."""
+        while after < upto:
+            page = await self._log.of_customer(customer_id, after=after, upto=upto, limit=PAGE)
+            for recorded in page:
+                change = change_of(recorded)
+                if change is not None:
+                    yield recorded.position, change
+            if len(page) < PAGE:
+                return
+            after = page[-1].position

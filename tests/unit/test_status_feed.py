@@ -1,0 +1,475 @@
+"""The status feed on an in-memory store whose events commit in any order: waiters woken at
+once, streams fed in position order with nothing skipped and nothing twice, holes waited for
+and then passed, a slow reader cut off, and the open-request limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import tracemalloc
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from litestar.response.streaming import ASGIStreamingResponse
+
+from tests.fakes.booking import InMemoryStatusLog, recorded
+from ticketing.booking.domain import BookingConfirmed, BookingRejected
+from ticketing.booking.push import StatusPush
+from ticketing.booking.status import PAGE, OpenLimit, StatusFeed
+from ticketing.contracts.booking import Booking, BookingStatus
+from ticketing.contracts.events import BookingRequested
+from ticketing.shared.errors import RateLimited
+from ticketing.shared.eventstore import Recorded
+
+CUSTOMER = uuid.uuid4()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def requested(booking_id: uuid.UUID, customer_id: uuid.UUID = CUSTOMER) -> BookingRequested:
+    return BookingRequested(
+        message_id=uuid.uuid4(),
+        booking_id=booking_id,
+        customer_id=customer_id,
+        event_id=uuid.uuid4(),
+        ticket_count=1,
+        unit_price="10.00",
+        total_price="10.00",
+        requested_at=datetime.now(UTC),
+    )
+
+
+def confirmed(booking_id: uuid.UUID) -> BookingConfirmed:
+    return BookingConfirmed(
+        booking_id=booking_id, order_id=uuid.uuid4(), confirmed_at=datetime.now(UTC)
+    )
+
+
+def booking(booking_id: uuid.UUID, status: BookingStatus) -> Booking:
+    return Booking(
+        id=booking_id,
+        status=status,
+        customer_id=CUSTOMER,
+        event_id=uuid.uuid4(),
+        ticket_count=1,
+        unit_price="10.00",
+        total_price=str(Decimal("10.00")),
+        created_at=datetime.now(UTC),
+    )
+
+
+def feed_on(log: InMemoryStatusLog, clock: Clock | None = None) -> StatusFeed:
+    return StatusFeed(log, interval=0.001, idle_interval=0.001, grace=2.0, clock=clock or Clock())
+
+
+async def test_a_waiter_is_woken_by_the_settlement_it_waits_for() -> None:
+    log, booking_id = InMemoryStatusLog(), uuid.uuid4()
+    log.commit(recorded(1, requested(booking_id), stream_id=booking_id, version=1))
+    feed = feed_on(log)
+    await feed.start()
+    state = {"status": BookingStatus.PENDING}
+    reads = 0
+
+    async def read() -> Booking:
+        nonlocal reads
+        reads += 1
+        return booking(booking_id, state["status"])
+
+    async def settle() -> None:
+        await asyncio.sleep(0.05)
+        state["status"] = BookingStatus.CONFIRMED
+        log.commit(recorded(2, confirmed(booking_id), stream_id=booking_id, version=2))
+
+    running = asyncio.create_task(feed.run())
+    try:
+        started = asyncio.get_running_loop().time()
+        answer, _ = await asyncio.gather(feed.settled(booking_id, read, 10), settle())
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        running.cancel()
+    assert answer.status is BookingStatus.CONFIRMED
+    assert waited < 0.5  # woken by the feed, not by the once-a-second read
+    assert reads == 2  # before the wait, and once woken
+
+
+async def test_a_booking_settled_before_the_wait_is_answered_at_once() -> None:
+    feed = feed_on(InMemoryStatusLog())
+    booking_id = uuid.uuid4()
+
+    async def read() -> Booking:
+        return booking(booking_id, BookingStatus.REJECTED)
+
+    answer = await asyncio.wait_for(feed.settled(booking_id, read, 30), 0.5)
+    assert answer.status is BookingStatus.REJECTED
+
+
+async def test_a_wait_that_runs_out_answers_the_booking_as_it_is() -> None:
+    feed = feed_on(InMemoryStatusLog())
+    booking_id = uuid.uuid4()
+
+    async def read() -> Booking:
+        return booking(booking_id, BookingStatus.PENDING)
+
+    started = asyncio.get_running_loop().time()
+    answer = await feed.settled(booking_id, read, 0.3)
+    assert answer.status is BookingStatus.PENDING
+    assert 0.3 <= asyncio.get_running_loop().time() - started < 1.0
+    assert not feed._waiters  # nothing left behind
+
+
+async def test_a_change_waits_for_a_lower_position_until_it_commits_or_stays_a_hole() -> None:
+    log, clock = InMemoryStatusLog(), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with feed.subscribed(CUSTOMER, 100) as (live, mark):
+        assert mark == 0
+        log.commit(recorded(2, requested(second), stream_id=second, version=1))
+        log.commit(recorded(4, requested(third), stream_id=third, version=1))
+        await feed.poll()
+        assert live.changes.empty()  # 1 and 3 may still commit
+        log.commit(recorded(1, requested(first), stream_id=first, version=1))
+        await feed.poll()
+        assert [live.changes.get_nowait()[0] for _ in range(2)] == [1, 2]
+        clock.now += 1.9
+        await feed.poll()
+        assert live.changes.empty()  # 3 is missing, not for long enough
+        clock.now += 0.2
+        await feed.poll()
+        assert live.changes.get_nowait()[0] == 4  # 3 stayed a hole: passed
+        assert feed.mark == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.permutations(list(range(1, 13))),
+    holes=st.sets(st.integers(1, 12), max_size=4),
+    polls=st.lists(st.integers(0, 3), min_size=12, max_size=12),
+)
+async def test_a_stream_gets_every_committed_change_once_in_position_order(
+    order: list[int], holes: set[int], polls: list[int]
+) -> None:
+    """Whatever order the positions commit in, whichever never commit and however the reads
+    fall between the commits: each committed change reaches the stream once, in order."""
+    log, clock = InMemoryStatusLog(), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    booking_ids = {p: uuid.uuid4() for p in range(1, 13)}
+    got: list[int] = []
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        for position, reads in zip(order, polls, strict=True):
+            if position not in holes:
+                b = booking_ids[position]
+                log.commit(recorded(position, requested(b), stream_id=b, version=1))
+            for _ in range(reads):
+                await feed.poll()
+            clock.now += 0.1  # a commit comes well within the grace after its neighbours
+        await feed.poll()  # a hole is timed from when the feed first finds it missing
+        clock.now += 10
+        await feed.poll()
+        while not live.changes.empty():
+            got.append(live.changes.get_nowait()[0])
+    committed = sorted(set(range(1, 13)) - holes)
+    assert got == committed
+
+
+async def test_another_customers_changes_are_not_sent() -> None:
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    await feed.start()
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        log.commit(recorded(1, requested(theirs, uuid.uuid4()), stream_id=theirs, version=1))
+        log.commit(recorded(2, requested(mine), stream_id=mine, version=1))
+        log.commit(recorded(3, confirmed(mine), stream_id=mine, version=2))
+        await feed.poll()
+        changes = [live.changes.get_nowait() for _ in range(live.changes.qsize())]
+    assert [(p, c.status) for p, c in changes] == [
+        (2, BookingStatus.PENDING),
+        (3, BookingStatus.CONFIRMED),
+    ]
+
+
+async def test_a_settlement_of_a_booking_requested_before_the_feed_started_finds_its_customer() -> (
+    None
+):
+    log = InMemoryStatusLog()
+    old = uuid.uuid4()
+    log.commit(recorded(1, requested(old), stream_id=old, version=1))
+    feed = feed_on(log)
+    feed.mark = 1  # started after the request
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        rejected = BookingRejected(booking_id=old, reason="sold_out", rejected_at=datetime.now(UTC))
+        log.commit(recorded(2, rejected, stream_id=old, version=2))
+        await feed.poll()
+        position, change = live.changes.get_nowait()
+    assert (position, change.status, change.reason) == (2, BookingStatus.REJECTED, "sold_out")
+
+
+async def test_a_reader_too_far_behind_is_cut_off_once() -> None:
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    await feed.start()
+    cut_offs: list[None] = []
+    async with feed.subscribed(CUSTOMER, 2, on_overflow=lambda: cut_offs.append(None)) as (
+        live,
+        _,
+    ):
+        for position in range(1, 6):
+            b = uuid.uuid4()
+            log.commit(recorded(position, requested(b), stream_id=b, version=1))
+        await feed.poll()
+        assert live.overflowed
+        assert live.changes.qsize() == 2  # bounded: nothing more was kept for it
+    assert cut_offs == [None]
+    assert not feed._subscriptions
+
+
+async def test_history_tells_what_came_before_the_mark() -> None:
+    log = InMemoryStatusLog()
+    b = uuid.uuid4()
+    log.commit(
+        recorded(1, requested(b), stream_id=b, version=1),
+        recorded(2, confirmed(b), stream_id=b, version=2),
+    )
+    feed = feed_on(log)
+    told = [(p, c.status) async for p, c in feed.history(CUSTOMER, after=0, upto=2)]
+    assert told == [(1, BookingStatus.PENDING), (2, BookingStatus.CONFIRMED)]
+    assert [p async for p, _ in feed.history(CUSTOMER, after=1, upto=2)] == [2]
+
+
+def test_each_client_holds_at_most_its_limit_of_open_requests() -> None:
+    limit = OpenLimit(2)
+    with limit.held("a"), limit.held("a"):
+        with pytest.raises(RateLimited) as refused:
+            limit.acquire("a")
+        assert refused.value.extensions["retry_after"] == 1
+        with limit.held("b"):  # each client its own
+            pass
+    assert limit.open_count("a") == 0
+    limit.acquire("a")
+    limit.release("a")
+    assert limit.open_count("a") == 0
+
+
+def push_on(feed: StatusFeed, *, heartbeat: float = 30, buffer: int = 100) -> StatusPush:
+    return StatusPush(feed, OpenLimit(1), heartbeat, buffer)
+
+
+async def test_a_stream_tells_the_store_first_then_what_happens_and_beats_when_idle() -> None:
+    log = InMemoryStatusLog()
+    b = uuid.uuid4()
+    log.commit(
+        recorded(1, requested(b), stream_id=b, version=1),
+        recorded(2, confirmed(b), stream_id=b, version=2),
+    )
+    feed = feed_on(log)
+    await feed.poll()  # the mark is at 2
+    stream = push_on(feed, heartbeat=0.05).stream(CUSTOMER, "client", after=0)
+    assert await anext(stream) == b"retry: 1000\n\n"
+    told = [await anext(stream), await anext(stream)]
+    assert [chunk.split(b"\n")[0] for chunk in told] == [b"id: 1", b"id: 2"]
+    assert b'"status":"CONFIRMED"' in told[1]
+    assert await anext(stream) == b": keep-alive\n\n"
+    other = uuid.uuid4()
+    log.commit(recorded(3, requested(other), stream_id=other, version=1))
+    await feed.poll()
+    live = await anext(stream)
+    assert live.startswith(b"id: 3\nevent: booking\ndata: ")
+    await stream.aclose()
+    assert not feed._subscriptions  # closing frees it at once
+
+
+async def test_a_stream_holds_its_clients_slot_until_it_ends() -> None:
+    feed = feed_on(InMemoryStatusLog())
+    push = push_on(feed)
+    stream = push.stream(CUSTOMER, "client", after=None)
+    await anext(stream)
+    assert push.limit.open_count("client") == 1
+    with pytest.raises(RateLimited):
+        push.limit.check("client")
+    await stream.aclose()
+    assert push.limit.open_count("client") == 0
+
+
+async def test_a_reader_that_falls_behind_is_disconnected() -> None:
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+    taken: list[bytes] = []
+
+    async def slow_reader() -> None:
+        async for chunk in push.stream(CUSTOMER, "client", after=None):
+            taken.append(chunk)
+            await asyncio.sleep(3600)  # stops reading, as a stalled socket does
+
+    reader = asyncio.create_task(slow_reader())
+    await asyncio.sleep(0.01)
+    for position in range(1, 10):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    await feed.poll()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 1)
+    assert taken == [b"retry: 1000\n\n"]
+    assert push.limit.open_count("client") == 0
+    assert not feed._subscriptions
+
+
+async def test_a_reader_cut_off_while_its_socket_is_stalled_frees_its_slot_and_subscription() -> (
+    None
+):
+    """Litestar iterates a stream in a task of its own and, when that task is cancelled in a
+    ``send`` (the stalled socket the cut-off is for), abandons the generator without closing
+    it: nothing may wait for the generator's ``finally`` (run only by a garbage collection)."""
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+    response = ASGIStreamingResponse(
+        iterator=push.stream(CUSTOMER, "client", after=None), media_type="text/event-stream"
+    )
+    never = asyncio.Event()
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            await never.wait()  # the client reads nothing: the socket's buffer stays full
+
+    async def receive() -> Any:
+        await never.wait()  # the client is still connected
+
+    gc.disable()  # a collection would close the abandoned generator and hide the leak
+    try:
+        scope: Any = {"type": "http"}
+        serving = asyncio.create_task(response(scope, receive, send))
+        await asyncio.sleep(0.01)
+        for position in range(1, 10):
+            b = uuid.uuid4()
+            log.commit(recorded(position, requested(b), stream_id=b, version=1))
+        await feed.poll()
+        await asyncio.wait_for(serving, 1)  # the response ends (the server closes it)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert push.limit.open_count("client") == 0
+        assert not feed._subscriptions
+    finally:
+        gc.enable()
+
+
+class FlakyCustomers(InMemoryStatusLog):
+    """A store whose next lookup of bookings' customers fails, as a dropped connection does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+
+    async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionResetError("connection lost")
+        return await super().customers_of(booking_ids)
+
+
+async def test_a_change_whose_customer_lookup_failed_reaches_the_stream_on_the_next_read() -> None:
+    log = FlakyCustomers()
+    old = uuid.uuid4()
+    log.commit(recorded(1, requested(old), stream_id=old, version=1))
+    feed = feed_on(log)
+    feed.mark = 1  # started after the request: the settlement's customer must be looked up
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        log.commit(recorded(2, confirmed(old), stream_id=old, version=2))
+        log.fail_next = True
+        with pytest.raises(ConnectionResetError):
+            await feed.poll()
+        await feed.poll()  # as the feed's loop reads again
+        assert live.changes.get_nowait()[0] == 2
+
+
+class CountedReads(InMemoryStatusLog):
+    """A store that refuses to be read more than ``most`` times."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    async def after(self, position: int, limit: int) -> list[Recorded]:
+        if self.reads >= self.most:
+            raise AssertionError(f"read {self.reads + 1} times in one poll")
+        return await super().after(position, limit)
+
+
+async def test_a_hole_below_a_full_page_neither_spins_nor_hides_what_lies_beyond() -> None:
+    log, clock = CountedReads(most=2), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    last = PAGE + 101  # position 1 is still being written: every other one is above it
+    for position in range(2, last + 1):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    beyond = log.events[last].stream_id
+    woken = asyncio.Event()
+    feed._waiters[beyond] = {woken}
+    await feed.poll()  # the clock stands still: the hole is as young as ever
+    assert woken.is_set()  # its event lies on the second page
+    assert feed.mark == 0
+
+
+async def test_a_jump_in_positions_costs_neither_memory_nor_time_per_position() -> None:
+    """An auto-increment that jumps (a restore, a reset AUTO_INCREMENT, a large failed insert)
+    leaves a million-position gap: the feed must not keep or walk each of its positions."""
+    log, clock = InMemoryStatusLog(), Clock()
+    feed = feed_on(log, clock)
+    await feed.start()
+    far = 1_000_002
+    for position in (1, far):
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    async with feed.subscribed(CUSTOMER, 100) as (live, _):
+        tracemalloc.start()
+        try:
+            await feed.poll()
+            clock.now += 1
+            await feed.poll()
+            clock.now += 1.5
+            await feed.poll()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [live.changes.get_nowait()[0] for _ in range(2)] == [1, far]
+    assert feed.mark == far
+    assert peak < 5_000_000
+
+
+async def test_a_reader_cut_off_as_its_next_change_arrives_is_still_disconnected() -> None:
+    """Python 3.11's ``wait_for`` swallows a cancellation that comes with the change it waits
+    for: the cut-off may not rest on the cancellation alone, or the stream lives on without
+    its subscription, beating its heart and never sending a change again."""
+    log = InMemoryStatusLog()
+    feed = feed_on(log)
+    push = push_on(feed, buffer=3)
+
+    async def fast_reader() -> None:
+        async for _ in push.stream(CUSTOMER, "client", after=None):
+            pass
+
+    reader = asyncio.create_task(fast_reader())
+    await asyncio.sleep(0.01)  # waiting for a change
+    for position in range(1, 6):  # more than the buffer, in one read
+        b = uuid.uuid4()
+        log.commit(recorded(position, requested(b), stream_id=b, version=1))
+    await feed.poll()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 1)
+    assert push.limit.open_count("client") == 0
