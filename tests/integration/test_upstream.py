@@ -15,7 +15,7 @@ import pytest
 
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Reply, Upstream
+from ticketing.shared.upstream import Lasting, Reply, Upstream
 
 Answer = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
 
@@ -374,7 +374,7 @@ async def test_an_answer_judged_by_its_head_settles_a_half_open_breaker_at_once(
                     await upstream.request("GET", "/fail")
             clock.now = 5.0
             assert state_of(breaker) is BreakerState.HALF_OPEN
-            async with upstream.open("GET", "/stream-200", [], b"", outcome_at_head=True) as ok_:
+            async with upstream.open("GET", "/stream-200", [], b"", lasting=Lasting.STREAM) as ok_:
                 assert ok_.status == 200
                 # The probe succeeded with its head: the stream holds no slot while it lasts.
                 assert state_of(breaker) is BreakerState.CLOSED
@@ -385,7 +385,7 @@ async def test_an_answer_judged_by_its_head_settles_a_half_open_breaker_at_once(
                     await upstream.request("GET", "/fail")
             clock.now = 10.0
             release.clear()
-            async with upstream.open("GET", "/stream-503", [], b"", outcome_at_head=True) as bad:
+            async with upstream.open("GET", "/stream-503", [], b"", lasting=Lasting.STREAM) as bad:
                 assert bad.status == 503
                 assert state_of(breaker) is BreakerState.OPEN  # failed with its head
                 release.set()
@@ -394,18 +394,16 @@ async def test_an_answer_judged_by_its_head_settles_a_half_open_breaker_at_once(
             await upstream.aclose()
 
 
-@pytest.mark.parametrize(("outcome_at_head", "after"), [(True, "closed"), (False, "open")])
+@pytest.mark.parametrize(("lasting", "after"), [(Lasting.STREAM, "closed"), (None, "open")])
 async def test_the_end_of_an_answer_judged_by_its_head_says_nothing(
-    outcome_at_head: bool, after: str
+    lasting: Lasting | None, after: str
 ) -> None:
     breaker = CircuitBreaker("test", window=1, min_calls=1, failure_ratio=0.5)
     async with raw_server(stream_server(asyncio.Event())) as server:
         upstream = Upstream("test", server.url, timeout=5, breakers=lambda _: breaker)
         try:
             with pytest.raises(Unavailable):  # noqa: PT012 - the read is what fails
-                async with upstream.open(
-                    "GET", "/broken", [], b"", outcome_at_head=outcome_at_head
-                ) as answer:
+                async with upstream.open("GET", "/broken", [], b"", lasting=lasting) as answer:
                     async for _ in answer.body():
                         pass
         finally:

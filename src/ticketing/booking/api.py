@@ -27,14 +27,13 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.body import read_body
-from ticketing.shared.disconnect import until_caller_leaves
+from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
 from ticketing.shared.errors import InvalidInput
 from ticketing.shared.history import AS_OF, parse_as_of
 from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
 WRITE = "bookings:write"
-CLIENT_CLOSED_REQUEST = 499  # logged for a wait whose client went away (nobody reads it)
 WAIT = QueryParameter(
     gt=0,
     le=MAX_WAIT_SECONDS,
@@ -164,7 +163,7 @@ class BookingController(Controller):
                 read = functools.partial(bookings.get_booking, booking_id)
                 settled.append(await push.feed.settled(booking_id, read, wait))
         if not settled:  # nobody reads this answer; the log and the metrics do
-            return Response(None, status_code=CLIENT_CLOSED_REQUEST)  # type: ignore[arg-type]
+            return Response(None, status_code=CALLER_LEFT)  # type: ignore[arg-type]
         return Response(settled[0])
 
     @get(

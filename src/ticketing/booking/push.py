@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import msgspec
 
@@ -16,7 +15,6 @@ from ticketing.contracts.booking import BookingStatusChange
 from ticketing.shared.errors import RateLimited
 from ticketing.shared.settings import Settings
 
-T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 RETRY_MS = 1000  # how soon a disconnected EventSource reconnects
 

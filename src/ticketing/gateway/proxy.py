@@ -30,10 +30,10 @@ from prometheus_client import Histogram
 from ticketing.gateway.routing import LongRequest
 from ticketing.shared.body import read_body
 from ticketing.shared.breaker import CircuitBreaker
-from ticketing.shared.disconnect import until_caller_leaves
+from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
 from ticketing.shared.errors import InvalidInput, Unavailable
 from ticketing.shared.observability import current_correlation_id
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.upstream import Lasting, Upstream
 
 HOP_BY_HOP = frozenset(
     {
@@ -67,8 +67,6 @@ NOT_FORWARDED = HOP_BY_HOP | OWN_HEADERS | {b"content-length", b"expect"}
 # Asks a buffering proxy in front of the gateway (nginx, an Ingress) to pass a stream's events on
 # as they come, unless the upstream said otherwise.
 UNBUFFERED = (b"x-accel-buffering", b"no")
-# nginx's status for a caller that left before its answer: logged and counted, never sent.
-CALLER_LEFT = 499
 log = structlog.get_logger(__name__)
 
 
@@ -234,8 +232,7 @@ async def relay(
     chunk as it arrives: the last one, when it is known to be the last, with
     ``more_body=False``, so that a short answer is one body message."""
     method, target, headers, body = request
-    stream = long is not None and long.stream
-    waits = long is not None and not long.stream  # a long-poll: its head waits for its news
+    lasting = None if long is None else Lasting.STREAM if long.stream else Lasting.WAIT
     timeouts = None if long is None else aiohttp.ClientTimeout(long.total, sock_read=long.read)
     started = time.perf_counter()
     async with upstream.open(
@@ -244,16 +241,15 @@ async def relay(
         headers,
         body,
         timeouts=timeouts,
-        outcome_at_head=stream,
-        may_probe=not waits,
-        lasting=long is not None,
+        lasting=lasting,
     ) as answer:
-        if not waits:  # the wait is no latency of the upstream's
+        if lasting is not Lasting.WAIT:  # a long-poll's wait is no latency of the upstream's
             latency.labels(upstream.name, f"{answer.status // 100}xx").observe(
                 time.perf_counter() - started
             )
         answer_headers = [*response_headers(answer.headers), *extra_headers]
-        if stream and not any(name.lower() == UNBUFFERED[0] for name, _ in answer_headers):
+        unbuffered = any(name.lower() == UNBUFFERED[0] for name, _ in answer_headers)
+        if lasting is Lasting.STREAM and not unbuffered:
             answer_headers.append(UNBUFFERED)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer_headers}

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from litestar.types import Receive
 
+# nginx's status for a caller that left before its answer: logged and counted, never sent.
+CALLER_LEFT = 499
+
 
 @dataclass(slots=True)
 class Caller:

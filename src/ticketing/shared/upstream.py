@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 import aiohttp
@@ -105,6 +106,18 @@ class Answer:
         """Read what the caller left of the body, so that the connection may be reused."""
         async for _ in self.body():
             pass
+
+
+class Lasting(Enum):
+    """An exchange that may hold its connection long, taken from a pool of its own (so that it
+    never leaves an ordinary call waiting for one)."""
+
+    # A long-poll: its head comes only when its wait ends, so it is no half-open breaker's
+    # probe (it would refuse every other call to that replica while it waits).
+    WAIT = "wait"
+    # An event stream: its head comes at once and its body may last hours, so the breaker
+    # hears the head's outcome and nothing about the body's end.
+    STREAM = "stream"
 
 
 @dataclass(slots=True, eq=False)
@@ -212,28 +225,23 @@ class Upstream:
         body: bytes,
         *,
         timeouts: aiohttp.ClientTimeout | None = None,
-        outcome_at_head: bool = False,
-        may_probe: bool = True,
-        lasting: bool = False,
+        lasting: Lasting | None = None,
     ) -> AsyncIterator[Answer]:
         """Send a request and yield the answer once its head arrived; the caller reads the body
         inside the block. Raises :class:`Unavailable` when every replica's breaker refuses or
         none can be reached, or when the exchange fails or times out (the body included).
 
         ``timeouts`` replace the upstream's whole-exchange timeout for this exchange (the
-        connect limit, when they set none, stays the upstream's). With ``outcome_at_head`` the
-        breaker hears the outcome when the head arrives (a 5xx fails, anything else succeeds)
-        and nothing about the body's end: for answers that may stream for hours. Without
-        ``may_probe`` (an answer whose head may take long) it is no half-open breaker's probe:
-        it would refuse every other call to that replica while it lasts. A ``lasting``
-        exchange (one that may hold its connection for long) takes it from a pool of its own."""
+        connect limit, when they set none, stays the upstream's). A ``lasting`` exchange is
+        treated as :class:`Lasting` says: for a stream, the breaker hears the head's outcome
+        (a 5xx fails, anything else succeeds)."""
         limits = self._limits(timeouts)
         replica, admission, response = await self._send(
-            method, target, headers, body, limits, may_probe=may_probe, lasting=lasting
+            method, target, headers, body, limits, lasting=lasting
         )
         breaker = replica.breaker
         try:
-            if outcome_at_head:  # whatever comes later says nothing: this admission is settled
+            if lasting is Lasting.STREAM:  # what comes later says nothing: settled here
                 judge(breaker, admission, response.status)
             answer = Answer(self.name, response)
             try:
@@ -264,19 +272,18 @@ class Upstream:
         body: bytes,
         limits: aiohttp.ClientTimeout,
         *,
-        may_probe: bool = True,
-        lasting: bool = False,
+        lasting: Lasting | None = None,
     ) -> tuple[Replica, Admission, aiohttp.ClientResponse]:
         """The first answer's head from the replicas in turn, and the admission it holds."""
         refusal: Unavailable | None = None
         for replica in self._in_turn():
             try:
-                admission = replica.breaker.admit(may_probe=may_probe)
+                admission = replica.breaker.admit(may_probe=lasting is not Lasting.WAIT)
             except CircuitOpen as error:
                 refusal = _sooner(refusal, error)
                 continue
             try:
-                session = self._lasting_session if lasting else self._session
+                session = self._session if lasting is None else self._lasting_session
                 response = await session.request(
                     method,
                     URL(replica.url + target, encoded=True),  # the target as the caller wrote it
