@@ -30,14 +30,22 @@ from ticketing.booking.domain import (
 )
 from ticketing.booking.tables import bookings, customers, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import PUBLICATIONS, BookingRequested
+from ticketing.contracts.events import (
+    PUBLICATIONS,
+    BookingRequested,
+    upcast_booking_requested_v1,
+)
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
-STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
+STORE = EventStore(
+    event_store,
+    EventCodec(EVENT_TYPES, {("BookingRequested", 1): upcast_booking_requested_v1}),
+    PUBLICATIONS,
+)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -95,6 +95,10 @@ class Settings:
     # How long a position may stay missing below seen ones before streams pass it as a hole
     # for good (a rolled-back write): longer than any commit takes after its write.
     status_hole_seconds: float = 2.0
+    # How long a HELD booking keeps its seats before it expires, and how often each booking
+    # replica looks for holds past their time.
+    hold_seconds: float = 900.0
+    hold_sweep_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +125,8 @@ class Settings:
             "status_idle_poll_interval",
             "stream_heartbeat_seconds",
             "status_hole_seconds",
+            "hold_seconds",
+            "hold_sweep_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"TICKETING_{name.upper()} must be above 0 seconds")
