@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
                 max_tickets=settings.booking_max_tickets,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
+                hold_for=timedelta(seconds=settings.hold_seconds),
             )
             app.state.bookings = service
             feed = StatusFeed(
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             )
             await feed.start()
             app.state.status_push = StatusPush.create(feed, settings)
-            jobs = [_purge_keys(service, settings), feed.run()]
+            jobs = [_purge_keys(service, settings), _expire_holds(service, settings), feed.run()]
             if run_relay:
                 jobs.append(shared.relay_job())
             async with consuming(app, build_broker(settings, service), *jobs):
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
         route_handlers=[CustomerController, BookingController, request_booking],
         lifespan=[runtime],
         description="Customers and bookings. A booking is accepted at once (202) and settles "
-        "to CONFIRMED or REJECTED through the order saga.",
+        "to CONFIRMED, HELD or REJECTED through the order saga; a hold is confirmed or "
+        "expires, and a booking may be cancelled.",
     )
     app.on_startup.append(document_request_booking)
     return app
@@ -90,3 +92,20 @@ async def _purge_keys(service: BookingService, settings: Settings) -> None:
             stop_if_cancelled(error)
             log.warning("purging idempotency keys failed", error=repr(error))
         await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+async def _expire_holds(service: BookingService, settings: Settings) -> None:
+    """Expire the holds past their time, every ``TICKETING_HOLD_SWEEP_SECONDS``: every replica
+    does, each taking other bookings (ADR 17)."""
+    failing = False
+    while True:
+        try:
+            await service.expire_holds()
+        except Exception as error:  # noqa: BLE001 - retried at the next round
+            stop_if_cancelled(error)
+            if not failing:  # once per outage, not once per round
+                log.warning("expiring holds failed", error=repr(error))
+            failing = True
+        else:
+            failing = False
+        await asyncio.sleep(settings.hold_sweep_seconds)

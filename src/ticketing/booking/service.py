@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ticketing.booking import domain
+from ticketing.booking import domain, lifecycle
 from ticketing.booking import repository as repo
 from ticketing.booking.domain import KeyInFlight, KeyTakenOver
 from ticketing.contracts.booking import (
@@ -23,7 +23,7 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import BookingRequested
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
 from ticketing.shared.consumer import Received
@@ -34,6 +34,8 @@ from ticketing.shared.pagination import decode_cursor, page
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 CONSUMER = "booking-service"
+SWEEPER = "booking-hold-expiry"  # the actor of the events the expiry of holds records
+EXPIRY_BATCH = 100
 MAX_KNOWN_CUSTOMERS = 100_000
 log = structlog.get_logger(__name__)
 
@@ -73,11 +75,18 @@ class BookingRecords(Protocol):
         self,
         message_ids: Sequence[uuid.UUID],
         booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideSettlements,
+        decide_at: repo.DecideChanges,
     ) -> None:
-        """In one transaction: lock the bookings, claim the messages, and record the
-        settlements ``decide_at`` gives from the locked states (missing ones left out) at the
-        time of the transaction."""
+        """In one transaction: lock the bookings, claim the messages, and record the changes
+        ``decide_at`` gives from the locked states (missing ones left out) at the time of the
+        transaction."""
+
+    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: repo.DecideChanges) -> None:
+        """As :meth:`settle`, with no message to claim (a request's change)."""
+
+    async def expire(self, limit: int, decide_at: repo.DecideChanges) -> None:
+        """In one transaction: lock up to ``limit`` HELD bookings past their time, skipping
+        those another transaction holds, and record the changes ``decide_at`` gives."""
 
     async def has_seen(self, message_id: uuid.UUID) -> bool:
         """Whether the inbox holds the message (it was applied)."""
@@ -122,8 +131,10 @@ class BookingService:
         *,
         max_tickets: int,
         abandoned_after: timedelta = timedelta(seconds=30),
+        hold_for: timedelta = timedelta(seconds=900),
     ) -> None:
         self._records = records
+        self._hold_for = hold_for
         self._abandoned_after = abandoned_after
         self._inventory = inventory
         self._max_tickets = max_tickets
@@ -235,6 +246,7 @@ class BookingService:
             unit_price=event.ticket_price,
             total_price=domain.total_price(event.ticket_price, data.ticket_count),
             created_at=now,
+            hold=data.hold,
         )
         requested = BookingRequested(
             message_id=new_id(),
@@ -245,6 +257,8 @@ class BookingService:
             unit_price=booking.unit_price,
             total_price=booking.total_price,
             requested_at=now,
+            hold=data.hold,
+            requested_by=cause.actor,
         )
         # Concurrent bookings share one transaction (the SQL records' group commit); this
         # returns once the booking, its event and its idempotency key are committed.
@@ -308,20 +322,27 @@ class BookingService:
 
         def decide_at(
             locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
-        ) -> list[repo.Settlement]:
+        ) -> list[repo.Change]:
             states = dict(locked)
-            settled: list[repo.Settlement] = []
+            decided: dict[uuid.UUID, list[domain.StreamEvent]] = {}
+            causes: dict[uuid.UUID, Cause] = {}
+            ignored[0] = 0
             for item in firsts.values():
-                outcome = item.event
-                state = states.get(outcome.booking_id)
-                event = domain.decide_settlement(state, outcome, now)
-                if state is None or event is None:
+                answer, booking_id = item.event, item.event.booking_id
+                state = states.get(booking_id)
+                events = lifecycle.decide_answer(
+                    state, answer, now, hold_for=self._hold_for, new_id=new_id
+                )
+                if state is None or not events:
+                    ignored[0] += 1
                     continue
-                cause = _cause(outcome, item.correlation_id)
-                settled.append(repo.Settlement(event, cause, state.version))
-                states[outcome.booking_id] = domain.evolve(state, event)
-            ignored[0] = len(firsts) - len(settled)
-            return settled
+                states[booking_id] = _evolved(state, events)
+                decided.setdefault(booking_id, []).extend(events)
+                causes.setdefault(booking_id, _cause(answer, item.correlation_id))
+            return [
+                repo.Change(events, causes[id_], locked[id_].version, states[id_])
+                for id_, events in decided.items()
+            ]
 
         booking_ids = [item.event.booking_id for item in firsts.values()]
         try:
@@ -335,10 +356,93 @@ class BookingService:
             log.info("outcome applied before", message_id=str(alone))
             return
         if ignored[0]:
-            log.warning("outcomes ignored: bookings missing or already final", count=ignored[0])
+            log.warning("saga answers ignored: bookings missing or past them", count=ignored[0])
+
+    # The lifecycle ----------------------------------------------------------------------
+
+    async def confirm(
+        self, booking_id: uuid.UUID, caller: lifecycle.Caller, cause: Cause
+    ) -> Booking:
+        """Confirm a HELD booking (ADR 17); the booking as it is then."""
+        state = await self._change(
+            booking_id, lambda s, now: lifecycle.decide_confirm(s, caller, now, new_id), cause
+        )
+        lifecycle.check_not_expired(state)
+        log.info("booking confirmed", booking_id=str(booking_id))
+        return state.booking
+
+    async def cancel(
+        self, booking_id: uuid.UUID, caller: lifecycle.Caller, cause: Cause
+    ) -> Booking:
+        """Cancel a booking (ADR 17): its seats go back once inventory released them (or once
+        the saga answers, for a PENDING one); the booking as it is then."""
+        state = await self._change(
+            booking_id, lambda s, now: lifecycle.decide_cancel(s, caller, now, new_id), cause
+        )
+        lifecycle.check_not_expired(state)
+        log.info("booking cancelled", booking_id=str(booking_id), status=state.booking.status)
+        return state.booking
+
+    async def expire_holds(self) -> int:
+        """Expire HELD bookings past their time, a batch at a time; how many. Replicas may run
+        this at once: each locks other bookings, and a locked booking is decided once."""
+        count: list[int] = [0]
+
+        def decide_at(
+            locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
+        ) -> list[repo.Change]:
+            changes = []
+            for state in locked.values():
+                events = lifecycle.decide_expiry(state, now, new_id)
+                if events:
+                    after = _evolved(state, events)
+                    changes.append(repo.Change(events, Cause(SWEEPER), state.version, after))
+            count[0] = len(changes)
+            return changes
+
+        expired = 0
+        while True:
+            count[0] = 0
+            await self._records.expire(EXPIRY_BATCH, decide_at)
+            expired += count[0]
+            if count[0] < EXPIRY_BATCH:
+                if expired:
+                    log.info("holds expired", count=expired)
+                return expired
+
+    async def _change(
+        self,
+        booking_id: uuid.UUID,
+        decide: Callable[[domain.BookingState, datetime], list[domain.StreamEvent]],
+        cause: Cause,
+    ) -> domain.BookingState:
+        """Decide on the booking's locked row and record what was decided; its state then."""
+        after: list[domain.BookingState] = []
+
+        def decide_at(
+            locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
+        ) -> list[repo.Change]:
+            after.clear()  # a deadlock runs the unit again
+            state = locked.get(booking_id)
+            if state is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            events = decide(state, now)
+            after.append(_evolved(state, events))
+            return [repo.Change(events, cause, state.version, after[0])] if events else []
+
+        await self._records.change([booking_id], decide_at)
+        return after[0]
 
 
-def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
+def _evolved(
+    state: domain.BookingState, events: Sequence[domain.StreamEvent]
+) -> domain.BookingState:
+    for event in events:
+        state = domain.evolve(state, event)
+    return state
+
+
+def _cause(outcome: lifecycle.SagaAnswer, correlation_id: str | None) -> Cause:
     """A settlement's cause: this consumer, acting on the outcome's message."""
     return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
 
