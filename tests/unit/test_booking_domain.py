@@ -15,6 +15,7 @@ from ticketing.booking.domain import (
     BookingRejected,
     BookingState,
     CustomerRegistered,
+    StreamEvent,
     customer_of,
     evolve,
     fold,
@@ -39,7 +40,7 @@ def settlement(
 
 def decide_settlement(
     state: BookingState | None, outcome: OrderConfirmed | OrderRejected, now: datetime
-) -> object:
+) -> StreamEvent | None:
     """The one event a saga outcome decides for a booking that is no hold, or None."""
     events = decide_answer(state, outcome, now, hold_for=timedelta(minutes=15), new_id=uuid.uuid4)
     assert len(events) <= 1

@@ -121,6 +121,7 @@ def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[st
                     "scopes": {
                         "inventory:write": "create venues and events",
                         "bookings:write": "create customers and bookings",
+                        "bookings:admin": "confirm or cancel any client's booking",
                     },
                 }
             },
