@@ -259,7 +259,7 @@ async def test_no_sequence_of_batches_sells_more_seats_than_an_event_has(
                 assert first.setdefault(item.booking_id, answer) == answer
         for event_id, capacity in zip(event_ids, capacities, strict=True):
             held = [r for r in records.reservations.values() if r.event_id == event_id]
-            reserved = sum(r.ticket_count for r in held if r.status is ReservationStatus.RESERVED)
+            reserved = sum(r.ticket_count for r in held if r.status is ReservationOutcome.RESERVED)
             state = records.events[event_id]
             assert reserved <= capacity
             assert state.left_capacity == capacity - reserved
