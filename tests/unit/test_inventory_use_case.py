@@ -326,11 +326,11 @@ async def test_no_sequence_of_reserves_and_releases_breaks_capacity_or_limits(
                 ReleaseItem(event_ids[e], booking_ids[b], "expired" if late else "cancelled")
                 for b, e, late in batch
             ]
-            for release, answer in zip(
+            for release, given in zip(
                 releases, await inventory.release_many(releases, CAUSE), strict=True
             ):
-                if answer.outcome is ReleaseOutcome.RELEASED:
-                    seats = (answer.ticket_count, answer.left_capacity)
+                if given.outcome is ReleaseOutcome.RELEASED:
+                    seats = (given.ticket_count, given.left_capacity)
                     assert released_first.setdefault(release.booking_id, seats) == seats
         for event_id, (capacity, _) in zip(event_ids, events, strict=True):
             holding = [
