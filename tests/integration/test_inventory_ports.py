@@ -98,8 +98,11 @@ def subject(request: pytest.FixtureRequest) -> Subject:
     return Subject(SqlInventoryRecords(engine), engine)
 
 
-async def given_event(records: InventoryRecords, capacity: int) -> EventState:
-    """A venue and an event of ``capacity`` seats there; the event's state."""
+async def given_event(
+    records: InventoryRecords, capacity: int, limit: int | None = None
+) -> EventState:
+    """A venue and an event of ``capacity`` seats there (at most ``limit`` per customer); the
+    event's state."""
     registered = decide_register_venue(uuid.uuid4(), "Hall", "Road 1", capacity)
     await records.register_venue(registered, CAUSE)
 
@@ -111,6 +114,7 @@ async def given_event(records: InventoryRecords, capacity: int) -> EventState:
             total_capacity=capacity,
             ticket_price="10.00",
             starts_at=None,
+            max_tickets_per_customer=limit,
         )
 
     recorded = await records.schedule_event(registered.venue_id, schedule, CAUSE)
