@@ -13,7 +13,14 @@ from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationItemResult,
 )
-from ticketing.inventory.decisions import CustomerSeats, Decisions, Releases, counted
+from ticketing.inventory.decisions import (
+    CustomerSeats,
+    DecideBatch,
+    DecideReleases,
+    Decisions,
+    Releases,
+    counted,
+)
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
@@ -27,7 +34,7 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     evolve,
 )
-from ticketing.inventory.service import DecideBatch, DecideReleases, InventoryService
+from ticketing.inventory.service import InventoryService
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded

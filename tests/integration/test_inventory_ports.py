@@ -19,7 +19,7 @@ from tests.fakes.inventory import CheckFailed, InMemoryInventoryRecords
 from tests.harness import own_databases
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import repository as repo
-from ticketing.inventory.decisions import CustomerSeats, Decisions, decide
+from ticketing.inventory.decisions import CustomerSeats, DecideBatch, Decisions, decide
 from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
@@ -33,7 +33,7 @@ from ticketing.inventory.domain import (
     evolve,
 )
 from ticketing.inventory.records import SqlInventoryRecords
-from ticketing.inventory.service import DecideBatch, InventoryRecords, InventoryService
+from ticketing.inventory.service import InventoryRecords, InventoryService
 from ticketing.inventory.tables import events
 from ticketing.shared import sql
 from ticketing.shared.db import create_engine

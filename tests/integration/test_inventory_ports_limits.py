@@ -30,10 +30,10 @@ from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationOutcome,
 )
-from ticketing.inventory.decisions import Releases, decide_release
+from ticketing.inventory.decisions import DecideReleases, Releases, decide_release
 from ticketing.inventory.domain import EventState, Release, Reservation, SeatsReleased
 from ticketing.inventory.records import SqlInventoryRecords
-from ticketing.inventory.service import DecideReleases, InventoryService
+from ticketing.inventory.service import InventoryService
 from ticketing.shared import sql
 from ticketing.shared.unit_of_work import AlreadyRecorded
 

@@ -5,7 +5,7 @@ concerned and what is already recorded for the booking ids."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ticketing.contracts.inventory import (
@@ -167,6 +167,20 @@ class Releases:
     events: list[tuple[int, SeatsReleased]]  # (stream version, event)
     states: dict[uuid.UUID, EventState]  # the new state of every event that changed
     released: list[Reservation]  # the reservations released now, as they become
+
+
+# What the records port is given to decide with, once it has read (and locked) what it needs.
+DecideBatch = Callable[
+    [
+        Mapping[uuid.UUID, EventState],
+        Mapping[uuid.UUID, Reservation],
+        Mapping[CustomerSeats, int],
+    ],
+    Decisions,
+]
+DecideReleases = Callable[
+    [Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Releases
+]
 
 
 def decide_release(

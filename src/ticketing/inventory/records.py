@@ -11,10 +11,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.inventory import repository as repo
-from ticketing.inventory.decisions import CustomerSeats, Decisions, Releases, counted
+from ticketing.inventory.decisions import (
+    CustomerSeats,
+    DecideBatch,
+    DecideReleases,
+    Decisions,
+    Releases,
+    counted,
+)
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
 from ticketing.inventory.holdings import held_seats, release_statements
-from ticketing.inventory.service import DecideBatch, DecideReleases
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work

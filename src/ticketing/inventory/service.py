@@ -30,6 +30,8 @@ from ticketing.contracts.inventory import (
 from ticketing.inventory import repository as repo
 from ticketing.inventory.decisions import (
     CustomerSeats,
+    DecideBatch,
+    DecideReleases,
     Decisions,
     Releases,
     customers_of,
@@ -74,19 +76,6 @@ def item_causes(
         if item.causation_id or item.correlation_id:
             causes[item.booking_id] = cause.caused_by(item.causation_id, item.correlation_id)
     return causes
-
-
-DecideBatch = Callable[
-    [
-        Mapping[uuid.UUID, EventState],
-        Mapping[uuid.UUID, Reservation],
-        Mapping[CustomerSeats, int],
-    ],
-    Decisions,
-]
-DecideReleases = Callable[
-    [Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Releases
-]
 
 
 class InventoryRecords(Protocol):
