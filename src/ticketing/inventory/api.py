@@ -140,7 +140,9 @@ class ReservationBatchController(Controller):
         summary="Reserve tickets for many bookings in one transaction (idempotent per booking id)",
         description="Items are decided in order, exactly as if each were reserved alone: a "
         "booking id that already holds a reservation gets its first answer back (or "
-        "`conflict` when it asks for other seats); an unknown event records nothing.",
+        "`conflict` when it asks for other seats); an unknown event records nothing; an item "
+        "whose `customer_id` would then hold more than the event's `max_tickets_per_customer` "
+        "(counting seats reserved and not released) is refused `over_limit`.",
         opt=requires(RESERVE),
     )
     async def reserve_many(

@@ -2,13 +2,13 @@
 
 Inventory is event-sourced (ADR 12): a venue's stream holds :class:`VenueRegistered`; an
 event's stream holds :class:`EventScheduled`, then one :class:`SeatsReserved` or
-:class:`ReservationRefused` per booking id, and a :class:`SeatsReleased` for a reserved one
-whose seats went back. The ``decide_*`` functions (here and in
+:class:`ReservationRefused` per booking id, and one :class:`SeatsReleased` per reserved
+booking id whose seats went back. The ``decide_*`` functions (here and in
 :mod:`ticketing.inventory.decisions`) turn a command and the current state into new events;
-:func:`evolve` applies one event to a state. The projection
-rows (venues, events, reservations) are ``evolve``'s results, written with the events, and an
-event's row with its stream's ``version`` is the snapshot the next decision starts from: a
-stream of 100,000 reservations is never folded to decide. (Time travel, ``as_of``, folds the
+:func:`evolve` applies one event to a state. The projection rows (venues, events,
+reservations) are ``evolve``'s results, written with the events, and an event's row with its
+stream's ``version`` is the snapshot the next decision starts from: a stream of 100,000
+reservations is never folded to decide. (Time travel, ``as_of``, folds the
 stream up to the time asked for: a read that asks for history pays for it.)
 
 The database still guards the capacity invariant itself (the event row's lock while deciding,
