@@ -54,7 +54,7 @@ async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Se
         finally:
             await engine.dispose()
         assert {"venues", "events", "reservations", "event_store"} <= tables
-        assert version == "0004"
+        assert version == "0005"
     finally:
         await drop_databases(settings)
 
