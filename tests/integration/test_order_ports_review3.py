@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fakes.inventory import InMemoryInventory
-from tests.fakes.order import InMemoryOrderRecords
+from tests.fakes.order import InMemoryOrderRecords, SagaInventory
 from tests.harness import as_the_runner_does, own_databases
 from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
     engine,
@@ -146,7 +145,7 @@ async def test_two_bookings_sharing_a_message_id_each_get_an_outcome_or_keep_no_
     before" (its id was claimed) with no outcome and its seats reserved. Now a message alone is
     skipped only when its booking's outcome is recorded: the second is refused (the runner
     retries it, then dead-letters it, where an operator sees it), never silently acked."""
-    inventory = InMemoryInventory()
+    inventory = SagaInventory()
     event_id = inventory.schedule(capacity=10)
     first = dataclasses.replace(requested(), event_id=event_id)
     second = dataclasses.replace(requested(), event_id=event_id, message_id=first.message_id)
