@@ -21,7 +21,7 @@ from ticketing.shared.errors import Unavailable
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
-Pause = Callable[[], Awaitable[None]]
+Pause = Callable[[], Awaitable[object]]
 
 
 async def _nothing() -> None:

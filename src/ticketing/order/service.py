@@ -95,8 +95,9 @@ class OrderService:
 
     async def handle_batch(self, received: Sequence[Received]) -> None:
         """Apply a batch of BookingRequested, BookingCancelled and HoldExpired: at most one
-        reservation call and one release call, then the inbox claims and the events with their
-        orders in one transaction.
+        release call and one reservation call (in that order, so that the batch's requests may
+        take the seats given back), then the inbox claims and the events with their orders in
+        one transaction.
 
         Further messages for a booking that comes twice (as a request, or as a release) are
         skipped, and so is a release whose order is released already. If a message was applied
@@ -114,8 +115,9 @@ class OrderService:
             into.setdefault(item.event.booking_id, item)
         asked = list(requests.values())
         releasing = await self._still_reserved(list(releases.values()))
-        answers = await self._reserve(asked) if asked else []
+        # Seats given back first: the requests of the batch may take them.
         released = await self._release(releasing) if releasing else []
+        answers = await self._reserve(asked) if asked else []
         ids = [(new_id(), new_id()) for _ in asked]  # (order, message): the same on a retry
         release_ids = [new_id() for _ in releasing]
 
