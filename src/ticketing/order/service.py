@@ -173,7 +173,10 @@ class OrderService:
                     assert state is not None
                     still.append((item, state))
             except ImpossibleRelease as error:
-                log.error("impossible release: never acknowledged", error=str(error))
+                booking = str(item.event.booking_id)
+                log.error(
+                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
+                )
                 raise
         return still
 
@@ -193,7 +196,10 @@ class OrderService:
             try:
                 check_released(state, answer)
             except ImpossibleRelease as error:
-                log.error("impossible release: never acknowledged", error=str(error))
+                booking = str(state.booking_id)
+                log.error(
+                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
+                )
                 raise
         return answers
 
