@@ -26,6 +26,7 @@ from ticketing.contracts.events import (
     HoldExpired,
     OrderConfirmed,
     OrderRejected,
+    OrderReleased,
 )
 
 HEADERS_NOTE = (
@@ -70,12 +71,13 @@ def _document_broker(bootstrap: str) -> KafkaBroker:
     @broker.subscriber(
         ORDERS_TOPIC,
         group_id="booking-service",
-        title="booking-service consumes the order outcome",
-        description="Moves the booking to CONFIRMED or REJECTED, once per message. "
-        f"Messages that keep failing go to {ORDERS_DLQ_TOPIC}.",
+        title="booking-service consumes OrderConfirmed, OrderRejected or OrderReleased",
+        description="OrderConfirmed or OrderRejected: moves the booking to CONFIRMED (HELD, "
+        "for a hold) or REJECTED. OrderReleased: moves a cancelled booking to CANCELLED. Once "
+        f"per message. Messages that keep failing go to {ORDERS_DLQ_TOPIC}.",
     )
     async def booking_service(
-        event: OrderConfirmed | OrderRejected,
+        event: OrderConfirmed | OrderRejected | OrderReleased,
     ) -> None:  # pragma: no cover - docs only
         del event
 
