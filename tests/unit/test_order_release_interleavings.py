@@ -26,6 +26,7 @@ from ticketing.contracts.events import (
     OrderReleased,
     SeatRelease,
 )
+from ticketing.inventory.domain import SeatsReleased
 from ticketing.order.consumer import ACCEPTED
 from ticketing.shared.consumer import Delivery, MessageRunner
 
@@ -131,7 +132,7 @@ async def test_any_interleaving_releases_each_confirmed_booking_at_most_once(
         recorded.event.booking_id
         for stream in saga.inventory.inventory.records.streams.values()
         for recorded in stream.values()
-        if type(recorded.event).__name__ == "SeatsReleased"
+        if isinstance(recorded.event, SeatsReleased)
     ]
     assert sorted(given_back) == sorted(asked)
     assert saga.left() == CAPACITY - still_held

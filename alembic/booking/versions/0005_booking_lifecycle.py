@@ -46,6 +46,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(INDEX, table_name="bookings")
+    # Guarded like the upgrade: a downgrade that stopped halfway finishes when run again.
+    inspector = sa.inspect(op.get_bind())
+    if INDEX in {index["name"] for index in inspector.get_indexes("bookings")}:
+        op.drop_index(INDEX, table_name="bookings")
+    present = {column["name"] for column in inspector.get_columns("bookings")}
     for column in reversed(columns()):
-        op.drop_column("bookings", column.name)
+        if column.name in present:
+            op.drop_column("bookings", column.name)
