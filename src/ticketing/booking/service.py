@@ -125,6 +125,8 @@ class Outcomes(Protocol):
 
 
 class _Untold:
+    """Outcomes told to no one (a service built without metrics: tests, tools)."""
+
     def committed(self, changes: Sequence[repo.Change]) -> None:
         pass
 
