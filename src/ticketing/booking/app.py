@@ -18,13 +18,16 @@ from ticketing.booking.api import (
 )
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
+from ticketing.booking.metrics import BookingMetrics
 from ticketing.booking.push import StatusPush
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.status import StatusFeed
 from ticketing.booking.tables import event_store
 from ticketing.shared.cancellation import stop_if_cancelled
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.http import create_http_app
+from ticketing.shared.metrics import registered, upstream_breakers
 from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
@@ -44,12 +47,14 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             ) as inventory,
             service_runtime(app, settings, "booking", event_store) as shared,
         ):
+            booking_metrics, consumer_metrics = BookingMetrics(), ConsumerMetrics()
             service = BookingService(
                 SqlBookingRecords(shared.engine, consumer=CONSUMER, after_commit=shared.relay.wake),
                 InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
                 max_tickets=settings.booking_max_tickets,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
                 hold_for=timedelta(seconds=settings.hold_seconds),
+                outcomes=booking_metrics,
             )
             app.state.bookings = service
             feed = StatusFeed(
@@ -63,8 +68,15 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             jobs = [_purge_keys(service, settings), _expire_holds(service, settings), feed.run()]
             if run_relay:
                 jobs.append(shared.relay_job())
-            async with consuming(app, build_broker(settings, service), *jobs):
-                yield
+            broker = build_broker(settings, service, consumer_metrics)
+            with registered(
+                app.state.metrics,
+                booking_metrics,
+                consumer_metrics,
+                upstream_breakers("booking", inventory),
+            ):
+                async with consuming(app, broker, *jobs):
+                    yield
 
     app = create_http_app(
         service="booking",

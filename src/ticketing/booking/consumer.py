@@ -12,12 +12,15 @@ from ticketing.contracts.events import (
     OrderRejected,
     OrderReleased,
 )
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
 
 
-def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
+def build_broker(
+    settings: Settings, service: BookingService, metrics: ConsumerMetrics | None = None
+) -> KafkaBroker:
     broker = create_broker(settings, client_id=CONSUMER)
 
     subscribe(
@@ -30,5 +33,6 @@ def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
         handle=service.apply_outcomes,
         description="Moves a booking to CONFIRMED, HELD or REJECTED when the saga answers, and "
         "a cancelled one to CANCELLED once its seats are back; once per message.",
+        metrics=metrics,
     )
     return broker

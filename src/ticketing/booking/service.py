@@ -26,6 +26,7 @@ from ticketing.contracts.booking import (
 from ticketing.contracts.events import BookingRequested
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
+from ticketing.shared import tally
 from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
 from ticketing.shared.eventstore import Cause, Recorded, unbroken
@@ -114,6 +115,25 @@ class EventLookup(Protocol):
     ) -> Event: ...
 
 
+class Outcomes(Protocol):
+    """What is told of the changes once committed (the metrics): every change, and the saga's
+    settlements with the time they were decided at."""
+
+    def committed(self, changes: Sequence[repo.Change]) -> None: ...
+
+    def settled(self, changes: Sequence[repo.Change], now: datetime) -> None: ...
+
+
+class _Untold:
+    """Outcomes told to no one (a service built without metrics: tests, tools)."""
+
+    def committed(self, changes: Sequence[repo.Change]) -> None:
+        pass
+
+    def settled(self, changes: Sequence[repo.Change], now: datetime) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The answer to a booking request: the JSON body to send, and whether it is a replay."""
@@ -132,8 +152,10 @@ class BookingService:
         max_tickets: int,
         abandoned_after: timedelta = timedelta(seconds=30),
         hold_for: timedelta = timedelta(seconds=900),
+        outcomes: Outcomes | None = None,
     ) -> None:
         self._records = records
+        self._outcomes = outcomes or _Untold()
         self._hold_for = hold_for
         self._abandoned_after = abandoned_after
         self._inventory = inventory
@@ -345,8 +367,9 @@ class BookingService:
             ]
 
         booking_ids = [item.event.booking_id for item in firsts.values()]
+        committed: list[tuple[Sequence[repo.Change], datetime]] = []
         try:
-            await self._records.settle(list(firsts), booking_ids, decide_at)
+            await self._records.settle(list(firsts), booking_ids, _noting(decide_at, committed))
         except AlreadyRecorded:
             alone = next(iter(firsts)) if len(firsts) == 1 else None
             if alone is None:
@@ -354,7 +377,11 @@ class BookingService:
             if not await self._records.has_seen(alone):
                 raise  # another key (a projection row lagging its stream): never acked
             log.info("outcome applied before", message_id=str(alone))
+            tally.applied_before()
             return
+        for changes, now in committed:
+            self._outcomes.committed(changes)
+            self._outcomes.settled(changes, now)
         if ignored[0]:
             log.warning("saga answers ignored: bookings missing or past them", count=ignored[0])
 
@@ -403,7 +430,10 @@ class BookingService:
         expired = 0
         while True:
             count[0] = 0
-            await self._records.expire(EXPIRY_BATCH, decide_at)
+            committed: list[tuple[Sequence[repo.Change], datetime]] = []
+            await self._records.expire(EXPIRY_BATCH, _noting(decide_at, committed))
+            for changes, _ in committed:
+                self._outcomes.committed(changes)
             expired += count[0]
             if count[0] < EXPIRY_BATCH:
                 if expired:
@@ -430,8 +460,25 @@ class BookingService:
             after.append(_evolved(state, events))
             return [repo.Change(events, cause, state.version, after[0])] if events else []
 
-        await self._records.change([booking_id], decide_at)
+        committed: list[tuple[Sequence[repo.Change], datetime]] = []
+        await self._records.change([booking_id], _noting(decide_at, committed))
+        for changes, _ in committed:
+            self._outcomes.committed(changes)
         return after[0]
+
+
+def _noting(
+    decide_at: repo.DecideChanges, into: list[tuple[Sequence[repo.Change], datetime]]
+) -> repo.DecideChanges:
+    """``decide_at``, keeping in ``into`` what its last run decided and when: what the
+    commit recorded (a deadlock runs the unit, and the decision, again)."""
+
+    def noted(locked: Mapping[uuid.UUID, domain.BookingState], now: datetime) -> list[repo.Change]:
+        changes = list(decide_at(locked, now))
+        into[:] = [(changes, now)]
+        return changes
+
+    return noted
 
 
 def _evolved(

@@ -14,6 +14,7 @@ from ticketing.contracts.events import (
 )
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.shared.consumer import MessageRunner
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
@@ -22,7 +23,9 @@ from ticketing.shared.subscription import subscribe
 ACCEPTED = (BookingRequested, BookingCancelled, HoldExpired)
 
 
-def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker, MessageRunner]:
+def build_broker(
+    settings: Settings, service: OrderService, metrics: ConsumerMetrics | None = None
+) -> tuple[KafkaBroker, MessageRunner]:
     broker = create_broker(settings, client_id=CONSUMER)
 
     runner = subscribe(
@@ -35,5 +38,6 @@ def build_broker(settings: Settings, service: OrderService) -> tuple[KafkaBroker
         handle=service.handle_batch,
         description="Reserves the tickets at inventory and records the order or the rejection; "
         "gives a confirmed order's seats back when its booking is cancelled or its hold expires.",
+        metrics=metrics,
     )
     return broker, runner

@@ -29,6 +29,7 @@ from ticketing.order.domain import (
     release_reason,
     to_release,
 )
+from ticketing.shared import tally
 from ticketing.shared.consumer import Received
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
@@ -155,6 +156,7 @@ class OrderService:
             if not await self._applied_before(alone.event):
                 raise
             log.info("booking message applied before", booking_id=str(alone.event.booking_id))
+            tally.applied_before()
             return
         self._after_commit()
         log.info("bookings settled", count=len(asked), released=len(releasing))
