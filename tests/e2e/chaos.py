@@ -80,6 +80,7 @@ class Load:
     waits: int = 0  # after a 409 with Retry-After: the booking or its key was still busy
     plans: dict[str, Plan] = field(default_factory=dict)  # the mixed load's, by booking id
     unexpected: list[str] = field(default_factory=list)  # answers a careful client cannot take
+    unanswered: list[str] = field(default_factory=list)  # the requests given up on
 
 
 @dataclass
@@ -117,8 +118,8 @@ async def prepare_sale(
         return customer_id
 
     made: list[str] = []
-    for start in range(0, customers, 50):
-        made += await asyncio.gather(*(customer() for _ in range(min(50, customers - start))))
+    for start in range(0, customers, 100):
+        made += await asyncio.gather(*(customer() for _ in range(min(100, customers - start))))
     return Sale(created, made)
 
 
@@ -143,6 +144,7 @@ async def careful(
     of ``apis``; None (counted as given up) when none came within two minutes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 120
+    response: httpx.Response | None = None
     for attempt in itertools.count(first):
         if loop.time() >= deadline:
             break
@@ -159,6 +161,8 @@ async def careful(
         told = response.headers.get("retry-after", "") if response is not None else ""
         await asyncio.sleep(min(float(told), 1.0) if told.isdigit() else 0.3)
     load.gave_up += 1
+    last = "no answer" if response is None else f"{response.status_code} {response.text[:200]}"
+    load.unanswered.append(f"{method} {path}, last: {last}")
     return None
 
 
@@ -199,6 +203,7 @@ async def settled(
         if status not in MOVING:
             return status
     load.gave_up += 1
+    load.unanswered.append(f"GET {booking_id}: still PENDING or CANCELLING")
     return None
 
 
@@ -404,10 +409,14 @@ async def check_consistency(
     event are those of its HELD and CONFIRMED bookings; the seats of every EXPIRED and CANCELLED
     booking were released exactly once; order agrees; each booking of the mixed load ended as
     the answers its client had allow; the projections agree with the events."""
-    assert load.gave_up == 0, "some requests never got an answer"
     assert not load.unexpected, f"answers no careful client can take: {load.unexpected[:10]}"
     assert load.accepted, "the load was not accepted at all"
     booking_ids = [uuid.UUID(b) for b in load.accepted]
+    if load.gave_up:
+        raise AssertionError(
+            f"{load.gave_up} requests never got a final answer in two minutes, e.g. "
+            f"{load.unanswered[:5]}; the sagas still owe: {await unsettled(dev, booking_ids)}"
+        )
     await until_quiet(dev, booking_ids, settle)
     event_ids = [uuid.UUID(e) for e in sale.events]
     async with dev.engines["booking"].connect() as conn:

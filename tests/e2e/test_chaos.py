@@ -36,7 +36,8 @@ from tests.e2e.chaos import (
     steady_load,
 )
 from tests.e2e.devprocess import DevProcess, dev_process
-from tests.harness import restart_local_mariadb
+from tests.harness import restart_local_mariadb, topic_partitions
+from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
 from ticketing.shared.settings import Settings
 
 RATE = 20.0  # plain bookings a second
@@ -164,6 +165,8 @@ async def test_a_broker_restarted_empty_is_recovered_by_outbox_replay(dev: DevPr
 
     async def replay() -> None:
         await asyncio.sleep(3)  # let relays and consumers reconnect to the new broker
+        await dev.wait_healthy()
+        await topics_recreated(dev)
         for service in ("booking", "order"):
             out = await dev.run_cli("outbox", "replay", "--service", service, "--since", "1h")
             assert "replayed" in out or "nothing to replay" in out
@@ -180,6 +183,22 @@ async def test_a_broker_restarted_empty_is_recovered_by_outbox_replay(dev: DevPr
     )
     assert summary["rejected"] == 0
     lifecycle_exercised(summary)
+
+
+async def topics_recreated(dev: DevProcess) -> None:
+    """The restarted broker has every topic with all its partitions again. A topic left with
+    fewer loses messages for good: producers that knew all the partitions keep publishing to
+    the missing ones, Tansu acknowledges them, and no consumer is assigned them."""
+    bootstrap = dev.env["TICKETING_KAFKA_BOOTSTRAP"]
+    found = await topic_partitions(bootstrap, BOOKINGS_TOPIC, ORDERS_TOPIC)
+    expected = dev.settings.kafka_partitions
+    assert found == dict.fromkeys((BOOKINGS_TOPIC, ORDERS_TOPIC), expected), (
+        f"the broker restarted empty came back with {found}, not {expected} partitions each: a "
+        "client's metadata request made Tansu create the topic (with 4 partitions) before "
+        "`ticketing dev` re-created it (create_topics ignores TopicAlreadyExists); messages "
+        "published to the partitions missing are acknowledged and never consumed (defect, "
+        "src/ticketing/devstack.py start_kafka)"
+    )
 
 
 async def test_inventory_unavailable_bookings_wait_then_settle(dev: DevProcess) -> None:
@@ -349,8 +368,9 @@ async def test_a_flash_sale_with_a_cancel_storm_sells_every_seat_and_no_more(
     base_settings: Settings, tmp_path: Path
 ) -> None:
     """100 seats, 2,000 buyers of one ticket each (plain bookings and holds) through the
-    gateway, 300 of the accepted bookings cancelled while the sale runs: the seats that went
-    back are sold again, and the sale ends with exactly 100 seats held or confirmed."""
+    gateway, 300 of the accepted bookings cancelled while the sale runs, and order killed
+    (kill -9) in the middle of it: the seats that went back are sold again, and the sale ends
+    with exactly 100 seats held or confirmed."""
     env = {
         "TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3",
         "TICKETING_STATUS_MAX_OPEN_PER_CLIENT": str(BUYERS),  # every buyer waits at once
@@ -363,6 +383,8 @@ async def test_a_flash_sale_with_a_cancel_storm_sells_every_seat_and_no_more(
         sale = await prepare_sale(desk[0], events_count=1, capacity=SEATS, customers=BUYERS)
         (event_id,) = sale.events
         load, storm = Load(), Storm(CANCELS)
+        # Order, which carries every release to inventory, dies in the middle of the storm.
+        crash = asyncio.create_task(at(3, kill(dev, "serve order")))
         first_wave: list[asyncio.Task[None]] = []
         last_wave: list[asyncio.Task[None]] = []
         for index in range(BUYERS):
@@ -390,15 +412,18 @@ async def test_a_flash_sale_with_a_cancel_storm_sells_every_seat_and_no_more(
             )
             wave.append(asyncio.create_task(walk))
             await asyncio.sleep(1 / PACE)
-        await asyncio.gather(*first_wave, *last_wave)
+        await asyncio.gather(crash, *first_wave, *last_wave)
+        await dev.wait_healthy()
         summary = await check_consistency(dev, load, sale)
         left = (await desk[0].get(f"/api/v1/events/{event_id}")).json()["left_capacity"]
+        restarted = dev.log_path.read_bytes().count(b"child died, restarting")
 
     assert len(load.accepted) + load.refused.total() == BUYERS  # every buyer had an answer
-    assert set(load.refused) <= {409}  # sold out, said at the door
+    assert set(load.refused) <= {409}, load.refused  # sold out, said at the door
     assert storm.sent == CANCELS
-    assert left == 0
-    assert summary["held"] + summary["confirmed"] == SEATS  # none oversold, none left over
-    assert summary["held"] > 0
-    assert summary["confirmed"] > 0
-    assert summary["cancelled"] > SEATS  # the seats went back, and were sold again
+    assert left == 0, summary
+    assert summary["held"] + summary["confirmed"] == SEATS, summary  # none oversold or left
+    assert summary["held"] > 0, summary
+    assert summary["confirmed"] > 0, summary
+    assert summary["cancelled"] > SEATS, summary  # the seats went back, and were sold again
+    assert restarted == 1
