@@ -194,10 +194,9 @@ async def topics_recreated(dev: DevProcess) -> None:
     expected = dev.settings.kafka_partitions
     assert found == dict.fromkeys((BOOKINGS_TOPIC, ORDERS_TOPIC), expected), (
         f"the broker restarted empty came back with {found}, not {expected} partitions each: a "
-        "client's metadata request made Tansu create the topic (with 4 partitions) before "
-        "`ticketing dev` re-created it (create_topics ignores TopicAlreadyExists); messages "
-        "published to the partitions missing are acknowledged and never consumed (defect, "
-        "src/ticketing/devstack.py start_kafka)"
+        "client's metadata request made Tansu create the topic (with 4 partitions) first, and "
+        "`ticketing dev` (devstack.create_topics) did not make it again; messages published "
+        "to the partitions missing are acknowledged and never consumed"
     )
 
 
