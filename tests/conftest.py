@@ -145,6 +145,9 @@ async def stack(
         inventory_url=inventory_url,
         relay_poll_interval=0.05,
         consumer_max_attempts=3,
+        # Holds short enough for a test to see one expire (test_lifecycle_flow.py).
+        hold_seconds=4.0,
+        hold_sweep_seconds=0.2,
     )
     await create_topics(
         kafka_bootstrap, 3, BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC

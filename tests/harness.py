@@ -258,6 +258,7 @@ DEV_IDP = REPO / "deploy" / "dev-idp"
 DEV_CLIENTS = {
     "admin": ("ticketing-admin", "ticketing-admin-secret"),
     "client": ("ticketing-client", "ticketing-client-secret"),
+    "partner": ("ticketing-partner", "ticketing-partner-secret"),
     "order": ("order-service", "order-service-secret"),
 }
 

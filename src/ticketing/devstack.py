@@ -290,16 +290,34 @@ class DevStack:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def create_topics(bootstrap: str, partitions: int) -> None:
+async def create_topics(bootstrap: str, partitions: int, *, attempts: int = 10) -> None:
+    """Create every topic with ``partitions`` partitions. A client that asked for a topic's
+    metadata first (one reconnecting to a restarted broker) made Tansu create it with 4: it
+    is made again with all of them, for producers that knew them all would keep publishing to
+    the missing ones, acknowledged and never consumed. (Tansu has no CreatePartitions.)"""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        for topic in TOPICS:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+        for _ in range(attempts):
+            for topic in TOPICS:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+            short = [
+                str(found["topic"])
+                for found in await admin.describe_topics(list(TOPICS))
+                if len(found.get("partitions") or ()) != partitions
+            ]
+            if not short:
+                return
+            log.warning("topics made with other partition counts, made again", topics=short)
+            await admin.delete_topics(short)
+            await asyncio.sleep(0.2)
+        raise DevStackError(
+            f"the broker keeps its topics at other partition counts than {partitions}"
+        )
     finally:
         await admin.close()
 

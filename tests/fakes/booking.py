@@ -12,8 +12,8 @@ import msgspec
 
 from ticketing.booking import domain
 from ticketing.booking.domain import BOOKING_STREAM, CUSTOMER_STREAM, BookingState, KeyTakenOver
-from ticketing.booking.repository import DecideSettlements, KeyClaim, NewBooking, StoredKey
-from ticketing.contracts.booking import Booking, Customer
+from ticketing.booking.repository import Change, DecideChanges, KeyClaim, NewBooking, StoredKey
+from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event, Venue
@@ -157,7 +157,7 @@ class InMemoryBookingRecords:
                 self.keys[name][1], booking_id=booking.id, response=body.decode()
             )
             self.keys[name] = (claim.token, answered)
-        self.bookings[booking.id] = BookingState(booking, 1)
+        self.bookings[booking.id] = BookingState(booking, 1, requested.requested_by)
         self._append(Pending(booking.id, BOOKING_STREAM, 1, requested, new.cause), now)
         new.answer[:] = [body]
         return body
@@ -166,22 +166,70 @@ class InMemoryBookingRecords:
         self,
         message_ids: Sequence[uuid.UUID],
         booking_ids: Sequence[uuid.UUID],
-        decide_at: DecideSettlements,
+        decide_at: DecideChanges,
     ) -> None:
-        locked = {i: self.bookings[i] for i in sorted(set(booking_ids)) if i in self.bookings}
-        now = datetime.now(UTC)
-        settled = decide_at(locked, now)
-        versions = [(s.event.booking_id, s.after_version + 1) for s in settled]
         taken = set(message_ids) & self.claimed
-        repeated = len(set(message_ids)) < len(message_ids) or len(set(versions)) < len(versions)
-        if taken or repeated or any(self._taken(*version) for version in versions):
-            raise AlreadyRecorded(f"claimed {taken or ''} versions {versions}")
-        self.claimed.update(message_ids)
-        for item in settled:
-            booking_id, version = item.event.booking_id, item.after_version + 1
-            settled_state = domain.evolve(self.bookings[booking_id], item.event)
-            self.bookings[booking_id] = BookingState(settled_state.booking, version)
-            self._append(Pending(booking_id, BOOKING_STREAM, version, item.event, item.cause), now)
+        if taken or len(set(message_ids)) < len(message_ids):
+            raise AlreadyRecorded(f"claimed {taken}")
+        self._record(self._locked(booking_ids), decide_at, claim=message_ids)
+
+    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
+        self._record(self._locked(booking_ids), decide_at)
+
+    async def expire(self, limit: int, decide_at: DecideChanges) -> None:
+        now = datetime.now(UTC)
+        due = sorted(
+            (
+                s
+                for s in self.bookings.values()
+                if s.booking.status is BookingStatus.HELD
+                and s.booking.expires_at is not None
+                and s.booking.expires_at <= now
+            ),
+            key=lambda s: s.booking.expires_at or now,
+        )[:limit]
+        self._record({s.booking.id: s for s in due}, decide_at, now=now)
+
+    def _locked(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, BookingState]:
+        return {i: self.bookings[i] for i in sorted(set(booking_ids)) if i in self.bookings}
+
+    def _record(
+        self,
+        locked: dict[uuid.UUID, BookingState],
+        decide_at: DecideChanges,
+        *,
+        claim: Sequence[uuid.UUID] = (),
+        now: datetime | None = None,
+    ) -> None:
+        """Decide on the locked states and keep what was decided, checked as the database
+        checks it (one change per booking, from its current version, each version once)."""
+        now = now or datetime.now(UTC)
+        changes: Sequence[Change] = decide_at(locked, now)
+        versions = [
+            (c.state.booking.id, c.after_version + n)
+            for c in changes
+            for n in range(1, len(c.events) + 1)
+        ]
+        stale = [c for c in changes if self.bookings[c.state.booking.id].version != c.after_version]
+        if stale or len(set(versions)) < len(versions) or any(self._taken(*v) for v in versions):
+            raise AlreadyRecorded(f"versions {versions}")
+        self.claimed.update(claim)
+        for change in changes:
+            booking_id = change.state.booking.id
+            for n, event in enumerate(change.events, start=1):
+                pending = Pending(booking_id, BOOKING_STREAM, change.after_version + n, event)
+                self._append(dataclasses.replace(pending, cause=change.cause), now)
+            # The row takes the columns a change sets from its state, as the SQL update does.
+            old, new = self.bookings[booking_id], change.state
+            row = msgspec.structs.replace(
+                old.booking,
+                status=new.booking.status,
+                order_id=new.booking.order_id,
+                reason=new.booking.reason,
+                expires_at=new.booking.expires_at,
+                cancel_requested=new.booking.cancel_requested,
+            )
+            self.bookings[booking_id] = BookingState(row, new.version, old.requested_by)
 
     async def has_seen(self, message_id: uuid.UUID) -> bool:
         return message_id in self.claimed

@@ -7,11 +7,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ticketing.contracts.inventory import ReservationItem, ReservationItemResult
+from ticketing.contracts.inventory import (
+    ReleaseItem,
+    ReleaseItemResult,
+    ReservationItem,
+    ReservationItemResult,
+)
+from ticketing.inventory.decisions import (
+    CustomerSeats,
+    DecideBatch,
+    DecideReleases,
+    Decisions,
+    Releases,
+    counted,
+)
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
-    Decisions,
     EventScheduled,
     EventState,
     InventoryEvent,
@@ -22,7 +34,7 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     evolve,
 )
-from ticketing.inventory.service import DecideBatch, InventoryService
+from ticketing.inventory.service import InventoryService
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded
@@ -50,7 +62,9 @@ class InMemoryInventoryRecords:
     """Inventory's records: the streams (version -> event with its cause) and the projections,
     written all or nothing per call. The database's rules are kept: a stream version, a venue,
     an event and a booking id's reservation are each recorded once; an event is scheduled only
-    at a venue; no event is left with fewer than no seats or more than it holds."""
+    at a venue; no event is left with fewer than no seats or more than it holds; a customer's
+    seats held are counted only at events with a limit; a reservation is released at most once
+    (in the database, the event's lock every release takes first makes sure of it)."""
 
     def __init__(self) -> None:
         self.streams: dict[uuid.UUID, dict[int, Recorded]] = {}
@@ -59,6 +73,7 @@ class InMemoryInventoryRecords:
         self.reservations: dict[uuid.UUID, Reservation] = {}
         self.transactions = 0  # calls that recorded something
         self.existing_reads: list[list[uuid.UUID]] = []  # the booking ids each reserve read
+        self.held_reads: list[list[CustomerSeats]] = []  # the seats held each reserve counted
         # Awaited by each reserve between its reads and its writes: what another transaction
         # commits meanwhile (in the database: before the locks are taken, or on other events).
         self.meanwhile: Callable[[], Awaitable[None]] = _nothing
@@ -84,11 +99,16 @@ class InMemoryInventoryRecords:
         causes: Mapping[uuid.UUID, Cause],
         *,
         existing_of: Sequence[uuid.UUID] = (),
+        customers: Sequence[CustomerSeats] = (),
     ) -> Decisions:
         states = {i: self.events[i] for i in event_ids if i in self.events}
         self.existing_reads.append(list(existing_of))
         existing = {b: self.reservations[b] for b in existing_of if b in self.reservations}
-        decisions = decide(states, existing)
+        pairs = counted(customers, states)
+        held = self.held(pairs) if pairs else {}
+        if pairs:
+            self.held_reads.append(pairs)
+        decisions = decide(states, existing, held)
         await self.meanwhile()
         appended = [
             (e.event_id, version, Recorded(EVENT_STREAM, e, causes.get(e.booking_id) or cause))
@@ -96,6 +116,35 @@ class InMemoryInventoryRecords:
         ]
         self._commit(appended, states=list(decisions.states.values()), reservations=decisions.new)
         return decisions
+
+    async def release(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        booking_ids: Sequence[uuid.UUID],
+        decide: DecideReleases,
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+    ) -> Releases:
+        states = {i: self.events[i] for i in event_ids if i in self.events}
+        existing = {b: self.reservations[b] for b in booking_ids if b in self.reservations}
+        releases = decide(states, existing)
+        await self.meanwhile()
+        appended = [
+            (e.event_id, version, Recorded(EVENT_STREAM, e, causes.get(e.booking_id) or cause))
+            for version, e in releases.events
+        ]
+        self._commit(appended, states=list(releases.states.values()), released=releases.released)
+        return releases
+
+    def held(self, pairs: Sequence[CustomerSeats]) -> dict[CustomerSeats, int]:
+        """The seats each (event, customer) of ``pairs`` holds now; absent when none."""
+        held: dict[CustomerSeats, int] = {}
+        for r in self.reservations.values():
+            key = (r.event_id, r.customer_id) if r.customer_id is not None else None
+            if key in pairs and r.holds_seats:
+                assert key is not None
+                held[key] = held.get(key, 0) + r.ticket_count
+        return held
 
     def record_venue(self, registered: VenueRegistered, cause: Cause) -> VenueState:
         state = evolve(None, registered)
@@ -110,8 +159,9 @@ class InMemoryInventoryRecords:
         self._commit([(state.id, 1, Recorded(EVENT_STREAM, scheduled, cause))], states=[state])
         return state
 
-    def given_event(self, capacity: int) -> uuid.UUID:
-        """A venue and an event of ``capacity`` seats there, recorded as the service does."""
+    def given_event(self, capacity: int, limit: int | None = None) -> uuid.UUID:
+        """A venue and an event of ``capacity`` seats there (at most ``limit`` per customer),
+        recorded as the service does."""
         cause = Cause(actor="given")
         venue = self.record_venue(
             decide_register_venue(uuid.uuid4(), "Hall", "Road 1", capacity),
@@ -124,6 +174,7 @@ class InMemoryInventoryRecords:
             total_capacity=capacity,
             ticket_price="10.00",
             starts_at=None,
+            max_tickets_per_customer=limit,
         )
         return self.record_event(scheduled, cause).id
 
@@ -139,6 +190,7 @@ class InMemoryInventoryRecords:
         venue: VenueState | None = None,
         states: Sequence[EventState] = (),
         reservations: Sequence[Reservation] = (),
+        released: Sequence[Reservation] = (),
     ) -> None:
         """Check every key and constraint first, then write everything (all or nothing)."""
         keys = [(stream_id, version) for stream_id, version, _ in appended]
@@ -151,6 +203,12 @@ class InMemoryInventoryRecords:
         for state in states:
             if not 0 <= state.left_capacity <= state.total_capacity:
                 raise CheckFailed(f"event {state.id}: {state.left_capacity} seats left")
+        for r in released:
+            held = self.reservations.get(r.booking_id)
+            assert held is not None, f"no reservation to release: {r}"
+            assert held.holds_seats, f"released twice: {r}"
+            if r.release is None:
+                raise CheckFailed(f"reservation {r.booking_id} marked released with no release")
         if not appended:
             return
         for stream_id, version, recorded in appended:
@@ -159,6 +217,7 @@ class InMemoryInventoryRecords:
             self.venues[venue.id] = venue
         self.events.update((state.id, state) for state in states)
         self.reservations.update((r.booking_id, r) for r in reservations)
+        self.reservations.update((r.booking_id, r) for r in released)
         self.transactions += 1
 
 
@@ -170,14 +229,15 @@ class InMemoryInventory:
         self.records = InMemoryInventoryRecords()
         self.service = InventoryService(self.records)
         self.calls: list[list[ReservationItem]] = []
+        self.release_calls: list[list[ReleaseItem]] = []
         self.down = False
 
     @property
     def states(self) -> dict[uuid.UUID, EventState]:
         return self.records.events
 
-    def schedule(self, capacity: int) -> uuid.UUID:
-        return self.records.given_event(capacity)
+    def schedule(self, capacity: int, limit: int | None = None) -> uuid.UUID:
+        return self.records.given_event(capacity, limit)
 
     async def reserve_many(
         self, items: list[ReservationItem], *, correlation_id: str | None = None
@@ -188,3 +248,13 @@ class InMemoryInventory:
         # As the HTTP entrypoint names it: the calling client, its correlation id as cause.
         cause = Cause(actor="order", correlation_id=correlation_id, causation_id=correlation_id)
         return await self.service.reserve_many(items, cause)
+
+    async def release_many(
+        self, items: list[ReleaseItem], *, correlation_id: str | None = None
+    ) -> list[ReleaseItemResult]:
+        """Inventory's release call (``POST /internal/v1/releases``), as reserve_many."""
+        self.release_calls.append(list(items))
+        if self.down:
+            raise Unavailable("inventory is unreachable")
+        cause = Cause(actor="order", correlation_id=correlation_id, causation_id=correlation_id)
+        return await self.service.release_many(items, cause)

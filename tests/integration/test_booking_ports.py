@@ -16,9 +16,10 @@ from tests.fakes.booking import InMemoryBookingRecords
 from tests.harness import own_databases
 from ticketing.booking import domain
 from ticketing.booking.domain import BookingState, KeyTakenOver
+from ticketing.booking.ports import BookingRecords
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.repository import KeyClaim, NewBooking, Settlement, StoredKey
-from ticketing.booking.service import CONSUMER, BookingRecords
+from ticketing.booking.repository import Change, KeyClaim, NewBooking, StoredKey
+from ticketing.booking.service import CONSUMER
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingRequested
 from ticketing.shared.db import create_engine
@@ -168,12 +169,13 @@ async def test_settling_claims_the_messages_and_a_repeat_or_a_stale_version_is_r
     booking_id = booking.booking.id
     seen: list[tuple[dict[uuid.UUID, int], datetime]] = []
 
-    def confirm(locked: Mapping[uuid.UUID, BookingState], now: datetime) -> list[Settlement]:
+    def confirm(locked: Mapping[uuid.UUID, BookingState], now: datetime) -> list[Change]:
         seen.append(({i: s.version for i, s in locked.items()}, now))
         event = domain.BookingConfirmed(
             booking_id=booking_id, order_id=uuid.uuid4(), confirmed_at=now
         )
-        return [Settlement(event, Cause(CONSUMER, "trace", "m-1"), 1)]
+        after = domain.evolve(BookingState(booking.booking, 1, CLIENT.actor), event)
+        return [Change([event], Cause(CONSUMER, "trace", "m-1"), 1, after)]
 
     message, unknown = uuid.uuid4(), uuid.uuid4()
     await records.settle([message], [booking_id, unknown], confirm)

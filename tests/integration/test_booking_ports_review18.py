@@ -5,7 +5,7 @@ or the fast use-case tests pass on code that production answers otherwise (201 a
 from __future__ import annotations
 
 from tests.integration.test_booking_ports import customer, records  # noqa: F401 - its fixture
-from ticketing.booking.service import BookingRecords
+from ticketing.booking.ports import BookingRecords
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 # (registered first, registered next, whether the database takes them for one email)

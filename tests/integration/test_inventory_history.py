@@ -72,15 +72,18 @@ async def test_history_shows_the_scheduling_then_each_reservation_with_who_cause
         "total_capacity": 5,
         "ticket_price": "49.00",
         "starts_at": None,
+        "max_tickets_per_customer": None,
     }
     assert seats["data"] == {
         "event_id": event["id"],
         "booking_id": reserved["booking_id"],
         "ticket_count": 3,
         "left_capacity": 2,
+        "customer_id": None,  # the single reservation names no customer
     }
     assert refusal["data"]["ticket_count"] == 4
     assert refusal["data"]["left_capacity"] == 2
+    assert refusal["data"]["reason"] == "insufficient"
     assert (seats["correlation_id"], seats["causation_id"]) == ("corr-1", "msg-1")
     times = [moment(e["recorded_at"]) for e in history]
     assert all(t.utcoffset() == timedelta(0) for t in times)

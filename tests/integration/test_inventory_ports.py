@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.inventory import CheckFailed, InMemoryInventoryRecords
 from tests.harness import own_databases
-from ticketing.contracts.inventory import ReservationItem, ReservationOutcome, ReservationStatus
+from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import repository as repo
+from ticketing.inventory.decisions import CustomerSeats, DecideBatch, Decisions, decide
 from ticketing.inventory.domain import (
-    Decisions,
     EventScheduled,
     EventState,
     Reservation,
@@ -28,13 +28,12 @@ from ticketing.inventory.domain import (
     SeatsReserved,
     VenueRegistered,
     VenueState,
-    decide,
     decide_register_venue,
     decide_schedule_event,
     evolve,
 )
 from ticketing.inventory.records import SqlInventoryRecords
-from ticketing.inventory.service import DecideBatch, InventoryRecords, InventoryService
+from ticketing.inventory.service import InventoryRecords, InventoryService
 from ticketing.inventory.tables import events
 from ticketing.shared import sql
 from ticketing.shared.db import create_engine
@@ -99,8 +98,11 @@ def subject(request: pytest.FixtureRequest) -> Subject:
     return Subject(SqlInventoryRecords(engine), engine)
 
 
-async def given_event(records: InventoryRecords, capacity: int) -> EventState:
-    """A venue and an event of ``capacity`` seats there; the event's state."""
+async def given_event(
+    records: InventoryRecords, capacity: int, limit: int | None = None
+) -> EventState:
+    """A venue and an event of ``capacity`` seats there (at most ``limit`` per customer); the
+    event's state."""
     registered = decide_register_venue(uuid.uuid4(), "Hall", "Road 1", capacity)
     await records.register_venue(registered, CAUSE)
 
@@ -112,6 +114,7 @@ async def given_event(records: InventoryRecords, capacity: int) -> EventState:
             total_capacity=capacity,
             ticket_price="10.00",
             starts_at=None,
+            max_tickets_per_customer=limit,
         )
 
     recorded = await records.schedule_event(registered.venue_id, schedule, CAUSE)
@@ -125,11 +128,13 @@ def deciding(items: Sequence[ReservationItem], seen: list[Any] | None = None) ->
     """Inventory's own decision for ``items``; what it was given is added to ``seen``."""
 
     def decide_batch(
-        states: Mapping[uuid.UUID, EventState], existing: Mapping[uuid.UUID, Reservation]
+        states: Mapping[uuid.UUID, EventState],
+        existing: Mapping[uuid.UUID, Reservation],
+        held: Mapping[CustomerSeats, int],
     ) -> Decisions:
         if seen is not None:
-            seen.append((dict(states), dict(existing)))
-        return decide(items, existing, states)
+            seen.append((dict(states), dict(existing), dict(held)))
+        return decide(items, existing, states, held)
 
     return decide_batch
 
@@ -152,9 +157,11 @@ def taking(state: EventState, *takes: tuple[uuid.UUID, int]) -> DecideBatch:
         current = after
         facts.append((after.version, fact))
         new.append(
-            Reservation(booking_id, state.id, count, ReservationStatus.RESERVED, fact.left_capacity)
+            Reservation(
+                booking_id, state.id, count, ReservationOutcome.RESERVED, fact.left_capacity
+            )
         )
-    return lambda states, existing: Decisions([], facts, {state.id: current}, new)
+    return lambda states, existing, held: Decisions([], facts, {state.id: current}, new)
 
 
 async def test_a_venue_and_its_event_are_their_streams_first_versions_with_their_cause(
@@ -208,8 +215,8 @@ async def test_decide_gets_the_events_states_and_only_the_reservations_asked_for
     await subject.records.reserve([state.id, uuid.uuid4()], nothing, CAUSE, {})
     await subject.records.reserve([state.id], nothing, CAUSE, {}, existing_of=[booked, unknown])
     after = dataclasses.replace(state, left_capacity=3, version=2)
-    mine = Reservation(booked, state.id, 2, ReservationStatus.RESERVED, 3)
-    assert seen == [({state.id: after}, {}), ({state.id: after}, {booked: mine})]
+    mine = Reservation(booked, state.id, 2, ReservationOutcome.RESERVED, 3)
+    assert seen == [({state.id: after}, {}, {}), ({state.id: after}, {booked: mine}, {})]
 
 
 async def test_a_booking_id_reserved_before_refuses_the_optimistic_call_whole(

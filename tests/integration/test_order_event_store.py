@@ -19,6 +19,9 @@ from tests.harness import as_the_runner_does, own_databases
 from tests.harness import order_records as records
 from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed
 from ticketing.contracts.inventory import (
+    ReleaseItem,
+    ReleaseItemResult,
+    ReleaseOutcome,
     ReservationItem,
     ReservationItemResult,
     ReservationOutcome,
@@ -36,20 +39,40 @@ from ticketing.shared.unit_of_work import AlreadyRecorded
 
 class Inventory(InventoryClient):
     """Inventory as the saga sees it, answering each booking id as told (reserved unless told
-    otherwise), and counting the calls."""
+    otherwise) and releasing the seats it reserved (or was given as ``held``), and counting
+    the calls."""
 
-    def __init__(self, answers: dict[uuid.UUID, ReservationOutcome] | None = None) -> None:
+    def __init__(
+        self,
+        answers: dict[uuid.UUID, ReservationOutcome] | None = None,
+        *,
+        held: dict[uuid.UUID, int] | None = None,
+    ) -> None:
         self.answers = answers or {}
+        self.held = dict(held or {})  # booking id -> seats reserved
         self.calls: list[list[ReservationItem]] = []
+        self.release_calls: list[list[ReleaseItem]] = []
 
     async def reserve_many(
         self, items: list[ReservationItem], *, correlation_id: str | None = None
     ) -> list[ReservationItemResult]:
         self.calls.append(items)
+        answers = []
+        for item in items:
+            outcome = self.answers.get(item.booking_id, ReservationOutcome.RESERVED)
+            if outcome is ReservationOutcome.RESERVED:
+                self.held.setdefault(item.booking_id, item.ticket_count)
+            answers.append(ReservationItemResult(item.booking_id, outcome))
+        return answers
+
+    async def release_many(
+        self, items: list[ReleaseItem], *, correlation_id: str | None = None
+    ) -> list[ReleaseItemResult]:
+        self.release_calls.append(items)
         return [
-            ReservationItemResult(
-                item.booking_id, self.answers.get(item.booking_id, ReservationOutcome.RESERVED)
-            )
+            ReleaseItemResult(item.booking_id, ReleaseOutcome.RELEASED, self.held[item.booking_id])
+            if item.booking_id in self.held
+            else ReleaseItemResult(item.booking_id, ReleaseOutcome.NOT_RESERVED)
             for item in items
         ]
 

@@ -13,18 +13,17 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fakes.inventory import InMemoryInventory
-from tests.fakes.order import InMemoryOrderRecords
+from tests.fakes.order import InMemoryOrderRecords, SagaInventory
 from tests.harness import as_the_runner_does, own_databases
 from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
     engine,
     order_db,
     requested,
 )
-from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderReleased
 from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.order import tables as order_tables
-from ticketing.order.domain import OrderEvent, decide
+from ticketing.order.domain import OrderEvent, OrderStatus, decide
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderRecords, OrderService
 from ticketing.shared import inbox as inbox_ops
@@ -146,7 +145,7 @@ async def test_two_bookings_sharing_a_message_id_each_get_an_outcome_or_keep_no_
     before" (its id was claimed) with no outcome and its seats reserved. Now a message alone is
     skipped only when its booking's outcome is recorded: the second is refused (the runner
     retries it, then dead-letters it, where an operator sees it), never silently acked."""
-    inventory = InMemoryInventory()
+    inventory = SagaInventory()
     event_id = inventory.schedule(capacity=10)
     first = dataclasses.replace(requested(), event_id=event_id)
     second = dataclasses.replace(requested(), event_id=event_id, message_id=first.message_id)
@@ -157,3 +156,47 @@ async def test_two_bookings_sharing_a_message_id_each_get_an_outcome_or_keep_no_
         )
     assert await records.has_outcome(first.booking_id)
     assert not await records.has_outcome(second.booking_id)
+
+
+def released(event: OrderEvent, now: datetime, message: uuid.UUID) -> tuple[OrderEvent, Cause]:
+    """The release of the confirmed order ``event``."""
+    assert isinstance(event, OrderConfirmed)
+    release = OrderReleased(
+        message_id=uuid.uuid4(),
+        order_id=event.order_id,
+        booking_id=event.booking_id,
+        event_id=event.event_id,
+        ticket_count=event.ticket_count,
+        reason="cancelled",
+        released_at=now,
+    )
+    return release, Cause(actor=CONSUMER).caused_by(str(message), None)
+
+
+async def test_a_release_is_version_2_once_and_orders_fold_each_stream(
+    records: OrderRecords,
+) -> None:
+    first, second = requested(), requested()
+    made = [outcome(first, datetime.now(UTC)), outcome(second, datetime.now(UTC))]
+    await records.record([first.message_id, second.message_id], lambda now: made)
+    states = await records.orders([first.booking_id, second.booking_id, uuid.uuid4()])
+    assert set(states) == {first.booking_id, second.booking_id}
+    confirmation = made[0][0]
+    cancel, again = uuid.uuid4(), uuid.uuid4()
+    await records.record([cancel], lambda now: [released(confirmation, now, cancel)])
+    with pytest.raises(AlreadyRecorded):  # a second version 2, with a message of its own
+        await records.record([again], lambda now: [released(confirmation, now, again)])
+    assert not await claimed(records, again)
+    third = requested()
+    with pytest.raises(AlreadyRecorded):  # a new outcome and a claimed message: nothing at all
+        await records.record([third.message_id, cancel], deciding(third))
+    assert not await records.has_outcome(third.booking_id)
+    states = await records.orders([first.booking_id, second.booking_id])
+    assert (states[first.booking_id].status, states[first.booking_id].version) == (
+        OrderStatus.RELEASED,
+        2,
+    )
+    assert (states[second.booking_id].status, states[second.booking_id].version) == (
+        OrderStatus.CONFIRMED,
+        1,
+    )

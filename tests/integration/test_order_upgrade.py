@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import order_records as records
 from tests.harness import own_databases
 from tests.integration.test_order_event_store import Inventory, requested
-from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import ORDERS_TOPIC, BookingCancelled, OrderConfirmed, OrderRejected
 from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.service import OrderService
@@ -355,6 +355,38 @@ async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
     async with engine.connect() as conn:
         assert len(await STORE.stream(conn, old[0].booking_id)) == 1
         assert len(await STORE.stream(conn, new.booking_id)) == 1
+    assert await projections.verify(engine) == []
+
+
+async def test_an_order_confirmed_before_the_upgrade_is_released_after_it(
+    at_0001: Settings, engine: AsyncEngine
+) -> None:
+    """Its outcome, made from the 0001 rows, is the stream's version 1: the release is version
+    2, and its row keeps the time the upgrade gave it."""
+    old = old_orders()
+    await fill_as_0001(engine, old)
+    await migrate(at_0001, "head")
+    item = old[2]  # confirmed and published
+    outcome = item.outcome
+    assert isinstance(outcome, OrderConfirmed)
+    before = (await rows_of(engine, select(orders).where(orders.c.booking_id == item.booking_id)))[
+        0
+    ]
+    inventory = Inventory(held={item.booking_id: outcome.ticket_count})
+    cancel = BookingCancelled(
+        message_id=uuid.uuid4(),
+        booking_id=item.booking_id,
+        event_id=outcome.event_id,
+        ticket_count=outcome.ticket_count,
+        cancelled_at=datetime.now(UTC),
+    )
+    await OrderService(records(engine), inventory).handle_batch([Received(cancel, None)])
+    async with engine.connect() as conn:
+        history = await STORE.stream(conn, item.booking_id)
+    assert [type(r.event).__name__ for r in history] == ["OrderConfirmed", "OrderReleased"]
+    assert history[1].event.order_id == outcome.order_id
+    after = (await rows_of(engine, select(orders).where(orders.c.booking_id == item.booking_id)))[0]
+    assert after == {**before, "status": "RELEASED", "reason": "cancelled"}
     assert await projections.verify(engine) == []
 
 

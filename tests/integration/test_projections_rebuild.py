@@ -59,7 +59,8 @@ async def test_rebuild_puts_back_every_row_the_events_disagree_with(
         for statement in (
             "UPDATE events SET left_capacity = left_capacity + 2, version = 2 WHERE id = :e",
             "DELETE FROM reservations WHERE booking_id = :b",  # a lost reservation
-            "INSERT INTO reservations VALUES (UUID(), :e, 1, 'reserved', 0, NOW(6))",  # a stray
+            "INSERT INTO reservations (booking_id, event_id, ticket_count, status, left_capacity,"
+            " created_at) VALUES (UUID(), :e, 1, 'reserved', 0, NOW(6))",  # a stray
             "UPDATE venues SET name = 'Renamed'",
             "DELETE FROM reservations WHERE event_id = :s",
             "DELETE FROM events WHERE id = :s",  # a whole event gone

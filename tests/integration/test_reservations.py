@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import bearer
 from tests.integration.helpers import create_event
-from ticketing.contracts.inventory import ReservationStatus
+from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import Reservation, SeatsReserved
 from ticketing.shared import sql
@@ -156,7 +156,7 @@ async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
     oversold = SeatsReserved(
         event_id=event_id, booking_id=booking_id, ticket_count=3, left_capacity=-1
     )
-    reservation = Reservation(booking_id, event_id, 3, ReservationStatus.RESERVED, -1)
+    reservation = Reservation(booking_id, event_id, 3, ReservationOutcome.RESERVED, -1)
     statements = repo.reservation_statements(
         [(2, oversold)], [replace(state, left_capacity=-1, version=2)], [reservation], CAUSE
     )
@@ -183,7 +183,7 @@ async def test_a_decision_from_a_stale_version_is_refused_whole(
         fact = SeatsReserved(
             event_id=event_id, booking_id=booking_id, ticket_count=1, left_capacity=4
         )
-        reservation = Reservation(booking_id, event_id, 1, ReservationStatus.RESERVED, 4)
+        reservation = Reservation(booking_id, event_id, 1, ReservationOutcome.RESERVED, 4)
         after = replace(state, left_capacity=4, version=2)
         return repo.reservation_statements([(2, fact)], [after], [reservation], CAUSE)
 

@@ -4,7 +4,7 @@ stream and the settlement decisions must agree whatever outcomes arrive, in any 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,18 +13,38 @@ from hypothesis import strategies as st
 from ticketing.booking.domain import (
     BookingConfirmed,
     BookingRejected,
+    BookingState,
     CustomerRegistered,
+    StreamEvent,
     customer_of,
-    decide_settlement,
     evolve,
     fold,
-    settlement,
 )
+from ticketing.booking.lifecycle import decide_answer
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
 from ticketing.shared.errors import ImpossibleHistory
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def settlement(
+    outcome: OrderConfirmed | OrderRejected, now: datetime
+) -> BookingConfirmed | BookingRejected:
+    if isinstance(outcome, OrderConfirmed):
+        return BookingConfirmed(
+            booking_id=outcome.booking_id, order_id=outcome.order_id, confirmed_at=now
+        )
+    return BookingRejected(booking_id=outcome.booking_id, reason=outcome.reason, rejected_at=now)
+
+
+def decide_settlement(
+    state: BookingState | None, outcome: OrderConfirmed | OrderRejected, now: datetime
+) -> StreamEvent | None:
+    """The one event a saga outcome decides for a booking that is no hold, or None."""
+    events = decide_answer(state, outcome, now, hold_for=timedelta(minutes=15), new_id=uuid.uuid4)
+    assert len(events) <= 1
+    return events[0] if events else None
 
 
 def requested(booking_id: uuid.UUID | None = None) -> BookingRequested:

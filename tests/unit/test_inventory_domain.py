@@ -3,14 +3,10 @@ from decimal import Decimal
 
 import pytest
 
-from ticketing.contracts.inventory import ReservationStatus
-from ticketing.inventory.domain import (
-    Reservation,
-    check_event_capacity,
-    format_price,
-    parse_price,
-    reservation_status,
-)
+from ticketing.contracts.inventory import ReservationOutcome, ReservationStatus
+from ticketing.inventory.decisions import reservation_status
+from ticketing.inventory.domain import Reservation
+from ticketing.inventory.rules import check_event_capacity, format_price, parse_price
 from ticketing.shared.errors import Conflict, InvalidInput
 from ticketing.shared.pagination import decode_cursor, encode_cursor
 
@@ -65,7 +61,7 @@ def test_reservation_of_no_seats_is_invalid() -> None:
 
 def test_a_repeat_must_ask_for_the_same_seats() -> None:
     event_id = uuid.uuid4()
-    first = Reservation(uuid.uuid4(), event_id, 2, ReservationStatus.RESERVED, 8)
+    first = Reservation(uuid.uuid4(), event_id, 2, ReservationOutcome.RESERVED, 8)
     first.check_repeat(event_id, 2)
     with pytest.raises(Conflict):
         first.check_repeat(event_id, 3)

@@ -23,8 +23,8 @@ from ticketing.contracts.inventory import (
     ReservationItemResult,
     ReservationOutcome,
 )
+from ticketing.inventory.decisions import Decisions, decide
 from ticketing.inventory.domain import (
-    Decisions,
     EventScheduled,
     EventState,
     EventStreamEvent,
@@ -33,7 +33,6 @@ from ticketing.inventory.domain import (
     ReservationRefused,
     SeatsReserved,
     VenueState,
-    decide,
     decide_register_venue,
     decide_schedule_event,
     evolve,

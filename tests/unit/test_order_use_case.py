@@ -10,10 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.fakes.inventory import InMemoryInventory
-from tests.fakes.order import InMemoryOrderRecords
+from tests.fakes.order import InMemoryOrderRecords, SagaInventory
 from tests.harness import as_the_runner_does
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.contracts.inventory import (
+    ReservationItem,
+    ReservationItemResult,
+    ReservationOutcome,
+)
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Unavailable
@@ -33,8 +37,8 @@ def requested(event_id: uuid.UUID, tickets: int = 1) -> BookingRequested:
     )
 
 
-def service() -> tuple[OrderService, InMemoryOrderRecords, InMemoryInventory, list[None]]:
-    records, inventory = InMemoryOrderRecords(), InMemoryInventory()
+def service() -> tuple[OrderService, InMemoryOrderRecords, SagaInventory, list[None]]:
+    records, inventory = InMemoryOrderRecords(), SagaInventory()
     wakes: list[None] = []
     return (
         OrderService(records, inventory, after_commit=lambda: wakes.append(None)),
@@ -77,7 +81,7 @@ async def test_a_redelivered_message_is_applied_once_whatever_batch_it_comes_in(
     await as_the_runner_does(orders.handle_batch, again)
     await orders.handle_batch([Received(first, None)])  # alone: applied before, skipped
     assert set(records.outcomes) == {first.booking_id, second.booking_id}
-    assert inventory.states[event_id].left_capacity == 8  # the repeats reserved nothing more
+    assert inventory.left(event_id) == 8  # the repeats reserved nothing more
 
 
 async def test_another_message_for_a_booking_with_its_outcome_is_skipped() -> None:
@@ -111,3 +115,34 @@ async def test_an_unreachable_inventory_records_nothing() -> None:
         await orders.handle_batch([Received(requested(inventory.schedule(1)), None)])
     assert records.outcomes == {}
     assert wakes == []
+
+
+async def test_a_reservation_names_the_customer_whose_limit_inventory_keeps() -> None:
+    orders, _, inventory, _ = service()
+    message = requested(inventory.schedule(capacity=5), 2)
+    await orders.handle_batch([Received(message, "trace")])
+    ((item,),) = inventory.calls
+    assert (item.booking_id, item.customer_id, item.ticket_count) == (
+        message.booking_id,
+        message.customer_id,
+        2,
+    )
+    assert (item.causation_id, item.correlation_id) == (str(message.message_id), "trace")
+
+
+class OverLimit(SagaInventory):
+    """An inventory whose events let each customer have no more seats than they hold."""
+
+    async def reserve_many(
+        self, items: list[ReservationItem], *, correlation_id: str | None = None
+    ) -> list[ReservationItemResult]:
+        return [ReservationItemResult(i.booking_id, ReservationOutcome.OVER_LIMIT) for i in items]
+
+
+async def test_a_booking_over_its_customers_limit_is_rejected_saying_so() -> None:
+    records = InMemoryOrderRecords()
+    message = requested(uuid.uuid4())
+    await OrderService(records, OverLimit()).handle_batch([Received(message, None)])
+    rejection, _ = records.outcomes[message.booking_id]
+    assert isinstance(rejection, OrderRejected)
+    assert rejection.reason == "customer_limit_reached"

@@ -9,12 +9,18 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Litestar, Request, Response, asgi, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import ClientException, MethodNotAllowedException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    ValidationException,
+)
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.types import Receive, Scope, Send
 
+from ticketing.booking.lifecycle import Caller
 from ticketing.booking.push import StatusPush
 from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import (
@@ -26,6 +32,7 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
+from ticketing.shared.auth import Principal
 from ticketing.shared.body import read_body
 from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
 from ticketing.shared.errors import InvalidInput
@@ -34,11 +41,15 @@ from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 from ticketing.shared.security import cause_of, requires
 
 WRITE = "bookings:write"
+ADMIN = "bookings:admin"  # may confirm or cancel any client's booking
 WAIT = QueryParameter(
     gt=0,
     le=MAX_WAIT_SECONDS,
-    description="Seconds to wait for the booking to leave PENDING: the answer comes as soon "
-    "as it does, or with the booking as it is when the time is over.",
+    description="Seconds to wait for the booking to leave PENDING (or CANCELLING): the answer "
+    "comes as soon as it does, or with the booking as it is when the time is over.",
+)
+NOT_YOURS = ResponseSpec(
+    None, description="The booking is another client's (and the caller lacks bookings:admin)"
 )
 LAST_EVENT_ID = HeaderParameter(
     name="Last-Event-ID",
@@ -166,6 +177,38 @@ class BookingController(Controller):
             return Response(None, status_code=CALLER_LEFT)  # type: ignore[arg-type]
         return Response(settled[0])
 
+    @post(
+        "/{booking_id:uuid}/confirm",
+        status_code=200,
+        summary="Confirm a HELD booking (stands in for its payment)",
+        description="Confirming a CONFIRMED booking returns it unchanged. A PENDING booking "
+        "is 409 with Retry-After; an EXPIRED, CANCELLING, CANCELLED or REJECTED one is 409. "
+        "Only the client that requested the booking, or one with bookings:admin, may.",
+        opt=requires(WRITE),
+        responses={403: NOT_YOURS},
+    )
+    async def confirm_booking(
+        self, request: Request[Any, Any, Any], booking_id: FromPath[uuid.UUID], bookings: Bookings
+    ) -> Booking:
+        return await bookings.confirm(booking_id, _caller(request), cause_of(request.scope))
+
+    @post(
+        "/{booking_id:uuid}/cancel",
+        status_code=202,
+        summary="Cancel a booking; it is CANCELLED once its seats are back",
+        description="A HELD or CONFIRMED booking goes to CANCELLING, then CANCELLED once "
+        "inventory released its seats. A PENDING one is cancelled as soon as it settles "
+        "(cancel_requested). A repeat changes nothing; a REJECTED or EXPIRED booking is 409. "
+        "Only the client that requested the booking, or one with bookings:admin, may.",
+        opt=requires(WRITE),
+        responses={403: NOT_YOURS},
+    )
+    async def cancel_booking(
+        self, request: Request[Any, Any, Any], booking_id: FromPath[uuid.UUID], bookings: Bookings
+    ) -> Response[Booking]:
+        booking = await bookings.cancel(booking_id, _caller(request), cause_of(request.scope))
+        return Response(booking, status_code=202, headers={"Location": f"{self.path}/{booking.id}"})
+
     @get(
         "/{booking_id:uuid}/history",
         summary="List what happened to a booking, oldest first, a page at a time",
@@ -218,6 +261,14 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
         headers.append((b"idempotent-replayed", b"true"))
     # The stored JSON is sent as it is, so that a replay is byte for byte the first answer.
     await _answer(send, 202, accepted.body, headers, content_type=b"application/json")
+
+
+def _caller(request: Request[Any, Any, Any]) -> Caller:
+    """The client asking to change a booking, as the authentication middleware found it."""
+    principal = request.scope.get("user")
+    if not isinstance(principal, Principal):
+        raise NotAuthorizedException("a valid token is required")
+    return Caller(principal.client_id, admin=ADMIN in principal.permissions)
 
 
 def _position(last_event_id: str) -> int:
@@ -290,7 +341,8 @@ class RequestBookingDocs(Controller):
     @post(
         "/",
         status_code=202,
-        summary="Request tickets; the booking settles to CONFIRMED or REJECTED shortly",
+        summary="Request tickets; the booking settles to CONFIRMED (HELD, for a hold) or "
+        "REJECTED shortly",
         opt=requires(WRITE),
     )
     async def request_booking(

@@ -18,13 +18,16 @@ from ticketing.booking.api import (
 )
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
+from ticketing.booking.metrics import BookingMetrics
 from ticketing.booking.push import StatusPush
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.status import StatusFeed
 from ticketing.booking.tables import event_store
 from ticketing.shared.cancellation import stop_if_cancelled
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.http import create_http_app
+from ticketing.shared.metrics import registered, upstream_breakers
 from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
@@ -44,11 +47,14 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             ) as inventory,
             service_runtime(app, settings, "booking", event_store) as shared,
         ):
+            booking_metrics, consumer_metrics = BookingMetrics(), ConsumerMetrics()
             service = BookingService(
                 SqlBookingRecords(shared.engine, consumer=CONSUMER, after_commit=shared.relay.wake),
                 InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
                 max_tickets=settings.booking_max_tickets,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
+                hold_for=timedelta(seconds=settings.hold_seconds),
+                outcomes=booking_metrics,
             )
             app.state.bookings = service
             feed = StatusFeed(
@@ -59,11 +65,18 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             )
             await feed.start()
             app.state.status_push = StatusPush.create(feed, settings)
-            jobs = [_purge_keys(service, settings), feed.run()]
+            jobs = [_purge_keys(service, settings), _expire_holds(service, settings), feed.run()]
             if run_relay:
                 jobs.append(shared.relay_job())
-            async with consuming(app, build_broker(settings, service), *jobs):
-                yield
+            broker = build_broker(settings, service, consumer_metrics)
+            with registered(
+                app.state.metrics,
+                booking_metrics,
+                consumer_metrics,
+                upstream_breakers("booking", inventory),
+            ):
+                async with consuming(app, broker, *jobs):
+                    yield
 
     app = create_http_app(
         service="booking",
@@ -71,7 +84,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
         route_handlers=[CustomerController, BookingController, request_booking],
         lifespan=[runtime],
         description="Customers and bookings. A booking is accepted at once (202) and settles "
-        "to CONFIRMED or REJECTED through the order saga.",
+        "to CONFIRMED, HELD or REJECTED through the order saga; a hold is confirmed or "
+        "expires, and a booking may be cancelled.",
     )
     app.on_startup.append(document_request_booking)
     return app
@@ -90,3 +104,20 @@ async def _purge_keys(service: BookingService, settings: Settings) -> None:
             stop_if_cancelled(error)
             log.warning("purging idempotency keys failed", error=repr(error))
         await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+async def _expire_holds(service: BookingService, settings: Settings) -> None:
+    """Expire the holds past their time, every ``TICKETING_HOLD_SWEEP_SECONDS``: every replica
+    does, each taking other bookings (ADR 17)."""
+    failing = False
+    while True:
+        try:
+            await service.expire_holds()
+        except Exception as error:  # noqa: BLE001 - retried at the next round
+            stop_if_cancelled(error)
+            if not failing:  # once per outage, not once per round
+                log.warning("expiring holds failed", error=repr(error))
+            failing = True
+        else:
+            failing = False
+        await asyncio.sleep(settings.hold_sweep_seconds)

@@ -1,17 +1,26 @@
-"""Booking's Kafka entrypoint: settle bookings from the order saga's outcomes."""
+"""Booking's Kafka entrypoint: the order saga's answers (outcomes and released seats)."""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
 from ticketing.booking.service import CONSUMER, BookingService
-from ticketing.contracts.events import ORDERS_DLQ_TOPIC, ORDERS_TOPIC, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import (
+    ORDERS_DLQ_TOPIC,
+    ORDERS_TOPIC,
+    OrderConfirmed,
+    OrderRejected,
+    OrderReleased,
+)
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
 
 
-def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
+def build_broker(
+    settings: Settings, service: BookingService, metrics: ConsumerMetrics | None = None
+) -> KafkaBroker:
     broker = create_broker(settings, client_id=CONSUMER)
 
     subscribe(
@@ -20,8 +29,10 @@ def build_broker(settings: Settings, service: BookingService) -> KafkaBroker:
         topic=ORDERS_TOPIC,
         group=CONSUMER,
         dlq_topic=ORDERS_DLQ_TOPIC,
-        accepted=(OrderConfirmed, OrderRejected),
+        accepted=(OrderConfirmed, OrderRejected, OrderReleased),
         handle=service.apply_outcomes,
-        description="Moves a booking to CONFIRMED or REJECTED, once per message.",
+        description="Moves a booking to CONFIRMED, HELD or REJECTED when the saga answers, and "
+        "a cancelled one to CANCELLED once its seats are back; once per message.",
+        metrics=metrics,
     )
     return broker

@@ -1,11 +1,16 @@
 """Booking rules, in plain Python (no I/O, no framework).
 
 Booking is event-sourced (ADR 12): a customer's stream holds :class:`CustomerRegistered`; a
-booking's stream holds :class:`~ticketing.contracts.events.BookingRequested` (the published
-contract, stored as it is sent), then one :class:`BookingConfirmed` or :class:`BookingRejected`
-when the order saga's outcome arrives. :func:`evolve` applies one event to a state; the
-``customers`` and ``bookings`` rows are its results, written with the events, and a booking's
-row with its stream's ``version`` is the state the next decision starts from.
+booking's stream starts with :class:`~ticketing.contracts.events.BookingRequested` (the
+published contract, stored as it is sent) and goes through the lifecycle of ADR 17:
+
+    PENDING -> CONFIRMED | HELD | REJECTED      (the order saga's outcome)
+    HELD -> CONFIRMED (its client confirms) | EXPIRED (its time ran out) | CANCELLING
+    CONFIRMED -> CANCELLING -> CANCELLED        (inventory released the seats)
+
+:func:`evolve` applies one event to a state; the ``customers`` and ``bookings`` rows are its
+results, written with the events, and a booking's row with its stream's ``version`` is the
+state the next decision starts from (the decisions are in :mod:`ticketing.booking.lifecycle`).
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import msgspec
 
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import (
+    BookingCancelled,
+    BookingRequested,
+    HoldExpired,
+)
 from ticketing.shared.errors import Conflict, ImpossibleHistory, InvalidInput
 
 CENT = Decimal("0.01")
@@ -28,7 +39,9 @@ BOOKING_STREAM = "booking"
 
 
 # --- Events: facts, in the past tense. A change of a field is a new SCHEMA_VERSION with an
-# upcaster for the old shape (the codec of repository.STORE).
+# upcaster for the old shape (the codec of repository.STORE). The published ones
+# (BookingRequested, BookingCancelled, HoldExpired) are the contracts of
+# ticketing.contracts.events, stored as they are sent.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +57,7 @@ class CustomerRegistered:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BookingConfirmed:
-    """The order saga reserved the seats; internal (the saga published OrderConfirmed)."""
+    """The booking is confirmed: by the saga (no hold), or by its client (a HELD one)."""
 
     SCHEMA_VERSION: ClassVar[int] = 1
 
@@ -64,21 +77,70 @@ class BookingRejected:
     rejected_at: datetime
 
 
-BookingEvent = CustomerRegistered | BookingRequested | BookingConfirmed | BookingRejected
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookingHeld:
+    """The saga reserved the seats of a hold: they are the booking's until ``expires_at``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    booking_id: uuid.UUID
+    order_id: uuid.UUID
+    expires_at: datetime
+    held_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancellationRequested:
+    """A cancel came while the booking was PENDING: it is cancelled once the saga answers."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    booking_id: uuid.UUID
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatsReturned:
+    """Inventory took a cancelled booking's seats back: the cancellation is complete."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    booking_id: uuid.UUID
+    returned_at: datetime
+
+
+StreamEvent = (
+    BookingRequested
+    | BookingHeld
+    | BookingConfirmed
+    | BookingRejected
+    | CancellationRequested
+    | BookingCancelled
+    | HoldExpired
+    | SeatsReturned
+)
+BookingEvent = CustomerRegistered | StreamEvent
 EVENT_TYPES: tuple[type[BookingEvent], ...] = (
     CustomerRegistered,
     BookingRequested,
+    BookingHeld,
     BookingConfirmed,
     BookingRejected,
+    CancellationRequested,
+    BookingCancelled,
+    HoldExpired,
+    SeatsReturned,
 )
 
 
 @dataclass(frozen=True, slots=True)
 class BookingState:
-    """A booking and its stream's version (how many of its events are applied)."""
+    """A booking, its stream's version (how many of its events are applied) and the client
+    that requested it (None for a booking requested before that was recorded)."""
 
     booking: Booking
     version: int
+    requested_by: str | None = None
 
 
 # --- Decisions -------------------------------------------------------------------------
@@ -132,27 +194,6 @@ def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def settlement(
-    outcome: OrderConfirmed | OrderRejected, now: datetime
-) -> BookingConfirmed | BookingRejected:
-    """The event that settles a booking with the saga's ``outcome``."""
-    if isinstance(outcome, OrderConfirmed):
-        return BookingConfirmed(
-            booking_id=outcome.booking_id, order_id=outcome.order_id, confirmed_at=now
-        )
-    return BookingRejected(booking_id=outcome.booking_id, reason=outcome.reason, rejected_at=now)
-
-
-def decide_settlement(
-    state: BookingState | None, outcome: OrderConfirmed | OrderRejected, now: datetime
-) -> BookingConfirmed | BookingRejected | None:
-    """The event that settles the booking, or None when there is nothing to settle: the
-    booking is unknown, or settled already (an outcome is final; a second one is ignored)."""
-    if state is None or state.booking.status is not BookingStatus.PENDING:
-        return None
-    return settlement(outcome, now)
-
-
 # --- Evolution -------------------------------------------------------------------------
 
 
@@ -167,9 +208,19 @@ def customer_of(event: CustomerRegistered) -> Customer:
     )
 
 
-def evolve(
-    state: BookingState | None, event: BookingRequested | BookingConfirmed | BookingRejected
-) -> BookingState:
+# Which event may follow which state: (event type, the statuses it may follow).
+_FOLLOWS: dict[type[Any], frozenset[BookingStatus]] = {
+    BookingHeld: frozenset({BookingStatus.PENDING}),
+    BookingConfirmed: frozenset({BookingStatus.PENDING, BookingStatus.HELD}),
+    BookingRejected: frozenset({BookingStatus.PENDING}),
+    CancellationRequested: frozenset({BookingStatus.PENDING}),
+    BookingCancelled: frozenset({BookingStatus.HELD, BookingStatus.CONFIRMED}),
+    HoldExpired: frozenset({BookingStatus.HELD}),
+    SeatsReturned: frozenset({BookingStatus.CANCELLING}),
+}
+
+
+def evolve(state: BookingState | None, event: StreamEvent) -> BookingState:
     """The booking after ``event`` (``state``: before it, None before the first event). A
     pure function: the projection and every fold go through it."""
     if isinstance(event, BookingRequested):
@@ -184,40 +235,57 @@ def evolve(
             unit_price=event.unit_price,
             total_price=event.total_price,
             created_at=event.requested_at,
+            hold=event.hold,
         )
-        return BookingState(booking, 1)
-    if not isinstance(event, BookingConfirmed | BookingRejected):
+        return BookingState(booking, 1, event.requested_by)
+    follows = _FOLLOWS.get(type(event))
+    if follows is None:
         raise ImpossibleHistory(f"{type(event).__name__} is not an event of a booking's stream")
     if state is None or state.booking.id != event.booking_id:
         raise ImpossibleHistory(f"{type(event).__name__} of booking {event.booking_id} out of turn")
-    if state.booking.status is not BookingStatus.PENDING:
-        raise ImpossibleHistory(f"booking {event.booking_id} was settled twice")
     old = state.booking
-    if isinstance(event, BookingConfirmed):
-        settled = _with(old, BookingStatus.CONFIRMED, order_id=event.order_id, reason=None)
-    else:
-        settled = _with(old, BookingStatus.REJECTED, order_id=None, reason=event.reason)
-    return BookingState(settled, state.version + 1)
+    if old.status not in follows:
+        raise ImpossibleHistory(
+            f"{type(event).__name__} cannot follow booking {event.booking_id}'s {old.status}"
+        )
+    if isinstance(event, CancellationRequested) and old.cancel_requested:
+        raise ImpossibleHistory(f"booking {event.booking_id}'s cancel was requested twice")
+    booking = _applied(old, event)
+    return BookingState(booking, state.version + 1, state.requested_by)
 
 
-def _with(
-    booking: Booking, status: BookingStatus, *, order_id: uuid.UUID | None, reason: str | None
-) -> Booking:
-    return Booking(
-        id=booking.id,
-        status=status,
-        customer_id=booking.customer_id,
-        event_id=booking.event_id,
-        ticket_count=booking.ticket_count,
-        unit_price=booking.unit_price,
-        total_price=booking.total_price,
-        created_at=booking.created_at,
-        order_id=order_id,
-        reason=reason,
-    )
+def _applied(old: Booking, event: StreamEvent) -> Booking:
+    """``old`` with what ``event`` changed (it is known to follow ``old``)."""
+    changes: dict[str, Any]
+    match event:
+        case BookingHeld():
+            changes = {
+                "status": BookingStatus.HELD,
+                "order_id": event.order_id,
+                "expires_at": event.expires_at,
+            }
+        case BookingConfirmed():
+            changes = {
+                "status": BookingStatus.CONFIRMED,
+                "order_id": event.order_id,
+                "expires_at": None,
+            }
+        case BookingRejected():
+            changes = {"status": BookingStatus.REJECTED, "reason": event.reason}
+        case CancellationRequested():
+            changes = {"cancel_requested": True}
+        case BookingCancelled():
+            changes = {"status": BookingStatus.CANCELLING}
+        case HoldExpired():
+            changes = {"status": BookingStatus.EXPIRED}
+        case SeatsReturned():
+            changes = {"status": BookingStatus.CANCELLED}
+        case _:
+            raise ImpossibleHistory(f"{type(event).__name__} is not an event of a booking's stream")
+    return msgspec.structs.replace(old, **changes)
 
 
-def fold(events: Iterable[BookingRequested | BookingConfirmed | BookingRejected]) -> BookingState:
+def fold(events: Iterable[StreamEvent]) -> BookingState:
     """A booking's state from its stream's events (at least one)."""
     state: BookingState | None = None
     for event in events:

@@ -18,16 +18,19 @@ from ticketing.booking.domain import (
     CENT,
     CUSTOMER_STREAM,
     BookingConfirmed,
+    BookingHeld,
     BookingRejected,
     BookingState,
+    CancellationRequested,
     CustomerRegistered,
+    SeatsReturned,
     customer_of,
     evolve,
 )
 from ticketing.booking.repository import STORE, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.clock import naive_utc
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
@@ -46,6 +49,7 @@ class BookingRow:
     booking: Booking
     version: int
     updated_at: datetime
+    requested_by: str | None = None
 
 
 @dataclass
@@ -71,19 +75,33 @@ def _row_of(state: BookingState, at: datetime) -> BookingRow:
         created_at=booking.created_at.astimezone(UTC),
         order_id=booking.order_id,
         reason=booking.reason,
+        hold=booking.hold,
+        expires_at=None if booking.expires_at is None else booking.expires_at.astimezone(UTC),
+        cancel_requested=booking.cancel_requested,
     )
-    return BookingRow(booking, state.version, at.astimezone(UTC))
+    return BookingRow(booking, state.version, at.astimezone(UTC), state.requested_by)
+
+
+# The field of each booking event that says when its change was made.
+_TIME_OF: dict[type[Any], str] = {
+    BookingRequested: "requested_at",
+    BookingHeld: "held_at",
+    BookingConfirmed: "confirmed_at",
+    BookingRejected: "rejected_at",
+    CancellationRequested: "requested_at",
+    BookingCancelled: "cancelled_at",
+    HoldExpired: "expired_at",
+    SeatsReturned: "returned_at",
+}
 
 
 def _event_time(event: Any) -> datetime:
     """When the change an event records was made: the time the projection row keeps."""
-    if isinstance(event, BookingRequested):
-        return event.requested_at
-    if isinstance(event, BookingConfirmed):
-        return event.confirmed_at
-    if isinstance(event, BookingRejected):
-        return event.rejected_at
-    raise ImpossibleHistory(f"{type(event).__name__} is not a booking's event")
+    field_name = _TIME_OF.get(type(event))
+    if field_name is None:
+        raise ImpossibleHistory(f"{type(event).__name__} is not a booking's event")
+    moment: datetime = getattr(event, field_name)
+    return moment
 
 
 def fold_booking(history: list[Recorded]) -> BookingRow:
@@ -157,8 +175,11 @@ def _booking_row(row: Any) -> BookingRow:
         created_at=row.created_at.replace(tzinfo=UTC),
         order_id=row.order_id,
         reason=row.reason,
+        hold=bool(row.hold),
+        expires_at=None if row.expires_at is None else row.expires_at.replace(tzinfo=UTC),
+        cancel_requested=bool(row.cancel_requested),
     )
-    return BookingRow(booking, row.version, row.updated_at.replace(tzinfo=UTC))
+    return BookingRow(booking, row.version, row.updated_at.replace(tzinfo=UTC), row.requested_by)
 
 
 async def stored(conn: AsyncConnection) -> Projection:
@@ -257,6 +278,10 @@ def _bookings_values(row: BookingRow) -> dict[str, Any]:
         "created_at": naive_utc(booking.created_at),
         "updated_at": naive_utc(row.updated_at),
         "version": row.version,
+        "hold": booking.hold,
+        "expires_at": None if booking.expires_at is None else naive_utc(booking.expires_at),
+        "cancel_requested": booking.cancel_requested,
+        "requested_by": row.requested_by,
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -56,7 +56,7 @@ async def write_bookings(uow: UnitOfWork, new: Sequence[repo.NewBooking]) -> Non
         raise KeyTakenOver
     requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
     uow.write(
-        repo.add_bookings_statement([booking for booking, _ in stamped]),
+        repo.add_bookings_statement([(booking, event.requested_by) for booking, event in stamped]),
         repo.requested_statement(requested, new[0].cause, naive_utc(now)),
     )
     for item, body in zip(new, bodies, strict=True):
@@ -78,6 +78,7 @@ class SqlBookingRecords:
     ) -> None:
         self._engine = engine
         self._consumer = consumer
+        self._after_commit = after_commit
         self._writer = GroupCommit(
             engine, write_bookings, max_batch=max_group, after_commit=after_commit
         )
@@ -151,22 +152,57 @@ class SqlBookingRecords:
         self,
         message_ids: Sequence[uuid.UUID],
         booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideSettlements,
+        decide_at: repo.DecideChanges,
     ) -> None:
-        async def work(uow: UnitOfWork) -> None:
+        async def claim(uow: UnitOfWork) -> None:
+            uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, message_ids))
+
+        await self._change(booking_ids, decide_at, before=claim)
+
+    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: repo.DecideChanges) -> None:
+        await self._change(booking_ids, decide_at)
+
+    async def expire(self, limit: int, decide_at: repo.DecideChanges) -> None:
+        async def work(uow: UnitOfWork) -> bool:
+            now = datetime.now(UTC)
+            states = await repo.lock_due_holds(uow.conn, naive_utc(now), limit)
+            changes = decide_at(states, now) if states else []
+            if changes:
+                uow.write(*repo.changed_statements(changes, naive_utc(now)))
+            return repo.publishes(changes)
+
+        await self._run(work)
+
+    async def _change(
+        self,
+        booking_ids: Sequence[uuid.UUID],
+        decide_at: repo.DecideChanges,
+        *,
+        before: Callable[[UnitOfWork], Awaitable[None]] | None = None,
+    ) -> None:
+        async def work(uow: UnitOfWork) -> bool:
             # In id order, as every locker takes them.
             states = await repo.lock_bookings(uow.conn, sorted(set(booking_ids)))
             now = datetime.now(UTC)
-            settled = decide_at(states, now)
-            uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, message_ids))
-            if settled:
-                uow.write(*repo.settled_statements(settled, naive_utc(now)))
+            changes = decide_at(states, now)
+            if before is not None:
+                await before(uow)
+            if changes:
+                uow.write(*repo.changed_statements(changes, naive_utc(now)))
+            return repo.publishes(changes)
 
+        await self._run(work)
+
+    async def _run(self, work: Callable[[UnitOfWork], Awaitable[bool]]) -> None:
+        """Run ``work`` as one unit; a broken unique key is :class:`AlreadyRecorded`. When it
+        recorded an event to publish, the relay is woken rather than left to its next poll."""
         try:
-            await in_unit_of_work(self._engine, work)
+            published = await in_unit_of_work(self._engine, work)
         except IntegrityError as error:
             _refuse_duplicate(error)
             raise
+        if published:
+            self._after_commit()
 
     async def has_seen(self, message_id: uuid.UUID) -> bool:
         return await inbox_ops.seen(self._engine, inbox, self._consumer, message_id)

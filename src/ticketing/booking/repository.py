@@ -22,22 +22,29 @@ from ticketing.booking.domain import (
     BOOKING_STREAM,
     CUSTOMER_STREAM,
     EVENT_TYPES,
-    BookingConfirmed,
-    BookingRejected,
     BookingState,
     CustomerRegistered,
+    StreamEvent,
     customer_of,
 )
 from ticketing.booking.tables import bookings, customers, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import PUBLICATIONS, BookingRequested
+from ticketing.contracts.events import (
+    PUBLICATIONS,
+    BookingRequested,
+    upcast_booking_requested_v1,
+)
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
-STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
+STORE = EventStore(
+    event_store,
+    EventCodec(EVENT_TYPES, {("BookingRequested", 1): upcast_booking_requested_v1}),
+    PUBLICATIONS,
+)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -66,7 +73,15 @@ def _booking(row: Any) -> Booking:
         created_at=_aware(row.created_at),
         order_id=row.order_id,
         reason=row.reason,
+        hold=bool(row.hold),
+        expires_at=None if row.expires_at is None else _aware(row.expires_at),
+        cancel_requested=bool(row.cancel_requested),
     )
+
+
+def booking_state(row: Any) -> BookingState:
+    """A booking's row as the state its next decision starts from."""
+    return BookingState(_booking(row), row.version, row.requested_by)
 
 
 def customer_row(customer: Customer) -> dict[str, Any]:
@@ -112,16 +127,18 @@ _BOOKING_COLUMNS = (
     "created_at",
     "updated_at",
     "version",
+    "hold",
+    "requested_by",
 )
 _ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
 
 
-def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
-    """Insert ``new`` PENDING bookings (their streams' first event) with one multi-row
-    statement, for :func:`ticketing.shared.sql.commit_all` (every accepted booking passes
-    here)."""
+def add_bookings_statement(new: Sequence[tuple[Booking, str | None]]) -> sql.Statement:
+    """Insert ``new`` PENDING bookings (their streams' first event), each with the client that
+    requested it, with one multi-row statement, for :func:`ticketing.shared.sql.commit_all`
+    (every accepted booking passes here)."""
     rows = []
-    for booking in new:
+    for booking, requested_by in new:
         created = naive_utc(booking.created_at)
         rows.append(
             (
@@ -135,6 +152,8 @@ def add_bookings_statement(new: Sequence[Booking]) -> sql.Statement:
                 created,
                 created,
                 1,
+                booking.hold,
+                requested_by,
             )
         )
     return sql.Statement(_ADD_BOOKINGS, rows, rows=True)
@@ -221,59 +240,87 @@ async def lock_bookings(
         .order_by(bookings.c.id)
         .with_for_update()
     )
-    return {row.id: BookingState(_booking(row), row.version) for row in await conn.execute(query)}
+    return {row.id: booking_state(row) for row in await conn.execute(query)}
 
 
 @dataclass(frozen=True, slots=True)
-class Settlement:
-    """A settlement decided from a locked row: its event, the cause of the message that
-    brought it, and the version of the booking's stream it follows."""
+class Change:
+    """What one decision made of a booking's locked row: the events it appends after
+    ``after_version`` (with the cause of the message or request that brought them), and the
+    state they lead to, which the projection row becomes."""
 
-    event: BookingConfirmed | BookingRejected
+    events: Sequence[StreamEvent]
     cause: Cause
     after_version: int
+    state: BookingState
 
 
-# How a use case decides settlements from the bookings' locked states, at a time (aware).
-DecideSettlements = Callable[[Mapping[uuid.UUID, BookingState], datetime], Sequence[Settlement]]
+# How a use case decides changes from the bookings' locked states, at a time (aware).
+DecideChanges = Callable[[Mapping[uuid.UUID, BookingState], datetime], Sequence[Change]]
+# The projection's columns a change may set, and how each is read off the new state.
+_CHANGED: tuple[tuple[str, Callable[[BookingState], Any]], ...] = (
+    ("status", lambda s: s.booking.status.value),
+    ("order_id", lambda s: None if s.booking.order_id is None else str(s.booking.order_id)),
+    ("reason", lambda s: s.booking.reason),
+    (
+        "expires_at",
+        lambda s: None if s.booking.expires_at is None else naive_utc(s.booking.expires_at),
+    ),
+    ("cancel_requested", lambda s: s.booking.cancel_requested),
+    ("version", lambda s: s.version),
+)
 
 
-def settled_statements(
-    settled: Sequence[Settlement], now: datetime
+def changed_statements(
+    changes: Sequence[Change], now: datetime
 ) -> tuple[sql.Statement, sql.Statement]:
-    """The projection's update and the events' append for ``settled`` (not empty, at most one
-    per booking, decided from rows this transaction locked)."""
-    ids = [str(item.event.booking_id) for item in settled]
-    whens = " ".join(["WHEN %s THEN %s"] * len(settled))
-    new_values: list[list[Any]] = [[], [], [], []]
-    for item in settled:
-        event = item.event
-        if isinstance(event, BookingConfirmed):
-            status, order_id, reason = BookingStatus.CONFIRMED, str(event.order_id), None
-        else:
-            status, order_id, reason = BookingStatus.REJECTED, None, event.reason
-        new_values[0].append(status.value)
-        new_values[1].append(order_id)
-        new_values[2].append(reason)
-        new_values[3].append(item.after_version + 1)
-    params = [p for values in new_values for pair in zip(ids, values, strict=True) for p in pair]
+    """The projection's update and the events' append for ``changes`` (not empty, at most one
+    per booking, each decided from a row this transaction locked)."""
+    ids = [str(change.state.booking.id) for change in changes]
+    whens = " ".join(["WHEN %s THEN %s"] * len(changes))
+    params: list[Any] = []
+    for _, value_of in _CHANGED:
+        params += [
+            p for change in changes for p in (str(change.state.booking.id), value_of(change.state))
+        ]
     params += [now, *ids]
+    assignments = ", ".join(f"{column} = CASE id {whens} END" for column, _ in _CHANGED)
     update_projection = sql.Statement(
-        "UPDATE bookings SET "  # noqa: S608 - only placeholders are formatted in
-        f"status = CASE id {whens} END, "
-        f"order_id = CASE id {whens} END, "
-        f"reason = CASE id {whens} END, "
-        f"version = CASE id {whens} END, "
+        f"UPDATE bookings SET {assignments}, "  # noqa: S608 - only placeholders are formatted in
         f"updated_at = %s WHERE id IN ({sql.placeholders(len(ids))})",
         params,
     )
     pending = [
         Pending(
-            item.event.booking_id, BOOKING_STREAM, item.after_version + 1, item.event, item.cause
+            change.state.booking.id, BOOKING_STREAM, change.after_version + n, event, change.cause
         )
-        for item in settled
+        for change in changes
+        for n, event in enumerate(change.events, start=1)
     ]
-    return update_projection, STORE.append(pending, settled[0].cause, now)
+    return update_projection, STORE.append(pending, changes[0].cause, now)
+
+
+def publishes(changes: Sequence[Change]) -> bool:
+    """Whether any of ``changes`` records an event the relay publishes."""
+    return any(
+        type(event).__name__ in STORE.publications for change in changes for event in change.events
+    )
+
+
+async def lock_due_holds(
+    conn: AsyncConnection, now: datetime, limit: int
+) -> dict[uuid.UUID, BookingState]:
+    """Up to ``limit`` HELD bookings past their time (``now``: naive UTC), locked until the
+    transaction ends; rows another transaction holds are skipped, so replicas sweeping at once
+    each take other bookings rather than wait for one another."""
+    query = (
+        select(bookings)
+        .where(bookings.c.status == BookingStatus.HELD.value, bookings.c.expires_at <= now)
+        .order_by(bookings.c.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return {row.id: booking_state(row) for row in await conn.execute(query)}
 
 
 # Idempotency keys ------------------------------------------------------------------------

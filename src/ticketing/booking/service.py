@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
-from ticketing.booking import domain
+from ticketing.booking import domain, lifecycle
 from ticketing.booking import repository as repo
 from ticketing.booking.domain import KeyInFlight, KeyTakenOver
+from ticketing.booking.ports import BookingRecords, EventLookup, NoOutcomes, Outcomes
 from ticketing.contracts.booking import (
     Booking,
     BookingCreate,
@@ -23,86 +24,20 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.contracts.history import HistoryEntry
-from ticketing.contracts.inventory import Event
+from ticketing.contracts.events import BookingRequested
+from ticketing.shared import tally
 from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
-from ticketing.shared.eventstore import Cause, Recorded, unbroken
+from ticketing.shared.eventstore import Cause, unbroken
 from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 CONSUMER = "booking-service"
+SWEEPER = "booking-hold-expiry"  # the actor of the events the expiry of holds records
+EXPIRY_BATCH = 100
 MAX_KNOWN_CUSTOMERS = 100_000
 log = structlog.get_logger(__name__)
-
-
-class BookingRecords(Protocol):
-    """Where booking's use cases read and record (the port they need; the SQL adapter is
-    :class:`ticketing.booking.records.SqlBookingRecords`). A write that breaks a unique key
-    raises :class:`AlreadyRecorded` and records nothing."""
-
-    async def register_customer(
-        self, event: domain.CustomerRegistered, cause: Cause
-    ) -> Customer: ...
-
-    async def get_customer(self, customer_id: uuid.UUID) -> Customer | None: ...
-
-    async def customer_exists(self, customer_id: uuid.UUID) -> bool: ...
-
-    async def claim_key(
-        self,
-        claim: repo.KeyClaim,
-        fingerprint: str,
-        take_over: Callable[[repo.StoredKey], bool],
-    ) -> repo.StoredKey | None:
-        """In one transaction: None when ``claim`` holds its key now (it was free, or its
-        request is in flight and ``take_over`` says take it); otherwise the key as stored."""
-
-    async def release_key(self, claim: repo.KeyClaim) -> None:
-        """Forget the key, only while ``claim`` holds it and it has no answer."""
-
-    async def purge_keys(self, older_than: timedelta) -> int: ...
-
-    async def add_booking(self, new: repo.NewBooking) -> bytes:
-        """Record the booking, its event and its key's answer; the answer's body. Raises
-        :class:`KeyTakenOver` (and records nothing) when its claim no longer holds its key."""
-
-    async def settle(
-        self,
-        message_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideSettlements,
-    ) -> None:
-        """In one transaction: lock the bookings, claim the messages, and record the
-        settlements ``decide_at`` gives from the locked states (missing ones left out) at the
-        time of the transaction."""
-
-    async def has_seen(self, message_id: uuid.UUID) -> bool:
-        """Whether the inbox holds the message (it was applied)."""
-
-    async def get_booking(self, booking_id: uuid.UUID) -> Booking | None: ...
-
-    async def list_bookings(
-        self, customer_id: uuid.UUID, *, limit: int, after: uuid.UUID | None
-    ) -> list[Booking]: ...
-
-    async def stream(self, stream_id: uuid.UUID, *, until: datetime) -> list[Recorded]:
-        """The stream's events recorded at or before ``until``, in version order."""
-
-    async def history(
-        self, stream_id: uuid.UUID, *, limit: int, cursor: str | None
-    ) -> tuple[list[HistoryEntry], str | None]:
-        """A page of the stream's events after ``cursor``, and the next page's cursor."""
-
-
-class EventLookup(Protocol):
-    """The inventory read booking makes (the client over HTTP, or a stand-in)."""
-
-    async def get_event(
-        self, event_id: uuid.UUID, *, correlation_id: str | None = None
-    ) -> Event: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +57,12 @@ class BookingService:
         *,
         max_tickets: int,
         abandoned_after: timedelta = timedelta(seconds=30),
+        hold_for: timedelta = timedelta(seconds=900),
+        outcomes: Outcomes | None = None,
     ) -> None:
         self._records = records
+        self._outcomes = outcomes or NoOutcomes()
+        self._hold_for = hold_for
         self._abandoned_after = abandoned_after
         self._inventory = inventory
         self._max_tickets = max_tickets
@@ -235,6 +174,7 @@ class BookingService:
             unit_price=event.ticket_price,
             total_price=domain.total_price(event.ticket_price, data.ticket_count),
             created_at=now,
+            hold=data.hold,
         )
         requested = BookingRequested(
             message_id=new_id(),
@@ -245,6 +185,8 @@ class BookingService:
             unit_price=booking.unit_price,
             total_price=booking.total_price,
             requested_at=now,
+            hold=data.hold,
+            requested_by=cause.actor,
         )
         # Concurrent bookings share one transaction (the SQL records' group commit); this
         # returns once the booking, its event and its idempotency key are committed.
@@ -308,24 +250,32 @@ class BookingService:
 
         def decide_at(
             locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
-        ) -> list[repo.Settlement]:
+        ) -> list[repo.Change]:
             states = dict(locked)
-            settled: list[repo.Settlement] = []
+            decided: dict[uuid.UUID, list[domain.StreamEvent]] = {}
+            causes: dict[uuid.UUID, Cause] = {}
+            ignored[0] = 0
             for item in firsts.values():
-                outcome = item.event
-                state = states.get(outcome.booking_id)
-                event = domain.decide_settlement(state, outcome, now)
-                if state is None or event is None:
+                answer, booking_id = item.event, item.event.booking_id
+                state = states.get(booking_id)
+                events = lifecycle.decide_answer(
+                    state, answer, now, hold_for=self._hold_for, new_id=new_id
+                )
+                if state is None or not events:
+                    ignored[0] += 1
                     continue
-                cause = _cause(outcome, item.correlation_id)
-                settled.append(repo.Settlement(event, cause, state.version))
-                states[outcome.booking_id] = domain.evolve(state, event)
-            ignored[0] = len(firsts) - len(settled)
-            return settled
+                states[booking_id] = _evolved(state, events)
+                decided.setdefault(booking_id, []).extend(events)
+                causes.setdefault(booking_id, _cause(answer, item.correlation_id))
+            return [
+                repo.Change(events, causes[id_], locked[id_].version, states[id_])
+                for id_, events in decided.items()
+            ]
 
         booking_ids = [item.event.booking_id for item in firsts.values()]
+        committed: list[tuple[Sequence[repo.Change], datetime]] = []
         try:
-            await self._records.settle(list(firsts), booking_ids, decide_at)
+            await self._records.settle(list(firsts), booking_ids, _noting(decide_at, committed))
         except AlreadyRecorded:
             alone = next(iter(firsts)) if len(firsts) == 1 else None
             if alone is None:
@@ -333,12 +283,119 @@ class BookingService:
             if not await self._records.has_seen(alone):
                 raise  # another key (a projection row lagging its stream): never acked
             log.info("outcome applied before", message_id=str(alone))
+            tally.applied_before()
             return
+        for changes, now in committed:
+            self._outcomes.committed(changes)
+            self._outcomes.settled(changes, now)
         if ignored[0]:
-            log.warning("outcomes ignored: bookings missing or already final", count=ignored[0])
+            log.warning("saga answers ignored: bookings missing or past them", count=ignored[0])
+
+    # The lifecycle ----------------------------------------------------------------------
+
+    async def confirm(
+        self, booking_id: uuid.UUID, caller: lifecycle.Caller, cause: Cause
+    ) -> Booking:
+        """Confirm a HELD booking (ADR 17); the booking as it is then."""
+        state = await self._change(
+            booking_id, lambda s, now: lifecycle.decide_confirm(s, caller, now, new_id), cause
+        )
+        lifecycle.check_not_expired(state)
+        log.info("booking confirmed", booking_id=str(booking_id))
+        return state.booking
+
+    async def cancel(
+        self, booking_id: uuid.UUID, caller: lifecycle.Caller, cause: Cause
+    ) -> Booking:
+        """Cancel a booking (ADR 17): its seats go back once inventory released them (or once
+        the saga answers, for a PENDING one); the booking as it is then."""
+        state = await self._change(
+            booking_id, lambda s, now: lifecycle.decide_cancel(s, caller, now, new_id), cause
+        )
+        lifecycle.check_not_expired(state)
+        log.info("booking cancelled", booking_id=str(booking_id), status=state.booking.status)
+        return state.booking
+
+    async def expire_holds(self) -> int:
+        """Expire HELD bookings past their time, a batch at a time; how many. Replicas may run
+        this at once: each locks other bookings, and a locked booking is decided once."""
+        count: list[int] = [0]
+
+        def decide_at(
+            locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
+        ) -> list[repo.Change]:
+            changes = []
+            for state in locked.values():
+                events = lifecycle.decide_expiry(state, now, new_id)
+                if events:
+                    after = _evolved(state, events)
+                    changes.append(repo.Change(events, Cause(SWEEPER), state.version, after))
+            count[0] = len(changes)
+            return changes
+
+        expired = 0
+        while True:
+            count[0] = 0
+            committed: list[tuple[Sequence[repo.Change], datetime]] = []
+            await self._records.expire(EXPIRY_BATCH, _noting(decide_at, committed))
+            for changes, _ in committed:
+                self._outcomes.committed(changes)
+            expired += count[0]
+            if count[0] < EXPIRY_BATCH:
+                if expired:
+                    log.info("holds expired", count=expired)
+                return expired
+
+    async def _change(
+        self,
+        booking_id: uuid.UUID,
+        decide: Callable[[domain.BookingState, datetime], list[domain.StreamEvent]],
+        cause: Cause,
+    ) -> domain.BookingState:
+        """Decide on the booking's locked row and record what was decided; its state then."""
+        after: list[domain.BookingState] = []
+
+        def decide_at(
+            locked: Mapping[uuid.UUID, domain.BookingState], now: datetime
+        ) -> list[repo.Change]:
+            after.clear()  # a deadlock runs the unit again
+            state = locked.get(booking_id)
+            if state is None:
+                raise NotFound(f"booking {booking_id} does not exist")
+            events = decide(state, now)
+            after.append(_evolved(state, events))
+            return [repo.Change(events, cause, state.version, after[0])] if events else []
+
+        committed: list[tuple[Sequence[repo.Change], datetime]] = []
+        await self._records.change([booking_id], _noting(decide_at, committed))
+        for changes, _ in committed:
+            self._outcomes.committed(changes)
+        return after[0]
 
 
-def _cause(outcome: OrderConfirmed | OrderRejected, correlation_id: str | None) -> Cause:
+def _noting(
+    decide_at: repo.DecideChanges, into: list[tuple[Sequence[repo.Change], datetime]]
+) -> repo.DecideChanges:
+    """``decide_at``, keeping in ``into`` what its last run decided and when: what the
+    commit recorded (a deadlock runs the unit, and the decision, again)."""
+
+    def noted(locked: Mapping[uuid.UUID, domain.BookingState], now: datetime) -> list[repo.Change]:
+        changes = list(decide_at(locked, now))
+        into[:] = [(changes, now)]
+        return changes
+
+    return noted
+
+
+def _evolved(
+    state: domain.BookingState, events: Sequence[domain.StreamEvent]
+) -> domain.BookingState:
+    for event in events:
+        state = domain.evolve(state, event)
+    return state
+
+
+def _cause(outcome: lifecycle.SagaAnswer, correlation_id: str | None) -> Cause:
     """A settlement's cause: this consumer, acting on the outcome's message."""
     return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
 

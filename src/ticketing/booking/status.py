@@ -20,13 +20,25 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
-from ticketing.booking.domain import BOOKING_STREAM, BookingConfirmed, BookingRejected
-from ticketing.contracts.booking import Booking, BookingStatus, BookingStatusChange
-from ticketing.contracts.events import BookingRequested
+from ticketing.booking.domain import (
+    BOOKING_STREAM,
+    BookingConfirmed,
+    BookingHeld,
+    BookingRejected,
+    CancellationRequested,
+    SeatsReturned,
+)
+from ticketing.contracts.booking import (
+    TRANSIENT_STATUSES,
+    Booking,
+    BookingStatus,
+    BookingStatusChange,
+)
+from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.errors import RateLimited
 from ticketing.shared.eventstore import Recorded
@@ -34,7 +46,7 @@ from ticketing.shared.eventstore import Recorded
 log = structlog.get_logger(__name__)
 PAGE = 1000
 # A booking in one of these states is still on its way: a waiter waits on.
-UNSETTLED = frozenset({BookingStatus.PENDING})
+UNSETTLED = TRANSIENT_STATUSES
 # How often a waiter reads its booking again even if the feed said nothing (the feed may be
 # behind, or stopped): the wait never depends on the feed alone.
 RECHECK_SECONDS = 1.0
@@ -64,26 +76,34 @@ class StatusLog(Protocol):
         position <= ``upto``, in position order."""
 
 
+# The status each event of a booking's stream leaves it in (a cancel asked for while PENDING
+# leaves it PENDING: the stream still tells, with cancel_requested).
+STATUS_AFTER: dict[type[Any], BookingStatus] = {
+    BookingRequested: BookingStatus.PENDING,
+    CancellationRequested: BookingStatus.PENDING,
+    BookingHeld: BookingStatus.HELD,
+    BookingConfirmed: BookingStatus.CONFIRMED,
+    BookingRejected: BookingStatus.REJECTED,
+    BookingCancelled: BookingStatus.CANCELLING,
+    HoldExpired: BookingStatus.EXPIRED,
+    SeatsReturned: BookingStatus.CANCELLED,
+}
+
+
 def change_of(recorded: Recorded) -> BookingStatusChange | None:
     """The change of a booking's state an event records, or None for any other event."""
     event = recorded.event
-    if recorded.stream_type != BOOKING_STREAM:
-        return None
-    if isinstance(event, BookingRequested):
-        status, order_id, reason = BookingStatus.PENDING, None, None
-    elif isinstance(event, BookingConfirmed):
-        status, order_id, reason = BookingStatus.CONFIRMED, event.order_id, None
-    elif isinstance(event, BookingRejected):
-        status, order_id, reason = BookingStatus.REJECTED, None, event.reason
-    else:
+    status = STATUS_AFTER.get(type(event))
+    if recorded.stream_type != BOOKING_STREAM or status is None:
         return None
     return BookingStatusChange(
         booking_id=recorded.stream_id,
         status=status,
         event_type=recorded.event_type,
         recorded_at=recorded.recorded_at,
-        order_id=order_id,
-        reason=reason,
+        order_id=getattr(event, "order_id", None),
+        reason=getattr(event, "reason", None),
+        expires_at=getattr(event, "expires_at", None),
     )
 
 
@@ -303,7 +323,7 @@ class StatusFeed:
     async def settled(
         self, booking_id: uuid.UUID, read: Callable[[], Awaitable[Booking]], seconds: float
     ) -> Booking:
-        """The booking once it left PENDING, or as it is when ``seconds`` are over;
+        """The booking once it left PENDING or CANCELLING, or as it is when ``seconds`` are over;
         a booking settled before the wait began is answered at once."""
         woken = asyncio.Event()
         self._waiters.setdefault(booking_id, set()).add(woken)

@@ -7,6 +7,7 @@ they remember answers given, and expire."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
 
@@ -53,7 +55,12 @@ bookings = Table(
     Column("created_at", DATETIME(fsp=6), nullable=False),
     Column("updated_at", DATETIME(fsp=6), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("hold", Boolean, nullable=False, server_default=false()),
+    Column("expires_at", DATETIME(fsp=6), nullable=True),  # a HELD booking's
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("requested_by", Text, nullable=True),  # the client; None before issue 19
     Index("ix_bookings_customer_id_id", "customer_id", "id"),
+    Index("ix_bookings_status_expires_at", "status", "expires_at"),
     CheckConstraint("ticket_count > 0", name="ck_bookings_ticket_count_positive"),
 )
 

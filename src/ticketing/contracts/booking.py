@@ -43,15 +43,30 @@ class Customer(msgspec.Struct):
 
 
 class BookingStatus(StrEnum):
-    PENDING = "PENDING"
+    PENDING = "PENDING"  # the order saga has not answered yet
+    HELD = "HELD"  # seats reserved until expires_at; confirm it (stands in for payment)
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"  # the hold ran out; its seats go back to the event
+    CANCELLING = "CANCELLING"  # cancelled; inventory has not released the seats yet
+    CANCELLED = "CANCELLED"
+
+
+# The states a client waits through: a long-poll answers once a booking is in none of them.
+TRANSIENT_STATUSES = frozenset({BookingStatus.PENDING, BookingStatus.CANCELLING})
 
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
     customer_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: TicketCount
+    hold: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Hold the seats (the booking settles to HELD until expires_at) "
+            "rather than confirm them at once"
+        ),
+    ] = False
 
 
 class Booking(msgspec.Struct, omit_defaults=True):
@@ -65,6 +80,9 @@ class Booking(msgspec.Struct, omit_defaults=True):
     created_at: datetime
     order_id: uuid.UUID | None = None
     reason: str | None = None
+    hold: bool = False
+    expires_at: datetime | None = None  # a HELD booking's: EXPIRED when not confirmed by then
+    cancel_requested: bool = False  # cancelled while PENDING: cancelled once it settles
 
 
 class BookingPage(msgspec.Struct):
@@ -87,3 +105,4 @@ class BookingStatusChange(msgspec.Struct):
     recorded_at: datetime
     order_id: uuid.UUID | None = None
     reason: str | None = None
+    expires_at: datetime | None = None

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import msgspec
 
@@ -31,11 +31,18 @@ MESSAGE_ID_HEADER: Final = "message_id"
 CORRELATION_ID_HEADER: Final = "correlation_id"
 
 
+# Why seats go back to an event: the customer cancelled, or a hold ran out.
+ReleaseReason = Literal["cancelled", "expired"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BookingRequested:
-    """A customer asked for tickets; key = event id. Published by booking."""
+    """A customer asked for tickets; key = event id. Published by booking.
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    Version 2 added ``hold`` (the booking settles to HELD, not CONFIRMED) and ``requested_by``
+    (the client that asked: it, or an admin, may confirm or cancel the booking)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     message_id: uuid.UUID
     booking_id: uuid.UUID
@@ -45,6 +52,36 @@ class BookingRequested:
     unit_price: Money
     total_price: Money
     requested_at: datetime
+    hold: bool = False
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookingCancelled:
+    """The customer cancelled a HELD or CONFIRMED booking: its seats are to go back; key =
+    event id (after its BookingRequested, on the same partition). Published by booking."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    message_id: uuid.UUID
+    booking_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: int
+    cancelled_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldExpired:
+    """A HELD booking was not confirmed in time: its seats are to go back; key = event id.
+    Published by booking."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    message_id: uuid.UUID
+    booking_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: int
+    expired_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,10 +112,43 @@ class OrderRejected:
     rejected_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderReleased:
+    """Inventory took the booking's seats back (it was cancelled, or its hold expired); key =
+    booking id. Published by order."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    message_id: uuid.UUID
+    order_id: uuid.UUID
+    booking_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_count: int
+    reason: ReleaseReason
+    released_at: datetime
+
+
 OrderOutcome = OrderConfirmed | OrderRejected
-EVENT_TYPES: Final[dict[str, type[BookingRequested | OrderConfirmed | OrderRejected]]] = {
-    cls.__name__: cls for cls in (BookingRequested, OrderConfirmed, OrderRejected)
+SeatRelease = BookingCancelled | HoldExpired  # what asks order to give seats back
+BookingEvent = BookingRequested | BookingCancelled | HoldExpired  # on the bookings topic
+OrderEvent = OrderConfirmed | OrderRejected | OrderReleased  # on the orders topic
+EVENT_TYPES: Final[dict[str, type[BookingEvent | OrderEvent]]] = {
+    cls.__name__: cls
+    for cls in (
+        BookingRequested,
+        BookingCancelled,
+        HoldExpired,
+        OrderConfirmed,
+        OrderRejected,
+        OrderReleased,
+    )
 }
+
+
+def upcast_booking_requested_v1(shape: dict[str, Any]) -> dict[str, Any]:
+    """A stored version-1 BookingRequested as version 2: no hold, its requester unknown (only
+    an admin may confirm or cancel it)."""
+    return {**shape, "hold": False, "requested_by": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +169,9 @@ def _published(*publications: Publication) -> dict[str, Publication]:
 # read it. Any other stored event is internal to its service.
 PUBLICATIONS: Final[dict[str, Publication]] = _published(
     Publication(BookingRequested, "booking", BOOKINGS_TOPIC, key=lambda e: str(e.event_id)),
+    Publication(BookingCancelled, "booking", BOOKINGS_TOPIC, key=lambda e: str(e.event_id)),
+    Publication(HoldExpired, "booking", BOOKINGS_TOPIC, key=lambda e: str(e.event_id)),
     Publication(OrderConfirmed, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
     Publication(OrderRejected, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
+    Publication(OrderReleased, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
 )

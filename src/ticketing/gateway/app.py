@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, asgi
 from litestar.types import Receive, Scope, Send
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ticketing.gateway.docs import assets_root, docs_handlers
@@ -20,7 +18,7 @@ from ticketing.gateway.proxy import Backend, decoded_path, forward
 from ticketing.gateway.ratelimit import Limiter, RateLimiter, SharedRateLimiter
 from ticketing.gateway.routing import UPSTREAMS, long_request, permission_for, route_for
 from ticketing.shared.auth import IDP_TIMEOUT_SECONDS, OidcDiscovery, Principal, Unauthenticated
-from ticketing.shared.breaker import BreakerState, CircuitBreaker
+from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.errors import (
     InvalidInput,
     NotFound,
@@ -30,30 +28,11 @@ from ticketing.shared.errors import (
 )
 from ticketing.shared.http import create_http_app, register_readiness
 from ticketing.shared.httpclient import new_session
+from ticketing.shared.metrics import BreakerCollector
 from ticketing.shared.observability import HttpMetrics
 from ticketing.shared.settings import Settings
 
 REDIS_CONNECTIONS = 64
-BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
-
-
-class BreakerCollector(Collector):
-    """``gateway_breaker_state{upstream,replica}``: 0 closed, 1 half-open, 2 open (read at
-    scrape)."""
-
-    def __init__(self, backends: Mapping[str, Backend]) -> None:
-        self._backends = backends
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "gateway_breaker_state",
-            "Circuit breaker state per upstream replica",
-            labels=["upstream", "replica"],
-        )
-        for name, backend in self._backends.items():
-            for replica in backend.upstream.replicas:
-                family.add_metric([name, replica.url], BREAKER_STATE_VALUE[replica.breaker.state])
-        yield family
 
 
 # copy_scope=False: the handler calls no other ASGI app, and the route it sets on the scope
@@ -90,6 +69,7 @@ async def api_proxy(scope: Scope, receive: Receive, send: Send) -> None:
         principal.require(permission)
     decision = await state.limiter.decide(principal.client_id)
     if not decision.allowed:
+        state.rate_limit_refusals.inc()
         raise RateLimited(
             f"rate limit of client {principal.client_id} exceeded; retry later",
             headers=decision.headers(),
@@ -184,7 +164,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for name in UPSTREAMS
         }
         metrics: HttpMetrics = app.state.metrics
-        metrics.registry.register(BreakerCollector(backends))
+        # 0 closed, 1 half-open, 2 open (read at scrape).
+        upstreams = {name: backend.upstream for name, backend in backends.items()}
+        metrics.registry.register(BreakerCollector("gateway_breaker_state", upstreams))
+        app.state.rate_limit_refusals = Counter(
+            "gateway_rate_limit_refusals",
+            "Requests refused with 429 because their client was over its rate limit",
+            registry=metrics.registry,
+        )
         app.state.upstream_latency = Histogram(
             "gateway_upstream_duration_seconds",
             "Time until an upstream's response headers arrived",

@@ -121,6 +121,7 @@ def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[st
                     "scopes": {
                         "inventory:write": "create venues and events",
                         "bookings:write": "create customers and bookings",
+                        "bookings:admin": "confirm or cancel any client's booking",
                     },
                 }
             },
@@ -132,8 +133,10 @@ def merge(specs: dict[str, dict[str, Any]], *, token_url: str | None) -> dict[st
             "title": "ticketing API",
             "version": __version__,
             "description": "Every public operation, as the gateway exposes it. Reads need any "
-            "valid token; writes need inventory:write or bookings:write. A booking is accepted "
-            "with 202 and settles to CONFIRMED or REJECTED; poll GET /api/v1/bookings/{id}.",
+            "valid token; writes need inventory:write or bookings:write (and bookings:admin to "
+            "confirm or cancel another client's booking). A booking is accepted with 202 and "
+            "settles to CONFIRMED (HELD, for a hold) or REJECTED: wait for it with "
+            "GET /api/v1/bookings/{id}?wait=, or follow the customer's booking stream.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

@@ -14,6 +14,8 @@ from ticketing.contracts.inventory import (
     EventCreate,
     EventHistoryPage,
     EventPage,
+    ReleaseBatch,
+    ReleaseBatchResult,
     ReservationBatch,
     ReservationBatchResult,
     ReservationRequest,
@@ -138,7 +140,9 @@ class ReservationBatchController(Controller):
         summary="Reserve tickets for many bookings in one transaction (idempotent per booking id)",
         description="Items are decided in order, exactly as if each were reserved alone: a "
         "booking id that already holds a reservation gets its first answer back (or "
-        "`conflict` when it asks for other seats); an unknown event records nothing.",
+        "`conflict` when it asks for other seats); an unknown event records nothing; an item "
+        "whose `customer_id` would then hold more than the event's `max_tickets_per_customer` "
+        "(counting seats reserved and not released) is refused `over_limit`.",
         opt=requires(RESERVE),
     )
     async def reserve_many(
@@ -149,3 +153,31 @@ class ReservationBatchController(Controller):
     ) -> ReservationBatchResult:
         items = await inventory.reserve_many(data.items, cause_of(request.scope))
         return ReservationBatchResult(items=items)
+
+
+class ReleaseBatchController(Controller):
+    """Internal: the order saga gives back the seats of cancelled or expired bookings."""
+
+    path = "/internal/v1/releases"
+    tags = ["internal"]
+    dependencies = DEPENDENCIES
+
+    @post(
+        "/",
+        status_code=200,
+        summary="Give bookings' reserved seats back, in one transaction (idempotent per "
+        "booking id)",
+        description="Items are decided in order. A booking id holding reserved seats at the "
+        "item's event gets them back (`released`, with the seats and the seats left after); "
+        "a repeat answers as the first release did and changes nothing; a booking id with no "
+        "reservation there, or a refused one, is `not_reserved`.",
+        opt=requires(RESERVE),
+    )
+    async def release_many(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ReleaseBatch],
+        inventory: Inventory,
+    ) -> ReleaseBatchResult:
+        items = await inventory.release_many(data.items, cause_of(request.scope))
+        return ReleaseBatchResult(items=items)

@@ -9,6 +9,7 @@ from litestar import Litestar
 
 from ticketing.inventory.api import (
     EventController,
+    ReleaseBatchController,
     ReservationBatchController,
     ReservationController,
     VenueController,
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventController,
             ReservationController,
             ReservationBatchController,
+            ReleaseBatchController,
         ],
         lifespan=[database],
         description="Venues, events and the authoritative ticket capacity.",

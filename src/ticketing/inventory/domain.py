@@ -2,11 +2,13 @@
 
 Inventory is event-sourced (ADR 12): a venue's stream holds :class:`VenueRegistered`; an
 event's stream holds :class:`EventScheduled`, then one :class:`SeatsReserved` or
-:class:`ReservationRefused` per booking id. The ``decide_*`` functions turn a command and the
-current state into new events; :func:`evolve` applies one event to a state. The projection
-rows (venues, events, reservations) are ``evolve``'s results, written with the events, and an
-event's row with its stream's ``version`` is the snapshot the next decision starts from: a
-stream of 100,000 reservations is never folded to decide. (Time travel, ``as_of``, folds the
+:class:`ReservationRefused` per booking id, and one :class:`SeatsReleased` per reserved
+booking id whose seats went back. The ``decide_*`` functions (here and in
+:mod:`ticketing.inventory.decisions`) turn a command and the current state into new events;
+:func:`evolve` applies one event to a state. The projection rows (venues, events,
+reservations) are ``evolve``'s results, written with the events, and an event's row with its
+stream's ``version`` is the snapshot the next decision starts from: a stream of 100,000
+reservations is never folded to decide. (Time travel, ``as_of``, folds the
 stream up to the time asked for: a read that asks for history pays for it.)
 
 The database still guards the capacity invariant itself (the event row's lock while deciding,
@@ -17,19 +19,22 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import ClassVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
 
-from ticketing.contracts.inventory import (
-    ReservationItem,
-    ReservationItemResult,
-    ReservationOutcome,
-    ReservationStatus,
+from ticketing.contracts.events import ReleaseReason
+from ticketing.contracts.inventory import ReservationOutcome
+from ticketing.inventory.rules import (
+    check_event_capacity,
+    check_limit,
+    check_start,
+    format_price,
+    parse_price,
 )
-from ticketing.shared.errors import Conflict, ImpossibleHistory, InvalidInput
+from ticketing.shared.errors import Conflict, ImpossibleHistory
 
 VENUE_STREAM = "venue"
 EVENT_STREAM = "event"
@@ -50,43 +55,84 @@ class VenueRegistered:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventScheduled:
-    SCHEMA_VERSION: ClassVar[int] = 1
+    """Version 2 added ``max_tickets_per_customer`` (None: no limit)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
     event_id: uuid.UUID
     venue_id: uuid.UUID
     name: str
     total_capacity: int
     ticket_price: str  # decimal string, two fraction digits
     starts_at: datetime | None
+    max_tickets_per_customer: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeatsReserved:
-    SCHEMA_VERSION: ClassVar[int] = 1
+    """Version 2 added ``customer_id`` (None: the request named nobody)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
     event_id: uuid.UUID
     booking_id: uuid.UUID
     ticket_count: int
     left_capacity: int  # after this reservation
+    customer_id: uuid.UUID | None = None
+
+
+RefusalReason = Literal["insufficient", "over_limit"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReservationRefused:
-    """Not enough seats were left: the booking id keeps this answer."""
+    """Not enough seats were left, or the customer would hold more than the event allows: the
+    booking id keeps this answer. Version 2 added ``reason`` and ``customer_id``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    event_id: uuid.UUID
+    booking_id: uuid.UUID
+    ticket_count: int
+    left_capacity: int  # what was left (fewer than asked for, when insufficient)
+    reason: RefusalReason = "insufficient"
+    customer_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatsReleased:
+    """A reserved booking's seats went back to the event (once per booking id)."""
 
     SCHEMA_VERSION: ClassVar[int] = 1
     event_id: uuid.UUID
     booking_id: uuid.UUID
     ticket_count: int
-    left_capacity: int  # what was left, fewer than asked for
+    left_capacity: int  # after this release
+    reason: ReleaseReason
 
 
-EventStreamEvent = EventScheduled | SeatsReserved | ReservationRefused
+EventStreamEvent = EventScheduled | SeatsReserved | ReservationRefused | SeatsReleased
 InventoryEvent = VenueRegistered | EventStreamEvent
 EVENT_TYPES: tuple[type[InventoryEvent], ...] = (
     VenueRegistered,
     EventScheduled,
     SeatsReserved,
     ReservationRefused,
+    SeatsReleased,
 )
+
+
+def _with(**fields: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def upcast(shape: dict[str, Any]) -> dict[str, Any]:
+        return {**shape, **fields}
+
+    return upcast
+
+
+# The store's upcasters: what each older shape stood for. Events before the limits named no
+# customer and no limit, and every refusal then was for want of seats.
+UPCASTERS = {
+    ("EventScheduled", 1): _with(max_tickets_per_customer=None),
+    ("SeatsReserved", 1): _with(customer_id=None),
+    ("ReservationRefused", 1): _with(reason="insufficient", customer_id=None),
+}
 
 
 # --- States: what evolve folds the events into (the projections hold the same).
@@ -111,69 +157,34 @@ class EventState:
     ticket_price: Decimal
     starts_at: datetime | None
     version: int
+    max_tickets_per_customer: int | None = None
 
 
-CENT = Decimal("0.01")
-MAX_PRICE = Decimal("99999999.99")
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Why a reservation's seats went back, and the seats left right after."""
 
-
-def parse_price(text: str) -> Decimal:
-    """A ticket price from its decimal string; at most two fraction digits, never negative."""
-    try:
-        price = Decimal(text)
-    except InvalidOperation:
-        raise InvalidInput('ticket_price must be a decimal string such as "49.00"') from None
-    if not price.is_finite() or price < 0 or price > MAX_PRICE:
-        raise InvalidInput(f"ticket_price must be between 0 and {MAX_PRICE}")
-    if price != price.quantize(CENT):
-        raise InvalidInput("ticket_price may have at most two fraction digits")
-    return price.quantize(CENT)
-
-
-def format_price(price: Decimal) -> str:
-    return str(price.quantize(CENT))
-
-
-def check_event_capacity(event_capacity: int, venue_capacity: int) -> None:
-    """An event cannot sell more seats than its venue holds."""
-    if event_capacity > venue_capacity:
-        raise InvalidInput(
-            f"total_capacity {event_capacity} exceeds the venue's capacity of {venue_capacity}",
-            errors=[{"field": "total_capacity", "message": "exceeds the venue's capacity"}],
-        )
-
-
-def check_start(starts_at: datetime | None) -> None:
-    """A start time must exist in UTC (it is stored so): ``0001-01-01T00:30+01:00`` does not."""
-    if starts_at is None:
-        return
-    try:
-        starts_at.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            "starts_at is outside the years 1 to 9999 in UTC",
-            errors=[{"field": "starts_at", "message": "outside the years 1 to 9999 in UTC"}],
-        ) from None
-
-
-def reservation_status(left_capacity: int, ticket_count: int) -> ReservationStatus:
-    """The rule every reservation follows: reserve only when enough seats are left."""
-    if ticket_count < 1:
-        raise InvalidInput("ticket_count must be at least 1")
-    if left_capacity >= ticket_count:
-        return ReservationStatus.RESERVED
-    return ReservationStatus.INSUFFICIENT
+    reason: ReleaseReason
+    left_capacity: int
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """The first answer given for a booking id; every repeat gets this answer again."""
+    """The first answer given for a booking id; every repeat gets this answer again (a release
+    later gives its seats back, but not the booking id)."""
 
     booking_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: int
-    status: ReservationStatus
+    status: ReservationOutcome  # RESERVED, INSUFFICIENT or OVER_LIMIT
     left_capacity: int
+    customer_id: uuid.UUID | None = None
+    release: Release | None = None
+
+    @property
+    def holds_seats(self) -> bool:
+        """Whether its seats are taken now: reserved, and not released since."""
+        return self.status is ReservationOutcome.RESERVED and self.release is None
 
     def is_repeat(self, event_id: uuid.UUID, ticket_count: int) -> bool:
         """Whether a request asks for exactly what this reservation holds."""
@@ -208,6 +219,7 @@ def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> Venu
                 ticket_price=Decimal(event.ticket_price),
                 starts_at=event.starts_at,
                 version=1,
+                max_tickets_per_customer=event.max_tickets_per_customer,
             )
         case SeatsReserved() | ReservationRefused():
             if not isinstance(state, EventState) or state.id != event.event_id:
@@ -218,6 +230,17 @@ def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> Venu
             return dataclasses.replace(
                 state, left_capacity=state.left_capacity - taken, version=state.version + 1
             )
+        case SeatsReleased():
+            if not isinstance(state, EventState) or state.id != event.event_id:
+                raise ImpossibleHistory(
+                    f"SeatsReleased of event {event.event_id} cannot follow {state!r}"
+                )
+            left = state.left_capacity + event.ticket_count
+            if left > state.total_capacity:
+                raise ImpossibleHistory(
+                    f"event {state.id} would have {left} of {state.total_capacity} seats left"
+                )
+            return dataclasses.replace(state, left_capacity=left, version=state.version + 1)
     raise TypeError(f"not an inventory event: {event!r}")
 
 
@@ -232,13 +255,30 @@ def fold(events: Iterable[InventoryEvent]) -> VenueState | EventState | None:
 def reservation_of(event: SeatsReserved | ReservationRefused) -> Reservation:
     """The reservation a reservation event records for its booking id."""
     status = (
-        ReservationStatus.RESERVED
+        ReservationOutcome.RESERVED
         if isinstance(event, SeatsReserved)
-        else ReservationStatus.INSUFFICIENT
+        else ReservationOutcome(event.reason)
     )
     return Reservation(
-        event.booking_id, event.event_id, event.ticket_count, status, event.left_capacity
+        event.booking_id,
+        event.event_id,
+        event.ticket_count,
+        status,
+        event.left_capacity,
+        event.customer_id,
     )
+
+
+def released(reservation: Reservation, event: SeatsReleased) -> Reservation:
+    """The reservation once ``event`` gave its seats back; ImpossibleHistory when it held
+    none to give (another booking's, refused, or released already)."""
+    if (
+        not reservation.holds_seats
+        or reservation.event_id != event.event_id
+        or reservation.ticket_count != event.ticket_count
+    ):
+        raise ImpossibleHistory(f"{event!r} cannot release {reservation!r}")
+    return dataclasses.replace(reservation, release=Release(event.reason, event.left_capacity))
 
 
 def decide_register_venue(
@@ -257,11 +297,13 @@ def decide_schedule_event(
     total_capacity: int,
     ticket_price: str,
     starts_at: datetime | None,
+    max_tickets_per_customer: int | None = None,
 ) -> EventScheduled:
     """Schedule an event at ``venue``: its capacity must fit, its price must be valid."""
     price = parse_price(ticket_price)
     check_event_capacity(total_capacity, venue.total_capacity)
     check_start(starts_at)
+    check_limit(max_tickets_per_customer)
     return EventScheduled(
         event_id=event_id,
         venue_id=venue.id,
@@ -269,80 +311,5 @@ def decide_schedule_event(
         total_capacity=total_capacity,
         ticket_price=format_price(price),
         starts_at=starts_at,
+        max_tickets_per_customer=max_tickets_per_customer,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Decisions:
-    """What one batch of reservation requests decides (see :func:`decide`)."""
-
-    results: list[ReservationItemResult]  # one per request, in request order
-    events: list[tuple[int, SeatsReserved | ReservationRefused]]  # (stream version, event)
-    states: dict[uuid.UUID, EventState]  # the new state of every event that changed
-    new: list[Reservation]  # the reservations the events record
-
-
-def decide(
-    items: Sequence[ReservationItem],
-    existing: Mapping[uuid.UUID, Reservation],
-    states: Mapping[uuid.UUID, EventState],
-) -> Decisions:
-    """Decide a batch in request order, as if each were reserved alone one after the other.
-
-    ``existing`` holds the reservations already recorded for these booking ids (a repeat gets
-    its first answer back, or a conflict when it asks for something else); ``states`` holds
-    the locked state of every existing event (absent: the event does not exist, and nothing is
-    recorded for the booking id). Each new reservation is an event on its event's stream.
-    """
-    current = dict(states)
-    known = dict(existing)
-    results: list[ReservationItemResult] = []
-    events: list[tuple[int, SeatsReserved | ReservationRefused]] = []
-    new: list[Reservation] = []
-    for item in items:
-        first = known.get(item.booking_id)
-        if first is not None:
-            results.append(
-                ReservationItemResult(
-                    item.booking_id, ReservationOutcome(first.status.value), first.left_capacity
-                )
-                if first.is_repeat(item.event_id, item.ticket_count)
-                else ReservationItemResult(item.booking_id, ReservationOutcome.CONFLICT)
-            )
-            continue
-        state = current.get(item.event_id)
-        if state is None:
-            results.append(
-                ReservationItemResult(item.booking_id, ReservationOutcome.EVENT_NOT_FOUND)
-            )
-            continue
-        status = reservation_status(state.left_capacity, item.ticket_count)
-        fact: SeatsReserved | ReservationRefused
-        if status is ReservationStatus.RESERVED:
-            fact = SeatsReserved(
-                event_id=item.event_id,
-                booking_id=item.booking_id,
-                ticket_count=item.ticket_count,
-                left_capacity=state.left_capacity - item.ticket_count,
-            )
-        else:
-            fact = ReservationRefused(
-                event_id=item.event_id,
-                booking_id=item.booking_id,
-                ticket_count=item.ticket_count,
-                left_capacity=state.left_capacity,
-            )
-        after = evolve(state, fact)
-        assert isinstance(after, EventState)
-        current[item.event_id] = after
-        events.append((after.version, fact))
-        reservation = reservation_of(fact)
-        known[item.booking_id] = reservation
-        new.append(reservation)
-        results.append(
-            ReservationItemResult(
-                item.booking_id, ReservationOutcome(status.value), fact.left_capacity
-            )
-        )
-    changed = {event_id: current[event_id] for event_id in {e.event_id for _, e in events}}
-    return Decisions(results, events, changed, new)

@@ -9,31 +9,37 @@ rewrites every row the events disagree with.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.contracts.inventory import ReservationStatus
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
     EventState,
+    InventoryEvent,
     Reservation,
     ReservationRefused,
+    SeatsReleased,
     SeatsReserved,
     VenueState,
     evolve,
     fold,
+    released,
     reservation_of,
 )
-from ticketing.inventory.repository import STORE, event_row, event_state, venue_row, venue_state
+from ticketing.inventory.repository import (
+    STORE,
+    event_state,
+    reservation_of_row,
+    venue_row,
+    venue_state,
+)
+from ticketing.inventory.rewrite import delete_orphans, write_event_row, write_reservations
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
@@ -83,15 +89,30 @@ async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
                 state.venues[now.id] = now
                 continue
             state.events[now.id] = now
-            if isinstance(event, SeatsReserved | ReservationRefused):
+            if isinstance(event, SeatsReserved | ReservationRefused | SeatsReleased):
                 if event.left_capacity != now.left_capacity:
                     problems.append(
                         f"event {now.id}: {recorded.event_type} at position "
                         f"{recorded.position} says {event.left_capacity} seats are left, "
                         f"the fold says {now.left_capacity}"
                     )
-                state.reservations[event.booking_id] = reservation_of(event)
+                try:
+                    reservation_fold(state.reservations, event)
+                except ImpossibleHistory as error:
+                    problems.append(f"position {recorded.position}: {error}")
     return state
+
+
+def reservation_fold(held: dict[uuid.UUID, Reservation], event: InventoryEvent) -> None:
+    """Apply one event of an event's stream to the reservations (by booking id) it records:
+    a reservation event records one; a release marks its reservation released."""
+    if isinstance(event, SeatsReserved | ReservationRefused):
+        held[event.booking_id] = reservation_of(event)
+    elif isinstance(event, SeatsReleased):
+        before = held.get(event.booking_id)
+        if before is None:
+            raise ImpossibleHistory(f"{event!r} releases no reservation")
+        held[event.booking_id] = released(before, event)
 
 
 async def stored(conn: AsyncConnection) -> Projection:
@@ -102,13 +123,7 @@ async def stored(conn: AsyncConnection) -> Projection:
     for row in await conn.execute(select(events)):
         state.events[row.id] = event_state(row)
     for row in await conn.execute(select(reservations)):
-        state.reservations[row.booking_id] = Reservation(
-            row.booking_id,
-            row.event_id,
-            row.ticket_count,
-            ReservationStatus(row.status),
-            row.left_capacity,
-        )
+        state.reservations[row.booking_id] = reservation_of_row(row)
     return state
 
 
@@ -165,7 +180,7 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
             await rebuild_stream(engine, stream_id, done)
         except ImpossibleHistory as error:
             done.broken.append(f"stream {stream_id}: {error}")
-    await _delete_orphans(engine, venue_ids, event_ids, done)
+    await delete_orphans(engine, venue_ids, event_ids, done)
     return done
 
 
@@ -216,123 +231,20 @@ async def _rebuild_event(engine: AsyncEngine, event_id: uuid.UUID, done: Rebuilt
         ):
             recorded += tail
         state: EventState | None = None
-        wanted: dict[uuid.UUID, tuple[Reservation, datetime]] = {}
+        wanted: dict[uuid.UUID, Reservation] = {}
+        times: dict[uuid.UUID, tuple[datetime, datetime | None]] = {}  # created, released
         for item in recorded:
             after = evolve(state, item.event)
             assert isinstance(after, EventState)
             state = after
+            reservation_fold(wanted, item.event)
+            at = item.recorded_at.replace(tzinfo=None)
             if isinstance(item.event, SeatsReserved | ReservationRefused):
-                wanted[item.event.booking_id] = (
-                    reservation_of(item.event),
-                    item.recorded_at.replace(tzinfo=None),
-                )
+                times[item.event.booking_id] = (at, None)
+            elif isinstance(item.event, SeatsReleased):
+                times[item.event.booking_id] = (times[item.event.booking_id][0], at)
         assert state is not None
-        await _write_event_row(conn, state, current, recorded[0].recorded_at, done)
-        await _write_reservations(conn, event_id, wanted, done)
+        await write_event_row(conn, state, current, recorded[0].recorded_at, done)
+        await write_reservations(conn, event_id, wanted, times, done)
 
     await run_transaction(engine, work)
-
-
-async def _write_event_row(
-    conn: AsyncConnection,
-    state: EventState,
-    current: Any,
-    scheduled_at: datetime,
-    done: Rebuilt,
-) -> None:
-    row = event_row(state)
-    if current is None:
-        created = {"created_at": scheduled_at.replace(tzinfo=None)}
-        await conn.execute(insert(events).values(**row, **created))
-    elif any(getattr(current, key) != value for key, value in row.items()):
-        await conn.execute(update(events).where(events.c.id == state.id).values(**row))
-    else:
-        return
-    done.written["events"] += 1
-
-
-async def _write_reservations(
-    conn: AsyncConnection,
-    event_id: uuid.UUID,
-    wanted: dict[uuid.UUID, tuple[Reservation, datetime]],
-    done: Rebuilt,
-) -> None:
-    """Make the event's reservations exactly those its events record (a booking id's row that
-    names another event is moved here: the events say where it belongs)."""
-    have = {
-        row.booking_id: row
-        for row in await conn.execute(
-            select(reservations).where(reservations.c.event_id == event_id)
-        )
-    }
-    extra = [booking_id for booking_id in have if booking_id not in wanted]
-    if extra:
-        await conn.execute(delete(reservations).where(reservations.c.booking_id.in_(extra)))
-        done.deleted["reservations"] += len(extra)
-    for booking_id, (reservation, recorded_at) in wanted.items():
-        row = {
-            "event_id": reservation.event_id,
-            "ticket_count": reservation.ticket_count,
-            "status": reservation.status.value,
-            "left_capacity": reservation.left_capacity,
-        }
-        current = have.get(booking_id)
-        if current is not None and all(
-            getattr(current, key) == value for key, value in row.items()
-        ):
-            continue
-        upsert = mysql_insert(reservations).values(
-            booking_id=booking_id, created_at=recorded_at, **row
-        )
-        await conn.execute(upsert.on_duplicate_key_update(**row))
-        done.written["reservations"] += 1
-
-
-async def _delete_orphans(
-    engine: AsyncEngine,
-    venue_ids: list[uuid.UUID],
-    event_ids: list[uuid.UUID],
-    done: Rebuilt,
-) -> None:
-    """Delete the rows of streams that do not exist: reservations, then events, then venues
-    (the order the foreign key needs).
-
-    The streams were listed before the rebuild began, and a venue or an event created since is
-    not among them: each candidate's row is locked and the store asked again, and a stream
-    found there now keeps its rows (they are written with its first event, in one
-    transaction, so a committed row always has its stream)."""
-    known_events, known_venues = set(event_ids), set(venue_ids)
-    async with engine.connect() as conn:
-        event_rows = set((await conn.execute(select(events.c.id))).scalars())
-        held = set((await conn.execute(select(reservations.c.event_id).distinct())).scalars())
-        venue_rows = set((await conn.execute(select(venues.c.id))).scalars())
-
-    async def drop_event(conn: AsyncConnection, stray: uuid.UUID) -> None:
-        await conn.execute(select(events.c.id).where(events.c.id == stray).with_for_update())
-        if await _has_stream(conn, stray):
-            return
-        gone = await conn.execute(delete(reservations).where(reservations.c.event_id == stray))
-        done.deleted["reservations"] += gone.rowcount
-        gone = await conn.execute(delete(events).where(events.c.id == stray))
-        done.deleted["events"] += gone.rowcount
-
-    async def drop_venue(conn: AsyncConnection, stray: uuid.UUID) -> None:
-        await conn.execute(select(venues.c.id).where(venues.c.id == stray).with_for_update())
-        if await _has_stream(conn, stray):
-            return
-        referring = await conn.scalar(select(events.c.id).where(events.c.venue_id == stray))
-        if referring is not None:
-            done.broken.append(f"venue {stray} has no events, but event {referring} is held there")
-            return
-        gone = await conn.execute(delete(venues).where(venues.c.id == stray))
-        done.deleted["venues"] += gone.rowcount
-
-    for stray in sorted((held | event_rows) - known_events):
-        await run_transaction(engine, functools.partial(drop_event, stray=stray))
-    for stray in sorted(venue_rows - known_venues):
-        await run_transaction(engine, functools.partial(drop_venue, stray=stray))
-
-
-async def _has_stream(conn: AsyncConnection, stream_id: uuid.UUID) -> bool:
-    query = select(event_store.c.position).where(event_store.c.stream_id == stream_id).limit(1)
-    return (await conn.scalar(query)) is not None

@@ -11,14 +11,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import (
+from ticketing.inventory.decisions import (
+    CustomerSeats,
+    DecideBatch,
+    DecideReleases,
     Decisions,
-    EventScheduled,
-    EventState,
-    Reservation,
-    VenueRegistered,
-    VenueState,
+    Releases,
+    counted,
 )
+from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
+from ticketing.inventory.holdings import held_seats, release_statements
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
@@ -55,26 +57,55 @@ class SqlInventoryRecords:
     async def reserve(
         self,
         event_ids: Sequence[uuid.UUID],
-        decide: Callable[
-            [Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Decisions
-        ],
+        decide: DecideBatch,
         cause: Cause,
         causes: Mapping[uuid.UUID, Cause],
         *,
         existing_of: Sequence[uuid.UUID] = (),
+        customers: Sequence[CustomerSeats] = (),
     ) -> Decisions:
         async def work(uow: UnitOfWork) -> Decisions:
             # The locks first, then the reservations already recorded: a repeat committed
             # while this waited for a lock is then seen, not found later on the primary key.
+            # The seats held are counted under the same locks, and only at events with a limit.
             states = await repo.lock_states(uow.conn, event_ids)
             existing = await repo.get_reservations(uow.conn, existing_of) if existing_of else {}
-            decisions = decide(states, existing)
+            pairs = counted(customers, states)
+            held = await held_seats(uow.conn, pairs) if pairs else {}
+            decisions = decide(states, existing, held)
             uow.write(
                 *repo.reservation_statements(
                     decisions.events, list(decisions.states.values()), decisions.new, cause, causes
                 )
             )
             return decisions
+
+        return await self._unit(work)
+
+    async def release(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        booking_ids: Sequence[uuid.UUID],
+        decide: DecideReleases,
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+    ) -> Releases:
+        async def work(uow: UnitOfWork) -> Releases:
+            # The same locks as a reservation's, then the reservations: a reservation or a
+            # release of one of these events can neither commit nor be under way meanwhile.
+            states = await repo.lock_states(uow.conn, event_ids)
+            existing = await repo.get_reservations(uow.conn, booking_ids)
+            releases = decide(states, existing)
+            uow.write(
+                *release_statements(
+                    releases.events,
+                    list(releases.states.values()),
+                    releases.released,
+                    cause,
+                    causes,
+                )
+            )
+            return releases
 
         return await self._unit(work)
 

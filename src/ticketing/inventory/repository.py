@@ -11,28 +11,30 @@ from typing import Any, TypeAlias
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.contracts.inventory import Event, ReservationStatus, Venue
+from ticketing.contracts.inventory import Event, ReservationOutcome, Venue
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     EVENT_TYPES,
+    UPCASTERS,
     VENUE_STREAM,
     EventScheduled,
     EventState,
+    Release,
     Reservation,
     ReservationRefused,
     SeatsReserved,
     VenueRegistered,
     VenueState,
     evolve,
-    format_price,
 )
+from ticketing.inventory.rules import format_price
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
-STORE = EventStore(event_store, EventCodec(EVENT_TYPES))
+STORE = EventStore(event_store, EventCodec(EVENT_TYPES, UPCASTERS))
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
@@ -48,6 +50,7 @@ _EVENT_COLUMNS = (
     events.c.left_capacity,
     events.c.ticket_price,
     events.c.starts_at,
+    events.c.max_tickets_per_customer,
     venues.c.id.label("venue_id"),
     venues.c.name.label("venue_name"),
     venues.c.address.label("venue_address"),
@@ -69,6 +72,7 @@ def _event(row: AnyRow) -> Event:
         left_capacity=row.left_capacity,
         ticket_price=format_price(row.ticket_price),
         starts_at=None if row.starts_at is None else row.starts_at.replace(tzinfo=UTC),
+        max_tickets_per_customer=row.max_tickets_per_customer,
     )
 
 
@@ -98,6 +102,7 @@ def event_row(state: EventState) -> dict[str, Any]:
         "ticket_price": state.ticket_price,
         "starts_at": None if state.starts_at is None else naive_utc(state.starts_at),
         "version": state.version,
+        "max_tickets_per_customer": state.max_tickets_per_customer,
     }
 
 
@@ -112,6 +117,7 @@ def event_state(row: AnyRow) -> EventState:
         ticket_price=row.ticket_price,
         starts_at=None if row.starts_at is None else row.starts_at.replace(tzinfo=UTC),
         version=row.version,
+        max_tickets_per_customer=row.max_tickets_per_customer,
     )
 
 
@@ -185,6 +191,7 @@ def event_of(state: EventState, venue: Venue) -> Event:
         ticket_price=format_price(state.ticket_price),
         # Stored with the offset it was sent with; the projection serves it in UTC.
         starts_at=None if starts_at is None else starts_at.astimezone(UTC),
+        max_tickets_per_customer=state.max_tickets_per_customer,
     )
 
 
@@ -195,10 +202,11 @@ _RESERVATION_COLUMNS = (
     "ticket_count",
     "status",
     "left_capacity",
+    "customer_id",
     "created_at",
 )
 _ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
-_SET_SEATS = "UPDATE events SET left_capacity = %s, version = %s WHERE id = %s"
+SET_SEATS = "UPDATE events SET left_capacity = %s, version = %s WHERE id = %s"
 
 
 async def lock_states(
@@ -215,7 +223,8 @@ async def lock_states(
     rows = await sql.fetch_all(
         conn,
         "SELECT id, venue_id, name, total_capacity, left_capacity, ticket_price, "  # noqa: S608
-        f"starts_at, version FROM events WHERE id IN ({sql.placeholders(len(ordered))}) "
+        "starts_at, version, max_tickets_per_customer "
+        f"FROM events WHERE id IN ({sql.placeholders(len(ordered))}) "
         "ORDER BY id FOR UPDATE",
         [str(event_id) for event_id in ordered],
     )
@@ -229,6 +238,7 @@ async def lock_states(
             ticket_price=row[5],
             starts_at=None if row[6] is None else row[6].replace(tzinfo=UTC),
             version=int(row[7]),
+            max_tickets_per_customer=None if row[8] is None else int(row[8]),
         )
         for row in rows
     }
@@ -262,6 +272,7 @@ def reservation_statements(
             r.ticket_count,
             r.status.value,
             r.left_capacity,
+            None if r.customer_id is None else str(r.customer_id),
             now,
         )
         for r in new
@@ -270,7 +281,7 @@ def reservation_statements(
         STORE.append(pending, cause, now),
         sql.Statement(_ADD_RESERVATIONS, rows, rows=True),
         *(
-            sql.Statement(_SET_SEATS, [state.left_capacity, state.version, str(state.id)])
+            sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
             for state in states
         ),
     ]
@@ -280,14 +291,19 @@ async def get_reservations(
     conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Reservation]:
     query = select(reservations).where(reservations.c.booking_id.in_(booking_ids))
-    return {row.booking_id: _reservation(row) for row in await conn.execute(query)}
+    return {row.booking_id: reservation_of_row(row) for row in await conn.execute(query)}
 
 
-def _reservation(row: AnyRow) -> Reservation:
+def reservation_of_row(row: AnyRow) -> Reservation:
+    """A reservation from its row of the ``reservations`` table."""
     return Reservation(
         booking_id=row.booking_id,
         event_id=row.event_id,
         ticket_count=row.ticket_count,
-        status=ReservationStatus(row.status),
+        status=ReservationOutcome(row.status),
         left_capacity=row.left_capacity,
+        customer_id=row.customer_id,
+        release=None
+        if row.release_reason is None
+        else Release(row.release_reason, row.release_left_capacity),
     )

@@ -16,6 +16,8 @@ from ticketing.contracts.inventory import (
     EventCreate,
     EventHistoryPage,
     EventPage,
+    ReleaseItem,
+    ReleaseItemResult,
     ReservationItem,
     ReservationItemResult,
     ReservationOutcome,
@@ -26,14 +28,22 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import (
+from ticketing.inventory.decisions import (
+    CustomerSeats,
+    DecideBatch,
+    DecideReleases,
     Decisions,
+    Releases,
+    customers_of,
+    decide,
+    decide_release,
+)
+from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     Reservation,
     VenueRegistered,
     VenueState,
-    decide,
     decide_register_venue,
     decide_schedule_event,
     evolve,
@@ -53,7 +63,9 @@ DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
 
 
-def item_causes(items: Sequence[ReservationItem], cause: Cause) -> dict[uuid.UUID, Cause]:
+def item_causes(
+    items: Sequence[ReservationItem | ReleaseItem], cause: Cause
+) -> dict[uuid.UUID, Cause]:
     """The cause of each booking id whose first item (the one decided) names its own."""
     causes: dict[uuid.UUID, Cause] = {}
     seen: set[uuid.UUID] = set()
@@ -64,9 +76,6 @@ def item_causes(items: Sequence[ReservationItem], cause: Cause) -> dict[uuid.UUI
         if item.causation_id or item.correlation_id:
             causes[item.booking_id] = cause.caused_by(item.causation_id, item.correlation_id)
     return causes
-
-
-DecideBatch = Callable[[Mapping[uuid.UUID, EventState], Mapping[uuid.UUID, Reservation]], Decisions]
 
 
 class InventoryRecords(Protocol):
@@ -93,13 +102,29 @@ class InventoryRecords(Protocol):
         causes: Mapping[uuid.UUID, Cause],
         *,
         existing_of: Sequence[uuid.UUID] = (),
+        customers: Sequence[CustomerSeats] = (),
     ) -> Decisions:
         """Lock the state of each existing event of ``event_ids`` (its stream's snapshot),
         read the reservations recorded for the booking ids ``existing_of`` (none is read when
-        it is empty), and record what ``decide`` decides from them: its events, each with its
+        it is empty) and the seats held now by each pair of ``customers`` whose event sets a
+        limit (:func:`~ticketing.inventory.decisions.counted`; nothing is read when none
+        does), and record what ``decide`` decides from them: its events, each with its
         booking id's cause in ``causes`` or else ``cause``, its reservations and the events'
         new states; the decisions. Raises :class:`AlreadyRecorded` when a booking id holds a
         reservation already or a stream version is taken."""
+
+    async def release(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        booking_ids: Sequence[uuid.UUID],
+        decide: DecideReleases,
+        cause: Cause,
+        causes: Mapping[uuid.UUID, Cause],
+    ) -> Releases:
+        """Lock the state of each existing event of ``event_ids``, read the reservations of
+        ``booking_ids``, and record what ``decide`` decides from them: its events (causes as
+        for :meth:`reserve`), the reservations it releases and the events' new states; the
+        decisions. Raises :class:`AlreadyRecorded` when a stream version is taken."""
 
 
 class InventoryService:
@@ -141,6 +166,7 @@ class InventoryService:
                 total_capacity=data.total_capacity,
                 ticket_price=data.ticket_price,
                 starts_at=data.starts_at,
+                max_tickets_per_customer=data.max_tickets_per_customer,
             )
 
         recorded = await self._records.schedule_event(data.venue_id, schedule, cause)
@@ -200,6 +226,8 @@ class InventoryService:
             raise NotFound(f"event {event_id} does not exist")
         if result.outcome is ReservationOutcome.CONFLICT:
             raise Conflict(f"booking {request.booking_id} already holds a different reservation")
+        if result.outcome is ReservationOutcome.OVER_LIMIT:  # a repeat: this call names nobody
+            raise Conflict(f"booking {request.booking_id} was refused over its customer's limit")
         assert result.left_capacity is not None
         return ReservationResult(
             booking_id=result.booking_id,
@@ -229,11 +257,14 @@ class InventoryService:
         causes = item_causes(items, cause)
         event_ids = list({item.event_id for item in items})
         booking_ids = [item.booking_id for item in items]
+        customers = customers_of(items)
 
         def decide_batch(
-            states: Mapping[uuid.UUID, EventState], existing: Mapping[uuid.UUID, Reservation]
+            states: Mapping[uuid.UUID, EventState],
+            existing: Mapping[uuid.UUID, Reservation],
+            held: Mapping[CustomerSeats, int],
         ) -> Decisions:
-            return decide(items, existing, states)
+            return decide(items, existing, states, held)
 
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
@@ -243,10 +274,44 @@ class InventoryService:
                     cause,
                     causes,
                     existing_of=() if attempt == 0 else booking_ids,
+                    customers=customers,
                 )
             except AlreadyRecorded:
                 if attempt == DUPLICATE_RETRIES:
                     raise
                 continue
             return decisions.results
+        raise AssertionError("unreachable")
+
+    async def release_many(
+        self, items: Sequence[ReleaseItem], cause: Cause
+    ) -> list[ReleaseItemResult]:
+        """Give bookings' seats back in one transaction, at most once per booking id.
+
+        The events' rows are locked as a reservation locks them, then the reservations are
+        read and the releases decided in request order (see
+        :func:`~ticketing.inventory.decisions.decide_release`): a repeat, or a release that
+        another transaction committed first, answers as the first release did and changes
+        nothing. A stale stream version (which the locks rule out) is decided again, up to
+        ``DUPLICATE_RETRIES`` times.
+        """
+        causes = item_causes(items, cause)
+        event_ids = list({item.event_id for item in items})
+        booking_ids = list({item.booking_id for item in items})
+
+        def decide_batch(
+            states: Mapping[uuid.UUID, EventState], existing: Mapping[uuid.UUID, Reservation]
+        ) -> Releases:
+            return decide_release(items, existing, states)
+
+        for attempt in range(DUPLICATE_RETRIES + 1):
+            try:
+                releases = await self._records.release(
+                    event_ids, booking_ids, decide_batch, cause, causes
+                )
+            except AlreadyRecorded:
+                if attempt == DUPLICATE_RETRIES:
+                    raise
+                continue
+            return releases.results
         raise AssertionError("unreachable")

@@ -12,7 +12,9 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.http import create_http_app
+from ticketing.shared.metrics import registered, upstream_breakers
 from ticketing.shared.oauth_client import upstream_as
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
@@ -34,12 +36,16 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 InventoryClient(inventory),
                 after_commit=shared.relay.wake,
             )
-            broker, runner = build_broker(settings, service)
+            consumer_metrics = ConsumerMetrics()
+            broker, runner = build_broker(settings, service, consumer_metrics)
             app.state.orders = service
             app.state.runner = runner
             jobs = [shared.relay_job()] if run_relay else []
-            async with consuming(app, broker, *jobs):
-                yield
+            with registered(
+                app.state.metrics, consumer_metrics, upstream_breakers("order", inventory)
+            ):
+                async with consuming(app, broker, *jobs):
+                    yield
 
     return create_http_app(
         service="order",

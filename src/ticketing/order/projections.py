@@ -2,8 +2,8 @@
 
 ``ticketing projections verify --service order`` prints every difference; ``ticketing
 projections rebuild --service order`` rewrites every row the events disagree with, while the
-saga keeps running. A booking's stream holds one event, so both read the store a page at a
-time in position order instead of folding stream by stream.
+saga keeps running. A booking's stream holds its outcome and, for a confirmed order whose
+seats went back, its release: both read the store a page at a time in position order.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.order.domain import ORDER_STREAM, OrderState, evolve
-from ticketing.order.repository import ORDER_COLUMNS, STORE, order_row
+from ticketing.order.domain import OrderState
+from ticketing.order.repository import ORDER_COLUMNS, STORE, fold, order_row, read_streams
 from ticketing.order.tables import event_store, orders
 from ticketing.shared.db import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
@@ -29,19 +29,9 @@ TABLES = ("orders",)
 Row = dict[str, Any]
 
 
-def misfiled(recorded: Recorded) -> str | None:
-    """Why ``recorded`` cannot be an event of its stream, if it cannot: an order's stream is
-    of type ``order`` and named by the booking id."""
-    where = f"stream {recorded.stream_id}: event at position {recorded.position}"
-    if recorded.stream_type != ORDER_STREAM:
-        return f"{where} is in a stream of type {recorded.stream_type!r}, not {ORDER_STREAM!r}"
-    if recorded.event.booking_id != recorded.stream_id:
-        return f"{where} is the outcome of booking {recorded.event.booking_id}"
-    return None
-
-
-def expected_row(recorded: Recorded, state: OrderState) -> Row:
-    return order_row(state, recorded.recorded_at.replace(tzinfo=None))
+def expected_row(history: Sequence[Recorded], state: OrderState) -> Row:
+    """The row ``state`` (the fold of ``history``) makes: created when its outcome was recorded."""
+    return order_row(state, history[0].recorded_at.replace(tzinfo=None))
 
 
 def stored_row(row: Any) -> Row:
@@ -56,34 +46,23 @@ def differing(have: Row, want: Row) -> list[str]:
 # --- verify
 
 
-async def folded(conn: AsyncConnection, problems: list[str]) -> dict[uuid.UUID, Row]:
-    """The ``orders`` rows the events say, by booking id; every event that cannot be folded
-    is added to ``problems``."""
-    states: dict[uuid.UUID, OrderState] = {}
-    rows: dict[uuid.UUID, Row] = {}
+async def folded(conn: AsyncConnection, problems: list[str]) -> dict[uuid.UUID, Row | None]:
+    """The ``orders`` rows the events say, by booking id; None for a stream that cannot be
+    folded, which is added to ``problems`` (its row is left out of the comparison)."""
+    streams: dict[uuid.UUID, list[Recorded]] = {}
     after = 0
     while page := await STORE.page(conn, after=after, limit=PAGE):
         for recorded in page:
-            after = recorded.position
-            problem = misfiled(recorded)
-            if problem is not None:
-                problems.append(problem)
-                continue
-            try:
-                state = evolve(states.get(recorded.stream_id), recorded.event)
-            except ImpossibleHistory as error:
-                problems.append(
-                    f"stream {recorded.stream_id} cannot be folded at position "
-                    f"{recorded.position}: {error}"
-                )
-                continue
-            if state.version != recorded.version:
-                problems.append(
-                    f"stream {recorded.stream_id}: event at position {recorded.position} is "
-                    f"version {recorded.version}, the fold is at {state.version}"
-                )
-            states[recorded.stream_id] = state
-            rows[recorded.stream_id] = expected_row(recorded, state)
+            streams.setdefault(recorded.stream_id, []).append(recorded)
+        after = page[-1].position
+    rows: dict[uuid.UUID, Row | None] = {}
+    for stream_id, history in streams.items():
+        history.sort(key=lambda recorded: recorded.version)
+        try:
+            rows[stream_id] = expected_row(history, fold(history))
+        except ImpossibleHistory as error:
+            problems.append(str(error))
+            rows[stream_id] = None
     return rows
 
 
@@ -116,9 +95,12 @@ async def verify(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            expected = await folded(conn, problems)
+            folds = await folded(conn, problems)
             actual = {row.booking_id: stored_row(row) for row in await conn.execute(select(orders))}
-    return problems + list(differences(expected, actual))
+    expected = {key: row for key, row in folds.items() if row is not None}
+    unfolded = {key for key, row in folds.items() if row is None}
+    checked = {key: row for key, row in actual.items() if key not in unfolded}
+    return problems + list(differences(expected, checked))
 
 
 # --- rebuild
@@ -127,10 +109,13 @@ async def verify(engine: AsyncEngine) -> list[str]:
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
     """Rewrite every ``orders`` row from the events, in place, while the saga keeps running.
 
-    The store is read a page at a time; each page's rows are locked and written as their
-    events say in one transaction. An outcome's row commits with its event and its stream
-    never changes after, so no writer touches a row once its event can be read. Rows that no
-    stream accounts for are deleted, and streams that cannot be folded are reported and left.
+    The store is read a page at a time; for the streams of each page, their rows are locked,
+    then the streams read whole and the rows written as their folds say, in one transaction. A
+    release changes its row with its event, and waits for that lock: a release that commits
+    first is in the streams read, one that commits later changes the row after. (A row missing
+    while its order is released may be written as the confirmed order; the next verify names
+    it.) Rows that no stream accounts for are deleted, and streams that cannot be folded are
+    reported and left.
     """
     done = Rebuilt(TABLES)
     after = 0
@@ -140,55 +125,32 @@ async def rebuild(engine: AsyncEngine) -> Rebuilt:
         if not page:
             break
         after = page[-1].position
-        wanted = await _wanted(engine, page, done)
-        if wanted:
-            await run_transaction(engine, functools.partial(_write, wanted=wanted, done=done))
+        bookings = sorted({r.stream_id for r in page if not done.gave_up(r.stream_id)}, key=str)
+        if bookings:
+            await run_transaction(engine, functools.partial(_write, bookings=bookings, done=done))
     await _delete_orphans(engine, done)
     return done
 
 
-async def _wanted(
-    engine: AsyncEngine, page: Sequence[Recorded], done: Rebuilt
-) -> dict[uuid.UUID, Row]:
-    """The rows the page's events say, by booking id, but for streams that cannot be folded:
-    misfiled events, and streams of more than one event or none at version 1 (whose other
-    events may be on other pages)."""
-    async with engine.connect() as conn:
-        counted = select(event_store.c.stream_id, func.count(), func.min(event_store.c.version))
-        query = (
-            counted.where(event_store.c.stream_id.in_({r.stream_id for r in page}))
-            .group_by(event_store.c.stream_id)
-            .having((func.count() > 1) | (func.min(event_store.c.version) != 1))
-        )
-        unfoldable = {row[0]: (row[1], row[2]) for row in await conn.execute(query)}
-    wanted: dict[uuid.UUID, Row] = {}
-    for recorded in page:
-        stream_id = recorded.stream_id
-        problem = misfiled(recorded)
-        if problem is not None:
-            done.give_up(stream_id, problem)
-        elif stream_id in unfoldable:
-            count, first = unfoldable[stream_id]
-            done.give_up(
-                stream_id,
-                f"stream {stream_id} holds {count} event(s) from version {first}: an order's "
-                "stream holds one, version 1",
-            )
-        else:
-            wanted[stream_id] = expected_row(recorded, evolve(None, recorded.event))
-    return {key: row for key, row in wanted.items() if not done.gave_up(key)}
-
-
-async def _write(conn: AsyncConnection, *, wanted: Mapping[uuid.UUID, Row], done: Rebuilt) -> None:
-    """Make the rows of ``wanted``'s bookings what it says, their rows locked first."""
-    query = select(orders).where(orders.c.booking_id.in_(wanted.keys())).with_for_update()
+async def _write(conn: AsyncConnection, *, bookings: Sequence[uuid.UUID], done: Rebuilt) -> None:
+    """Make the rows of ``bookings`` what their streams say, their rows locked first."""
+    query = select(orders).where(orders.c.booking_id.in_(bookings)).with_for_update()
     current = {row.booking_id: stored_row(row) for row in await conn.execute(query)}
-    for booking_id, want in wanted.items():
+    streams = await read_streams(conn, bookings)
+    for booking_id in bookings:
+        history = streams.get(booking_id)
+        if not history:
+            continue
+        try:
+            want = expected_row(history, fold(history))
+        except ImpossibleHistory as error:
+            done.give_up(booking_id, str(error))
+            continue
         have = current.get(booking_id)
         if have is not None and not differing(have, want):
             continue
         if have is None or have["id"] != want["id"]:
-            # The id is this stream's own (its order's, or its event's): a row of another
+            # The id is this stream's own (its order's, or its outcome's): a row of another
             # booking holding it is wrong.
             taken = await conn.execute(
                 delete(orders).where(orders.c.id == want["id"], orders.c.booking_id != booking_id)

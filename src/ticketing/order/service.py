@@ -1,5 +1,6 @@
-"""The order saga step: reserve at inventory, then record the outcome as the event of the
-booking's order stream, with its projection, in one transaction."""
+"""The order saga's steps: reserve at inventory for a booking request, or give a confirmed
+order's seats back for a cancellation or an expired hold; then record what was decided as the
+events of the bookings' order streams, with their projection, in one transaction."""
 
 from __future__ import annotations
 
@@ -10,9 +11,25 @@ from typing import Protocol
 
 import structlog
 
-from ticketing.contracts.events import BookingRequested
-from ticketing.contracts.inventory import ReservationItem, ReservationItemResult
-from ticketing.order.domain import OrderEvent, decide
+from ticketing.contracts.events import BookingEvent, BookingRequested, SeatRelease
+from ticketing.contracts.inventory import (
+    ReleaseItem,
+    ReleaseItemResult,
+    ReservationItem,
+    ReservationItemResult,
+)
+from ticketing.order.domain import (
+    ImpossibleRelease,
+    OrderEvent,
+    OrderState,
+    OrderStatus,
+    check_released,
+    decide,
+    decide_release,
+    release_reason,
+    to_release,
+)
+from ticketing.shared import tally
 from ticketing.shared.consumer import Received
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
@@ -22,37 +39,54 @@ CONSUMER = "order-service"
 log = structlog.get_logger(__name__)
 
 
-Outcomes = Sequence[tuple[OrderEvent, Cause]]
+Changes = Sequence[tuple[OrderEvent, Cause]]
 
 
 class OrderRecords(Protocol):
-    """Where the saga step records what it decided (the port its use case needs; the SQL
-    adapter is :class:`ticketing.order.repository.SqlOrderRecords`)."""
+    """Where the saga records what it decided (the port its use case needs; the SQL adapter
+    is :class:`ticketing.order.repository.SqlOrderRecords`)."""
 
     async def record(
-        self, message_ids: Sequence[uuid.UUID], decide_at: Callable[[datetime], Outcomes]
+        self, message_ids: Sequence[uuid.UUID], decide_at: Callable[[datetime], Changes]
     ) -> None:
-        """In one transaction: claim the messages, and record the outcomes ``decide_at`` gives
-        for the time of the transaction. Raises :class:`AlreadyRecorded` (and records
-        nothing) when a message was claimed or a booking's outcome recorded before."""
+        """In one transaction: claim the messages, and record the events ``decide_at`` gives
+        for the time of the transaction, each at its version of its booking's stream (an
+        outcome 1, a release 2). Raises :class:`AlreadyRecorded` (and records nothing) when a
+        message was claimed or a booking's stream holds that version before."""
 
     async def has_outcome(self, booking_id: uuid.UUID) -> bool:
         """Whether the booking's order stream holds its outcome."""
 
+    async def orders(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderState]:
+        """The orders of ``booking_ids`` as their streams say; a booking with no stream is
+        left out. Raises ImpossibleHistory for a stream that cannot be an order's."""
+
 
 class Reserver(Protocol):
-    """The inventory call the saga step makes (the client over HTTP, or a stand-in)."""
+    """The inventory call a booking request needs (the client over HTTP, or a stand-in)."""
 
     async def reserve_many(
         self, items: list[ReservationItem], *, correlation_id: str | None = None
     ) -> list[ReservationItemResult]: ...
 
 
+class Releaser(Protocol):
+    """The inventory call a release needs (the client over HTTP, or a stand-in)."""
+
+    async def release_many(
+        self, items: list[ReleaseItem], *, correlation_id: str | None = None
+    ) -> list[ReleaseItemResult]: ...
+
+
+class Inventory(Reserver, Releaser, Protocol):
+    """Inventory as the saga uses it."""
+
+
 class OrderService:
     def __init__(
         self,
         records: OrderRecords,
-        inventory: Reserver,
+        inventory: Inventory,
         *,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -61,68 +95,150 @@ class OrderService:
         self._after_commit = after_commit
 
     async def handle_batch(self, received: Sequence[Received]) -> None:
-        """Apply a batch of BookingRequested: one reservation call, then the inbox claims, the
-        outcome events and the orders in one transaction.
+        """Apply a batch of BookingRequested, BookingCancelled and HoldExpired: at most one
+        release call and one reservation call (in that order, so that the batch's requests may
+        take the seats given back), then the inbox claims and the events with their orders in
+        one transaction.
 
-        Further messages for a booking that comes twice are skipped. If a message was applied
-        before (a redelivery: its reservation is idempotent and answers as before), or its
-        booking has its outcome already (another message for it), nothing of the batch is
-        recorded: alone, its booking's outcome is there already and it is skipped; in a batch,
-        the error goes to the consumer's runner, which hands each message over alone.
+        Further messages for a booking that comes twice (as a request, or as a release) are
+        skipped, and so is a release whose order is released already. If a message was applied
+        before (a redelivery: its reservation or release is idempotent and answers as before),
+        or its booking has that event already (another message for it), nothing of the batch
+        is recorded: alone, its booking's event is there already and it is skipped; in a
+        batch, the error goes to the consumer's runner, which hands each message over alone.
+        A release that cannot be (:class:`ImpossibleRelease`) fails the batch the same way,
+        and alone is never acknowledged.
         """
-        firsts: dict[uuid.UUID, Received] = {}
+        requests: dict[uuid.UUID, Received] = {}
+        releases: dict[uuid.UUID, Received] = {}
         for item in received:
-            firsts.setdefault(item.event.booking_id, item)
-        todo = list(firsts.values())
-        answers = await self._inventory.reserve_many(
-            [reservation_item(item.event, item.correlation_id) for item in todo]
-        )
-        ids = [(new_id(), new_id()) for _ in todo]  # (order, message): the same on a retry
+            into = requests if isinstance(item.event, BookingRequested) else releases
+            into.setdefault(item.event.booking_id, item)
+        asked = list(requests.values())
+        releasing = await self._still_reserved(list(releases.values()))
+        # Seats given back first: the requests of the batch may take them.
+        released = await self._release(releasing) if releasing else []
+        answers = await self._reserve(asked) if asked else []
+        ids = [(new_id(), new_id()) for _ in asked]  # (order, message): the same on a retry
+        release_ids = [new_id() for _ in releasing]
 
-        def decide_at(now: datetime) -> Outcomes:
-            return [
+        def decide_at(now: datetime) -> Changes:
+            outcomes = [
                 (
-                    decide(
-                        item.event,
-                        answer.outcome,
-                        order_id=order_id,
-                        message_id=message_id,
-                        now=now,
-                    ),
+                    decide(item.event, answer.outcome, order_id=order, message_id=message, now=now),
                     cause_of(item.event, item.correlation_id),
                 )
-                for item, answer, (order_id, message_id) in zip(todo, answers, ids, strict=True)
+                for item, answer, (order, message) in zip(asked, answers, ids, strict=True)
+            ]
+            return outcomes + [
+                (
+                    decide_release(state, item.event, answer, message_id=message, now=now),
+                    cause_of(item.event, item.correlation_id),
+                )
+                for (item, state), answer, message in zip(
+                    releasing, released, release_ids, strict=True
+                )
             ]
 
+        todo = asked + [item for item, _ in releasing]
+        if not todo:
+            log.info("seats released before", count=len(releases))
+            return
         try:
             await self._records.record([i.event.message_id for i in todo], decide_at)
         except AlreadyRecorded:
             if len(todo) > 1:
                 raise
             (alone,) = todo
-            # Acked only when its booking's outcome is recorded: every message claimed records
-            # its booking's outcome with it, so a claimed id without one is another booking's
+            # Acked only when its booking's event is recorded: every message claimed records
+            # its booking's event with it, so a claimed id without one is another booking's
             # (a producer's bug), and a taken key without one is a stale projection.
-            if not await self._records.has_outcome(alone.event.booking_id):
+            if not await self._applied_before(alone.event):
                 raise
-            log.info("booking request applied before", booking_id=str(alone.event.booking_id))
+            log.info("booking message applied before", booking_id=str(alone.event.booking_id))
+            tally.applied_before()
             return
         self._after_commit()
-        log.info("bookings settled", count=len(todo))
+        log.info("bookings settled", count=len(asked), released=len(releasing))
+
+    async def _still_reserved(self, releases: list[Received]) -> list[tuple[Received, OrderState]]:
+        """The releases whose confirmed orders still hold their seats, with those orders; a
+        release of an order released before is left out. Raises ImpossibleRelease."""
+        if not releases:
+            return []
+        orders = await self._records.orders([item.event.booking_id for item in releases])
+        still: list[tuple[Received, OrderState]] = []
+        for item in releases:
+            state = orders.get(item.event.booking_id)
+            try:
+                if to_release(state, item.event):
+                    assert state is not None
+                    still.append((item, state))
+            except ImpossibleRelease as error:
+                booking = str(item.event.booking_id)
+                log.error(
+                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
+                )
+                raise
+        return still
+
+    async def _reserve(self, asked: list[Received]) -> list[ReservationItemResult]:
+        return await self._inventory.reserve_many(
+            [reservation_item(item.event, item.correlation_id) for item in asked]
+        )
+
+    async def _release(
+        self, releasing: list[tuple[Received, OrderState]]
+    ) -> list[ReleaseItemResult]:
+        """Inventory's answers to the releases, each checked against its order."""
+        answers = await self._inventory.release_many(
+            [release_item(item.event, state, item.correlation_id) for item, state in releasing]
+        )
+        for (_, state), answer in zip(releasing, answers, strict=True):
+            try:
+                check_released(state, answer)
+            except ImpossibleRelease as error:
+                booking = str(state.booking_id)
+                log.error(
+                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
+                )
+                raise
+        return answers
+
+    async def _applied_before(self, event: BookingEvent) -> bool:
+        """Whether the event a message asks for is in its booking's stream."""
+        if isinstance(event, BookingRequested):
+            return await self._records.has_outcome(event.booking_id)
+        state = (await self._records.orders([event.booking_id])).get(event.booking_id)
+        return state is not None and state.status is OrderStatus.RELEASED
 
 
-def cause_of(event: BookingRequested, correlation_id: str | None) -> Cause:
-    """The cause stored with the outcome of ``event``: this consumer, the message's
+def cause_of(event: BookingEvent, correlation_id: str | None) -> Cause:
+    """The cause stored with the event decided for ``event``: this consumer, the message's
     correlation id, and the message itself."""
     return Cause(actor=CONSUMER).caused_by(str(event.message_id), correlation_id)
 
 
 def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:
-    """The reservation a BookingRequested asks for, naming the message as its cause."""
+    """The reservation a BookingRequested asks for, for its customer (whose per-event limit
+    inventory keeps), naming the message as its cause."""
     return ReservationItem(
         event.event_id,
         event.booking_id,
         event.ticket_count,
+        causation_id=str(event.message_id),
+        correlation_id=correlation_id,
+        customer_id=event.customer_id,
+    )
+
+
+def release_item(event: SeatRelease, order: OrderState, correlation_id: str | None) -> ReleaseItem:
+    """The release of ``order``'s seats that ``event`` asks for, naming the message as its
+    cause."""
+    return ReleaseItem(
+        event_id=order.event_id,
+        booking_id=order.booking_id,
+        reason=release_reason(event),
         causation_id=str(event.message_id),
         correlation_id=correlation_id,
     )

@@ -14,8 +14,9 @@ from ticketing.shared.inbox import inbox_table
 metadata = MetaData()
 
 # One row per booking (unique): the saga's decision, CONFIRMED with its order id, or REJECTED
-# with its event's id and no ticket count or price (the rejection does not carry them).
-# created_at is the time its event was recorded.
+# with its event's id and no ticket count or price (the rejection does not carry them); a
+# confirmed order whose seats went back is RELEASED, with the release's reason. created_at is
+# the time its outcome (its stream's first event) was recorded.
 orders = Table(
     "orders",
     metadata,

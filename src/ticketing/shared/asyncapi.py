@@ -21,9 +21,12 @@ from ticketing.contracts.events import (
     ORDERS_DLQ_TOPIC,
     ORDERS_TOPIC,
     PUBLICATIONS,
+    BookingCancelled,
     BookingRequested,
+    HoldExpired,
     OrderConfirmed,
     OrderRejected,
+    OrderReleased,
 )
 
 HEADERS_NOTE = (
@@ -54,22 +57,27 @@ def _document_broker(bootstrap: str) -> KafkaBroker:
     @broker.subscriber(
         BOOKINGS_TOPIC,
         group_id="order-service",
-        title="order-service consumes BookingRequested",
-        description="Reserves at inventory, records the order, publishes the outcome. "
-        f"Messages that keep failing go to {BOOKINGS_DLQ_TOPIC}.",
+        title="order-service consumes BookingRequested, BookingCancelled or HoldExpired",
+        description="BookingRequested: reserves at inventory, records the order, publishes the "
+        "outcome. BookingCancelled or HoldExpired (only for a booking whose order is "
+        "confirmed): gives the seats back at inventory and publishes OrderReleased, once per "
+        f"booking. Messages that keep failing go to {BOOKINGS_DLQ_TOPIC}.",
     )
-    async def order_service(event: BookingRequested) -> None:  # pragma: no cover - docs only
+    async def order_service(
+        event: BookingRequested | BookingCancelled | HoldExpired,
+    ) -> None:  # pragma: no cover - docs only
         del event
 
     @broker.subscriber(
         ORDERS_TOPIC,
         group_id="booking-service",
-        title="booking-service consumes the order outcome",
-        description="Moves the booking to CONFIRMED or REJECTED, once per message. "
-        f"Messages that keep failing go to {ORDERS_DLQ_TOPIC}.",
+        title="booking-service consumes OrderConfirmed, OrderRejected or OrderReleased",
+        description="OrderConfirmed or OrderRejected: moves the booking to CONFIRMED (HELD, "
+        "for a hold) or REJECTED. OrderReleased: moves a cancelled booking to CANCELLED. Once "
+        f"per message. Messages that keep failing go to {ORDERS_DLQ_TOPIC}.",
     )
     async def booking_service(
-        event: OrderConfirmed | OrderRejected,
+        event: OrderConfirmed | OrderRejected | OrderReleased,
     ) -> None:  # pragma: no cover - docs only
         del event
 

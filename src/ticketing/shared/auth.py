@@ -22,7 +22,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError, MissingKeyError
 from joserfc.jwk import KeySet
 
-from ticketing.shared.errors import TicketingError, Unavailable
+from ticketing.shared.errors import Forbidden, TicketingError, Unavailable
 from ticketing.shared.httpclient import TRANSPORT_ERRORS
 
 ALGORITHMS = ("RS256", "PS256", "ES256")
@@ -40,13 +40,6 @@ class Unauthenticated(TicketingError):
 
     kind = "unauthenticated"
     title = "Unauthorized"
-
-
-class Forbidden(TicketingError):
-    """A valid token without the permission the operation needs (403)."""
-
-    kind = "forbidden"
-    title = "Forbidden"
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from ticketing.shared.cancellation import stop_if_cancelled, stopping
 from ticketing.shared.db import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import correlation_id_bound
+from ticketing.shared.tally import NO_TALLY, Tally, counting
 
 log = structlog.get_logger(__name__)
 
@@ -145,8 +146,10 @@ class MessageRunner:
         accepted: tuple[type[Any], ...],
         max_attempts: int = 5,
         max_backoff: float = 5.0,
+        tally: Tally = NO_TALLY,
     ) -> None:
         self._broker = broker
+        self._tally = tally
         self._dlq_topic = dlq_topic
         self._accepted = accepted
         self._max_attempts = max_attempts
@@ -186,9 +189,10 @@ class MessageRunner:
 
     async def run_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> None:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
-        if len(deliveries) > 1:
-            deliveries = await self._run_together(deliveries, handler)
-        await run_all([self.run(delivery, handler) for delivery in deliveries])
+        with counting(self._tally):
+            if len(deliveries) > 1:
+                deliveries = await self._run_together(deliveries, handler)
+            await run_all([self.run(delivery, handler) for delivery in deliveries])
 
     async def _run_together(
         self, deliveries: list[Delivery], handler: BatchHandler
@@ -295,6 +299,7 @@ class MessageRunner:
 
         await self._retrying(publish, give_up=keep_trying)
         self.dead_lettered += 1
+        self._tally.dead_letter()
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
 
 

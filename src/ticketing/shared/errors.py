@@ -32,6 +32,14 @@ class NotFound(TicketingError):
     title = "Not found"
 
 
+class Forbidden(TicketingError):
+    """The caller is known but may not do this (403): a permission it lacks, or another
+    client's booking."""
+
+    kind = "forbidden"
+    title = "Forbidden"
+
+
 class Conflict(TicketingError):
     """The request contradicts the current state (409)."""
 

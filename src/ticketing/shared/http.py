@@ -81,6 +81,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 @get("/metrics", include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     http_metrics: HttpMetrics = request.app.state.metrics
+    await http_metrics.refresh()
     return Response(generate_latest(http_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

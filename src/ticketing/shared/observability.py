@@ -8,8 +8,9 @@ every log line.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class HttpMetrics:
     # lock and validates the labels on every call. Bounded: routes are templates, and the HTTP
     # parser knows a fixed set of methods.
     _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(init=False, default_factory=dict)
+    # Read before each scrape: what only an await can read (a database, a Kafka consumer).
+    refreshers: list[Callable[[], Awaitable[None]]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -72,6 +75,11 @@ class HttpMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    async def refresh(self) -> None:
+        """Read what the scrape is to show of what only an await can read."""
+        if self.refreshers:
+            await asyncio.gather(*(refresh() for refresh in self.refreshers))
 
 
 def printable_ascii(text: str) -> bool:

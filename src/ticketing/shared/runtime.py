@@ -25,6 +25,8 @@ from ticketing.shared.db import create_engine, ping
 from ticketing.shared.http import register_readiness
 from ticketing.shared.messaging import consumers_joined, start_with_retry
 from ticketing.shared.messaging import ping as ping_broker
+from ticketing.shared.metrics import registered
+from ticketing.shared.outbox_metrics import OutboxCollector
 from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -73,7 +75,7 @@ async def service_runtime(
     app: Litestar, settings: Settings, service: ServiceName, store: Table
 ) -> AsyncIterator[Runtime]:
     """The service's engine (checked by ``/health/ready``) and the relay of its event store
-    (not started)."""
+    (not started); ``/metrics`` shows the store's backlog."""
     engine = create_engine(settings, service)
     relay = OutboxRelay(
         engine,
@@ -86,7 +88,8 @@ async def service_runtime(
     app.state.relay = relay
     register_readiness(app, "database", lambda: ping(engine))
     try:
-        yield Runtime(app, engine, relay)
+        with registered(app.state.metrics, OutboxCollector(engine, service)):
+            yield Runtime(app, engine, relay)
     finally:
         await engine.dispose()
 

@@ -6,6 +6,7 @@ Every field has a documented default that works on a developer machine. Tests bu
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -16,6 +17,7 @@ ServiceName = Literal["inventory", "booking", "order", "gateway"]
 SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
 DATABASE_SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order")
 
+MAX_HOLD_SECONDS = 30 * 24 * 3600  # a hold longer than a month is no hold
 PREFIX = "TICKETING_"
 
 
@@ -95,6 +97,10 @@ class Settings:
     # How long a position may stay missing below seen ones before streams pass it as a hole
     # for good (a rolled-back write): longer than any commit takes after its write.
     status_hole_seconds: float = 2.0
+    # How long a HELD booking keeps its seats before it expires, and how often each booking
+    # replica looks for holds past their time.
+    hold_seconds: float = 900.0  # at most MAX_HOLD_SECONDS
+    hold_sweep_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,15 +121,7 @@ class Settings:
             raise SettingsError("TICKETING_LOG_FORMAT must be auto, json or console")
         if not self.db_prefix.replace("_", "").isalnum():
             raise SettingsError("TICKETING_DB_PREFIX may hold only letters, digits and '_'")
-        for name in (
-            "redis_timeout",
-            "status_poll_interval",
-            "status_idle_poll_interval",
-            "stream_heartbeat_seconds",
-            "status_hole_seconds",
-        ):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"TICKETING_{name.upper()} must be above 0 seconds")
+        self._check_durations()
         for name in (
             "booking_max_tickets",
             "consumer_batch_size",
@@ -146,6 +144,25 @@ class Settings:
                         f"TICKETING_{name.upper()} must list http:// or https:// addresses, "
                         f"separated by commas; got {url!r}"
                     )
+
+    def _check_durations(self) -> None:
+        """Every duration is a finite time above 0 (NaN passes a plain ``<= 0``), and a hold's
+        fits a calendar: its expiry is its settlement's time plus it."""
+        for name in (
+            "redis_timeout",
+            "status_poll_interval",
+            "status_idle_poll_interval",
+            "stream_heartbeat_seconds",
+            "status_hole_seconds",
+            "hold_seconds",
+            "hold_sweep_seconds",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"TICKETING_{name.upper()} must be above 0 seconds")
+        for name, most in (("hold_seconds", MAX_HOLD_SECONDS), ("hold_sweep_seconds", 3600)):
+            if getattr(self, name) > most:
+                raise SettingsError(f"TICKETING_{name.upper()} must be at most {most} seconds")
 
     def database_name(self, service: ServiceName) -> str:
         return f"{self.db_prefix}{service}"

@@ -12,8 +12,10 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import ConsumerProtocol, KafkaAckableMessage, KafkaMessage
 
 from ticketing.shared.consumer import BatchHandler, MessageRunner
+from ticketing.shared.consumer_metrics import ConsumerMetrics
 from ticketing.shared.messaging import consumer_options
 from ticketing.shared.settings import Settings
+from ticketing.shared.tally import NO_TALLY
 
 
 def subscribe(
@@ -26,18 +28,14 @@ def subscribe(
     accepted: tuple[type[Any], ...],
     handle: BatchHandler,
     description: str,
+    metrics: ConsumerMetrics | None = None,
 ) -> MessageRunner:
     """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
     each record is decoded to one of ``accepted`` and the batch handed to ``handle`` (again
     record by record, as batches of one, when the batch failed); the offsets are committed
     after the whole batch completed, and a batch that fails anyway is sought back and
-    delivered again."""
-    runner = MessageRunner(
-        broker,
-        dlq_topic=dlq_topic,
-        accepted=accepted,
-        max_attempts=settings.consumer_max_attempts,
-    )
+    delivered again. With ``metrics``, the subscription's lag, duplicates and dead letters
+    show there."""
 
     async def parse(records: Any) -> KafkaMessage:
         return as_message(records, subscriber.consumer)
@@ -55,6 +53,13 @@ def subscribe(
         **consumer_options(settings),
     )
     wait_without_sleeping(subscriber)
+    runner = MessageRunner(
+        broker,
+        dlq_topic=dlq_topic,
+        accepted=accepted,
+        max_attempts=settings.consumer_max_attempts,
+        tally=NO_TALLY if metrics is None else metrics.track(subscriber, group=group, topic=topic),
+    )
 
     @subscriber
     async def on_batch(message: Any) -> None:  # the body (as_received); Any: FastStream reads hints
