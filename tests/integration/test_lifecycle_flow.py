@@ -6,6 +6,7 @@ broker, the OIDC server, HTTP over loopback). The test stack holds seats 4 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -236,3 +237,19 @@ async def test_a_customer_cannot_pass_the_limit_even_with_concurrent_requests(
         assert again["status"] == "CONFIRMED"
     finally:
         await sale.close()
+
+
+async def test_the_gateway_documents_the_lifecycle(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as anonymous:
+        spec = (await anonymous.get("/docs/openapi.json")).json()
+        events = (await anonymous.get("/docs/asyncapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/api/v1/bookings/{booking_id}/confirm"]) == {"post"}
+    assert set(paths["/api/v1/bookings/{booking_id}/cancel"]) == {"post"}
+    assert "403" in paths["/api/v1/bookings/{booking_id}/cancel"]["post"]["responses"]
+    schemas = spec["components"]["schemas"]
+    assert "HELD" in schemas["BookingStatus"]["enum"]
+    assert "max_tickets_per_customer" in schemas["EventCreate"]["properties"]
+    messages = json.dumps(events["components"]["messages"])
+    for name in ("BookingCancelled", "HoldExpired", "OrderReleased"):
+        assert name in messages
