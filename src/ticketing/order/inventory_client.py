@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -21,6 +22,8 @@ from ticketing.shared.upstream import Upstream
 
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")
+Item = TypeVar("Item", ReservationItem, ReleaseItem)
+BatchResult = TypeVar("BatchResult", ReservationBatchResult, ReleaseBatchResult)
 
 
 class InventoryRefused(Exception):
@@ -34,39 +37,46 @@ class InventoryClient:
     async def reserve_many(
         self, items: list[ReservationItem], *, correlation_id: str | None = None
     ) -> list[ReservationItemResult]:
-        """Reserve for many bookings (each at most once per booking id), in calls of at most
-        ``MAX_RESERVATION_BATCH``; the answers in the order of ``items``. Raises Unavailable
-        when inventory cannot answer."""
-        answers: list[ReservationItemResult] = []
-        for start in range(0, len(items), MAX_RESERVATION_BATCH):
-            chunk = items[start : start + MAX_RESERVATION_BATCH]
-            result = await self._post(
-                "/internal/v1/reservations",
-                ReservationBatch(items=chunk),
-                ReservationBatchResult,
-                correlation_id,
-            )
-            _check_answers([r.booking_id for r in result.items], [i.booking_id for i in chunk])
-            answers += result.items
-        return answers
+        """Reserve for many bookings (each at most once per booking id); the answers in the
+        order of ``items``. Raises Unavailable when inventory cannot answer."""
+        return await self._in_batches(
+            "/internal/v1/reservations",
+            items,
+            lambda chunk: ReservationBatch(items=chunk),
+            ReservationBatchResult,
+            correlation_id,
+        )
 
     async def release_many(
         self, items: list[ReleaseItem], *, correlation_id: str | None = None
     ) -> list[ReleaseItemResult]:
         """Give many bookings' seats back (each at most once per booking id: a repeat answers
-        as the first release did), in calls of at most ``MAX_RESERVATION_BATCH``; the answers
-        in the order of ``items``. Raises Unavailable when inventory cannot answer."""
-        answers: list[ReleaseItemResult] = []
+        as the first release did); the answers in the order of ``items``. Raises Unavailable
+        when inventory cannot answer."""
+        return await self._in_batches(
+            "/internal/v1/releases",
+            items,
+            lambda chunk: ReleaseBatch(items=chunk),
+            ReleaseBatchResult,
+            correlation_id,
+        )
+
+    async def _in_batches(
+        self,
+        path: str,
+        items: list[Item],
+        batch: Callable[[list[Item]], Any],
+        result: type[BatchResult],
+        correlation_id: str | None,
+    ) -> list[Any]:
+        """POST ``items`` in calls of at most ``MAX_RESERVATION_BATCH``, each answer checked
+        to be for the bookings asked, in their order."""
+        answers: list[Any] = []
         for start in range(0, len(items), MAX_RESERVATION_BATCH):
             chunk = items[start : start + MAX_RESERVATION_BATCH]
-            result = await self._post(
-                "/internal/v1/releases",
-                ReleaseBatch(items=chunk),
-                ReleaseBatchResult,
-                correlation_id,
-            )
-            _check_answers([r.booking_id for r in result.items], [i.booking_id for i in chunk])
-            answers += result.items
+            answer = await self._post(path, batch(chunk), result, correlation_id)
+            _check_answers([r.booking_id for r in answer.items], [i.booking_id for i in chunk])
+            answers += answer.items
         return answers
 
     async def _post(self, path: str, body: Any, answer: type[T], correlation_id: str | None) -> T:
