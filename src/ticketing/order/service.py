@@ -4,8 +4,9 @@ events of the bookings' order streams, with their projection, in one transaction
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -170,16 +171,10 @@ class OrderService:
         still: list[tuple[Received, OrderState]] = []
         for item in releases:
             state = orders.get(item.event.booking_id)
-            try:
+            with _logged(item.event.booking_id):
                 if to_release(state, item.event):
                     assert state is not None
                     still.append((item, state))
-            except ImpossibleRelease as error:
-                booking = str(item.event.booking_id)
-                log.error(
-                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
-                )
-                raise
         return still
 
     async def _reserve(self, asked: list[Received]) -> list[ReservationItemResult]:
@@ -195,14 +190,8 @@ class OrderService:
             [release_item(item.event, state, item.correlation_id) for item, state in releasing]
         )
         for (_, state), answer in zip(releasing, answers, strict=True):
-            try:
+            with _logged(state.booking_id):
                 check_released(state, answer)
-            except ImpossibleRelease as error:
-                booking = str(state.booking_id)
-                log.error(
-                    "impossible release, never acknowledged", booking_id=booking, error=str(error)
-                )
-                raise
         return answers
 
     async def _applied_before(self, event: BookingEvent) -> bool:
@@ -211,6 +200,19 @@ class OrderService:
             return await self._records.has_outcome(event.booking_id)
         state = (await self._records.orders([event.booking_id])).get(event.booking_id)
         return state is not None and state.status is OrderStatus.RELEASED
+
+
+@contextlib.contextmanager
+def _logged(booking_id: uuid.UUID) -> Iterator[None]:
+    """Log an :class:`ImpossibleRelease` of ``booking_id`` as it goes by: its message is never
+    acknowledged, so an operator must hear of it."""
+    try:
+        yield
+    except ImpossibleRelease as error:
+        log.error(
+            "impossible release, never acknowledged", booking_id=str(booking_id), error=str(error)
+        )
+        raise
 
 
 def cause_of(event: BookingEvent, correlation_id: str | None) -> Cause:
