@@ -54,6 +54,7 @@ from ticketing.shared.observability import printable_ascii
 
 STORE_TABLE = "event_store"
 MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
+TRACEPARENT_LENGTH = 64  # a version-00 traceparent has 55 characters; later versions may add
 
 
 def event_store_table(metadata: MetaData) -> Table:
@@ -72,6 +73,9 @@ def event_store_table(metadata: MetaData) -> Table:
         Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
         Column("correlation_id", String(MAX_ID_LENGTH), nullable=True),
         Column("causation_id", String(MAX_ID_LENGTH), nullable=True),
+        # The W3C trace context of the work that recorded it, when tracing was on: the relay
+        # publishes the event under it, so a trace survives the outbox and a replay.
+        Column("traceparent", String(TRACEPARENT_LENGTH), nullable=True),
         Column("actor", Text, nullable=False),
         Column("recorded_at", DATETIME(fsp=6), nullable=False),
         # Delivery: a published event's topic and key; internal events have none and are
