@@ -266,7 +266,7 @@ class BookingService:
                     continue
                 states[booking_id] = _evolved(state, events)
                 decided.setdefault(booking_id, []).extend(events)
-                causes.setdefault(booking_id, _cause(answer, item.correlation_id))
+                causes.setdefault(booking_id, _cause(answer, item))
             return [
                 repo.Change(events, causes[id_], locked[id_].version, states[id_])
                 for id_, events in decided.items()
@@ -395,9 +395,11 @@ def _evolved(
     return state
 
 
-def _cause(outcome: lifecycle.SagaAnswer, correlation_id: str | None) -> Cause:
-    """A settlement's cause: this consumer, acting on the outcome's message."""
-    return Cause(CONSUMER).caused_by(str(outcome.message_id), correlation_id)
+def _cause(outcome: lifecycle.SagaAnswer, received: Received) -> Cause:
+    """A settlement's cause: this consumer, acting on the outcome's message, in its trace."""
+    return Cause(CONSUMER).caused_by(
+        str(outcome.message_id), received.correlation_id, received.traceparent
+    )
 
 
 def _booking_of(events: Sequence[Any]) -> Booking | None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import TextIO, cast
 
+from ticketing.shared import tracing
 from ticketing.shared.db import create_engine
 from ticketing.shared.outbox_admin import (
     ReplayFilter,
@@ -68,7 +69,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_status(settings, services, as_json=args.json))
     aggregate = None if args.aggregate_id is None else str(args.aggregate_id)
     selection = ReplayFilter(args.since, args.until, aggregate, args.event_type)
-    return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
+    try:
+        # A replayed event is sent in the trace it was recorded in, as the relay sent it.
+        tracing.configure(f"{args.service}-replay")
+    except tracing.TracingConfigError as error:
+        print(f"ticketing outbox replay: {error}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
+    finally:
+        tracing.shutdown()  # exports what the replay traced before the process ends
 
 
 async def _status(settings: Settings, services: list[ServiceName], *, as_json: bool) -> int:

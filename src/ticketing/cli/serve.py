@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -38,7 +39,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run one service in the foreground",
         description="Run one service. booking and order also run their Kafka consumers and "
         "their outbox relay; order serves only health and metrics over HTTP; gateway is the "
-        "public entry point (port 8090).",
+        "public entry point (port 8090). Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT "
+        "(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) names an OTLP/HTTP collector; the other "
+        "standard OTEL_* variables apply (README, Observe).",
     )
     serve.add_argument("service", choices=SERVED, help="the service to run")
     serve.add_argument("--host", help="bind address (default: TICKETING_<SERVICE>_HOST)")
@@ -49,10 +52,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
     from litestar import Litestar
 
+    from ticketing.shared import tracing
     from ticketing.shared.coalescing import CoalescingHttpProtocol
     from ticketing.shared.logging import configure_logging, reclaim_standard_library_logging
 
     service: ServiceName = args.service
+    try:
+        # First: the instrumentation must be in place before any client, producer or engine.
+        tracing.configure(service)
+    except tracing.TracingConfigError as error:
+        print(f"ticketing serve: {error}", file=sys.stderr)
+        return 2
     configure_logging(settings, service)
     app: Litestar
     if service == "inventory":

@@ -222,5 +222,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[runtime],
         own_openapi=False,
         public_metrics=False,
+        trusts_callers=False,
         description="The only public entry point.",
     )

@@ -33,6 +33,7 @@ from ticketing.shared.breaker import CircuitBreaker
 from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
 from ticketing.shared.errors import InvalidInput, Unavailable
 from ticketing.shared.observability import current_correlation_id
+from ticketing.shared.tracing import CLIENT_TRACE_HEADERS
 from ticketing.shared.upstream import Lasting, Upstream
 
 HOP_BY_HOP = frozenset(
@@ -49,7 +50,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the gateway itself, never passed through from either side; X-Causation-ID is for the
-# services' own calls (a client cannot name what caused its request).
+# services' own calls (a client cannot name what caused its request), and every trace starts at
+# the gateway (a client cannot choose trace ids, force sampling or send baggage in).
 OWN_HEADERS = frozenset(
     {
         b"host",
@@ -58,6 +60,7 @@ OWN_HEADERS = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-causation-id",
+        *CLIENT_TRACE_HEADERS,
     }
 )
 # Not passed on with a request: hop-by-hop, the gateway's own, the body framing (the gateway

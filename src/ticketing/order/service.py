@@ -127,14 +127,14 @@ class OrderService:
             outcomes = [
                 (
                     decide(item.event, answer.outcome, order_id=order, message_id=message, now=now),
-                    cause_of(item.event, item.correlation_id),
+                    cause_of(item),
                 )
                 for item, answer, (order, message) in zip(asked, answers, ids, strict=True)
             ]
             return outcomes + [
                 (
                     decide_release(state, item.event, answer, message_id=message, now=now),
-                    cause_of(item.event, item.correlation_id),
+                    cause_of(item),
                 )
                 for (item, state), answer, message in zip(
                     releasing, released, release_ids, strict=True
@@ -215,10 +215,12 @@ def _logged(booking_id: uuid.UUID) -> Iterator[None]:
         raise
 
 
-def cause_of(event: BookingEvent, correlation_id: str | None) -> Cause:
-    """The cause stored with the event decided for ``event``: this consumer, the message's
-    correlation id, and the message itself."""
-    return Cause(actor=CONSUMER).caused_by(str(event.message_id), correlation_id)
+def cause_of(received: Received) -> Cause:
+    """The cause stored with the event decided for a received message: this consumer, the
+    message's correlation id and trace, and the message itself."""
+    return Cause(actor=CONSUMER).caused_by(
+        str(received.event.message_id), received.correlation_id, received.traceparent
+    )
 
 
 def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:

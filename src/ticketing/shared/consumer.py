@@ -39,6 +39,7 @@ from ticketing.contracts.events import (
     EVENT_TYPES,
     MESSAGE_ID_HEADER,
 )
+from ticketing.shared import tracing
 from ticketing.shared.cancellation import stop_if_cancelled, stopping
 from ticketing.shared.db import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
@@ -50,10 +51,12 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """A decoded event and the correlation id it travelled with."""
+    """A decoded event, the correlation id it travelled with, and the trace context of its
+    processing (None when tracing is off): the events it causes are stored under it."""
 
     event: Any
     correlation_id: str | None
+    traceparent: str | None = None
 
 
 BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
@@ -73,6 +76,10 @@ class Delivery:
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+
+    @property
+    def consumed(self) -> tracing.Consumed:
+        return tracing.Consumed(self.topic, self.partition, self.offset, self.headers)
 
     @classmethod
     def of(cls, record: Any) -> Delivery:
@@ -189,47 +196,61 @@ class MessageRunner:
 
     async def run_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> None:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
-        with counting(self._tally):
-            if len(deliveries) > 1:
-                deliveries = await self._run_together(deliveries, handler)
-            await run_all([self.run(delivery, handler) for delivery in deliveries])
+        with (
+            counting(self._tally),
+            tracing.processing([d.consumed for d in deliveries]) as traces,
+        ):
+            traced = list(zip(deliveries, traces, strict=True))
+            if len(traced) > 1:
+                traced = await self._run_together(traced, handler)
+            await run_all([self.run(delivery, handler, trace) for delivery, trace in traced])
 
     async def _run_together(
-        self, deliveries: list[Delivery], handler: BatchHandler
-    ) -> list[Delivery]:
+        self, traced: list[tuple[Delivery, str | None]], handler: BatchHandler
+    ) -> list[tuple[Delivery, str | None]]:
         """Apply the decodable records with one call; the records still to hand over one at a
         time (none, unless the batch failed for a reason other than an unavailable
         dependency)."""
-        decoded: list[tuple[Delivery, Any]] = []
-        for delivery in deliveries:
+        decoded: list[tuple[Delivery, str | None, Any]] = []
+        for delivery, trace in traced:
             try:
-                decoded.append((delivery, decode_event(delivery, self._accepted)))
+                decoded.append((delivery, trace, decode_event(delivery, self._accepted)))
             except PoisonMessage as error:
                 await self._dead_letter(delivery, error, attempts=1)
-        received = [Received(event, d.headers.get(CORRELATION_ID_HEADER)) for d, event in decoded]
+        received = [
+            Received(event, d.headers.get(CORRELATION_ID_HEADER), trace)
+            for d, trace, event in decoded
+        ]
         if not received:
             return []
         failure = await self._retrying(lambda: handler(received), give_up=lambda _: True)
         if failure is None:
             return []
         log.warning("batch failed, handing its records over one at a time", error=repr(failure))
-        return [delivery for delivery, _ in decoded]
+        return [(delivery, trace) for delivery, trace, _ in decoded]
 
-    async def run(self, delivery: Delivery, handler: BatchHandler) -> None:
+    async def run(
+        self, delivery: Delivery, handler: BatchHandler, traceparent: str | None = None
+    ) -> None:
+        """Bring one record to completion, in its own processing span's trace."""
         with (
             structlog.contextvars.bound_contextvars(
                 message_id=delivery.headers.get(MESSAGE_ID_HEADER)
             ),
             correlation_id_bound(delivery.headers.get(CORRELATION_ID_HEADER)),
+            tracing.resumed(traceparent),
         ):
-            await self._run(delivery, handler)
+            await self._run(delivery, handler, traceparent)
 
-    async def _run(self, delivery: Delivery, handler: BatchHandler) -> None:
+    async def _run(
+        self, delivery: Delivery, handler: BatchHandler, traceparent: str | None
+    ) -> None:
         try:
             alone = [
                 Received(
                     decode_event(delivery, self._accepted),
                     delivery.headers.get(CORRELATION_ID_HEADER),
+                    traceparent,
                 )
             ]
         except PoisonMessage as error:

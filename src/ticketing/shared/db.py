@@ -28,7 +28,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from ticketing.shared.settings import ServiceName, Settings
@@ -44,7 +45,8 @@ log = structlog.get_logger(__name__)
 
 def create_engine(settings: Settings, service: ServiceName) -> AsyncEngine:
     """The engine of ``service``'s own database (``<prefix><service>``)."""
-    engine = create_async_engine(
+    # Looked up when called, so that tracing's instrumentation, installed at start, sees it.
+    engine = sqlalchemy_asyncio.create_async_engine(
         settings.database_url(service),
         isolation_level="READ COMMITTED",
         pool_size=settings.db_pool_size,
@@ -97,7 +99,7 @@ def server_connect_args(settings: Settings) -> dict[str, Any]:
 
 def create_server_engine(settings: Settings) -> AsyncEngine:
     """An engine on the server itself (no database), for creating and dropping databases."""
-    return create_async_engine(settings.mysql_url, pool_size=1, max_overflow=0)
+    return sqlalchemy_asyncio.create_async_engine(settings.mysql_url, pool_size=1, max_overflow=0)
 
 
 async def ensure_database(settings: Settings, service: ServiceName) -> bool:

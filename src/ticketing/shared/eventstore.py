@@ -110,15 +110,22 @@ class Cause:
     actor: str  # the token's client for API calls, the consumer's name for messages
     correlation_id: str | None = None
     causation_id: str | None = None  # the request or message that caused them
+    traceparent: str | None = None  # the trace they are part of, when tracing is on
 
-    def caused_by(self, causation_id: str | None, correlation_id: str | None) -> Cause:
-        """This cause, with the causation and correlation ids of one item of a batch (each
-        item of a batch may come from another message) where they are given and fit the
-        store's columns."""
+    def caused_by(
+        self,
+        causation_id: str | None,
+        correlation_id: str | None,
+        traceparent: str | None = None,
+    ) -> Cause:
+        """This cause, with the causation and correlation ids and the trace of one item of a
+        batch (each item of a batch may come from another message) where they are given and
+        fit the store's columns."""
         return Cause(
             actor=self.actor,
             correlation_id=fitting(correlation_id) or self.correlation_id,
             causation_id=fitting(causation_id) or self.causation_id,
+            traceparent=fitting_trace(traceparent) or self.traceparent,
         )
 
 
@@ -127,6 +134,13 @@ def fitting(identifier: str | None) -> str | None:
     headers must be), else None: never a clipped or garbled id."""
     if identifier and len(identifier) <= MAX_ID_LENGTH and printable_ascii(identifier):
         return identifier
+    return None
+
+
+def fitting_trace(traceparent: str | None) -> str | None:
+    """``traceparent`` when the store can hold it whole and it is printable ASCII, else None."""
+    if traceparent and len(traceparent) <= TRACEPARENT_LENGTH and printable_ascii(traceparent):
+        return traceparent
     return None
 
 
@@ -231,6 +245,7 @@ _COLUMNS = (
     "payload",
     "correlation_id",
     "causation_id",
+    "traceparent",
     "actor",
     "recorded_at",
     "topic",
@@ -288,6 +303,7 @@ class EventStore:
                     self.codec.encode(item.event),
                     why.correlation_id,
                     why.causation_id,
+                    fitting_trace(why.traceparent),
                     why.actor,
                     now,
                     topic,

@@ -24,6 +24,7 @@ from litestar.types.asgi_types import HTTPResponseStartEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ticketing import __version__
+from ticketing.shared import tracing
 from ticketing.shared.observability import HttpMetrics, observability_middleware
 from ticketing.shared.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, problem_body
 from ticketing.shared.security import bearer_auth, verifier_lifespan
@@ -152,13 +153,15 @@ def create_http_app(
     authenticate: bool = True,
     own_openapi: bool = True,
     public_metrics: bool = True,
+    trusts_callers: bool = True,
     debug: bool = False,
 ) -> Litestar:
     """A Litestar app with the shared endpoints, error mapping and middleware.
 
     With ``authenticate`` every path but health, the docs and (unless ``public_metrics`` is
     off, as on the public gateway) metrics needs a valid bearer token; ``request.user`` is then
-    the caller's ``Principal``.
+    the caller's ``Principal``. An app that does not ``trusts_callers`` (the public gateway)
+    starts every trace itself, whatever trace headers a caller sends.
     """
     http_metrics = HttpMetrics(service=service)
     security = [verifier_lifespan(settings)] if authenticate else []
@@ -179,8 +182,11 @@ def create_http_app(
     app.state.metrics = http_metrics
     app.state.settings = settings
     # Wrap the router-level handler (not a route middleware) so that unrouted requests (404, 405)
-    # are counted, logged and carry the correlation id too.
-    app.asgi_handler = observability_middleware(
-        header_limit(app.asgi_handler, settings.max_header_bytes), http_metrics
+    # are counted, logged, traced and carry the correlation id too.
+    app.asgi_handler = tracing.instrument_asgi(
+        observability_middleware(
+            header_limit(app.asgi_handler, settings.max_header_bytes), http_metrics
+        ),
+        trusts_callers=trusts_callers,
     )
     return app

@@ -21,6 +21,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ticketing.shared import tracing
 from ticketing.shared.ids import new_id
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -126,6 +127,7 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
             route = str(scope.get("path_template") or "unmatched")
             method = str(scope.get("method", ""))
             metrics.record(method, route, status, elapsed)
+            tracing.name_server_span(method, route)
             (log.debug if route in PROBE_ROUTES else log.info)(
                 "request",
                 method=method,

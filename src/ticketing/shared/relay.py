@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared import sql
+from ticketing.shared import sql, tracing
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.clock import utcnow
 from ticketing.shared.eventstore import message_headers
@@ -82,46 +82,57 @@ class Sendable(Protocol):
     def payload(self) -> bytes: ...
     @property
     def headers(self) -> list[tuple[str, bytes]]: ...
+    @property
+    def traceparent(self) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unpublished:
-    """A stored event as Kafka gets it: topic, key, payload and headers (and its position)."""
+    """A stored event as Kafka gets it: topic, key, payload and headers (and its position), and
+    the trace it was recorded in."""
 
     position: int
     topic: str
     key: bytes
     payload: bytes
     headers: list[tuple[str, bytes]]
+    traceparent: str | None = None
 
 
 # What the relay and replay read of a stored event: only what goes to Kafka.
-UNPUBLISHED_COLUMNS = "position, topic, message_key, payload, event_type, event_id, correlation_id"
+UNPUBLISHED_COLUMNS = (
+    "position, topic, message_key, payload, event_type, event_id, correlation_id, traceparent"
+)
 
 
 def unpublished(row: Sequence[Any]) -> Unpublished:
     """A row of :data:`UNPUBLISHED_COLUMNS` as the message it is sent as."""
-    position, topic, key, payload, event_type, event_id, correlation_id = row
+    position, topic, key, payload, event_type, event_id, correlation_id, traceparent = row
     return Unpublished(
         int(position),
         str(topic),
         str(key).encode(),
         payload.encode() if isinstance(payload, str) else bytes(payload),
         message_headers(str(event_type), event_id, correlation_id),
+        traceparent,
     )
 
 
 async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Sendable]) -> None:
-    """Send ``rows`` in order and wait until the broker acknowledged every one.
+    """Send ``rows`` in order and wait until the broker acknowledged every one; with tracing
+    on, each is sent in the trace it was recorded in (the Kafka instrumentation adds the
+    ``traceparent`` header), which a replay keeps too.
 
     One ``send`` per row, not aiokafka's batch API: batches built that way were refused by
     Tansu with UnknownError after a broker restart, which stalled the relay (the broker-restart
     chaos scenario); a per-row send was never refused.
     """
-    pending = [
-        await producer.send(row.topic, value=row.payload, key=row.key, headers=row.headers)
-        for row in rows
-    ]
+    pending = []
+    for row in rows:
+        with tracing.resumed(row.traceparent):
+            pending.append(
+                await producer.send(row.topic, value=row.payload, key=row.key, headers=row.headers)
+            )
     await asyncio.gather(*pending)
 
 

@@ -33,6 +33,7 @@ from ticketing.shared.eventstore import MAX_ID_LENGTH, Cause
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.observability import current_correlation_id, printable_ascii
 from ticketing.shared.settings import Settings
+from ticketing.shared.tracing import current_traceparent
 
 PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]
 METRICS_PATH = "^/metrics$"
@@ -67,7 +68,12 @@ def cause_of(scope: Any) -> Cause:
             if 0 < len(candidate) <= MAX_ID_LENGTH and printable_ascii(candidate):
                 causation_id = candidate
             break
-    return Cause(actor=actor, correlation_id=correlation_id, causation_id=causation_id)
+    return Cause(
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        traceparent=current_traceparent(),
+    )
 
 
 def authorization(scope: Any) -> str | None:

@@ -48,6 +48,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketing.shared import tracing
+
 _preparer = mysql.dialect().identifier_preparer
 R = TypeVar("R")
 
@@ -237,8 +239,9 @@ async def _on_cursor(conn: AsyncConnection, sql: str, send: Callable[[Any], Awai
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
     try:
-        async with driver.cursor() as cursor:
-            return await send(cursor)
+        with tracing.database_call(sql):
+            async with driver.cursor() as cursor:
+                return await send(cursor)
     except DriverError as error:
         dialect = conn.dialect
         lost = isinstance(error, DriverOperationalError) and dialect.is_disconnect(
