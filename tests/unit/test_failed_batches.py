@@ -132,9 +132,7 @@ class OneRecordBreaks(MessageRunner):
         stand_in: Any = object()
         super().__init__(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
 
-    async def run(
-        self, delivery: Delivery, handler: Any, traceparent: str | None = None
-    ) -> None:
+    async def run(self, delivery: Delivery, handler: Any, traceparent: str | None = None) -> None:
         if delivery.offset == 1:
             raise RuntimeError("a bug in one record")
         await asyncio.sleep(0.05)

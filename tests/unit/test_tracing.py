@@ -192,13 +192,13 @@ async def test_the_gateway_drops_a_clients_trace_headers(spans: InMemorySpanExpo
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: Any) -> None:
         return None
 
-    scope = {
+    scope: Any = {
         "type": "http",
         "method": "GET",
         "path": "/api/v1/bookings/1",
