@@ -1,6 +1,7 @@
 """The deployment files: the compose file validates and keeps its promises, the Keycloak realm
-matches the dev OIDC server, the image runs as a non-root user with no secrets inside, and
-Prometheus and Grafana are provisioned to scrape and show the four services."""
+matches the dev OIDC server, the image runs as a non-root user with no secrets inside,
+Prometheus and Grafana are provisioned to scrape and show the four services, and the four
+services send their traces to a collector that forwards them to Jaeger."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from ticketing.shared.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 PLACEHOLDER = re.compile(r"^\$\{[A-Z_]+:(?P<default>[^}]*)\}$")
+TICKETING_SERVICES = ("inventory", "booking", "order", "gateway")
+# A pinned tag is a version, never a moving name such as `latest`.
+PINNED_TAG = re.compile(r"^v?\d+\.\d+\.\d+$")
 
 
 def compose_config() -> dict[str, Any]:
@@ -52,15 +56,19 @@ def test_compose_file_is_valid_and_production_shaped() -> None:
         "gateway",
         "prometheus",
         "grafana",
+        "otel-collector",
+        "jaeger",
     } <= set(services)
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "keycloak", "kafka-ui", "prometheus", "grafana"}
+    assert published == {"gateway", "keycloak", "kafka-ui", "prometheus", "grafana", "jaeger"}
     # The monitoring UIs are for an operator on the host, not for the network.
     assert bindings(services["prometheus"]) == [("127.0.0.1", 9090, 9090)]
     assert bindings(services["grafana"]) == [("127.0.0.1", 3000, 3000)]
+    assert bindings(services["jaeger"]) == [("127.0.0.1", 16686, 16686)]
     assert config["networks"]["backend"]["internal"] is True
+    # The migration runs once; the collector's image has nothing to run a check with.
     for name, service in services.items():
-        if name != "migrate":
+        if name not in ("migrate", "otel-collector"):
             assert "healthcheck" in service, name
     for name in ("inventory", "booking", "order"):
         depends = services[name]["depends_on"]
@@ -244,6 +252,73 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
         "gateway_breaker_state",
         "gateway_rate_limit_refusals_total",
     } <= dashboard.used_names(board)
+
+
+def pinned_tag(image: str, repository: str) -> str:
+    name, _, tag = image.partition(":")
+    assert name == repository, image
+    assert PINNED_TAG.match(tag), image
+    return tag
+
+
+def test_every_service_traces_to_the_collector_which_forwards_to_jaeger() -> None:
+    services = compose_config()["services"]
+    collector, jaeger = services["otel-collector"], services["jaeger"]
+    pinned_tag(collector["image"], "otel/opentelemetry-collector-contrib")
+    assert int(pinned_tag(jaeger["image"], "jaegertracing/jaeger").split(".")[0]) >= 2
+    config_file = DEPLOY / "otel-collector" / "config.yaml"
+    in_container = mounts(collector)[str(config_file)]
+    assert collector["command"] == [f"--config={in_container}"]
+    config = yaml.safe_load(config_file.read_text())
+
+    # The OTLP receiver listens for other containers on the standard ports.
+    protocols = config["receivers"]["otlp"]["protocols"]
+    listening = {}
+    for protocol, port in (("http", 4318), ("grpc", 4317)):
+        host, _, bound = protocols[protocol]["endpoint"].rpartition(":")
+        assert (host, int(bound)) == ("0.0.0.0", port), protocol
+        listening[protocol] = port
+    (pipeline,) = config["service"]["pipelines"].values()
+    assert set(config["service"]["pipelines"]) == {"traces"}
+    assert pipeline["receivers"] == ["otlp"]
+    assert "batch" in pipeline["processors"]
+    assert set(pipeline["processors"]) <= set(config["processors"])
+
+    # Its exporter reaches Jaeger's OTLP receiver (gRPC 4317 for `otlp`, HTTP 4318 for
+    # `otlphttp`), on a network both share.
+    (exporter_name,) = pipeline["exporters"]
+    kind = exporter_name.split("/")[0]
+    endpoint = config["exporters"][exporter_name]["endpoint"]
+    target = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+    assert (kind, target.hostname, target.port) in {
+        ("otlp", "jaeger", 4317),
+        ("otlphttp", "jaeger", 4318),
+    }, endpoint
+    assert set(collector["networks"]) & set(jaeger["networks"])
+    assert "jaeger" in collector["depends_on"]
+
+    # Every ticketing service exports OTLP over HTTP to the collector, under its own name,
+    # sampling at the root and following the parent's decision after it.
+    for name in TICKETING_SERVICES:
+        service = services[name]
+        env = service["environment"]
+        url = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert (url.scheme, url.hostname, url.port) == (
+            "http",
+            "otel-collector",
+            listening["http"],
+        ), name
+        assert url.path in ("", "/"), name
+        assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" not in env, name
+        for variable in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+            assert env.get(variable, "http/protobuf") == "http/protobuf", (name, variable)
+        assert env["OTEL_SERVICE_NAME"] == f"ticketing-{name}"
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio", name
+        assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1, name
+        assert env.get("OTEL_SDK_DISABLED", "false") != "true", name
+        assert env.get("OTEL_TRACES_EXPORTER", "otlp") == "otlp", name
+        assert set(service["networks"]) & set(collector["networks"]), name
+        assert service["depends_on"]["otel-collector"]["condition"] == "service_started", name
 
 
 def test_metric_names_are_read_out_of_promql() -> None:
