@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from alembic.script import ScriptDirectory
 from litestar import Litestar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,7 +29,7 @@ from ticketing.shared import sql
 from ticketing.shared.coalescing import CoalescingHttpProtocol
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_server_engine
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.migrations import alembic_root, upgrade
 from ticketing.shared.settings import ServiceName, Settings
 from ticketing.shared.unit_of_work import UnitOfWork
 
@@ -106,6 +107,14 @@ def json_lines(stderr: bytes) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             raise AssertionError(f"not a JSON line: {line!r}") from None
     return records
+
+
+def head_of(service: ServiceName) -> str:
+    """The newest revision of ``service``'s migrations: where an upgrade to head stops, named
+    without a number a new migration would have to change here."""
+    head = ScriptDirectory(str(alembic_root() / service)).get_current_head()
+    assert head is not None
+    return head
 
 
 @contextlib.asynccontextmanager

@@ -24,8 +24,8 @@ from alembic import command, op
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness import head_of, own_databases
 from tests.harness import order_records as records
-from tests.harness import own_databases
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.contracts.events import ORDERS_TOPIC, BookingCancelled, OrderConfirmed, OrderRejected
 from ticketing.order import projections
@@ -234,7 +234,7 @@ def expected_event(item: Old, event_id: uuid.UUID) -> Outcome:
 async def check_upgraded(engine: AsyncEngine, old: list[Old]) -> None:
     """Every order is the one event of its booking's stream, as it was (or would have been)
     published, and the table is what the events say."""
-    assert await revision(engine) == "0003"
+    assert await revision(engine) == head_of("order")
     assert "outbox" not in await tables(engine)
     stored = await rows_of(engine, select(event_store).order_by(event_store.c.position))
     assert len(stored) == len(old)

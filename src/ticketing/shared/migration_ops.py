@@ -94,3 +94,25 @@ def narrow_event_store_actor_v1() -> None:
     op.alter_column(
         "event_store", "actor", type_=sa.String(255), existing_type=sa.Text(), nullable=False
     )
+
+
+def has_column(table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` now: MariaDB commits each DDL statement, so a migration
+    that stopped halfway is run again whole and must skip what it already did."""
+    return column in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
+
+
+def add_event_store_traceparent_v1() -> None:
+    """The trace of the work that recorded each event, so the relay can publish it under that
+    trace and a trace survives the outbox and a replay; events recorded before have none (NULL)."""
+    if not has_column("event_store", "traceparent"):
+        # Where the table declares it, so a migrated store and a created one are alike.
+        op.execute(
+            "ALTER TABLE event_store ADD COLUMN traceparent VARCHAR(64) NULL AFTER causation_id"
+        )
+
+
+def drop_event_store_traceparent_v1() -> None:
+    """Back to no trace: the traces recorded are lost, the events themselves are kept."""
+    if has_column("event_store", "traceparent"):
+        op.drop_column("event_store", "traceparent")
