@@ -69,7 +69,11 @@ async def book(dev: DevProcess) -> tuple[httpx.AsyncClient, str]:
     )
     accepted = await api.post(
         "/api/v1/bookings",
-        json={"customer_id": customer.json()["id"], "event_id": event.json()["id"]},
+        json={
+            "customer_id": customer.json()["id"],
+            "event_id": event.json()["id"],
+            "ticket_count": 1,
+        },
         # A client's trace headers are dropped: every trace starts at the gateway.
         headers={"traceparent": CLIENT_TRACE, "baggage": "tenant=other"},
     )
@@ -115,7 +119,12 @@ async def test_one_booking_is_one_trace_across_the_four_services_and_both_topics
         async with dev_process(base_settings, tmp_path, env=env) as dev:
             api, booking_id = await book(dev)
             settled = f"{ORDERS_TOPIC} process"
-            await until(lambda: any(s.name == "POST /api/v1/bookings" for s in receiver.spans))
+            await until(
+                lambda: any(
+                    s.service == "ticketing-booking" and s.name == "POST /api/v1/bookings"
+                    for s in receiver.spans
+                )
+            )
             trace_id = the_booking_trace(receiver)
             await until(
                 lambda: any(
