@@ -239,3 +239,69 @@ def test_the_service_name_defaults_to_the_service_and_yields_to_otel_service_nam
             assert resource.attributes["service.name"] == expected
         finally:
             tracing.shutdown()
+
+
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_an_unsampled_record_records_nothing_and_passes_its_decision_on(
+    spans: InMemorySpanExporter,
+) -> None:
+    records = [
+        tracing.Consumed("bookings", 0, 1, {"traceparent": UNSAMPLED}),
+        tracing.Consumed("bookings", 0, 2, {"traceparent": PARENT.replace("0af7", "1af7")}),
+    ]
+    with tracing.processing(records) as traces:
+        shared = trace.get_current_span()
+        with tracing.database_call("SELECT 1"):
+            pass
+    assert traces[0] == UNSAMPLED  # later hops inherit "not sampled"
+    done = finished(spans)
+    assert sorted(s.name for s in done) == ["SELECT", "bookings process", "bookings process batch"]
+    (batch,) = [s for s in done if s.name.endswith("batch")]
+    (sampled,) = [s for s in done if s.name == "bookings process"]
+    assert batch.parent is not None
+    assert batch.parent.span_id == sampled.context.span_id  # the first sampled record
+    assert shared.get_span_context().span_id == batch.context.span_id
+    spans.clear()
+    with tracing.processing(records[:1]) as traces, tracing.database_call("SELECT 1"):
+        assert tracing.current_traceparent() == UNSAMPLED
+    assert finished(spans) == []
+
+
+async def test_a_service_runs_a_callers_unsampled_request_in_its_context_without_a_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    inner: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        inner.append(tracing.current_traceparent())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    traced = tracing.instrument_asgi(app)
+    for traceparent in (UNSAMPLED, PARENT):
+        scope: Any = {
+            "type": "http",
+            "method": "GET",
+            "path": "/internal/v1/events/1",
+            "headers": [(b"traceparent", traceparent.encode())],
+            "query_string": b"",
+            "server": ("127.0.0.1", 8081),
+            "scheme": "http",
+            "http_version": "1.1",
+            "asgi": {"version": "3.0"},
+        }
+        await traced(scope, receive, send)
+    assert inner[0] == UNSAMPLED
+    (server,) = finished(spans)
+    assert server.parent is not None
+    assert f"{server.parent.span_id:016x}" == PARENT.split("-")[2]
+    assert inner[1] is not None
+    assert inner[1].split("-")[2] == f"{server.context.span_id:016x}"

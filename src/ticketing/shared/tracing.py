@@ -187,7 +187,23 @@ def instrument_asgi(app: ASGIApp, *, trusts_callers: bool = True) -> ASGIApp:
         tracer_provider=_state.provider,
     )
     if trusts_callers:
-        return traced
+
+        async def unless_unsampled(scope: Any, receive: Any, send: Any) -> None:
+            # A caller's unsampled trace records nothing here: the request runs in its
+            # context, which later hops inherit, without the instrumentation's work.
+            context = _unsampled(scope)
+            if context is None:
+                await traced(scope, receive, send)
+                return
+            from opentelemetry import context as contexts
+
+            token = contexts.attach(context)
+            try:
+                await app(scope, receive, send)
+            finally:
+                contexts.detach(token)
+
+        return unless_unsampled
 
     async def without_client_trace(scope: Any, receive: Any, send: Any) -> None:
         if "headers" in scope:
@@ -198,6 +214,23 @@ def instrument_asgi(app: ASGIApp, *, trusts_callers: bool = True) -> ASGIApp:
         await traced(scope, receive, send)
 
     return without_client_trace
+
+
+def _unsampled(scope: Any) -> Any:
+    """The trace context of a request's ``traceparent`` when it is valid and not sampled."""
+    for name, value in scope.get("headers", ()):
+        if name == b"traceparent":
+            from opentelemetry import trace
+            from opentelemetry.trace.propagation.tracecontext import (
+                TraceContextTextMapPropagator,
+            )
+
+            context = TraceContextTextMapPropagator().extract(
+                {TRACEPARENT: value.decode("latin-1")}
+            )
+            parent = trace.get_current_span(context).get_span_context()
+            return context if parent.is_valid and not parent.trace_flags.sampled else None
+    return None
 
 
 def name_server_span(method: str, route: str) -> None:
@@ -260,7 +293,8 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
     Each record gets a span of its own, child of the context its producer sent, so every
     booking's trace goes on through the consumer. The batch's shared work (one transaction,
     one call to each dependency) runs under the record's span in a batch of one; in a larger
-    batch, under a span parented on the first record's and linked to every record's.
+    batch, under a span parented on the first sampled record's and linked to every sampled
+    record's.
     """
     if _state is None or not records:
         yield [None] * len(records)
@@ -270,28 +304,37 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
 
     propagator = TraceContextTextMapPropagator()
     tracer = _state.tracer
-    spans = [
-        tracer.start_span(
-            f"{record.topic} process",
-            context=propagator.extract(record.headers),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.destination.partition.id": str(record.partition),
-                "messaging.kafka.offset": record.offset,
-            },
+    spans: list[Any] = []
+    for record in records:
+        context = propagator.extract(record.headers)
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid and not parent.trace_flags.sampled:
+            # Nothing of an unsampled trace is recorded: its context goes on as it came, so
+            # later hops keep the decision, without the cost of a span.
+            spans.append(trace.NonRecordingSpan(parent))
+            continue
+        spans.append(
+            tracer.start_span(
+                f"{record.topic} process",
+                context=context,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                },
+            )
         )
-        for record in records
-    ]
-    shared = spans[0]
-    if len(spans) > 1:
+    recording = [span for span in spans if span.is_recording()]
+    shared = recording[0] if recording else spans[0]
+    if len(spans) > 1 and recording:
         shared = tracer.start_span(
             f"{records[0].topic} process batch",
-            context=trace.set_span_in_context(spans[0]),
+            context=trace.set_span_in_context(recording[0]),
             kind=trace.SpanKind.CONSUMER,
-            links=[trace.Link(span.get_span_context()) for span in spans],
+            links=[trace.Link(span.get_span_context()) for span in recording],
             attributes={"messaging.batch.message_count": len(spans)},
         )
     try:
@@ -318,6 +361,8 @@ def database_call(statement: str) -> AbstractContextManager[Any]:
         return _NOTHING
     from opentelemetry import trace
 
+    if not trace.get_current_span().is_recording():
+        return _NOTHING  # outside a sampled trace this span would be dropped anyway
     return _state.tracer.start_as_current_span(
         statement.split(None, 1)[0].upper() if statement else "SQL",
         kind=trace.SpanKind.CLIENT,
