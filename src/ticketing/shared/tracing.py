@@ -111,10 +111,23 @@ def configure(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    _sends_only()
     # Its declared range stops below SQLAlchemy 2.1, whose engine events it hooks unchanged.
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _state = _Tracing(provider, provider.get_tracer("ticketing"))
     return True
+
+
+def _sends_only() -> None:
+    """Take the aiokafka instrumentation off the consumer's fetches, keeping it on sends. It
+    decodes a fetched record's trace headers as strict UTF-8, so one record whose header is
+    not made every fetch raise, which ends FastStream's consume loop for good; our processing
+    spans, made from headers decoded leniently, stand in for its receive spans."""
+    import aiokafka
+    from opentelemetry.instrumentation.utils import unwrap
+
+    unwrap(aiokafka.AIOKafkaConsumer, "getone")
+    unwrap(aiokafka.AIOKafkaConsumer, "getmany")
 
 
 def _entries_only(sampler: Any) -> Any:
