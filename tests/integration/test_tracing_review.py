@@ -13,15 +13,22 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.harness import create_topics
+from tests.harness import create_topics, own_databases
+from ticketing.booking.domain import CustomerRegistered
+from ticketing.booking.records import SqlBookingRecords
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
 from ticketing.shared import tracing
 from ticketing.shared.consumer import Received
+from ticketing.shared.db import create_engine
+from ticketing.shared.eventstore import Cause
 from ticketing.shared.messaging import create_broker
 from ticketing.shared.settings import Settings
 from ticketing.shared.subscription import subscribe
+from ticketing.shared.unit_of_work import AlreadyRecorded
 
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -131,3 +138,49 @@ async def test_a_trace_header_that_is_not_utf8_neither_stops_the_consumer_nor_sk
                     await asyncio.sleep(0.1)
         except TimeoutError:
             pytest.fail(f"{len(sent - applied)} of {len(sent)} records were never applied")
+
+
+def registration(email: str) -> CustomerRegistered:
+    return CustomerRegistered(
+        customer_id=uuid.uuid4(),
+        name="Ada",
+        email=email,
+        address=None,
+        registered_at=datetime.now(UTC),
+    )
+
+
+def everything_exported(exporter: InMemorySpanExporter) -> str:
+    """Every name, attribute, event and status text of the exported spans, as one string."""
+    parts: list[str] = []
+    for span in exporter.get_finished_spans():
+        parts += [span.name, repr(dict(span.attributes or {})), str(span.status.description)]
+        for event in span.events:
+            parts += [event.name, repr(dict(event.attributes or {}))]
+    return "\n".join(parts)
+
+
+async def test_a_taken_email_is_not_exported_with_the_failed_statements_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A registration with an e-mail taken fails on its unique key; MariaDB's message names the
+    duplicate value. The statement's span may say that it failed, not what the value was."""
+    email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+    tracer = trace.get_tracer("review", tracer_provider=tracing._state.provider)  # type: ignore[union-attr]
+    async with own_databases("booking") as settings:
+        engine = create_engine(settings, "booking")
+        try:
+            records = SqlBookingRecords(engine, consumer="review")
+            with tracer.start_as_current_span("POST /api/v1/customers", kind=SpanKind.SERVER):
+                await records.register_customer(registration(email), Cause("review"))
+                with pytest.raises(AlreadyRecorded):
+                    await records.register_customer(registration(email), Cause("review"))
+        finally:
+            await engine.dispose()
+    exported = everything_exported(spans)
+    assert "INSERT" in exported  # the statements were traced
+    assert email not in exported
+    (failed,) = [s for s in spans.get_finished_spans() if s.status.status_code is StatusCode.ERROR]
+    assert failed.attributes is not None
+    assert failed.attributes["error.type"] == "IntegrityError"
+    assert failed.attributes["db.response.status_code"] == "1062"
