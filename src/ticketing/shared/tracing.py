@@ -273,7 +273,8 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
     Each record gets a span of its own, child of the context its producer sent, so every
     booking's trace goes on through the consumer. The batch's shared work (one transaction,
     one call to each dependency) runs under the record's span in a batch of one; in a larger
-    batch, under a span parented on the first record's and linked to every record's.
+    batch, under a span parented on the first sampled record's (else the first record's) and
+    linked to every record's.
     """
     if _state is None or not records:
         yield [None] * len(records)
@@ -298,11 +299,14 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
         )
         for record in records
     ]
-    shared = spans[0]
+    # The first sampled record's span, if any: parented on an unsampled one, the shared work
+    # would be recorded in no trace at all, not even in those of the batch's sampled records.
+    lead = next((span for span in spans if span.is_recording()), spans[0])
+    shared = lead
     if len(spans) > 1:
         shared = tracer.start_span(
             f"{records[0].topic} process batch",
-            context=trace.set_span_in_context(spans[0]),
+            context=trace.set_span_in_context(lead),
             kind=trace.SpanKind.CONSUMER,
             links=[trace.Link(span.get_span_context()) for span in spans],
             attributes={"messaging.batch.message_count": len(spans)},
