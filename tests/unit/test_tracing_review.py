@@ -52,3 +52,25 @@ def test_a_batch_of_unsampled_records_records_nothing(spans: InMemorySpanExporte
         assert not trace.get_current_span().is_recording()
     assert spans.get_finished_spans() == ()
     assert all(tp is not None and tp.endswith(("-00", "-02")) for tp in traces)
+
+
+@pytest.mark.parametrize("propagators", ["b3", "none", "jaeger,tracecontext"])
+def test_a_propagator_this_build_lacks_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, propagators: str
+) -> None:
+    """``ticketing serve --help`` says the standard OTEL_* variables apply. With b3 (not
+    installed) the SDK raised a bare ValueError out of ``serve``; with none the HTTP hops
+    stopped carrying the trace while Kafka's still did. Either is refused as a config error."""
+    monkeypatch.setenv("OTEL_PROPAGATORS", propagators)
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_PROPAGATORS": propagators}
+    try:
+        with pytest.raises(tracing.TracingConfigError, match="OTEL_PROPAGATORS"):
+            tracing.configure("review", environ)
+    finally:
+        tracing.shutdown()
+    assert not tracing.enabled()
+
+
+def test_the_standard_propagators_are_taken() -> None:
+    for propagators in ("tracecontext,baggage", "tracecontext", " tracecontext , baggage ", ""):
+        tracing.check({"OTEL_PROPAGATORS": propagators})

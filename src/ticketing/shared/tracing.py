@@ -29,6 +29,7 @@ CLIENT_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 # the bookings'.
 UNTRACED_URLS = "/health/live,/health/ready,/metrics"
 HTTP_PROTOBUF = "http/protobuf"
+W3C_PROPAGATORS = frozenset({"tracecontext", "baggage"})
 _NOTHING: AbstractContextManager[None] = nullcontext()
 
 
@@ -59,7 +60,8 @@ def wanted(environ: Mapping[str, str]) -> bool:
 
 
 def check(environ: Mapping[str, str]) -> None:
-    """Refuse, before anything starts, an exporter or protocol that is not OTLP over HTTP."""
+    """Refuse, before anything starts, an exporter or protocol that is not OTLP over HTTP, and
+    propagators other than W3C's."""
     exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if exporter != "otlp":
         raise TracingConfigError(
@@ -74,6 +76,15 @@ def check(environ: Mapping[str, str]) -> None:
                     " (a collector's port 4318)"
                 )
             break
+    # Read by the SDK when it is first imported: any other name is one it cannot load (it
+    # raises a bare ValueError), and without tracecontext the HTTP hops would carry no trace
+    # while the relay's and consumers' W3C headers still did.
+    names = environ.get("OTEL_PROPAGATORS", "").strip() or "tracecontext,baggage"
+    propagators = {name.strip() for name in names.split(",")}
+    if "tracecontext" not in propagators or not propagators <= W3C_PROPAGATORS:
+        raise TracingConfigError(
+            f"OTEL_PROPAGATORS={names!r} is not supported: use tracecontext or tracecontext,baggage"
+        )
 
 
 def configure(
