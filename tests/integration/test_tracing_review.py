@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 
 import msgspec
@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.harness import create_topics, own_databases
+from tests.harness import create_topics, own_databases, read_topic
 from ticketing.booking.domain import CustomerRegistered
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
@@ -33,14 +33,22 @@ from ticketing.shared.unit_of_work import AlreadyRecorded
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+@contextmanager
+def traced() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for what runs inside (the test's own records are published
+    before, by a producer no instrumentation touches)."""
     exporter = InMemorySpanExporter()
     assert tracing.configure("review", {}, exporter=exporter)
     try:
         yield exporter
     finally:
         tracing.shutdown()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    with traced() as exporter:
+        yield exporter
 
 
 def booking_requested() -> BookingRequested:
@@ -122,7 +130,7 @@ async def consuming(bootstrap: str, topic: str, applied: set[str]) -> AsyncItera
     ids=["traceparent", "baggage", "tracestate"],
 )
 async def test_a_trace_header_that_is_not_utf8_neither_stops_the_consumer_nor_skips_a_record(
-    kafka_bootstrap: str, spans: InMemorySpanExporter, odd: list[tuple[str, bytes]]
+    kafka_bootstrap: str, odd: list[tuple[str, bytes]]
 ) -> None:
     """With tracing off such a record is applied (its headers are decoded leniently). With it
     on, the aiokafka instrumentation's receive wrapper decoded trace headers strictly: the
@@ -131,13 +139,14 @@ async def test_a_trace_header_that_is_not_utf8_neither_stops_the_consumer_nor_sk
     await create_topics(kafka_bootstrap, 1, topic, f"{topic}.dlq")
     sent = await publish(kafka_bootstrap, topic, odd)
     applied: set[str] = set()
-    async with consuming(kafka_bootstrap, topic, applied):
-        try:
-            async with asyncio.timeout(20):
-                while sent - applied:
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            pytest.fail(f"{len(sent - applied)} of {len(sent)} records were never applied")
+    with traced():
+        async with consuming(kafka_bootstrap, topic, applied):
+            try:
+                async with asyncio.timeout(20):
+                    while sent - applied:
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                pytest.fail(f"{len(sent - applied)} of {len(sent)} records were never applied")
 
 
 def registration(email: str) -> CustomerRegistered:
@@ -184,3 +193,24 @@ async def test_a_taken_email_is_not_exported_with_the_failed_statements_span(
     assert failed.attributes is not None
     assert failed.attributes["error.type"] == "IntegrityError"
     assert failed.attributes["db.response.status_code"] == "1062"
+
+
+async def test_a_dead_lettered_record_carries_one_traceparent_in_its_producers_trace(
+    kafka_bootstrap: str,
+) -> None:
+    """The dead-letter copy kept the record's headers, traceparent included, and the Kafka
+    instrumentation appended the dead-letter send's own: two traceparent headers, which readers
+    resolve differently (aiokafka's instrumentation takes the first, our consumer the last)."""
+    topic = f"tracing-review.{uuid.uuid4().hex}"
+    await create_topics(kafka_bootstrap, 1, topic, f"{topic}.dlq")
+    sent = await publish(
+        kafka_bootstrap, topic, [("traceparent", PARENT), (EVENT_TYPE_HEADER, b"NoSuchEvent")]
+    )
+    applied: set[str] = set()
+    with traced():
+        async with consuming(kafka_bootstrap, topic, applied):
+            (dead,) = await read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout=20)
+    assert len(sent - applied) == 1
+    traceparents = [value for name, value in dead.headers if name == "traceparent"]
+    assert len(traceparents) == 1, traceparents
+    assert traceparents[0].split(b"-")[1] == PARENT.split(b"-")[1]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 TRACEPARENT = "traceparent"
+TRACE_CONTEXT = frozenset({TRACEPARENT, "tracestate"})  # what a traced send writes itself
 # What a client may send that would choose our trace ids, force sampling or carry baggage in.
 CLIENT_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 # Probed every few seconds by orchestrators and scraped by Prometheus: a trace each would bury
@@ -337,6 +338,15 @@ def _traceparent_of(span: Any) -> str | None:
     carrier: dict[str, str] = {}
     TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
     return carrier.get(TRACEPARENT)
+
+
+def without_trace_context(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A record's ``headers`` to send again (to the dead-letter topic), less its trace context
+    when tracing is on: the send adds its own, a child in the same trace, and a second
+    ``traceparent`` would be read as the first by some consumers and as the last by others."""
+    if _state is None:
+        return headers
+    return {name: value for name, value in headers.items() if name not in TRACE_CONTEXT}
 
 
 def database_call(statement: str) -> AbstractContextManager[Any]:
