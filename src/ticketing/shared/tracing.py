@@ -1,11 +1,13 @@
 """OpenTelemetry tracing: one trace per booking across HTTP, the event stores and Kafka (ADR 19).
 
 Configured by the standard ``OTEL_*`` variables and off unless an OTLP endpoint is set: then no
-instrumentation is installed and nothing of OpenTelemetry's is imported, so every helper here
-is one check of a flag. On, the maintained instrumentations do the protocol work (ASGI servers,
-aiohttp clients, aiokafka sends, SQLAlchemy engines); the spans written here are those no
-instrumentation can know: a consumer's per-record processing, which our batches would otherwise
-start as new traces, and the statements run on the driver's cursor.
+instrumentation is installed, this module imports nothing of OpenTelemetry's and every helper
+here is one check of a flag (Litestar and FastStream still import parts of the API at start,
+because the packages are installed; neither makes a span). On, the maintained instrumentations
+do the protocol work (ASGI servers, aiohttp clients, aiokafka sends, SQLAlchemy engines); the
+spans written here are those no instrumentation can know: a consumer's per-record processing,
+which our batches would otherwise start as new traces, and the statements run on the driver's
+cursor.
 """
 
 from __future__ import annotations
