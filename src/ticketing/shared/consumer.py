@@ -301,7 +301,7 @@ class MessageRunner:
         """Write the record to the DLQ, retrying for as long as it takes: its offset is committed
         only after this, so a DLQ that is away holds the partition back and loses nothing."""
         headers = {
-            **delivery.headers,
+            **tracing.without_trace_context(delivery.headers),
             "dlq_error": f"{type(error).__name__}: {error}"[:1000],
             "dlq_source_topic": delivery.topic,
             "dlq_source_partition": str(delivery.partition),

@@ -1,11 +1,13 @@
 """OpenTelemetry tracing: one trace per booking across HTTP, the event stores and Kafka (ADR 19).
 
 Configured by the standard ``OTEL_*`` variables and off unless an OTLP endpoint is set: then no
-instrumentation is installed and nothing of OpenTelemetry's is imported, so every helper here
-is one check of a flag. On, the maintained instrumentations do the protocol work (ASGI servers,
-aiohttp clients, aiokafka sends, SQLAlchemy engines); the spans written here are those no
-instrumentation can know: a consumer's per-record processing, which our batches would otherwise
-start as new traces, and the statements run on the driver's cursor.
+instrumentation is installed, this module imports nothing of OpenTelemetry's and every helper
+here is one check of a flag (Litestar and FastStream still import parts of the API at start,
+because the packages are installed; neither makes a span). On, the maintained instrumentations
+do the protocol work (ASGI servers, aiohttp clients, aiokafka sends, SQLAlchemy engines); the
+spans written here are those no instrumentation can know: a consumer's per-record processing,
+which our batches would otherwise start as new traces, and the statements run on the driver's
+cursor.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 TRACEPARENT = "traceparent"
+TRACE_CONTEXT = frozenset({TRACEPARENT, "tracestate"})  # what a traced send writes itself
 # What a client may send that would choose our trace ids, force sampling or carry baggage in.
 CLIENT_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 # Probed every few seconds by orchestrators and scraped by Prometheus: a trace each would bury
 # the bookings'.
 UNTRACED_URLS = "/health/live,/health/ready,/metrics"
 HTTP_PROTOBUF = "http/protobuf"
+W3C_PROPAGATORS = frozenset({"tracecontext", "baggage"})
 _NOTHING: AbstractContextManager[None] = nullcontext()
 
 
@@ -59,7 +63,8 @@ def wanted(environ: Mapping[str, str]) -> bool:
 
 
 def check(environ: Mapping[str, str]) -> None:
-    """Refuse, before anything starts, an exporter or protocol that is not OTLP over HTTP."""
+    """Refuse, before anything starts, an exporter or protocol that is not OTLP over HTTP, and
+    propagators other than W3C's."""
     exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if exporter != "otlp":
         raise TracingConfigError(
@@ -74,6 +79,15 @@ def check(environ: Mapping[str, str]) -> None:
                     " (a collector's port 4318)"
                 )
             break
+    # Read by the SDK when it is first imported: any other name is one it cannot load (it
+    # raises a bare ValueError), and without tracecontext the HTTP hops would carry no trace
+    # while the relay's and consumers' W3C headers still did.
+    names = environ.get("OTEL_PROPAGATORS", "").strip() or "tracecontext,baggage"
+    propagators = {name.strip() for name in names.split(",")}
+    if "tracecontext" not in propagators or not propagators <= W3C_PROPAGATORS:
+        raise TracingConfigError(
+            f"OTEL_PROPAGATORS={names!r} is not supported: use tracecontext or tracecontext,baggage"
+        )
 
 
 def configure(
@@ -111,10 +125,23 @@ def configure(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    _sends_only()
     # Its declared range stops below SQLAlchemy 2.1, whose engine events it hooks unchanged.
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _state = _Tracing(provider, provider.get_tracer("ticketing"))
     return True
+
+
+def _sends_only() -> None:
+    """Take the aiokafka instrumentation off the consumer's fetches, keeping it on sends. It
+    decodes a fetched record's trace headers as strict UTF-8, so one record whose header is
+    not made every fetch raise, which ends FastStream's consume loop for good; our processing
+    spans, made from headers decoded leniently, stand in for its receive spans."""
+    import aiokafka
+    from opentelemetry.instrumentation.utils import unwrap
+
+    unwrap(aiokafka.AIOKafkaConsumer, "getone")
+    unwrap(aiokafka.AIOKafkaConsumer, "getmany")
 
 
 def _entries_only(sampler: Any) -> Any:
@@ -293,8 +320,7 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
     Each record gets a span of its own, child of the context its producer sent, so every
     booking's trace goes on through the consumer. The batch's shared work (one transaction,
     one call to each dependency) runs under the record's span in a batch of one; in a larger
-    batch, under a span parented on the first sampled record's and linked to every sampled
-    record's.
+    batch, under a span parented on the first sampled record's and linked to every record's.
     """
     if _state is None or not records:
         yield [None] * len(records)
@@ -334,7 +360,7 @@ def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
             f"{records[0].topic} process batch",
             context=trace.set_span_in_context(recording[0]),
             kind=trace.SpanKind.CONSUMER,
-            links=[trace.Link(span.get_span_context()) for span in recording],
+            links=[trace.Link(span.get_span_context()) for span in spans],
             attributes={"messaging.batch.message_count": len(spans)},
         )
     try:
@@ -354,6 +380,15 @@ def _traceparent_of(span: Any) -> str | None:
     return carrier.get(TRACEPARENT)
 
 
+def without_trace_context(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A record's ``headers`` to send again (to the dead-letter topic), less its trace context
+    when tracing is on: the send adds its own, a child in the same trace, and a second
+    ``traceparent`` would be read as the first by some consumers and as the last by others."""
+    if _state is None:
+        return headers
+    return {name: value for name, value in headers.items() if name not in TRACE_CONTEXT}
+
+
 def database_call(statement: str) -> AbstractContextManager[Any]:
     """A client span for a statement run on the driver's cursor, which SQLAlchemy's
     instrumentation does not see; its parameters are never recorded."""
@@ -363,11 +398,33 @@ def database_call(statement: str) -> AbstractContextManager[Any]:
 
     if not trace.get_current_span().is_recording():
         return _NOTHING  # outside a sampled trace this span would be dropped anyway
-    return _state.tracer.start_as_current_span(
+    return _database_span(statement)
+
+
+@contextmanager
+def _database_span(statement: str) -> Iterator[None]:
+    """The statement's span. A failure is recorded by its type and the server's error code
+    only: the server's message quotes values (a duplicate key names the taken e-mail)."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    assert _state is not None
+    with _state.tracer.start_as_current_span(
         statement.split(None, 1)[0].upper() if statement else "SQL",
         kind=trace.SpanKind.CLIENT,
         attributes={"db.system.name": "mysql", "db.query.text": statement[:2048]},
-    )
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield
+        except BaseException as error:
+            if span.is_recording():
+                span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("error.type", type(error).__qualname__)
+                if error.args and isinstance(error.args[0], int):
+                    span.set_attribute("db.response.status_code", str(error.args[0]))
+            raise
 
 
 def add_trace_ids(
