@@ -283,6 +283,11 @@ def test_every_service_traces_to_the_collector_which_forwards_to_jaeger() -> Non
     assert pipeline["receivers"] == ["otlp"]
     assert "batch" in pipeline["processors"]
     assert set(pipeline["processors"]) <= set(config["processors"])
+    # A caller's address and user agent are deleted before anything is batched or stored.
+    order = pipeline["processors"]
+    assert order.index("attributes/personal-data") < order.index("batch")
+    actions = config["processors"]["attributes/personal-data"]["actions"]
+    assert all(action["action"] == "delete" for action in actions)
 
     # Its exporter reaches Jaeger's OTLP receiver (gRPC 4317 for `otlp`, HTTP 4318 for
     # `otlphttp`), on a network both share.

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -181,6 +183,8 @@ def test_log_lines_inside_a_trace_carry_its_ids(spans: InMemorySpanExporter) -> 
     assert line["trace_id"] == PARENT.split("-")[1]
     assert line["span_id"] == PARENT.split("-")[2]
     assert "trace_id" not in tracing.add_trace_ids(None, "info", {"event": "y"})
+    with tracing.resumed(PARENT[:-2] + "00"):  # a trace no viewer will hold
+        assert "trace_id" not in tracing.add_trace_ids(None, "info", {"event": "z"})
 
 
 async def test_the_gateway_drops_a_clients_trace_headers(spans: InMemorySpanExporter) -> None:
@@ -305,3 +309,52 @@ async def test_a_service_runs_a_callers_unsampled_request_in_its_context_without
     assert f"{server.parent.span_id:016x}" == PARENT.split("-")[2]
     assert inner[1] is not None
     assert inner[1].split("-")[2] == f"{server.context.span_id:016x}"
+
+
+COLLECTOR = Path(__file__).parents[2] / "deploy" / "otel-collector" / "config.yaml"
+
+
+def collector_deletes() -> set[str]:
+    config = yaml.safe_load(COLLECTOR.read_text())
+    return {a["key"] for a in config["processors"]["attributes/personal-data"]["actions"]}
+
+
+async def test_what_a_span_records_of_the_caller_is_deleted_by_the_collector(
+    spans: InMemorySpanExporter,
+) -> None:
+    # The HTTP instrumentation records the caller's address and user agent (personal data at
+    # the public gateway); the compose collector must delete every attribute that holds them.
+    deleted = collector_deletes()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope: Any = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/events",
+        "headers": [(b"user-agent", b"Personal/1.0"), (b"x-forwarded-for", b"203.0.113.9")],
+        "query_string": b"",
+        "client": ("203.0.113.9", 50123),
+        "server": ("127.0.0.1", 8090),
+        "scheme": "http",
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
+    await tracing.instrument_asgi(app, trusts_callers=False)(scope, receive, send)
+    (server,) = finished(spans)
+    assert server.attributes is not None
+    personal = {
+        key
+        for key, value in server.attributes.items()
+        if isinstance(value, str) and ("203.0.113.9" in value or "Personal/1.0" in value)
+    }
+    assert personal  # the instrumentation does record them
+    assert personal <= deleted, personal - deleted

@@ -430,13 +430,14 @@ def _database_span(statement: str) -> Iterator[None]:
 def add_trace_ids(
     _: Any, __: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: the current trace and span ids on a line written inside one."""
+    """A structlog processor: the current trace and span ids on a line written inside a
+    sampled trace."""
     if _state is None:
         return event_dict
     from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
-    if context.is_valid:
+    if context.is_valid and context.trace_flags.sampled:  # only ids a trace viewer can find
         event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
         event_dict.setdefault("span_id", format(context.span_id, "016x"))
     return event_dict
