@@ -1,6 +1,5 @@
-"""Review of tracing (issue 22) against the real broker and MariaDB: with tracing on, what a
-record's headers or a statement's failure carry must neither stop a consumer nor leak into
-the exported spans."""
+"""Tracing against the real broker and MariaDB: with tracing on, what a record's headers or a
+statement's failure carry must neither stop a consumer nor leak into the exported spans."""
 
 from __future__ import annotations
 
