@@ -1,5 +1,6 @@
 """``make bench``: drive a fresh stack (``ticketing dev``) per scenario through the gateway from this
-separate process, measure the ceilings in the same run, and write docs/benchmarks.md and JSON.
+separate process, measure the ceilings in the same run, and write docs/benchmarks.md (with its
+pictures in docs/img/) and docs/benchmarks.json.
 
     python -m benchmarks [--seconds 30] [--output docs/benchmarks.json]
 """
@@ -50,6 +51,10 @@ async def run_scenario(
 
 
 async def main(args: argparse.Namespace) -> None:
+    # Imported before the run, not after it: a missing matplotlib should stop the run at once
+    # rather than after minutes of measuring.
+    from benchmarks.plots import draw
+
     base = dataclasses.replace(
         Settings.from_env(), db_prefix=f"ticketing_bench_{uuid.uuid4().hex[:6]}_"
     )
@@ -78,7 +83,8 @@ async def main(args: argparse.Namespace) -> None:
     if only != set(SCENARIOS):
         return  # a partial run is for measuring one change; the report needs every scenario
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    write_report(results, REPO / "docs" / "benchmarks.md")
+    docs = REPO / "docs"
+    write_report(results, docs / "benchmarks.md", draw(results, docs / "img"))
 
 
 def parser() -> argparse.ArgumentParser:
