@@ -20,7 +20,8 @@ test:
 chaos:
 	TICKETING_CHAOS_SCALE=full .venv/bin/pytest tests/e2e/test_chaos.py -v
 
-# Benchmarks (not tests): throughput, latency, relay, flash sale, memory -> docs/benchmarks.md
+# Benchmarks (not tests): throughput, latency, relay, flash sale, memory -> docs/benchmarks.md,
+# with pictures of them in docs/img/ (matplotlib, installed by the script).
 bench:
 	scripts/bench.sh
 

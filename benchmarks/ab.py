@@ -32,16 +32,9 @@ from typing import Any
 import uvloop
 from sqlalchemy import text
 
-from benchmarks.__main__ import (
-    STAGES,
-    accept_throughput,
-    confirmation_latency,
-    confirmed_saga,
-    fresh_stack,
-    host_speed,
-    idle_then_alone,
-    percentile,
-)
+from benchmarks.accept import accept_throughput
+from benchmarks.confirmation import STAGES, confirmation_latency, confirmed_saga, idle_then_alone
+from benchmarks.stack import fresh_stack, host_speed, percentile
 from tests.e2e.devprocess import DevProcess
 from tests.otlp import otlp_receiver
 from ticketing.shared.logging import configure_logging

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.__main__ import FsyncProbe, fixed_work, flush_summary, host_speed
+from benchmarks.disk import FsyncProbe, flush_summary
 from benchmarks.report import write_report
+from benchmarks.stack import fixed_work, host_speed
 from hypothesis import given
 from hypothesis import strategies as st
 
