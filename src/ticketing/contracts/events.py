@@ -20,6 +20,8 @@ BOOKINGS_TOPIC: Final = "ticketing.bookings"
 BOOKINGS_DLQ_TOPIC: Final = "ticketing.bookings.dlq"
 ORDERS_TOPIC: Final = "ticketing.orders"
 ORDERS_DLQ_TOPIC: Final = "ticketing.orders.dlq"
+# Every topic, for whoever creates them (`ticketing dev`, the tests' brokers).
+TOPICS: Final = (BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC)
 
 # A decimal amount as the services write it (at most ten integer digits, as the price columns
 # hold): anything else is refused when the message is decoded, before any effect.
