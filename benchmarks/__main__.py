@@ -36,10 +36,11 @@ from tests.e2e.devprocess import DevProcess, dev_process, pending_bookings
 from ticketing.booking.tables import bookings
 from ticketing.booking.tables import metadata as booking_metadata
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.event_table import event_store_table
 from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
 from ticketing.shared.logging import configure_logging
-from ticketing.shared.relay import OutboxRelay, create_producer
+from ticketing.shared.publishing import create_producer
+from ticketing.shared.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from ticketing.shared.outbox_admin import (
     replayable_rows,
     status,
 )
-from ticketing.shared.relay import create_producer, send_rows, start_producer
+from ticketing.shared.publishing import create_producer, send_rows, start_producer
 from ticketing.shared.settings import ServiceName, Settings
 
 OUTBOX_SERVICES: tuple[ServiceName, ...] = ("booking", "order")

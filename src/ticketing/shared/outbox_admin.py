@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.eventstore import STORE_TABLE
-from ticketing.shared.relay import UNPUBLISHED_COLUMNS, Unpublished, unpublished
+from ticketing.shared.event_table import STORE_TABLE
+from ticketing.shared.publishing import UNPUBLISHED_COLUMNS, Unpublished, unpublished
 
 _TABLE = sql.quote(STORE_TABLE)
 

@@ -29,7 +29,8 @@ from ticketing.shared.auth import (
     TokenVerifier,
     bearer_token,
 )
-from ticketing.shared.eventstore import MAX_ID_LENGTH, Cause
+from ticketing.shared.event_table import MAX_ID_LENGTH
+from ticketing.shared.eventstore import Cause
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.observability import current_correlation_id, printable_ascii
 from ticketing.shared.settings import Settings
