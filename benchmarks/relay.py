@@ -16,8 +16,9 @@ from sqlalchemy import MetaData
 from benchmarks.raw import raw_producer
 from tests.e2e.devprocess import DevProcess
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.eventstore import event_store_table
-from ticketing.shared.relay import OutboxRelay, create_producer
+from ticketing.shared.event_table import event_store_table
+from ticketing.shared.publishing import create_producer
+from ticketing.shared.relay import OutboxRelay
 
 
 async def relay_throughput(dev: DevProcess, rows: int) -> dict[str, Any]:

@@ -24,12 +24,13 @@ from litestar import Litestar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.devstack import die_with_parent, tansu_binary
+from ticketing.cli.dev_infra import tansu_binary
+from ticketing.cli.supervisor import die_with_parent
 from ticketing.shared import sql
-from ticketing.shared.coalescing import CoalescingHttpProtocol
 from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_server_engine
 from ticketing.shared.migrations import alembic_root, upgrade
+from ticketing.shared.serving import CoalescingHttpProtocol
 from ticketing.shared.settings import ServiceName, Settings
 from ticketing.shared.unit_of_work import UnitOfWork
 

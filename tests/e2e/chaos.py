@@ -30,7 +30,7 @@ from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
 from ticketing.order.tables import orders
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.event_table import event_store_table
 
 FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
 HOLD_SECONDS = 3  # the fault scenarios' holds: those left alone expire mid-run

@@ -15,7 +15,8 @@ from tests.integration.test_events_cli import settings
 from ticketing.inventory.tables import event_store
 from ticketing.shared import sql
 from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.eventstore import Cause, EventStore, Pending
 from ticketing.shared.settings import Settings
 
 __all__ = ["settings"]  # the fixture: a database of its own, since its stream is no inventory's

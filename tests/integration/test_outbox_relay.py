@@ -23,8 +23,11 @@ from ticketing.contracts.events import OrderRejected, Publication
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, event_store_table
-from ticketing.shared.relay import OutboxRelay, Unpublished, create_producer, send_rows
+from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.event_table import event_store_table
+from ticketing.shared.eventstore import Cause, EventStore, Pending
+from ticketing.shared.publishing import Unpublished, create_producer, send_rows
+from ticketing.shared.relay import OutboxRelay
 from ticketing.shared.settings import ServiceName, Settings
 
 SERVICE: ServiceName = "order"  # any service database name works; this one is dropped with the run

@@ -21,9 +21,9 @@ from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
 from ticketing.shared.auth import OidcDiscovery
 from ticketing.shared.consumer import Received
-from ticketing.shared.eventstore import message_headers
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
+from ticketing.shared.publishing import message_headers
 from ticketing.shared.upstream import Upstream
 
 

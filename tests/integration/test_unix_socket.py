@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from ticketing.devstack import DevStackError, check_database
+from ticketing.cli.dev_infra import DevStackError, check_database
 from ticketing.shared.db import create_engine, create_server_engine
 from ticketing.shared.settings import Settings
 

@@ -15,7 +15,8 @@ import pytest
 
 from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Lasting, Reply, Upstream
+from ticketing.shared.upstream import Lasting, Upstream
+from ticketing.shared.upstream_answers import Reply
 
 Answer = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
 

@@ -15,7 +15,7 @@ from litestar import Litestar, MediaType, Response, get, post
 from tests.harness import free_port, serve
 from ticketing.shared.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Replica as UpstreamReplica
+from ticketing.shared.replicas import Replica as UpstreamReplica
 from ticketing.shared.upstream import Upstream
 
 

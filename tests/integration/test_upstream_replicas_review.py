@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from tests.integration.test_upstream_replicas import answered_by, replicas, upstream
 from ticketing.shared.observability import correlation_id_bound, current_correlation_id
-from ticketing.shared.upstream import Replica, Upstream
+from ticketing.shared.replicas import Replica
+from ticketing.shared.upstream import Upstream
 
 
 @contextlib.contextmanager

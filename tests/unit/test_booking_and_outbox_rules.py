@@ -8,10 +8,10 @@ from ticketing.booking.domain import (
     fingerprint,
     total_price,
 )
+from ticketing.cli.arguments import parse_duration, parse_moment
 from ticketing.contracts.inventory import ReservationStatus
 from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of
 from ticketing.shared.errors import Conflict, InvalidInput
-from ticketing.shared.outbox_admin import parse_duration, parse_moment
 
 NOW = datetime(2026, 11, 27, 12, 0, 0)
 

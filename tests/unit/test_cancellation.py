@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from ticketing.shared.consumer import MessageRunner
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.event_table import event_store_table
 from ticketing.shared.relay import OutboxRelay
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ticketing.devstack import REPLICA_PORT_STEP, DevStackError, banner, replica_ports
+from ticketing.cli.dev_infra import DevStackError
+from ticketing.cli.devstack import REPLICA_PORT_STEP, banner, replica_ports
 from ticketing.shared.settings import Settings
 
 

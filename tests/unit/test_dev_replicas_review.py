@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticketing.devstack import DevStack
+from ticketing.cli.devstack import DevStack
 from ticketing.shared.settings import Settings
 
 

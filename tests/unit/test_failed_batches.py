@@ -15,13 +15,8 @@ from faststream.kafka.message import KafkaAckableMessage
 
 from tests.unit.test_message_runner import delivery
 from ticketing.contracts.events import OrderRejected
-from ticketing.shared.consumer import (
-    CancelledElsewhere,
-    Delivery,
-    MessageRunner,
-    Received,
-    run_all,
-)
+from ticketing.shared.cancellation import CancelledElsewhere, run_all
+from ticketing.shared.consumer import Delivery, MessageRunner, Received
 
 
 class Consumer:

@@ -33,7 +33,7 @@ from ticketing.order.domain import ImpossibleRelease, OrderStatus
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.shared.consumer import Delivery, MessageRunner, Received
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import message_headers
+from ticketing.shared.publishing import message_headers
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from ticketing.cli.serve import GC_THRESHOLDS, settle_heap, takes_proxy_headers
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import (
     HttpMetrics,
@@ -17,6 +16,7 @@ from ticketing.shared.observability import (
     observability_middleware,
 )
 from ticketing.shared.problems import _field_errors
+from ticketing.shared.serving import GC_THRESHOLDS, settle_heap, takes_proxy_headers
 from ticketing.shared.settings import Settings, SettingsError
 
 

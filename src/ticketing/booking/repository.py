@@ -37,7 +37,8 @@ from ticketing.contracts.events import (
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
 from ticketing.shared.db import is_duplicate_key
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.eventstore import Cause, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
 STORE = EventStore(

@@ -24,7 +24,7 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
-from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.events import BOOKING_SUBSCRIPTION, BookingRequested
 from ticketing.shared import tally
 from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, NotFound, Unprocessable
@@ -33,7 +33,7 @@ from ticketing.shared.ids import new_id
 from ticketing.shared.pagination import decode_cursor, page
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
-CONSUMER = "booking-service"
+CONSUMER = BOOKING_SUBSCRIPTION.group
 SWEEPER = "booking-hold-expiry"  # the actor of the events the expiry of holds records
 EXPIRY_BATCH = 100
 MAX_KNOWN_CUSTOMERS = 100_000

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
 
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.event_table import event_store_table
 from ticketing.shared.inbox import inbox_table
 
 metadata = MetaData()

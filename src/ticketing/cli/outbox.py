@@ -10,16 +10,16 @@ import time
 import uuid
 from typing import TextIO, cast
 
+from ticketing.cli.arguments import moment
 from ticketing.shared import tracing
 from ticketing.shared.db import create_engine
 from ticketing.shared.outbox_admin import (
     ReplayFilter,
     count_replayable,
-    parse_moment,
     replayable_rows,
     status,
 )
-from ticketing.shared.relay import create_producer, send_rows, start_producer
+from ticketing.shared.publishing import create_producer, send_rows, start_producer
 from ticketing.shared.settings import ServiceName, Settings
 
 OUTBOX_SERVICES: tuple[ServiceName, ...] = ("booking", "order")
@@ -46,20 +46,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "replay", help="re-publish already-published events with their original message ids"
     )
     replay.add_argument("--service", choices=OUTBOX_SERVICES, required=True)
-    replay.add_argument("--since", type=_moment, help="recorded at or after (ISO time or age: 2h)")
-    replay.add_argument("--until", type=_moment, help="recorded before (ISO time or age: 30m)")
+    replay.add_argument("--since", type=moment, help="recorded at or after (ISO time or age: 2h)")
+    replay.add_argument("--until", type=moment, help="recorded before (ISO time or age: 30m)")
     replay.add_argument(
         "--aggregate-id", type=uuid.UUID, help="only events of this stream (e.g. a booking id)"
     )
     replay.add_argument("--event-type", help="only events of this type (e.g. BookingRequested)")
     replay.add_argument("--dry-run", action="store_true", help="count what would be replayed")
-
-
-def _moment(text: str) -> object:
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

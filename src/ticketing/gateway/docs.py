@@ -65,10 +65,8 @@ ASYNCAPI_PAGE = """<!doctype html>
 
 
 def assets_root(settings: Settings) -> Path:
-    """``TICKETING_DOCS_ASSETS_DIR``, else ``web/node_modules`` of this checkout."""
-    if settings.docs_assets_dir:
-        return Path(settings.docs_assets_dir)
-    return Path(__file__).resolve().parents[3] / "web" / "node_modules"
+    """``TICKETING_DOCS_ASSETS_DIR``: the installed ``web/node_modules``."""
+    return Path(settings.docs_assets_dir)
 
 
 def _page(html: str, request: Request[Any, Any, Any]) -> Response[str]:

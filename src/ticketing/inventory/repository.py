@@ -31,7 +31,8 @@ from ticketing.inventory.rules import format_price
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.eventstore import Cause, EventStore, Pending
 from ticketing.shared.unit_of_work import UnitOfWork
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES, UPCASTERS))

@@ -27,7 +27,8 @@ from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db import is_duplicate_key
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, Recorded
+from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.eventstore import Cause, EventStore, Pending, Recorded
 from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)

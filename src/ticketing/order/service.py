@@ -12,7 +12,12 @@ from typing import Protocol
 
 import structlog
 
-from ticketing.contracts.events import BookingEvent, BookingRequested, SeatRelease
+from ticketing.contracts.events import (
+    ORDER_SUBSCRIPTION,
+    BookingEvent,
+    BookingRequested,
+    SeatRelease,
+)
 from ticketing.contracts.inventory import (
     ReleaseItem,
     ReleaseItemResult,
@@ -36,7 +41,7 @@ from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
 from ticketing.shared.unit_of_work import AlreadyRecorded
 
-CONSUMER = "order-service"
+CONSUMER = ORDER_SUBSCRIPTION.group
 log = structlog.get_logger(__name__)
 
 

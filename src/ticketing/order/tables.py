@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Numeric, String, Table, Uuid
 from sqlalchemy.dialects.mysql import DATETIME
 
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.event_table import event_store_table
 from ticketing.shared.inbox import inbox_table
 
 metadata = MetaData()

@@ -2,11 +2,13 @@
 
 Built from the event contracts with FastStream's generator on a documentation-only broker (the
 running services publish through the relays of their event stores, which FastStream does not
-see). What is published, by whom and where comes from ``contracts.events.PUBLICATIONS``.
+see). What is published, by whom and where comes from ``contracts.events.PUBLICATIONS``; who
+consumes it, from the subscriptions the consuming services declare there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from functools import reduce
 from operator import or_
 from typing import Any
@@ -15,19 +17,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from ticketing import __version__
-from ticketing.contracts.events import (
-    BOOKINGS_DLQ_TOPIC,
-    BOOKINGS_TOPIC,
-    ORDERS_DLQ_TOPIC,
-    ORDERS_TOPIC,
-    PUBLICATIONS,
-    BookingCancelled,
-    BookingRequested,
-    HoldExpired,
-    OrderConfirmed,
-    OrderRejected,
-    OrderReleased,
-)
+from ticketing.contracts.events import PUBLICATIONS, SUBSCRIPTIONS, Subscription
 
 HEADERS_NOTE = (
     "Headers: event_type (the payload's type), message_id (deduplication key, equal to the "
@@ -35,7 +25,7 @@ HEADERS_NOTE = (
 )
 
 
-def _document_broker(bootstrap: str) -> KafkaBroker:
+def _document_broker(bootstrap: str, subscriptions: Iterable[Subscription]) -> KafkaBroker:
     broker = KafkaBroker(
         bootstrap, description="Kafka topics of the ticketing system. " + HEADERS_NOTE
     )
@@ -53,40 +43,36 @@ def _document_broker(bootstrap: str) -> KafkaBroker:
             description=f"Stored in {publisher}'s event store with the change it records, "
             "then published by its relay; the message id is the event's id in the store.",
         )
-
-    @broker.subscriber(
-        BOOKINGS_TOPIC,
-        group_id="order-service",
-        title="order-service consumes BookingRequested, BookingCancelled or HoldExpired",
-        description="BookingRequested: reserves at inventory, records the order, publishes the "
-        "outcome. BookingCancelled or HoldExpired (only for a booking whose order is "
-        "confirmed): gives the seats back at inventory and publishes OrderReleased, once per "
-        f"booking. Messages that keep failing go to {BOOKINGS_DLQ_TOPIC}.",
-    )
-    async def order_service(
-        event: BookingRequested | BookingCancelled | HoldExpired,
-    ) -> None:  # pragma: no cover - docs only
-        del event
-
-    @broker.subscriber(
-        ORDERS_TOPIC,
-        group_id="booking-service",
-        title="booking-service consumes OrderConfirmed, OrderRejected or OrderReleased",
-        description="OrderConfirmed or OrderRejected: moves the booking to CONFIRMED (HELD, "
-        "for a hold) or REJECTED. OrderReleased: moves a cancelled booking to CANCELLED. Once "
-        f"per message. Messages that keep failing go to {ORDERS_DLQ_TOPIC}.",
-    )
-    async def booking_service(
-        event: OrderConfirmed | OrderRejected | OrderReleased,
-    ) -> None:  # pragma: no cover - docs only
-        del event
-
+    for subscription in subscriptions:
+        *others, last = [event.__name__ for event in subscription.events]
+        names = f"{', '.join(others)} or {last}" if others else last
+        broker.subscriber(
+            subscription.topic,
+            group_id=subscription.group,
+            title=f"{subscription.group} consumes {names}",
+            description=f"{subscription.effect} Messages that keep failing go to "
+            f"{subscription.dlq_topic}.",
+        )(_consumer_of(subscription.events))
     return broker
 
 
-def asyncapi_document(bootstrap: str = "kafka:9092") -> dict[str, Any]:
+def _consumer_of(events: tuple[type[Any], ...]) -> Callable[..., Awaitable[None]]:
+    """A handler FastStream documents as taking any of ``events`` (it reads the annotation)."""
+
+    async def consume(event: Any) -> None:  # pragma: no cover - docs only
+        del event
+
+    consume.__annotations__ = {"event": reduce(or_, events), "return": None}
+    return consume
+
+
+def asyncapi_document(
+    bootstrap: str = "kafka:9092", subscriptions: Iterable[Subscription] = SUBSCRIPTIONS
+) -> dict[str, Any]:
+    """The document of the published events and of ``subscriptions``, the consumer groups the
+    consuming services declare."""
     spec = AsyncAPI(
-        _document_broker(bootstrap),
+        _document_broker(bootstrap, subscriptions),
         title="ticketing events",
         version=__version__,
         description="Event contracts of the ticketing booking saga.",

@@ -28,10 +28,8 @@ from typing import Any
 
 import msgspec
 import structlog
-from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import ConsumerProtocol, KafkaMessage
+from faststream.kafka.message import KafkaMessage
 
 from ticketing.contracts.events import (
     CORRELATION_ID_HEADER,
@@ -40,10 +38,11 @@ from ticketing.contracts.events import (
     MESSAGE_ID_HEADER,
 )
 from ticketing.shared import tracing
-from ticketing.shared.cancellation import stop_if_cancelled, stopping
+from ticketing.shared.cancellation import CancelledElsewhere, run_all, stop_if_cancelled, stopping
 from ticketing.shared.db import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.observability import correlation_id_bound
+from ticketing.shared.offsets import commit, records_of, rewind
 from ticketing.shared.tally import NO_TALLY, Tally, counting
 
 log = structlog.get_logger(__name__)
@@ -105,35 +104,6 @@ def decode_event(delivery: Delivery, accepted: tuple[type[Any], ...]) -> Any:
         return msgspec.json.decode(delivery.value, type=cls)
     except msgspec.DecodeError as error:
         raise PoisonMessage(f"{event_type} payload is invalid: {error}") from None
-
-
-class CancelledElsewhere(Exception):
-    """A call raised CancelledError although this task was not being stopped."""
-
-
-async def run_all(calls: Sequence[Awaitable[None]]) -> None:
-    """Run ``calls`` concurrently until all are done; the first failure stops the others and
-    is raised once they have stopped, so none runs on beside its own redelivery.
-
-    Not an ``asyncio.TaskGroup``: on Python 3.11 a task group whose child fails while the
-    parent waits in its exit leaves the parent cancelled (CPython gh-116720), which would stop
-    the consumer for good. And a call that ends cancelled without this task being stopped is a
-    failure here (TaskGroup counts it as done), so its batch is delivered again.
-    """
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    if not tasks:
-        return
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            task.cancel()  # a no-op for the finished ones
-        await asyncio.gather(*tasks, return_exceptions=True)
-    failures = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    if failures:
-        raise failures[0]  # type: ignore[misc]
-    if any(task.cancelled() for task in tasks):
-        raise CancelledElsewhere("a record's handling ended cancelled")
 
 
 def is_transient(error: BaseException) -> bool:
@@ -322,36 +292,3 @@ class MessageRunner:
         self.dead_lettered += 1
         self._tally.dead_letter()
         log.error("message sent to the dead-letter topic", topic=self._dlq_topic, error=str(error))
-
-
-def records_of(message: KafkaMessage) -> tuple[Any, ...]:
-    records = message.raw_message
-    return records if isinstance(records, tuple) else (records,)
-
-
-def rewind(consumer: ConsumerProtocol, records: Sequence[Any]) -> None:
-    """Seek each partition of a failed batch back to its first record, so the next fetch
-    delivers the batch again. FastStream's ``nack`` stops at the first partition it cannot
-    seek, and its earlier releases sought only the first record's partition."""
-    first: dict[Any, int] = {}
-    for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        first[partition] = min(record.offset, first.get(partition, record.offset))
-    for partition, offset in first.items():
-        try:
-            consumer.seek(partition, offset)
-        except IllegalStateError:
-            # A rebalance took it: its next owner starts at its last commit, which never
-            # passed these records.
-            log.info("partition no longer assigned, not sought back", partition=str(partition))
-
-
-async def commit(message: KafkaMessage) -> None:
-    """Commit the consumer's offsets, which stand just past the batch it applied. A failed
-    commit (a rebalance, the broker away) loses nothing: a later commit covers the records,
-    or whoever gets them again skips them as duplicates."""
-    try:
-        await message.ack()
-    except Exception as error:  # noqa: BLE001 - the records are safe either way
-        stop_if_cancelled(error)
-        log.warning("offset commit failed", error=repr(error))

@@ -7,9 +7,8 @@ state tables are projections that ``evolve`` writes in the same transaction. ``U
 on that key (MySQL error 1062) and decides again, like after a deadlock. Events are never
 updated or deleted.
 
-Events are plain dataclasses of each service's domain, stored as JSON under their class name
-(``event_type``) and their class's ``SCHEMA_VERSION``; a row written in an older shape is
-upcast on read, one version at a time (:class:`EventCodec`).
+Events are plain dataclasses of each service's domain, read back in their current shape
+(:mod:`ticketing.shared.event_codec`); the table is :mod:`ticketing.shared.event_table`.
 
 The store is also the service's outbox: an event whose type has a :class:`Publication` is
 stored with its topic and key and ``published_at`` empty until the relay has published it
@@ -19,88 +18,22 @@ stored with its topic and key and ``published_at`` empty until the relay has pub
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Column,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    Uuid,
-)
-from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.contracts.events import (
-    CORRELATION_ID_HEADER,
-    EVENT_TYPE_HEADER,
-    MESSAGE_ID_HEADER,
-    Publication,
-)
+from ticketing.contracts.events import Publication
 from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc
+from ticketing.shared.event_codec import EventCodec, UnknownEventType
+from ticketing.shared.event_table import INSERT_COLUMNS, MAX_ID_LENGTH, TRACEPARENT_LENGTH
 from ticketing.shared.ids import new_id
 from ticketing.shared.observability import printable_ascii
-
-STORE_TABLE = "event_store"
-MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
-TRACEPARENT_LENGTH = 64  # a version-00 traceparent has 55 characters; later versions may add
-
-
-def event_store_table(metadata: MetaData) -> Table:
-    """The store's table in a service's ``metadata`` (each service database has one)."""
-    return Table(
-        STORE_TABLE,
-        metadata,
-        Column("position", BigInteger, primary_key=True, autoincrement=True),
-        # The event's own id: the message id consumers deduplicate on once it is published.
-        Column("event_id", Uuid, nullable=False, unique=True),
-        Column("stream_id", Uuid, nullable=False),
-        Column("stream_type", String(32), nullable=False),
-        Column("version", Integer, nullable=False),
-        Column("event_type", String(64), nullable=False),
-        Column("schema_version", Integer, nullable=False),
-        Column("payload", Text().with_variant(LONGTEXT(), "mysql"), nullable=False),
-        Column("correlation_id", String(MAX_ID_LENGTH), nullable=True),
-        Column("causation_id", String(MAX_ID_LENGTH), nullable=True),
-        # The W3C trace context of the work that recorded it, when tracing was on: the relay
-        # publishes the event under it, so a trace survives the outbox and a replay.
-        Column("traceparent", String(TRACEPARENT_LENGTH), nullable=True),
-        Column("actor", Text, nullable=False),
-        Column("recorded_at", DATETIME(fsp=6), nullable=False),
-        # Delivery: a published event's topic and key; internal events have none and are
-        # stored with published_at set, so the relay's read never meets them.
-        Column("topic", String(255), nullable=True),
-        Column("message_key", String(255), nullable=True),
-        Column("published_at", DATETIME(fsp=6), nullable=True),
-        UniqueConstraint("stream_id", "version", name="uq_event_store_stream_version"),
-        Index("ix_event_store_recorded_at", "recorded_at"),
-        Index("ix_event_store_published_at_position", "published_at", "position"),
-        CheckConstraint("version > 0", name="ck_event_store_version_positive"),
-    )
-
-
-def message_headers(
-    event_type: str, event_id: uuid.UUID | str, correlation_id: str | None
-) -> list[tuple[str, bytes]]:
-    """The Kafka headers of a published event (what consumers read of it besides the payload)."""
-    message_id = str(event_id).encode()
-    return [
-        (EVENT_TYPE_HEADER, event_type.encode()),
-        (MESSAGE_ID_HEADER, message_id),
-        (CORRELATION_ID_HEADER, correlation_id.encode() if correlation_id else message_id),
-        ("content-type", b"application/json"),
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,74 +119,6 @@ def unbroken(recorded: Sequence[Recorded]) -> list[Recorded]:
     return prefix
 
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class UnknownEventType(LookupError):
-    """A stored row's event type (or schema version) that this code cannot read."""
-
-
-class EventCodec:
-    """The event types of one service, with the upcasters that bring an older stored shape
-    to the next version: ``upcasters[(event_type, n)]`` turns a version-n payload into n+1."""
-
-    def __init__(
-        self,
-        types: Iterable[type[Any]],
-        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
-    ) -> None:
-        self._types = {cls.__name__: cls for cls in types}
-        self._upcasters = dict(upcasters or {})
-        self._encoder = msgspec.json.Encoder()
-
-    @property
-    def types(self) -> Mapping[str, type[Any]]:
-        return self._types
-
-    def encode(self, event: Any) -> str:
-        if self._types.get(type(event).__name__) is not type(event):
-            raise UnknownEventType(f"{type(event).__name__} is not an event type of this store")
-        return self._encoder.encode(event).decode()
-
-    def decode(self, event_type: str, schema_version: int, payload: str | bytes) -> Any:
-        cls = self._types.get(event_type)
-        if cls is None:
-            raise UnknownEventType(f"unknown event type {event_type!r}")
-        current: int = cls.SCHEMA_VERSION
-        if schema_version == current:
-            return msgspec.json.decode(payload, type=cls)
-        if schema_version > current:
-            raise UnknownEventType(
-                f"{event_type} v{schema_version} is newer than this code (v{current})"
-            )
-        shape: dict[str, Any] = msgspec.json.decode(payload)
-        for version in range(schema_version, current):
-            upcast = self._upcasters.get((event_type, version))
-            if upcast is None:
-                raise UnknownEventType(f"no upcaster for {event_type} v{version}")
-            shape = upcast(shape)
-        return msgspec.convert(shape, type=cls)
-
-
-_COLUMNS = (
-    "event_id",
-    "stream_id",
-    "stream_type",
-    "version",
-    "event_type",
-    "schema_version",
-    "payload",
-    "correlation_id",
-    "causation_id",
-    "traceparent",
-    "actor",
-    "recorded_at",
-    "topic",
-    "message_key",
-    "published_at",
-)
-
-
 class EventStore:
     """Appends to and reads one service's store through ``codec``; events of the types in
     ``publications`` are stored for the relay to publish."""
@@ -268,7 +133,7 @@ class EventStore:
         self.codec = codec
         self.publications = dict(publications or {})
         self._encoder = msgspec.json.Encoder()
-        self._insert = sql.insert_sql(table, _COLUMNS)
+        self._insert = sql.insert_sql(table, INSERT_COLUMNS)
         columns = (
             "position, event_id, stream_id, stream_type, version, event_type, schema_version, "
             "payload, actor, correlation_id, causation_id, recorded_at"

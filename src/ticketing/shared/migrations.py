@@ -7,7 +7,6 @@ env.py runs its own event loop); async callers use ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from alembic import command
@@ -17,16 +16,13 @@ from ticketing.shared.db import ensure_database
 from ticketing.shared.settings import ServiceName, Settings
 
 
-def alembic_root() -> Path:
-    """``TICKETING_ALEMBIC_DIR`` when set, else the ``alembic/`` folder of this checkout."""
-    configured = os.environ.get("TICKETING_ALEMBIC_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[3] / "alembic"
+def alembic_root(settings: Settings | None = None) -> Path:
+    """``TICKETING_ALEMBIC_DIR``: the folder of the per-service environments."""
+    return Path((settings or Settings.from_env()).alembic_dir).resolve()
 
 
 def alembic_config(settings: Settings, service: ServiceName) -> Config:
-    location = alembic_root() / service
+    location = alembic_root(settings) / service
     if not (location / "env.py").is_file():
         raise FileNotFoundError(
             f"no migrations for {service} at {location}; set TICKETING_ALEMBIC_DIR"

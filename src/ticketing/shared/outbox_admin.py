@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared import sql
-from ticketing.shared.clock import naive_utc, utcnow
-from ticketing.shared.eventstore import STORE_TABLE
-from ticketing.shared.relay import UNPUBLISHED_COLUMNS, Unpublished, unpublished
+from ticketing.shared.clock import utcnow
+from ticketing.shared.event_table import STORE_TABLE
+from ticketing.shared.publishing import UNPUBLISHED_COLUMNS, Unpublished, unpublished
 
 _TABLE = sql.quote(STORE_TABLE)
 
@@ -106,36 +106,3 @@ async def replayable_rows(
             return
         yield rows
         after = rows[-1].position
-
-
-def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
-    """An ISO 8601 time (UTC when no zone is given) or an age such as ``90m``, ``2h``, ``7d``.
-
-    Returned as naive UTC, the way the stores keep times.
-    """
-    now = now or utcnow()
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"not a time: {text!r} (use ISO 8601 such as 2026-11-27T10:00:00Z, or an age "
-            "such as 2h)"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = naive_utc(moment)
-    return moment
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``."""
-    text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 2h, 7d, 1w)")
-    return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])

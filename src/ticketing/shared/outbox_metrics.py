@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.eventstore import STORE_TABLE
+from ticketing.shared.event_table import STORE_TABLE
 from ticketing.shared.metrics import ReadAtScrape
 
 _TABLE = sql.quote(STORE_TABLE)

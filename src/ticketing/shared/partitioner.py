@@ -1,9 +1,9 @@
 """Kafka's default partitioning, murmur2 of the key as the Java client computes it, done cheaper.
 
 aiokafka's ``DefaultPartitioner`` hashes every key in pure Python a byte at a time, with a mask
-after every operation: a sixth of the outbox relay's time. :class:`Murmur2Partitioner` reads the
-key's 32-bit words in one unpack, and remembers the partition of recent keys (bookings are keyed
-by their event, so a sale sends one key thousands of times). Every key lands on the partition the
+after every operation, which the relay pays on every event. :class:`Murmur2Partitioner` reads
+the key's 32-bit words in one unpack, and remembers the partition of recent keys (bookings are
+keyed by their event, so a sale sends one key many times). Every key lands on the partition the
 Java client and aiokafka choose, so producers of either kind can share a topic.
 """
 

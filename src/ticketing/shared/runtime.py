@@ -27,7 +27,8 @@ from ticketing.shared.messaging import consumers_joined, start_with_retry
 from ticketing.shared.messaging import ping as ping_broker
 from ticketing.shared.metrics import registered
 from ticketing.shared.outbox_metrics import OutboxCollector
-from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
+from ticketing.shared.publishing import create_producer
+from ticketing.shared.relay import OutboxRelay, relay_lock_name
 from ticketing.shared.settings import ServiceName, Settings
 
 log = structlog.get_logger(__name__)

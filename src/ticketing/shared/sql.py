@@ -1,11 +1,11 @@
 """Hot statements on the driver's cursor, inside SQLAlchemy's connection and transaction.
 
 SQLAlchemy's work around each statement (cache key, compiled-cache lookup, execution context,
-result wrapping, a greenlet switch) cost about 80 µs of CPU and 150 µs of wall time per
-statement on these machines: more than the statement itself. The few fixed statements every
-booking passes through (the inbox and outbox inserts, the relay's read and mark, the booking,
-order and reservation writes) are therefore plain SQL run on the aiomysql cursor of the
-connection SQLAlchemy checked out. Nothing else changes:
+result wrapping, a greenlet switch) costs more than a short statement itself (ADR 7 and
+docs/performance.md have the measurements), so the few fixed statements every booking passes
+through (the inbox and outbox inserts, the relay's read and mark, the booking, order and
+reservation writes) are plain SQL run on the aiomysql cursor of the connection SQLAlchemy
+checked out. Nothing else changes:
 
 - they run inside SQLAlchemy's transaction, which commits or rolls back as before;
 - every value is a parameter, escaped as the driver escapes SQLAlchemy's own statements (the
@@ -21,10 +21,9 @@ consumer's batch) is sent whole by :func:`commit_all`: its statements and the ``
 multi-statement query, one round trip instead of one per statement. Its values are rendered by
 :func:`literal`, which writes exactly what the driver's escaping writes for the types every
 booking carries (strings, integers, decimals, naive datetimes, NULL) and hands every other value
-to the driver: the driver escapes a string through ``str.translate``, a character at a time, and
-that was a tenth of booking's and order's CPU under load. Property tests keep the two identical
-for every type, and a value the driver would write as something else (a Decimal NaN, a
-bytearray) is refused instead.
+to the driver, because the driver escapes a string a character at a time. Property tests keep
+the two identical for every type, and a value the driver would write as something else (a
+Decimal NaN, a bytearray) is refused instead.
 """
 
 from __future__ import annotations

@@ -108,5 +108,5 @@ async def as_received(message: KafkaMessage) -> KafkaMessage:
     decodes each record into its event dataclass, so FastStream's own per-record JSON decoding
     would be wasted work; and taking the message as the body, not through an injected context
     field, keeps FastStream's dependency resolution from running a synchronous getter in a
-    worker thread for every batch (a thread hop and a futex wake per batch, measured)."""
+    worker thread (a thread hop) for every batch."""
     return message

