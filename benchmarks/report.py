@@ -111,7 +111,7 @@ def write_report(r: dict[str, Any], path: Path, pictures: Mapping[str, Path] | N
         "every record batch in memory and lists all of a partition's batches on each fetch, so a",
         "scenario run after another would also measure the first one's leftovers.",
         "The JSON of the run is `docs/benchmarks.json`; what was profiled and what moved the",
-        "figures is in `docs/performance.md`.",
+        "figures is in `docs/performance-log.md`.",
         "",
         "## 1. Accept throughput",
         "",

@@ -17,7 +17,7 @@ from ticketing.shared.settings import Settings
 
 # Tansu holds every fetch for the consumer's whole wait (Kafka answers as soon as a record
 # arrives): short enough that no hop of the saga waits long for it, long enough that the idle
-# consumers do not keep the machine busy polling (docs/performance.md has the measurements).
+# consumers do not keep the machine busy polling (docs/performance-log.md has the measurements).
 TANSU_FETCH_MAX_WAIT_MS = 20
 log = structlog.get_logger("ticketing.dev")
 

@@ -1,8 +1,8 @@
 """Hot statements on the driver's cursor, inside SQLAlchemy's connection and transaction.
 
 SQLAlchemy's work around each statement (cache key, compiled-cache lookup, execution context,
-result wrapping, a greenlet switch) costs more than a short statement itself (ADR 7 and
-docs/performance.md have the measurements), so the few fixed statements every booking passes
+result wrapping, a greenlet switch) costs more than a short statement itself (ADR 21 and
+docs/performance-log.md have the measurements), so the few fixed statements every booking passes
 through (the inbox and outbox inserts, the relay's read and mark, the booking, order and
 reservation writes) are plain SQL run on the aiomysql cursor of the connection SQLAlchemy
 checked out. Nothing else changes:
