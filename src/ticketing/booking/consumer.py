@@ -1,10 +1,12 @@
-"""Booking's Kafka entrypoint: the order saga's answers (outcomes and released seats)."""
+"""Booking's Kafka entrypoint: the order saga's answers (an order confirmed or rejected, or a
+cancelled booking's seats released)."""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.events import (
     ORDERS_DLQ_TOPIC,
     ORDERS_TOPIC,
@@ -30,7 +32,7 @@ def build_broker(
         group=CONSUMER,
         dlq_topic=ORDERS_DLQ_TOPIC,
         accepted=(OrderConfirmed, OrderRejected, OrderReleased),
-        handle=service.apply_outcomes,
+        handle=service.apply_saga_answers,
         description="Moves a booking to CONFIRMED, HELD or REJECTED when the saga answers, and "
         "a cancelled one to CANCELLED once its seats are back; once per message.",
         metrics=metrics,
