@@ -1,12 +1,7 @@
-"""Booking's own metrics: the statuses bookings reach, and how long the order saga takes to
-answer.
-
-Told by the service once a change is committed (the port
-:class:`~ticketing.booking.ports.CommitObserver`), from the events the change recorded: each
-status counts once per booking that reaches it (a hold confirmed later counts as HELD, then as
-CONFIRMED), and the saga's duration runs from the booking's request to the moment its
-settlement was decided. The metric keeps its published name and ``outcome`` label.
-"""
+"""Booking's own metrics, told by the service once a change is committed (the port
+:class:`~ticketing.booking.ports.CommitObserver`), so that they count only what was recorded:
+each status a booking reaches (a confirmed hold counts as HELD, then as CONFIRMED), and the
+saga's time from a request to its settlement. Names and labels are as published."""
 
 from __future__ import annotations
 

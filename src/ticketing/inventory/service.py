@@ -186,21 +186,14 @@ class InventoryService:
     async def reserve_many(
         self, items: Sequence[ReservationItem], cause: Cause
     ) -> list[ReservationItemResult]:
-        """Decide reservations for many bookings in one transaction, at most once per booking id.
+        """Decide reservations for many bookings in one transaction, at most once per booking id
+        (the records lock the events' rows, and the decisions follow request order:
+        :func:`~ticketing.inventory.decisions.decide`).
 
-        The events' rows (their streams' snapshots) are locked first, the decisions are made in
-        request order (see :func:`~ticketing.inventory.domain.decide`), then the events are
-        appended, the reservations recorded and each event's new state written, all in one
-        round trip with the COMMIT (``sql.commit_all``); the ``left_capacity >= 0`` check
-        constraint refuses a decision the locked counts did not allow, failing the whole
-        transaction.
-
-        The first attempt assumes that no booking id holds a reservation yet (the common case:
-        one statement less). If one does (a repeat, or a concurrent request for the same
-        booking id), the records refuse the batch on the primary key (:class:`AlreadyRecorded`,
-        nothing is changed), and it is decided again knowing the reservations already
-        recorded. A stale stream version fails on the store's unique key and is decided again
-        the same way; after ``DUPLICATE_RETRIES`` such retries the refusal is raised.
+        The first attempt assumes that no booking id holds a reservation yet, the common case,
+        to save a read; a repeat then fails the batch on the primary key (nothing is written)
+        and the batch is decided again knowing the reservations recorded, as is one that met a
+        stale stream version, up to ``DUPLICATE_RETRIES`` times.
         """
         causes = item_causes(items, cause)
         event_ids = list({item.event_id for item in items})
