@@ -249,7 +249,7 @@ def _cannot_follow(state: OrderState | None, event: OrderEvent) -> str:
         return f"booking {event.booking_id} has no order: {name} cannot come first"
     if state.version == 1 and not isinstance(event, OrderReleased):
         return (
-            f"booking {state.booking_id} already has its verdict ({state.status.value}): "
+            f"booking {state.booking_id} already has its outcome ({state.status.value}): "
             f"{name} cannot follow it"
         )
     return f"booking {state.booking_id}'s order is {state.status.value}: {name} cannot follow it"

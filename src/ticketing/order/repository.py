@@ -135,7 +135,7 @@ def fold(history: Sequence[Recorded]) -> OrderState:
                 f"version {recorded.version}, the fold is at {state.version}"
             )
     if state is None:
-        raise ImpossibleHistory("an order's stream holds at least its verdict")
+        raise ImpossibleHistory("an order's stream holds at least its outcome")
     return state
 
 
