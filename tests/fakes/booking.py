@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from ticketing.booking import domain
+from ticketing.booking.changes import Change, DecideChanges
 from ticketing.booking.domain import BOOKING_STREAM, CUSTOMER_STREAM, BookingState, KeyTakenOver
-from ticketing.booking.repository import Change, DecideChanges, KeyClaim, NewBooking, StoredKey
+from ticketing.booking.idempotency import KeyClaim, StoredKey
+from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS
 from ticketing.contracts.history import HistoryEntry

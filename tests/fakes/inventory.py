@@ -27,13 +27,13 @@ from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     InventoryEvent,
-    Reservation,
     VenueRegistered,
     VenueState,
     decide_register_venue,
     decide_schedule_event,
     evolve,
 )
+from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.eventstore import Cause

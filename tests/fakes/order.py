@@ -75,7 +75,7 @@ class InMemoryOrderRecords:
             self.streams.setdefault(booking, {})[version] = change
         self.transactions += 1
 
-    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
+    async def has_verdict(self, booking_id: uuid.UUID) -> bool:
         await self.pause()
         return 1 in self.streams.get(booking_id, {})
 

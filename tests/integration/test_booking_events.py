@@ -19,7 +19,8 @@ from tests.harness import as_the_runner_does, own_databases
 from ticketing.booking import projections
 from ticketing.booking.records import SqlBookingRecords, write_bookings
 from ticketing.booking.repository import STORE, NewBooking
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings, customers, event_store, inbox
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
@@ -161,7 +162,7 @@ async def test_a_batch_of_outcomes_settles_each_booking_with_its_own_cause(
         rejection(booked[1].id),
         confirmation(booked[2].id),
     ]
-    await service.apply_outcomes(
+    await service.apply_saga_answers(
         [Received(outcome, f"trace-{n}") for n, outcome in enumerate(outcomes)]
     )
     for n, (booking, outcome) in enumerate(zip(booked, outcomes, strict=True)):
@@ -188,14 +189,14 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_cl
 ) -> None:
     settled, pending, untouched = await pending_bookings(engine, await customer(service), 3)
     first = confirmation(settled.id)
-    await service.apply_outcomes([Received(first, None)])
+    await service.apply_saga_answers([Received(first, None)])
     unknown = uuid.uuid4()
     batch: list[OrderConfirmed | OrderRejected] = [
         rejection(settled.id),
         confirmation(pending.id),
         confirmation(unknown),
     ]
-    await service.apply_outcomes([Received(outcome, None) for outcome in batch])
+    await service.apply_saga_answers([Received(outcome, None) for outcome in batch])
 
     assert [r.event_type for r in await stream(engine, settled.id)] == [
         "BookingRequested",
@@ -214,8 +215,8 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_cl
     assert claimed == 3  # every message applied, once
     redelivered = [Received(outcome, None) for outcome in batch]
     with pytest.raises(AlreadyRecorded):  # the runner then hands each message over alone
-        await service.apply_outcomes(redelivered)
-    await as_the_runner_does(service.apply_outcomes, redelivered)
+        await service.apply_saga_answers(redelivered)
+    await as_the_runner_does(service.apply_saga_answers, redelivered)
     assert len(await stream(engine, pending.id)) == 2
     assert await projections.verify(engine) == []
 
@@ -225,9 +226,9 @@ async def test_racing_outcomes_for_one_booking_settle_it_once(
 ) -> None:
     (booking,) = await pending_bookings(engine, await customer(service), 1)
     outcomes = [confirmation(booking.id) if n % 2 else rejection(booking.id) for n in range(18)]
-    alone = [service.apply_outcomes([Received(outcome, None)]) for outcome in outcomes[:6]]
+    alone = [service.apply_saga_answers([Received(outcome, None)]) for outcome in outcomes[:6]]
     pairs = [[Received(o, None) for o in outcomes[n : n + 2]] for n in range(6, 18, 2)]
-    together = [as_the_runner_does(service.apply_outcomes, pair) for pair in pairs]
+    together = [as_the_runner_does(service.apply_saga_answers, pair) for pair in pairs]
     await asyncio.gather(*alone, *together)
     history = await stream(engine, booking.id)
     assert [r.version for r in history] == [1, 2]
@@ -243,7 +244,7 @@ async def test_verify_finds_what_the_tables_got_wrong_and_rebuild_mends_it(
 ) -> None:
     customer_id = await customer(service)
     tampered, lost, kept = await pending_bookings(engine, customer_id, 3)
-    await service.apply_outcomes([Received(confirmation(kept.id), None)])
+    await service.apply_saga_answers([Received(confirmation(kept.id), None)])
     orphan = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(
@@ -285,7 +286,7 @@ async def test_as_of_folds_the_booking_then_and_names_no_booking_by_another_stre
 ) -> None:
     customer_id = await customer(service)
     (booking,) = await pending_bookings(engine, customer_id, 1)
-    await service.apply_outcomes([Received(rejection(booking.id), None)])
+    await service.apply_saga_answers([Received(rejection(booking.id), None)])
     requested, settled = await stream(engine, booking.id)
     before = await service.get_booking(
         booking.id, as_of=settled.recorded_at - timedelta(microseconds=1)

@@ -23,7 +23,8 @@ from tests.harness import own_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.repository import STORE
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.cli.events import wait_for_writers
 from ticketing.shared.clock import utcnow
 from ticketing.shared.consumer import Received
@@ -66,7 +67,7 @@ async def test_a_settlement_waiting_for_a_connection_is_in_one_of_two_split_expo
         async with engine.connect() as busy:  # the pool's one connection, in use
             await busy.execute(text("SELECT 1"))
             settling = asyncio.create_task(
-                service.apply_outcomes([Received(confirmation(booking.id), None)])
+                service.apply_saga_answers([Received(confirmation(booking.id), None)])
             )
             await asyncio.sleep(0.2)
             split = utcnow()  # after the settlement read its time

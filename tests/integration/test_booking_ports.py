@@ -15,11 +15,13 @@ import pytest
 from tests.fakes.booking import InMemoryBookingRecords
 from tests.harness import own_databases
 from ticketing.booking import domain
+from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState, KeyTakenOver
+from ticketing.booking.idempotency import KeyClaim, StoredKey
 from ticketing.booking.ports import BookingRecords
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.repository import Change, KeyClaim, NewBooking, StoredKey
-from ticketing.booking.service import CONSUMER
+from ticketing.booking.repository import NewBooking
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingRequested
 from ticketing.shared.db import create_engine

@@ -19,7 +19,8 @@ from tests.integration.test_booking_upgrade import fill_as_0002, old_bookings
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import OrderReleased
 from ticketing.shared.consumer import Received
@@ -77,7 +78,7 @@ async def test_old_bookings_have_no_requester_so_only_an_admin_may_cancel_them(
             await service.confirm(booking_id, Caller(client), cause)
     cancelling = await service.cancel(booking_id, Caller("ops", admin=True), Cause("ops"))
     assert cancelling.status is BookingStatus.CANCELLING
-    await service.apply_outcomes(
+    await service.apply_saga_answers(
         [
             Received(
                 OrderReleased(

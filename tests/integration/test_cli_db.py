@@ -13,8 +13,8 @@ from alembic import command
 from sqlalchemy import text
 
 from tests.harness import drop_databases, head_of
-from ticketing.booking import repository as repo
-from ticketing.booking.repository import KeyClaim
+from ticketing.booking import idempotency
+from ticketing.booking.idempotency import KeyClaim
 from ticketing.shared.db import create_engine
 from ticketing.shared.migrations import alembic_config, upgrade
 from ticketing.shared.settings import Settings
@@ -105,8 +105,8 @@ async def test_db_upgrade_takes_an_existing_booking_database_to_keys_per_client(
                 ) == head_of("booking")
                 assert await conn.scalar(text("SELECT COUNT(*) FROM idempotency_keys")) == 0
                 for client, key in [("a", "abc"), ("a", "ABC"), ("a", "abc "), ("b", "abc")]:
-                    assert await repo.claim_key(conn, KeyClaim.new(client, key), "f")
-                assert not await repo.claim_key(conn, KeyClaim.new("a", "abc"), "f")
+                    assert await idempotency.claim_key(conn, KeyClaim.new(client, key), "f")
+                assert not await idempotency.claim_key(conn, KeyClaim.new("a", "abc"), "f")
             await asyncio.to_thread(command.downgrade, alembic_config(settings, "booking"), "0001")
             async with engine.connect() as conn:
                 assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"

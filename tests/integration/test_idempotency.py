@@ -20,13 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.conftest import Stack, bearer
 from tests.harness import serve
 from tests.integration.flow import book, setup_sale
-from ticketing.booking import repository as repo
-from ticketing.booking.api import request_booking
+from ticketing.booking import idempotency
+from ticketing.booking.api.booking_request import request_booking
 from ticketing.booking.domain import KeyTakenOver
+from ticketing.booking.idempotency import KeyClaim
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.records import SqlBookingRecords, write_bookings
-from ticketing.booking.repository import KeyClaim, NewBooking
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.repository import NewBooking
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings, event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
@@ -292,9 +294,9 @@ async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(
     lost = KeyClaim.new("ticketing-admin", f"lost-{uuid.uuid4()}")
     async with engine.begin() as conn:
         for claim in [*held, lost]:
-            assert await repo.claim_key(conn, claim, "fingerprint")
+            assert await idempotency.claim_key(conn, claim, "fingerprint")
         retry = KeyClaim(lost.client, lost.key, secrets.token_hex(16))
-        assert await repo.take_over_key(conn, retry, held_by=lost.token)
+        assert await idempotency.take_over_key(conn, retry, held_by=lost.token)
     items = [
         new_booking(customer_id, event_id, held[0]),
         new_booking(customer_id, event_id, lost),
@@ -328,8 +330,11 @@ async def test_keys_and_clients_are_compared_byte_for_byte(stack: Stack) -> None
     async with stack.engines["booking"].begin() as conn:
         for client in clients:
             for key in keys:
-                assert await repo.claim_key(conn, KeyClaim.new(client, key), "f"), (client, key)
-        assert not await repo.claim_key(conn, KeyClaim.new(clients[0], keys[0]), "f")
+                assert await idempotency.claim_key(conn, KeyClaim.new(client, key), "f"), (
+                    client,
+                    key,
+                )
+        assert not await idempotency.claim_key(conn, KeyClaim.new(clients[0], keys[0]), "f")
         found = await conn.scalar(
             select(func.count())
             .select_from(idempotency_keys)
@@ -396,11 +401,11 @@ async def test_recording_one_answer_reads_one_row_not_the_whole_table(stack: Sta
     claims = [KeyClaim.new("scan-test", f"key-{uuid.uuid4().hex}") for _ in range(300)]
     async with stack.engines["booking"].begin() as conn:
         for claim in claims:
-            assert await repo.claim_key(conn, claim, "f")
-    done = repo.Completion(claims[0], uuid.uuid4(), "{}")
+            assert await idempotency.claim_key(conn, claim, "f")
+    done = idempotency.Completion(claims[0], uuid.uuid4(), "{}")
     async with stack.engines["booking"].begin() as conn:
         before = await rows_scanned(conn)
-        changed = await sql.run(conn, repo.complete_keys_statement([done]))
+        changed = await sql.run(conn, idempotency.complete_keys_statement([done]))
         after = await rows_scanned(conn)
     assert changed == 1
     assert after - before < 10  # a table scan reads every row of the table
@@ -409,6 +414,6 @@ async def test_recording_one_answer_reads_one_row_not_the_whole_table(stack: Sta
 async def test_a_client_id_of_any_length_can_hold_keys(stack: Stack) -> None:
     long_client = "c" * 5000  # tokens put no limit on azp
     async with stack.engines["booking"].begin() as conn:
-        assert await repo.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
-        assert not await repo.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
-        assert await repo.claim_key(conn, KeyClaim.new(long_client + "x", "k"), "f")
+        assert await idempotency.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
+        assert not await idempotency.claim_key(conn, KeyClaim.new(long_client, "k"), "f")
+        assert await idempotency.claim_key(conn, KeyClaim.new(long_client + "x", "k"), "f")

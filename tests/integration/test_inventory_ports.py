@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.fakes.inventory import CheckFailed, InMemoryInventoryRecords
 from tests.harness import own_databases
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
+from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo
 from ticketing.inventory.decisions import CustomerSeats, DecideBatch, Decisions, decide
 from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
-    Reservation,
     ReservationRefused,
     SeatsReserved,
     VenueRegistered,
@@ -32,8 +32,10 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     evolve,
 )
+from ticketing.inventory.ports import InventoryRecords
 from ticketing.inventory.records import SqlInventoryRecords
-from ticketing.inventory.service import InventoryRecords, InventoryService
+from ticketing.inventory.reservation import Reservation
+from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import events
 from ticketing.shared import sql
 from ticketing.shared.db import create_engine
@@ -87,7 +89,7 @@ class Subject:
             return {b: held[b] for b in booking_ids if b in held}
         assert self.engine is not None
         async with self.engine.connect() as conn:
-            return await repo.get_reservations(conn, booking_ids)
+            return await holdings.get_reservations(conn, booking_ids)
 
 
 @pytest.fixture(params=["memory", "sql"])

@@ -31,8 +31,9 @@ from ticketing.contracts.inventory import (
     ReservationOutcome,
 )
 from ticketing.inventory.decisions import DecideReleases, Releases, decide_release
-from ticketing.inventory.domain import EventState, Release, Reservation, SeatsReleased
+from ticketing.inventory.domain import EventState, SeatsReleased
 from ticketing.inventory.records import SqlInventoryRecords
+from ticketing.inventory.reservation import Release, Reservation
 from ticketing.inventory.service import InventoryService
 from ticketing.shared import sql
 from ticketing.shared.unit_of_work import AlreadyRecorded

@@ -26,8 +26,8 @@ from ticketing.booking import projections as booking_projections
 from ticketing.booking import repository as booking_repo
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER as BOOKING_CONSUMER
 from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER as BOOKING_CONSUMER
 from ticketing.contracts.booking import BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.inventory import (
     Event,
@@ -214,7 +214,7 @@ async def world(seed: int) -> AsyncIterator[World]:
                 engines["order"][0],
                 order_repo.STORE,
                 {"OrderConfirmed", "OrderRejected", "OrderReleased"},
-                [b.apply_outcomes for b in bookings],
+                [b.apply_saga_answers for b in bookings],
                 rng,
             )
             yield World(rng, inventory, bookings, orders, engines, to_order, to_booking, crashes)

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.test_booking_events import engine  # noqa: F401 - its own database
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import CustomerCreate
 from ticketing.shared.eventstore import Cause
 

@@ -23,7 +23,7 @@ from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderReleased
 from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.order import tables as order_tables
-from ticketing.order.domain import OrderEvent, OrderStatus, decide
+from ticketing.order.domain import OrderEvent, OrderStatus, decide_verdict
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderRecords, OrderService
 from ticketing.shared import inbox as inbox_ops
@@ -49,7 +49,7 @@ async def records(request: pytest.FixtureRequest) -> AsyncIterator[OrderRecords]
 
 
 def outcome(message: BookingRequested, now: datetime) -> tuple[OrderEvent, Cause]:
-    event = decide(
+    event = decide_verdict(
         message,
         ReservationOutcome.RESERVED,
         order_id=uuid.uuid4(),
@@ -76,7 +76,7 @@ async def nothing_of(records: OrderRecords, *messages: BookingRequested) -> bool
     for message in messages:
         if await claimed(records, message.message_id):
             return False
-        if await records.has_outcome(message.booking_id):
+        if await records.has_verdict(message.booking_id):
             return False
     return True
 
@@ -154,8 +154,8 @@ async def test_two_bookings_sharing_a_message_id_each_get_an_outcome_or_keep_no_
         await as_the_runner_does(
             service.handle_batch, [Received(first, None), Received(second, None)]
         )
-    assert await records.has_outcome(first.booking_id)
-    assert not await records.has_outcome(second.booking_id)
+    assert await records.has_verdict(first.booking_id)
+    assert not await records.has_verdict(second.booking_id)
 
 
 def released(event: OrderEvent, now: datetime, message: uuid.UUID) -> tuple[OrderEvent, Cause]:
@@ -190,7 +190,7 @@ async def test_a_release_is_version_2_once_and_orders_fold_each_stream(
     third = requested()
     with pytest.raises(AlreadyRecorded):  # a new outcome and a claimed message: nothing at all
         await records.record([third.message_id, cancel], deciding(third))
-    assert not await records.has_outcome(third.booking_id)
+    assert not await records.has_verdict(third.booking_id)
     states = await records.orders([first.booking_id, second.booking_id])
     assert (states[first.booking_id].status, states[first.booking_id].version) == (
         OrderStatus.RELEASED,

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.harness import drop_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderConfirmed, OrderRejected
 from ticketing.shared.consumer import Delivery, MessageRunner
 from ticketing.shared.db import create_engine
@@ -122,7 +123,7 @@ async def test_an_outcome_that_waited_for_a_busy_pool_is_applied_not_dead_letter
         )
         async with engine.connect() as busy:  # the database is saturated for two seconds
             await busy.execute(text("SELECT 1"))
-            running = asyncio.create_task(runner.run_batch([delivery], service.apply_outcomes))
+            running = asyncio.create_task(runner.run_batch([delivery], service.apply_saga_answers))
             await asyncio.sleep(2.0)
         await asyncio.wait_for(running, timeout=30)
         settled = await status(engine, booking.id)

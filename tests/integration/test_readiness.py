@@ -36,7 +36,7 @@ from tests.harness import (
 )
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.app import create_app as create_booking_app
-from ticketing.booking.service import CONSUMER as BOOKING_GROUP
+from ticketing.booking.settlement import CONSUMER as BOOKING_GROUP
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
     BOOKINGS_TOPIC,

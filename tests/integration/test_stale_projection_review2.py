@@ -27,7 +27,8 @@ from tests.integration.test_booking_events import confirmation, customer, pendin
 from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.booking import tables as booking_tables
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.order import tables as order_tables
 from ticketing.order.service import OrderService
 from ticketing.shared.consumer import Received
@@ -60,7 +61,7 @@ async def test_an_outcome_decided_from_a_lagging_row_is_not_acked_as_applied_bef
         await conn.execute(update(bookings).where(bookings.c.id == booking.id).values(version=0))
     outcome = confirmation(booking.id)
     try:
-        await service.apply_outcomes([Received(outcome, None)])
+        await service.apply_saga_answers([Received(outcome, None)])
     except AlreadyRecorded:  # refused: the runner retries, then dead-letters it
         return
     # Returned: the runner commits the offset, so the outcome must have been applied.

@@ -10,7 +10,7 @@ from ticketing.booking.domain import (
 )
 from ticketing.cli.arguments import parse_duration, parse_moment
 from ticketing.contracts.inventory import ReservationStatus
-from ticketing.order.domain import OrderStatus, RejectionReason, outcome_of
+from ticketing.order.domain import OrderStatus, RejectionReason, order_status_of
 from ticketing.shared.errors import Conflict, InvalidInput
 
 NOW = datetime(2026, 11, 27, 12, 0, 0)
@@ -40,8 +40,8 @@ def test_fingerprint_depends_on_every_byte() -> None:
 
 
 def test_reservation_outcomes() -> None:
-    assert outcome_of(ReservationStatus.RESERVED) == (OrderStatus.CONFIRMED, None)
-    assert outcome_of(ReservationStatus.INSUFFICIENT) == (
+    assert order_status_of(ReservationStatus.RESERVED) == (OrderStatus.CONFIRMED, None)
+    assert order_status_of(ReservationStatus.INSUFFICIENT) == (
         OrderStatus.REJECTED,
         RejectionReason.INSUFFICIENT_CAPACITY,
     )

@@ -12,8 +12,10 @@ import pytest
 from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
 from tests.harness import as_the_runner_does
 from ticketing.booking.domain import KeyInFlight, KeyTakenOver, fingerprint
-from ticketing.booking.repository import KeyClaim
-from ticketing.booking.service import CONSUMER, Accepted, BookingService
+from ticketing.booking.idempotency import KeyClaim
+from ticketing.booking.requests import Accepted
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.events import OrderConfirmed, OrderRejected
 from ticketing.shared.consumer import Received
@@ -245,7 +247,7 @@ async def test_outcomes_settle_their_bookings_each_with_its_own_cause(world: Wor
     confirmed, rejected = await world.pending(2)
     confirm = confirmation(confirmed)
     outcomes: list[OrderConfirmed | OrderRejected] = [confirm, rejection(rejected)]
-    await world.service.apply_outcomes(
+    await world.service.apply_saga_answers(
         [Received(outcome, f"trace-{n}") for n, outcome in enumerate(outcomes)]
     )
     assert world.status(confirmed) == (BookingStatus.CONFIRMED, 2)
@@ -268,13 +270,13 @@ async def test_an_outcome_for_an_unknown_or_settled_booking_is_ignored_but_claim
     world: World,
 ) -> None:
     settled, pending = await world.pending(2)
-    await world.service.apply_outcomes([Received(confirmation(settled), None)])
+    await world.service.apply_saga_answers([Received(confirmation(settled), None)])
     batch: list[OrderConfirmed | OrderRejected] = [
         rejection(settled),
         confirmation(pending),
         confirmation(uuid.uuid4()),
     ]
-    await world.service.apply_outcomes([Received(outcome, None) for outcome in batch])
+    await world.service.apply_saga_answers([Received(outcome, None) for outcome in batch])
     assert world.status(settled) == (BookingStatus.CONFIRMED, 2)  # an outcome is final
     assert world.status(pending) == (BookingStatus.CONFIRMED, 2)
     assert world.records.stream_of(batch[2].booking_id) == []  # no stream begun by it
@@ -284,7 +286,7 @@ async def test_an_outcome_for_an_unknown_or_settled_booking_is_ignored_but_claim
 async def test_two_outcomes_for_one_booking_in_a_batch_settle_it_once(world: World) -> None:
     (booking_id,) = await world.pending(1)
     first, second = rejection(booking_id), confirmation(booking_id)
-    await world.service.apply_outcomes([Received(first, None), Received(second, None)])
+    await world.service.apply_saga_answers([Received(first, None), Received(second, None)])
     assert world.status(booking_id) == (BookingStatus.REJECTED, 2)
     assert world.records.stream_of(booking_id)[1].causation_id == str(first.message_id)
     assert {first.message_id, second.message_id} <= world.records.claimed
@@ -293,8 +295,8 @@ async def test_two_outcomes_for_one_booking_in_a_batch_settle_it_once(world: Wor
 async def test_a_redelivered_outcome_alone_is_applied_before_and_skipped(world: World) -> None:
     (booking_id,) = await world.pending(1)
     outcome = confirmation(booking_id)
-    await world.service.apply_outcomes([Received(outcome, None)])
-    await world.service.apply_outcomes([Received(outcome, None)])  # acked, nothing written
+    await world.service.apply_saga_answers([Received(outcome, None)])
+    await world.service.apply_saga_answers([Received(outcome, None)])  # acked, nothing written
     assert len(world.records.stream_of(booking_id)) == 2
 
 
@@ -303,13 +305,13 @@ async def test_a_redelivered_outcome_in_a_batch_fails_it_whole_for_the_runner_to
 ) -> None:
     done, waiting = await world.pending(2)
     old, new = confirmation(done), rejection(waiting)
-    await world.service.apply_outcomes([Received(old, None)])
+    await world.service.apply_saga_answers([Received(old, None)])
     batch = [Received(old, None), Received(new, None)]
     with pytest.raises(AlreadyRecorded):
-        await world.service.apply_outcomes(batch)
+        await world.service.apply_saga_answers(batch)
     assert world.status(waiting) == (BookingStatus.PENDING, 1)  # nothing of the batch
     assert new.message_id not in world.records.claimed
-    await as_the_runner_does(world.service.apply_outcomes, batch)
+    await as_the_runner_does(world.service.apply_saga_answers, batch)
     assert world.status(waiting) == (BookingStatus.REJECTED, 2)
 
 
@@ -319,7 +321,7 @@ async def test_a_duplicate_the_inbox_never_saw_is_never_acked(world: World) -> N
     world.records.bookings[booking_id] = type(state)(state.booking, 0)  # a row lagging its stream
     outcome = confirmation(booking_id)
     with pytest.raises(AlreadyRecorded):
-        await world.service.apply_outcomes([Received(outcome, None)])
+        await world.service.apply_saga_answers([Received(outcome, None)])
     assert outcome.message_id not in world.records.claimed
     assert len(world.records.stream_of(booking_id)) == 1
 
@@ -329,7 +331,7 @@ async def test_a_duplicate_the_inbox_never_saw_is_never_acked(world: World) -> N
 
 async def test_reads_serve_what_the_use_cases_recorded(world: World) -> None:
     first, second, third = await world.pending(3)
-    await world.service.apply_outcomes([Received(rejection(first), None)])
+    await world.service.apply_saga_answers([Received(rejection(first), None)])
     requested, settled = world.records.stream_of(first)
     before = await world.service.get_booking(
         first, as_of=settled.recorded_at - timedelta(microseconds=1)

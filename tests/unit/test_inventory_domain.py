@@ -5,7 +5,7 @@ import pytest
 
 from ticketing.contracts.inventory import ReservationOutcome, ReservationStatus
 from ticketing.inventory.decisions import reservation_status
-from ticketing.inventory.domain import Reservation
+from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.rules import check_event_capacity, format_price, parse_price
 from ticketing.shared.errors import Conflict, InvalidInput
 from ticketing.shared.pagination import decode_cursor, encode_cursor

@@ -29,7 +29,6 @@ from ticketing.inventory.domain import (
     EventState,
     EventStreamEvent,
     InventoryEvent,
-    Reservation,
     ReservationRefused,
     SeatsReserved,
     VenueState,
@@ -37,8 +36,8 @@ from ticketing.inventory.domain import (
     decide_schedule_event,
     evolve,
     fold,
-    reservation_of,
 )
+from ticketing.inventory.reservation import Reservation, reservation_of
 from ticketing.shared.errors import ImpossibleHistory, InvalidInput
 
 MAX_CAPACITY = 8

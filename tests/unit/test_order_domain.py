@@ -29,11 +29,11 @@ from ticketing.order.domain import (
     OrderEvent,
     OrderState,
     OrderStatus,
-    Outcome,
     RejectionReason,
+    Verdict,
     check_released,
-    decide,
     decide_release,
+    decide_verdict,
     evolve,
     to_release,
     version_of,
@@ -68,7 +68,7 @@ def test_an_outcome_is_the_order_or_the_rejection_of_what_was_asked(
     message_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    event = decide(requested, outcome, order_id=order_id, message_id=message_id, now=now)
+    event = decide_verdict(requested, outcome, order_id=order_id, message_id=message_id, now=now)
     assert (event.message_id, event.booking_id, event.event_id) == (
         message_id,
         requested.booking_id,
@@ -124,7 +124,9 @@ def test_an_outcome_is_the_order_or_the_rejection_of_what_was_asked(
 def test_each_refusal_names_its_reason(
     outcome: ReservationOutcome, reason: RejectionReason
 ) -> None:
-    event = decide(_requested(), outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=NOW)
+    event = decide_verdict(
+        _requested(), outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=NOW
+    )
     assert isinstance(event, OrderRejected)
     assert event.reason == reason.value
 
@@ -150,14 +152,18 @@ def test_the_stored_event_reads_back_as_it_was_decided(
     """Stored as it is published (the same JSON), and read back equal: what the relay sends
     is what the saga decided."""
     codec = EventCodec(EVENT_TYPES)
-    event = decide(requested, outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=now)
+    event = decide_verdict(
+        requested, outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=now
+    )
     stored = codec.encode(event)
     assert stored.encode() == msgspec.json.encode(event)
     assert codec.decode(type(event).__name__, 1, stored) == event
 
 
-def _decided(requested: BookingRequested, outcome: ReservationOutcome) -> Outcome:
-    return decide(requested, outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=NOW)
+def _decided(requested: BookingRequested, outcome: ReservationOutcome) -> Verdict:
+    return decide_verdict(
+        requested, outcome, order_id=uuid.uuid4(), message_id=uuid.uuid4(), now=NOW
+    )
 
 
 def _requested() -> BookingRequested:

@@ -22,7 +22,8 @@ from litestar.response.streaming import ASGIStreamingResponse
 from tests.fakes.booking import InMemoryStatusLog, recorded
 from ticketing.booking.domain import BookingConfirmed, BookingRejected
 from ticketing.booking.push import StatusPush
-from ticketing.booking.status import PAGE, OpenLimit, StatusFeed
+from ticketing.booking.status_feed import PAGE, StatusFeed
+from ticketing.booking.status_listeners import OpenLimit
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
 from ticketing.shared.errors import RateLimited

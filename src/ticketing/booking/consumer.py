@@ -1,4 +1,5 @@
-"""Booking's Kafka entrypoint: the order saga's answers (outcomes and released seats)."""
+"""Booking's Kafka entrypoint: the order saga's answers (an order confirmed or rejected, or a
+cancelled booking's seats released)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def build_broker(
         group=SUBSCRIPTION.group,
         dlq_topic=SUBSCRIPTION.dlq_topic,
         accepted=SUBSCRIPTION.events,
-        handle=service.apply_outcomes,
+        handle=service.apply_saga_answers,
         description=SUBSCRIPTION.effect,
         metrics=metrics,
     )

@@ -19,14 +19,12 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory.domain import (
     EventState,
-    Reservation,
     ReservationRefused,
     SeatsReleased,
     SeatsReserved,
     evolve,
-    released,
-    reservation_of,
 )
+from ticketing.inventory.reservation import Reservation, released, reservation_of
 from ticketing.shared.errors import InvalidInput
 
 CustomerSeats = tuple[uuid.UUID, uuid.UUID]  # (event id, customer id)

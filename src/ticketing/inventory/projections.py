@@ -22,23 +22,16 @@ from ticketing.inventory.domain import (
     VENUE_STREAM,
     EventState,
     InventoryEvent,
-    Reservation,
     ReservationRefused,
     SeatsReleased,
     SeatsReserved,
     VenueState,
     evolve,
     fold,
-    released,
-    reservation_of,
 )
-from ticketing.inventory.repository import (
-    STORE,
-    event_state,
-    reservation_of_row,
-    venue_row,
-    venue_state,
-)
+from ticketing.inventory.holdings import reservation_of_row
+from ticketing.inventory.repository import STORE, event_state, venue_row, venue_state
+from ticketing.inventory.reservation import Reservation, released, reservation_of
 from ticketing.inventory.rewrite import delete_orphans, write_event_row, write_reservations
 from ticketing.inventory.tables import event_store, events, reservations, venues
 from ticketing.shared.db import run_transaction

@@ -2,7 +2,7 @@
 
 ``ticketing projections verify --service order`` prints every difference; ``ticketing
 projections rebuild --service order`` rewrites every row the events disagree with, while the
-saga keeps running. A booking's stream holds its outcome and, for a confirmed order whose
+saga keeps running. A booking's stream holds its verdict and, for a confirmed order whose
 seats went back, its release: both read the store a page at a time in position order.
 """
 
@@ -30,7 +30,7 @@ Row = dict[str, Any]
 
 
 def expected_row(history: Sequence[Recorded], state: OrderState) -> Row:
-    """The row ``state`` (the fold of ``history``) makes: created when its outcome was recorded."""
+    """The row ``state`` (the fold of ``history``) makes: created when its verdict was recorded."""
     return order_row(state, history[0].recorded_at.replace(tzinfo=None))
 
 
@@ -89,7 +89,7 @@ def _shown(row: Row, columns: Sequence[str] = ORDER_COLUMNS) -> str:
 
 async def verify(engine: AsyncEngine) -> list[str]:
     """Every difference between order's events and its table (empty: they agree). Read in one
-    REPEATABLE READ transaction, whose snapshot the first read fixes, so that outcomes recorded
+    REPEATABLE READ transaction, whose snapshot the first read fixes, so that verdicts recorded
     meanwhile are seen in both or in neither."""
     problems: list[str] = []
     async with engine.connect() as conn:
@@ -150,7 +150,7 @@ async def _write(conn: AsyncConnection, *, bookings: Sequence[uuid.UUID], done: 
         if have is not None and not differing(have, want):
             continue
         if have is None or have["id"] != want["id"]:
-            # The id is this stream's own (its order's, or its outcome's): a row of another
+            # The id is this stream's own (its order's, or its rejection's): a row of another
             # booking holding it is wrong.
             taken = await conn.execute(
                 delete(orders).where(orders.c.id == want["id"], orders.c.booking_id != booking_id)

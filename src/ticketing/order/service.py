@@ -30,8 +30,8 @@ from ticketing.order.domain import (
     OrderState,
     OrderStatus,
     check_released,
-    decide,
     decide_release,
+    decide_verdict,
     release_reason,
     to_release,
 )
@@ -56,12 +56,12 @@ class OrderRecords(Protocol):
         self, message_ids: Sequence[uuid.UUID], decide_at: Callable[[datetime], Changes]
     ) -> None:
         """In one transaction: claim the messages, and record the events ``decide_at`` gives
-        for the time of the transaction, each at its version of its booking's stream (an
-        outcome 1, a release 2). Raises :class:`AlreadyRecorded` (and records nothing) when a
+        for the time of the transaction, each at its version of its booking's stream (a
+        verdict 1, a release 2). Raises :class:`AlreadyRecorded` (and records nothing) when a
         message was claimed or a booking's stream holds that version before."""
 
-    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
-        """Whether the booking's order stream holds its outcome."""
+    async def has_verdict(self, booking_id: uuid.UUID) -> bool:
+        """Whether the booking's order stream holds its verdict."""
 
     async def orders(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderState]:
         """The orders of ``booking_ids`` as their streams say; a booking with no stream is
@@ -129,14 +129,16 @@ class OrderService:
         release_ids = [new_id() for _ in releasing]
 
         def decide_at(now: datetime) -> Changes:
-            outcomes = [
+            verdicts = [
                 (
-                    decide(item.event, answer.outcome, order_id=order, message_id=message, now=now),
+                    decide_verdict(
+                        item.event, answer.outcome, order_id=order, message_id=message, now=now
+                    ),
                     cause_of(item),
                 )
                 for item, answer, (order, message) in zip(asked, answers, ids, strict=True)
             ]
-            return outcomes + [
+            return verdicts + [
                 (
                     decide_release(state, item.event, answer, message_id=message, now=now),
                     cause_of(item),
@@ -202,7 +204,7 @@ class OrderService:
     async def _applied_before(self, event: BookingEvent) -> bool:
         """Whether the event a message asks for is in its booking's stream."""
         if isinstance(event, BookingRequested):
-            return await self._records.has_outcome(event.booking_id)
+            return await self._records.has_verdict(event.booking_id)
         state = (await self._records.orders([event.booking_id])).get(event.booking_id)
         return state is not None and state.status is OrderStatus.RELEASED
 

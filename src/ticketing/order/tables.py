@@ -16,7 +16,7 @@ metadata = MetaData()
 # One row per booking (unique): the saga's decision, CONFIRMED with its order id, or REJECTED
 # with its event's id and no ticket count or price (the rejection does not carry them); a
 # confirmed order whose seats went back is RELEASED, with the release's reason. created_at is
-# the time its outcome (its stream's first event) was recorded.
+# the time its verdict (its stream's first event) was recorded.
 orders = Table(
     "orders",
     metadata,

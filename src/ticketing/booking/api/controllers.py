@@ -1,4 +1,5 @@
-"""Booking's HTTP entrypoints: translate requests, delegate to the service layer."""
+"""Booking's Litestar controllers: customers, their bookings and each booking's status, history,
+confirm and cancel (requesting a booking is :mod:`~ticketing.booking.api.booking_request`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,14 @@ import functools
 import uuid
 from typing import Annotated, Any
 
-import msgspec
-from litestar import Controller, Litestar, Request, Response, asgi, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import (
-    ClientException,
-    MethodNotAllowedException,
     NotAuthorizedException,
-    ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
-from litestar.types import Receive, Scope, Send
 
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.push import StatusPush
@@ -26,14 +22,12 @@ from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import (
     MAX_WAIT_SECONDS,
     Booking,
-    BookingCreate,
     BookingHistoryPage,
     BookingPage,
     Customer,
     CustomerCreate,
 )
 from ticketing.shared.auth import Principal
-from ticketing.shared.body import read_body
 from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
 from ticketing.shared.errors import InvalidInput
 from ticketing.shared.history import AS_OF, parse_as_of
@@ -58,7 +52,6 @@ LAST_EVENT_ID = HeaderParameter(
 )
 BOOKINGS_PATH = "/api/v1/bookings"
 MAX_PAGE_SIZE = 100
-MAX_IDEMPOTENCY_KEY = 255
 
 
 def provide_bookings(request: Request[Any, Any, Any]) -> BookingService:
@@ -69,17 +62,6 @@ def provide_bookings(request: Request[Any, Any, Any]) -> BookingService:
 
 Bookings = NamedDependency[BookingService]
 DEPENDENCIES = {"bookings": Provide(provide_bookings, sync_to_thread=False)}
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        min_length=1,
-        max_length=MAX_IDEMPOTENCY_KEY,
-        description="Repeat a request safely: the same key and body return the first answer. "
-        "Keys are compared byte for byte and are each client's own.",
-        required=False,
-    ),
-]
 
 
 class CustomerController(Controller):
@@ -223,46 +205,6 @@ class BookingController(Controller):
         return await bookings.booking_history(booking_id, limit=limit, cursor=cursor)
 
 
-# Requesting a booking ----------------------------------------------------------------------
-#
-# The busiest endpoint runs as a bare ASGI route (ADR 9): Litestar still routes it,
-# authenticates the caller, checks the permission and maps every error to a problem, but the
-# body is decoded by msgspec and the answer sent directly, without Litestar's per-request
-# parameter model, dependency injection and response object (73 against 26 µs a request in
-# process; a tenth of a booking's CPU across the system). The contract is the one documented
-# by RequestBookingDocs below: the body is a BookingCreate, decoded as Litestar decodes a JSON
-# body (lax, so that "2" is 2), and what does not fit is refused with the same statuses.
-
-_booking_create = msgspec.json.Decoder(BookingCreate, strict=False)
-ALLOWED = "OPTIONS, POST"
-
-
-@asgi(BOOKINGS_PATH, copy_scope=False, opt=requires(WRITE))
-async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
-    """Request tickets: 202 with the PENDING booking; it settles through the order saga."""
-    method = scope.get("method", "")
-    if method == "OPTIONS":
-        await _answer(send, 204, b"", [(b"allow", ALLOWED.encode())])
-        return
-    if method != "POST":
-        raise MethodNotAllowedException(headers={"Allow": ALLOWED})
-    state = scope["litestar_app"].state
-    key = _idempotency_key(scope)
-    body = await read_body(receive, state.settings.max_request_body_bytes)
-    service: BookingService = state.bookings
-    accepted = await service.request_booking(
-        _decode(body),
-        raw_body=body,
-        cause=cause_of(scope),  # the caller's client, set by the authentication middleware
-        idempotency_key=key,
-    )
-    headers = [(b"location", f"{BOOKINGS_PATH}/{accepted.booking_id}".encode())]
-    if accepted.replayed:
-        headers.append((b"idempotent-replayed", b"true"))
-    # The stored JSON is sent as it is, so that a replay is byte for byte the first answer.
-    await _answer(send, 202, accepted.body, headers, content_type=b"application/json")
-
-
 def _caller(request: Request[Any, Any, Any]) -> Caller:
     """The client asking to change a booking, as the authentication middleware found it."""
     principal = request.scope.get("user")
@@ -276,89 +218,3 @@ def _position(last_event_id: str) -> int:
     if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 19):
         raise InvalidInput("Last-Event-ID must be the id of an event this stream sent")
     return int(last_event_id)
-
-
-def _invalid(message: str, *, source: str, key: str | None = None) -> ValidationException:
-    """A refusal that Litestar's exception handler maps to a 400 problem naming the field
-    (``key``, or the path msgspec writes into ``message``)."""
-    error = {"message": message, "source": source}
-    if key is not None:
-        error["key"] = key
-    return ValidationException(f"Validation failed for POST {BOOKINGS_PATH}", extra=[error])
-
-
-def _decode(body: bytes) -> BookingCreate:
-    if not body:
-        raise _invalid("a JSON body is required", source="body", key="body")
-    try:
-        return _booking_create.decode(body)
-    except msgspec.ValidationError as error:
-        raise _invalid(str(error), source="body") from None
-    except msgspec.DecodeError as error:
-        raise ClientException(f"the body is not valid JSON: {error}") from None
-
-
-def _idempotency_key(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"idempotency-key":
-            key = value.decode("latin-1")
-            if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-                raise _invalid(
-                    f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                    source="header",
-                    key="Idempotency-Key",
-                )
-            return key
-    return None
-
-
-async def _answer(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    content_type: bytes | None = None,
-) -> None:
-    head = [*headers, (b"content-length", str(len(body)).encode())]
-    if content_type is not None:
-        head.append((b"content-type", content_type))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-class RequestBookingDocs(Controller):
-    """The OpenAPI operation of :func:`request_booking`, for the schema only: never served.
-
-    Litestar documents only its own handlers, so this signature states the contract the ASGI
-    route implements; :func:`document_request_booking` copies the operation it yields into the
-    served schema.
-    """
-
-    path = BOOKINGS_PATH
-    tags = ["bookings"]
-
-    @post(
-        "/",
-        status_code=202,
-        summary="Request tickets; the booking settles to CONFIRMED (HELD, for a hold) or "
-        "REJECTED shortly",
-        opt=requires(WRITE),
-    )
-    async def request_booking(
-        self, data: JSONBody[BookingCreate], idempotency_key: IdempotencyKey = None
-    ) -> Response[Booking]:
-        raise NotImplementedError("documentation only: served by the ASGI route")
-
-
-def document_request_booking(app: Litestar) -> None:
-    """Put the operation :class:`RequestBookingDocs` yields into ``app``'s OpenAPI schema, with
-    the component schemas it refers to (run on startup, once every route is registered)."""
-    documented = Litestar([RequestBookingDocs], openapi_config=app.openapi_config).openapi_schema
-    schema = app.openapi_schema
-    if schema.paths is None or documented.paths is None:
-        raise RuntimeError("no paths in the OpenAPI schema")
-    schema.paths[BOOKINGS_PATH] = documented.paths[BOOKINGS_PATH]
-    known = schema.components.schemas
-    for name, component in documented.components.schemas.items():
-        known.setdefault(name, component)
