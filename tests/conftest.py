@@ -1,4 +1,5 @@
-"""Session-wide test infrastructure. Markers follow the folder: unit, integration, e2e."""
+"""Session-wide fixtures and hooks. Markers follow the folder: unit, integration, e2e (tests/bench
+holds the benchmark tools' tests, marked by what they need)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,17 @@ from ticketing.shared.settings import DATABASE_SERVICES, Settings
 TESTS = Path(__file__).parent
 
 
+# The benchmark tools' tests sit apart from the product's, yet run with the kind of test they are:
+# the one that writes to MariaDB is an integration test, the others are unit tests.
+BENCH_KINDS = {"test_bench_ceiling.py": "integration"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        kind = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        path = Path(str(item.fspath)).relative_to(TESTS)
+        kind = path.parts[0]
+        if kind == "bench":
+            kind = BENCH_KINDS.get(path.name, "unit")
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
 
