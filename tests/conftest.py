@@ -8,7 +8,6 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,10 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import (
     DEV_CLIENTS,
+    Gateway,
+    Stack,
+    bearer,
     create_topics,
     dev_idp,
     drop_databases,
     fetch_token,
+    gateway_settings,
     kafka_broker,
     serve,
     until_ready,
@@ -68,10 +71,6 @@ def tokens(oidc_issuer: str) -> dict[str, str]:
     """Access tokens of the dev clients: admin (inventory:write bookings:write), client
     (bookings:write) and order (inventory:reserve)."""
     return {name: fetch_token(oidc_issuer, name) for name in DEV_CLIENTS}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")
@@ -131,17 +130,6 @@ async def inventory_db(databases: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stack:
-    """Inventory, booking and order running in this process against the real infrastructure."""
-
-    settings: Settings
-    inventory: httpx.AsyncClient
-    booking: httpx.AsyncClient
-    order_url: str
-    engines: dict[str, AsyncEngine]
-
-
 @pytest.fixture(scope="session")
 async def stack(
     databases: Settings, kafka_bootstrap: str, inventory_url: str, tokens: dict[str, str]
@@ -180,22 +168,6 @@ async def stack(
         finally:
             for engine in engines.values():
                 await engine.dispose()
-
-
-@dataclasses.dataclass(frozen=True)
-class Gateway:
-    url: str
-    settings: Settings
-    tokens: dict[str, str]
-
-    def client(self, who: str | None = "admin", **kwargs: Any) -> httpx.AsyncClient:
-        headers = bearer(self.tokens[who]) if who else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
-
-
-def gateway_settings(stack: Stack, **changes: Any) -> Settings:
-    changes.setdefault("booking_url", str(stack.booking.base_url).rstrip("/"))
-    return dataclasses.replace(stack.settings, **changes)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Stack
+from tests.harness import Stack
 from tests.integration.helpers import create_event
 
 

@@ -19,8 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from litestar import Litestar, Response, get, post
 
-from tests.conftest import bearer
-from tests.harness import fetch_token, serve
+from tests.harness import bearer, fetch_token, serve
 from ticketing.shared.auth import (
     JwksCache,
     OidcDiscovery,

@@ -16,8 +16,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Stack, bearer
-from tests.harness import as_the_runner_does
+from tests.harness import Stack, as_the_runner_does, bearer
 from tests.harness import order_records as records
 from tests.integration.flow import setup_sale
 from tests.integration.helpers import create_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.conftest import Stack
+from tests.harness import Stack
 from tests.integration.flow import book, create_customer, setup_sale
 
 PROBLEM = "application/problem+json"

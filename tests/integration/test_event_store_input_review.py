@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import bearer
+from tests.harness import bearer
 from tests.integration.helpers import create_venue
 from ticketing.inventory import projections
 from ticketing.inventory.repository import STORE

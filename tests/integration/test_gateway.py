@@ -14,8 +14,7 @@ from litestar import Litestar, Request, get, post
 from litestar.params import FromPath
 from sqlalchemy import select
 
-from tests.conftest import Gateway, Stack, bearer, gateway_settings
-from tests.harness import free_port, serve
+from tests.harness import Gateway, Stack, bearer, free_port, gateway_settings, serve
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.gateway.app import create_app as create_gateway_app
 

@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import bearer
-from tests.harness import serve
+from tests.harness import bearer, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.shared.settings import Settings
 

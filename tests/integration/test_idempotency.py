@@ -17,8 +17,7 @@ from litestar import Litestar
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import Stack, bearer
-from tests.harness import serve
+from tests.harness import Stack, bearer, serve
 from tests.integration.flow import book, setup_sale
 from ticketing.booking import repository as repo
 from ticketing.booking.api import request_booking

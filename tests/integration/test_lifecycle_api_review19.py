@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway
+from tests.harness import Gateway
 from tests.integration.test_lifecycle_flow import Shop
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway
+from tests.harness import Gateway
 
 PROBLEM = "application/problem+json"
 

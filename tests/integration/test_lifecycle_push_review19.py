@@ -9,7 +9,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.conftest import Stack
+from tests.harness import Stack
 from tests.integration.test_status_push import events_of, sale
 
 

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
-from tests.conftest import Stack
+from tests.harness import Stack, read_topic
 from tests.harness import order_records as records
-from tests.harness import read_topic
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.contracts.events import BOOKINGS_DLQ_TOPIC, BOOKINGS_TOPIC, BookingRequested

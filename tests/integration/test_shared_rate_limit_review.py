@@ -12,8 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
-from tests.conftest import Stack, bearer, gateway_settings
-from tests.harness import serve
+from tests.harness import Stack, bearer, gateway_settings, serve
 from tests.integration.test_shared_rate_limit import REDIS_URL, prefix
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.gateway.app import rate_limiter

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway, Stack, bearer
+from tests.harness import Gateway, Stack, bearer
 
 PROBLEM = "application/problem+json"
 
