@@ -1,15 +1,6 @@
-"""Review: a connection pool that hands out no connection in time (SQLAlchemy's pool
-``TimeoutError``) is the database being unavailable, as a lost connection is.
-
-SQLAlchemy's ``sqlalchemy.exc.TimeoutError`` is not the builtin ``TimeoutError`` that
-``is_transient`` and ``GroupCommit`` look for, so:
-
-- the consumer runner counts a pool timeout as the message's own failure and, after
-  ``max_attempts``, dead-letters a perfectly good outcome (its booking stays PENDING);
-- a group commit whose checkout timed out is retried item by item, each item waiting a whole
-  ``pool_timeout`` again: the last caller of a group of N waits (N + 1) pool timeouts (with the
-  defaults, 100 items x 30 s), and the writer serves nobody else meanwhile.
-"""
+"""The database pool: a connection that died while idle is replaced at checkout, a read or a
+commit leaves no transaction open, and a pool that hands out no connection in time (SQLAlchemy's
+pool ``TimeoutError``) is the database being unavailable, as a lost connection is."""
 
 from __future__ import annotations
 
@@ -22,14 +13,16 @@ from typing import Any, cast
 import msgspec
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.harness import drop_databases
 from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.tables import bookings
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderConfirmed, OrderRejected
+from ticketing.shared import db
 from ticketing.shared.consumer import Delivery, MessageRunner
 from ticketing.shared.db import create_engine
 from ticketing.shared.group_commit import GroupCommit
@@ -67,6 +60,8 @@ async def booking_db() -> AsyncIterator[Settings]:
 
 
 async def test_a_group_whose_checkout_timed_out_fails_at_once_not_once_per_item() -> None:
+    """Retried item by item, each item would wait a whole pool timeout again, and the writer would
+    serve nobody else meanwhile."""
     settings = Settings.from_env()
     engine = create_async_engine(
         settings.mysql_url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT
@@ -97,6 +92,8 @@ async def test_a_group_whose_checkout_timed_out_fails_at_once_not_once_per_item(
 async def test_an_outcome_that_waited_for_a_busy_pool_is_applied_not_dead_lettered(
     booking_db: Settings,
 ) -> None:
+    """Counted as the message's own failure, a pool timeout would dead-letter a good outcome after
+    ``max_attempts`` and leave its booking PENDING."""
     engine = create_engine(booking_db, "booking")
     service = BookingService(
         SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
@@ -130,3 +127,53 @@ async def test_an_outcome_that_waited_for_a_busy_pool_is_applied_not_dead_letter
         await engine.dispose()
     assert dead.published == [], "a valid outcome was dead-lettered because the pool was busy"
     assert settled == ("CONFIRMED", 2)
+
+
+async def test_a_pooled_connection_that_died_while_idle_is_replaced_at_checkout(
+    databases: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(databases, "order")
+    try:
+        async with engine.connect() as conn:
+            victim = await conn.scalar(text("SELECT CONNECTION_ID()"))
+        async with engine.connect() as conn:  # checked out again at once: not pinged, the same
+            assert await conn.scalar(text("SELECT CONNECTION_ID()")) == victim
+        killer = create_engine(databases, "order")
+        async with killer.connect() as conn:
+            await conn.execute(text(f"KILL CONNECTION {int(victim)}"))
+        await killer.dispose()
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+        async with engine.connect() as conn:  # idle long enough: pinged, found dead, replaced
+            replacement = await conn.scalar(text("SELECT CONNECTION_ID()"))
+        assert replacement != victim
+    finally:
+        await engine.dispose()
+
+
+async def session_rollbacks(conn: AsyncConnection) -> int:
+    row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
+    return int(row[1])
+
+
+async def test_a_committed_transaction_costs_no_rollback_and_a_read_leaves_nothing_open(
+    databases: Settings,
+) -> None:
+    engine = create_engine(databases, "booking")  # one connection, reused for every step
+    try:
+        async with engine.connect() as conn:
+            before = await session_rollbacks(conn)
+            await conn.execute(select(func.count()).select_from(bookings))
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 1
+        async with engine.connect() as conn:  # the read's transaction was rolled back on return
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 0
+            assert await session_rollbacks(conn) == before + 1
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(select(func.count()).select_from(bookings))
+
+        await db.run_transaction(engine, work)
+        async with engine.connect() as conn:  # committed: nothing rolled back on return
+            assert await conn.scalar(text("SELECT @@in_transaction")) == 0
+            assert await session_rollbacks(conn) == before + 2  # only the previous read's
+    finally:
+        await engine.dispose()
