@@ -1,4 +1,5 @@
-"""At-least-once delivery meets idempotent consumers: duplicates and poison messages."""
+"""At-least-once delivery meets idempotent consumers: duplicates and poison messages, a poison
+message dead-lettered before it reserves any seat."""
 
 from __future__ import annotations
 
@@ -6,20 +7,34 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import Stack, read_topic
 from tests.harness import order_records as records
 from tests.integration.flow import book, settled, setup_sale
+from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
+    Inventory,
+    engine,
+    order_db,
+    requested,
+)
+from tests.unit.test_message_runner import DeadLetters
 from ticketing.booking.tables import event_store as booking_store
-from ticketing.contracts.events import BOOKINGS_DLQ_TOPIC, BOOKINGS_TOPIC, BookingRequested
+from ticketing.contracts.events import (
+    BOOKINGS_DLQ_TOPIC,
+    BOOKINGS_TOPIC,
+    EVENT_TYPE_HEADER,
+    BookingRequested,
+)
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
 from ticketing.shared.auth import OidcDiscovery
-from ticketing.shared.consumer import Received
+from ticketing.shared.consumer import Delivery, MessageRunner, Received
 from ticketing.shared.eventstore import message_headers
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
@@ -136,3 +151,20 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
     headers = dict(mine[0].headers)
     assert b"invalid" in headers["dlq_error"]
     assert headers["dlq_source_topic"] == BOOKINGS_TOPIC.encode()
+
+
+async def test_a_request_whose_price_is_no_decimal_reserves_no_seats(
+    engine: AsyncEngine,  # noqa: F811
+) -> None:
+    """Its contract types the prices as ``str``: such a message once decoded, was reserved at
+    inventory, and only then failed to become its ``orders`` row, dead-lettered with its seats
+    held. Prices are held to the shape the services write when the message is decoded."""
+    inventory = Inventory()
+    payload = msgspec.json.encode(requested(total_price="fifty"))
+    dead = DeadLetters()
+    stand_in: object = dead
+    runner = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(BookingRequested,))  # type: ignore[arg-type]
+    delivery = Delivery("t", 0, 0, None, payload, {EVENT_TYPE_HEADER: "BookingRequested"})
+    await runner.run_batch([delivery], OrderService(records(engine), inventory).handle_batch)
+    assert inventory.calls == [], "seats were reserved for a request that is dead-lettered"
+    assert dead.published == [payload]

@@ -1,4 +1,5 @@
-"""Review: a booking's state as of a time, asked with ids and times the API itself hands out."""
+"""A booking's state at a past time (``as_of``), asked through the real booking app with the ids and
+times the API itself hands out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review: a duplicate key that is not the message's own inbox claim is not "applied before".
+"""A duplicate key that is not the message's own inbox claim is not "applied before".
 
 A batch of one treats every duplicate-key error as the message having been applied already, and
 the runner then commits its offset. But the write can also fail on a key of the event store or

@@ -1,9 +1,11 @@
-"""Hostile input reaching inventory's event store: request metadata from headers, odd names and
-times, read back through the store, projections.verify and the export."""
+"""Hostile input reaching the event stores: request metadata from headers, a client id of any
+length as the actor, odd names and times, read back through the store, projections.verify and
+the export."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -11,12 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import bearer
 from tests.integration.helpers import create_venue
+from tests.integration.test_booking_events import engine  # noqa: F401 - booking's database of its own
+from ticketing.booking.records import SqlBookingRecords
+from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.contracts.booking import CustomerCreate
 from ticketing.inventory import projections
 from ticketing.inventory.repository import STORE
+from ticketing.shared.eventstore import Cause
 
 
-async def stored_metadata(engine: AsyncEngine, stream_id: uuid.UUID) -> tuple[str | None, ...]:
-    async with engine.connect() as conn:
+async def stored_metadata(db: AsyncEngine, stream_id: uuid.UUID) -> tuple[str | None, ...]:
+    async with db.connect() as conn:
         last = (await STORE.stream(conn, stream_id))[-1]
     return (last.correlation_id, last.causation_id)
 
@@ -85,3 +92,16 @@ async def test_names_with_quotes_backslashes_and_control_characters_round_trip(
     assert stream[0].event.name == name
     assert stream[1].causation_id == "a'b\\c\";--"
     assert await projections.verify(inventory_db) == []
+
+
+async def test_a_client_with_a_long_id_can_register_a_customer(engine: AsyncEngine) -> None:  # noqa: F811
+    """Tokens put no limit on ``azp`` (its idempotency keys are kept under a digest for that
+    reason), yet every event stores the client id whole as its ``actor``: a longer id must not
+    fail every request of that client on the store's insert."""
+    service = BookingService(
+        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
+    )
+    long_client = Cause("c" * 300, correlation_id="req-long", causation_id="req-long")
+    email = f"long.{uuid.uuid4().hex[:10]}@example.com"
+    created = await service.create_customer(CustomerCreate("Lee", email), long_client)
+    assert created.email == email

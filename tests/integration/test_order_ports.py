@@ -1,4 +1,4 @@
-"""Review: the order records port, checked against the in-memory stand-in and the SQL adapter
+"""Order's records port, checked against the in-memory stand-in and the SQL adapter
 alike, so that a rule the fake leaves out shows up as a failing case here rather than as a unit
 test that passes while production fails."""
 
