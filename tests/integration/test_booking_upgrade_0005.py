@@ -1,5 +1,6 @@
-"""Review of issue 19: booking's 0005 on a database with bookings of before it (v1 events, no
-requester), run again, and stopped halfway down."""
+"""Revision 0005 (the booking lifecycle) on a booking database with bookings of before it (v1
+events, no requester): who may cancel them, an upgrade run again, and a downgrade stopped
+halfway."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
 from tests.harness import own_databases
-from tests.integration.test_booking_upgrade import fill_as_0002, old_bookings
+from tests.integration.booking_at_0002 import fill_as_0002, old_bookings
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
