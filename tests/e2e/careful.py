@@ -16,14 +16,8 @@ from typing import Any
 import httpx
 
 TAKING = frozenset({"HELD", "CONFIRMED"})  # a settled booking whose seats are taken
-
-
 GIVEN_BACK = frozenset({"EXPIRED", "CANCELLED"})  # reserved once, released since
-
-
 MOVING = ("PENDING", "CANCELLING")  # a saga still owes these bookings a step
-
-
 BOOKINGS = "/api/v1/bookings"
 
 

@@ -12,11 +12,7 @@ import httpx
 from tests.e2e.careful import TAKING, Load, Plan, book_once, cancel, confirm, settled
 
 SEATS, BUYERS, CANCELS = 100, 2000, 300
-
-
 FIRST_WAVE = 1600  # the buyers during the cancel storm; the rest come once it is over
-
-
 PACE = 200.0  # buyers arriving a second
 
 

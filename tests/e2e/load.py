@@ -16,8 +16,6 @@ import httpx
 from tests.e2e.careful import TAKING, Load, Plan, book_once, cancel, confirm, settled
 
 FULL = os.environ.get("TICKETING_CHAOS_SCALE") == "full"
-
-
 HOLD_SECONDS = 3  # the fault scenarios' holds: those left alone expire mid-run
 
 

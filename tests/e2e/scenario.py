@@ -17,11 +17,7 @@ from tests.e2e.devprocess import DevProcess
 from tests.e2e.load import HOLD_SECONDS, MIX, prepare_sale, steady_load
 
 RATE = 20.0  # plain bookings a second
-
-
 MIXED_RATE = 8.0  # bookings a second walked through their lifecycle
-
-
 SCENARIO_ENV = {
     "TICKETING_IDEMPOTENCY_INFLIGHT_SECONDS": "3",
     "TICKETING_HOLD_SECONDS": str(HOLD_SECONDS),
