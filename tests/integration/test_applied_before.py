@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import order_records as records
 from tests.harness import own_databases
-from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
-from tests.integration.test_order_event_store import Inventory, requested
+from tests.integration.booking_db import confirmation, customer, pending_bookings, status
+from tests.integration.order_db import Inventory, requested
 from ticketing.booking import tables as booking_tables
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import CONSUMER, BookingService

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.harness import drop_databases
-from tests.integration.test_booking_events import confirmation, customer, pending_bookings, status
+from tests.integration.booking_db import confirmation, customer, pending_bookings, status
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.booking.tables import bookings

@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import bearer
+from tests.integration.booking_db import engine
 from tests.integration.helpers import create_venue
-from tests.integration.test_booking_events import engine  # noqa: F401 - booking's database of its own
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import CONSUMER, BookingService
 from ticketing.contracts.booking import CustomerCreate
 from ticketing.inventory import projections
 from ticketing.inventory.repository import STORE
 from ticketing.shared.eventstore import Cause
+
+__all__ = ["engine"]  # fixtures
 
 
 async def stored_metadata(db: AsyncEngine, stream_id: uuid.UUID) -> tuple[str | None, ...]:
@@ -94,7 +96,7 @@ async def test_names_with_quotes_backslashes_and_control_characters_round_trip(
     assert await projections.verify(inventory_db) == []
 
 
-async def test_a_client_with_a_long_id_can_register_a_customer(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_a_client_with_a_long_id_can_register_a_customer(engine: AsyncEngine) -> None:
     """Tokens put no limit on ``azp`` (its idempotency keys are kept under a digest for that
     reason), yet every event stores the client id whole as its ``actor``: a longer id must not
     fail every request of that client on the store's insert."""

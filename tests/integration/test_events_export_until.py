@@ -20,9 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.harness import own_databases, sent_uncommitted
-from tests.integration.test_booking_events import confirmation, customer, pending_bookings
-from tests.integration.test_cli_db import run_cli
-from tests.integration.test_events_cli import lines, settings
+from tests.integration.booking_db import confirmation, customer, pending_bookings
+from tests.integration.cli_process import run_cli
+from tests.integration.own_inventory import lines, settings
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import CONSUMER, BookingService

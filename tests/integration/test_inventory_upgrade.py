@@ -20,6 +20,7 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import head_of
+from tests.integration.cli_process import run_cli
 from tests.integration.inventory_at_0001 import (
     E1,
     E3,
@@ -43,7 +44,6 @@ from tests.integration.inventory_backfill import (
     upgrade_to_head,
     versions,
 )
-from tests.integration.test_cli_db import run_cli
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import projections
 from ticketing.inventory.domain import (

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.order import InMemoryOrderRecords, SagaInventory
 from tests.harness import as_the_runner_does, own_databases
-from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
+from tests.integration.order_db import (
     engine,
     order_db,
     requested,
@@ -31,6 +31,8 @@ from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.eventstore import Cause
 from ticketing.shared.unit_of_work import AlreadyRecorded
+
+__all__ = ["engine", "order_db"]  # fixtures
 
 Outcomes = Sequence[tuple[OrderEvent, Cause]]
 
@@ -123,7 +125,7 @@ async def test_an_empty_call_records_nothing_and_does_not_fail(records: OrderRec
 
 
 async def test_a_non_duplicate_integrity_error_is_not_translated_and_records_nothing(
-    engine: AsyncEngine,  # noqa: F811 - fixture
+    engine: AsyncEngine,
 ) -> None:
     sql_records = SqlOrderRecords(engine, consumer=CONSUMER)
     message = requested()

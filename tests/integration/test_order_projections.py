@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import order_records as records
-from tests.integration.test_order_event_store import (
+from tests.integration.order_db import (
     Inventory,
     engine,
     order_db,

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import as_the_runner_does
 from tests.harness import order_records as records
-from tests.integration.order_relay import relay_once
-from tests.integration.test_order_event_store import (
+from tests.integration.order_db import (
     Inventory,
     count,
     engine,
@@ -26,6 +25,7 @@ from tests.integration.test_order_event_store import (
     requested,
     stored,
 )
+from tests.integration.order_relay import relay_once
 from ticketing.contracts.events import (
     ORDERS_TOPIC,
     BookingCancelled,

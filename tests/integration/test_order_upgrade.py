@@ -34,8 +34,8 @@ from tests.integration.order_at_0001 import (
     rows_of,
     tables,
 )
+from tests.integration.order_db import Inventory, requested
 from tests.integration.order_relay import relay_once
-from tests.integration.test_order_event_store import Inventory, requested
 from ticketing.contracts.events import ORDERS_TOPIC, BookingCancelled, OrderConfirmed
 from ticketing.order import projections
 from ticketing.order.repository import STORE

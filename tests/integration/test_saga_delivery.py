@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import Stack, read_topic
 from tests.harness import order_records as records
 from tests.integration.flow import book, settled, setup_sale
-from tests.integration.test_order_event_store import (  # noqa: F401 - fixtures
+from tests.integration.order_db import (
     Inventory,
     engine,
     order_db,
@@ -39,6 +39,8 @@ from ticketing.shared.eventstore import message_headers
 from ticketing.shared.httpclient import new_session
 from ticketing.shared.oauth_client import ClientCredentials
 from ticketing.shared.upstream import Upstream
+
+__all__ = ["engine", "order_db"]  # fixtures
 
 
 async def left(stack: Stack, event_id: str) -> int:
@@ -154,7 +156,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
 
 
 async def test_a_request_whose_price_is_no_decimal_reserves_no_seats(
-    engine: AsyncEngine,  # noqa: F811
+    engine: AsyncEngine,
 ) -> None:
     """Its contract types the prices as ``str``: such a message once decoded, was reserved at
     inventory, and only then failed to become its ``orders`` row, dead-lettered with its seats
