@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import order_records as records
 from tests.integration.order_db import (
     Inventory,
+    cancelled,
     engine,
+    expired,
     order_db,
     order_rows,
     requested,
 )
-from tests.integration.test_order_releases import cancelled, expired
 from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.order import projections
 from ticketing.order.projections import TABLES

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fakes.dead_letters import DeadLetters
 from tests.harness import Stack, read_topic
 from tests.harness import order_records as records
 from tests.integration.flow import book, settled, setup_sale
@@ -21,7 +22,6 @@ from tests.integration.order_db import (
     order_db,
     requested,
 )
-from tests.unit.test_message_runner import DeadLetters
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
