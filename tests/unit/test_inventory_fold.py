@@ -113,6 +113,3 @@ def test_evolve_refuses_an_event_its_stream_cannot_be_at(
 def test_evolve_refuses_what_is_not_an_inventory_event() -> None:
     with pytest.raises(TypeError, match="not an inventory event"):
         evolve(None, object())  # type: ignore[arg-type]
-
-
-# --- scheduling
