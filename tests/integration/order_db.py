@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness import order_records as records
 from tests.harness import own_databases
 from ticketing.contracts.events import (
     BookingCancelled,
@@ -27,7 +28,9 @@ from ticketing.contracts.inventory import (
     ReservationOutcome,
 )
 from ticketing.order.inventory_client import InventoryClient
+from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
+from ticketing.shared.consumer import Received
 from ticketing.shared.db import create_engine
 from ticketing.shared.settings import Settings
 
@@ -140,3 +143,23 @@ def expired(booked: BookingRequested) -> HoldExpired:
         ticket_count=booked.ticket_count,
         expired_at=datetime.now(UTC),
     )
+
+
+async def settle(engine: AsyncEngine, count: int, *, refused_every: int = 3) -> list[uuid.UUID]:
+    """``count`` bookings settled through the saga (every ``refused_every``-th rejected); their
+    ids."""
+    messages = [requested() for _ in range(count)]
+    answers = {
+        m.booking_id: ReservationOutcome.INSUFFICIENT
+        for i, m in enumerate(messages)
+        if i % refused_every == 0
+    }
+    await OrderService(records(engine), Inventory(answers)).handle_batch(
+        [Received(m, None) for m in messages]
+    )
+    return [m.booking_id for m in messages]
+
+
+async def tamper(engine: AsyncEngine, statement: str, **params: object) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(statement), {k: str(v) for k, v in params.items()})
