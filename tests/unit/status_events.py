@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tests.fakes.booking import InMemoryStatusLog
+from tests.fakes.status_log import InMemoryStatusLog
 from ticketing.booking.domain import BookingConfirmed
 from ticketing.booking.status import StatusFeed
 from ticketing.contracts.booking import Booking, BookingStatus

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fakes.booking import InMemoryStatusLog, recorded
+from tests.fakes.status_log import InMemoryStatusLog, recorded
 from tests.unit.status_events import CUSTOMER, Clock, booking, confirmed, feed_on, requested
 from ticketing.booking.domain import BookingRejected
 from ticketing.booking.status import PAGE, OpenLimit

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar.response.streaming import ASGIStreamingResponse
 
-from tests.fakes.booking import InMemoryStatusLog, recorded
+from tests.fakes.status_log import InMemoryStatusLog, recorded
 from tests.unit.status_events import CUSTOMER, confirmed, feed_on, requested
 from ticketing.booking.push import StatusPush
 from ticketing.booking.status import OpenLimit, StatusFeed
