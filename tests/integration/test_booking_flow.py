@@ -12,8 +12,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import Stack
-from tests.harness import DEV_CLIENTS
+from tests.harness import DEV_CLIENTS, Stack
 from tests.integration.flow import book, create_customer, settled, setup_sale
 from ticketing.booking.idempotency import client_digest
 from ticketing.booking.tables import bookings, idempotency_keys

@@ -13,23 +13,12 @@ from alembic import command
 from sqlalchemy import text
 
 from tests.harness import drop_databases, head_of
+from tests.integration.cli_process import run_cli
 from ticketing.booking import idempotency
 from ticketing.booking.idempotency import KeyClaim
 from ticketing.shared.db import create_engine
 from ticketing.shared.migrations import alembic_config, upgrade
 from ticketing.shared.settings import Settings
-
-
-def run_cli(*args: str, prefix: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TICKETING_DB_PREFIX": prefix}
-    return subprocess.run(
-        [sys.executable, "-m", "ticketing", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Settings) -> None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.test_events_cli import settings
+from tests.integration.own_inventory import settings
 from ticketing.inventory.tables import event_store
 from ticketing.shared import sql
 from ticketing.shared.db import create_engine

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.inventory import CheckFailed
-from tests.integration.test_inventory_ports import (
+from tests.integration.inventory_subjects import (
     CAUSE,
     Subject,
     database,

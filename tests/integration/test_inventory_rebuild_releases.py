@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.test_cli_db import run_cli
-from tests.integration.test_events_cli import settings
+from tests.integration.cli_process import run_cli
+from tests.integration.own_inventory import settings
 from ticketing.contracts.inventory import (
     EventCreate,
     ReleaseItem,

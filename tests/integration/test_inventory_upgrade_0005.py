@@ -14,15 +14,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import head_of
-from tests.integration.test_inventory_upgrade import (
+from tests.integration.inventory_at_0001 import (
     E1,
     E2,
     at_0001,
     booking,
-    check_backfill,
     engine,
     fill_as_0001,
     old_inventory,
+)
+from tests.integration.inventory_backfill import (
+    check_backfill,
     revision,
     upgrade_to_head,
 )
@@ -43,8 +45,9 @@ from ticketing.shared.eventstore import Cause
 from ticketing.shared.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
-__all__ = ["at_0001", "engine"]  # fixtures
 CAUSE = Cause("upgrade-test")
+
+__all__ = ["at_0001", "engine"]  # fixtures
 
 
 async def migrate(settings: Settings, to: str, *, down: bool = False) -> None:

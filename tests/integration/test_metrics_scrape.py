@@ -19,8 +19,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.conftest import Gateway, Stack, gateway_settings
-from tests.harness import serve
+from tests.harness import Gateway, Stack, gateway_settings, serve
 from tests.integration import dashboard
 from tests.integration.flow import create_customer, settled
 from tests.integration.helpers import create_event

@@ -22,8 +22,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Stack, bearer
 from tests.harness import (
+    Stack,
+    bearer,
     create_topics,
     drop_databases,
     free_port,

@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka.message import KafkaAckableMessage
 
-from tests.unit.test_message_runner import delivery
+from tests.unit.deliveries import delivery
 from ticketing.contracts.events import OrderRejected
 from ticketing.shared.cancellation import CancelledElsewhere, run_all
 from ticketing.shared.consumer import Delivery, MessageRunner, Received
