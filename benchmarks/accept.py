@@ -25,7 +25,7 @@ from benchmarks.stack import CoreMeter, cpu_per_booking
 from tests.e2e.devprocess import DevProcess, pending_bookings
 from ticketing.booking.tables import bookings
 from ticketing.booking.tables import metadata as booking_metadata
-from ticketing.shared.db import create_engine, ensure_database
+from ticketing.shared.db.engine import create_engine, ensure_database
 
 
 def wrk_script(body: str, token: str) -> Path:

@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from tests.e2e.devprocess import DevProcess
-from ticketing.shared.httpclient import new_session
+from ticketing.shared.http.client import new_session
 
 
 async def api(dev: DevProcess, connections: int = 100) -> httpx.AsyncClient:

@@ -16,7 +16,7 @@ from benchmarks.disk import FsyncProbe
 from benchmarks.stack import CoreMeter, cpu_per_booking, percentile
 from tests.e2e.devprocess import DevProcess, pending_bookings
 from ticketing.booking.tables import bookings
-from ticketing.shared.httpclient import TRANSPORT_ERRORS
+from ticketing.shared.http.client import TRANSPORT_ERRORS
 
 # The figures of a latency run that the report shows beside the main one.
 BRIEF = ("rate_per_second", "bookings", "p50_ms", "p99_ms")

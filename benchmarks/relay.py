@@ -15,10 +15,10 @@ from sqlalchemy import MetaData
 
 from benchmarks.raw import raw_producer
 from tests.e2e.devprocess import DevProcess
-from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.event_table import event_store_table
-from ticketing.shared.publishing import create_producer
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.db.engine import create_engine, ensure_database
+from ticketing.shared.messaging.publishing import create_producer
+from ticketing.shared.messaging.relay import OutboxRelay
+from ticketing.shared.store.table import event_store_table
 
 
 async def relay_throughput(dev: DevProcess, rows: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.client import LeanClient, api, sale
 from benchmarks.stack import percentile
 from tests.e2e.devprocess import DevProcess
-from ticketing.shared.httpclient import TRANSPORT_ERRORS
+from ticketing.shared.http.client import TRANSPORT_ERRORS
 
 
 async def status_push_latency(dev: DevProcess, rate: float, seconds: float) -> dict[str, Any]:

@@ -37,8 +37,8 @@ from ticketing.contracts.events import (
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 TESTS = Path(__file__).parent

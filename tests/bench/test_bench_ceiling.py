@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticketing.booking.tables import bookings, customers
 from ticketing.booking.tables import metadata as booking_metadata
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.db import create_engine, create_server_engine, ensure_database
+from ticketing.shared.db.engine import create_engine, create_server_engine, ensure_database
 from ticketing.shared.settings import Settings
 
 

@@ -19,7 +19,7 @@ from ticketing.booking.tables import bookings
 from ticketing.inventory.tables import events, reservations
 from ticketing.order.tables import inbox as order_inbox
 from ticketing.order.tables import orders
-from ticketing.shared.event_table import event_store_table
+from ticketing.shared.store.table import event_store_table
 
 
 async def outbox_backlog(dev: DevProcess) -> dict[str, int]:

@@ -19,11 +19,11 @@ from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event, Venue
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import NotFound, Unavailable
-from ticketing.shared.eventstore import Cause, Pending, Recorded
-from ticketing.shared.history import history_entry
-from ticketing.shared.pagination import decode_version_cursor, encode_version_cursor
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.http.history import history_entry
+from ticketing.shared.http.pagination import decode_version_cursor, encode_version_cursor
+from ticketing.shared.store.eventstore import Cause, Pending, Recorded
 
 _BEYOND_BMP = "\U0010ffff"  # the collation weighs every character past U+FFFF alike
 

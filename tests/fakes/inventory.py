@@ -35,9 +35,9 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 
 class CheckFailed(Exception):

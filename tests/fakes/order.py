@@ -14,9 +14,9 @@ from ticketing.contracts.inventory import (
     ReservationItemResult,
 )
 from ticketing.order.domain import OrderEvent, OrderState, evolve, version_of
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 Pause = Callable[[], Awaitable[object]]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ticketing.booking.domain import BOOKING_STREAM
-from ticketing.shared.eventstore import Recorded
+from ticketing.shared.store.eventstore import Recorded
 
 
 class InMemoryStatusLog:

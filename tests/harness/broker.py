@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.harness.processes import child_process, free_port
 from ticketing.cli.dev_infra import tansu_binary
-from ticketing.shared.consumer import Received
+from ticketing.shared.messaging.consumer import Received
 
 
 @contextlib.contextmanager

@@ -14,11 +14,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared import sql
-from ticketing.shared.db import create_server_engine
-from ticketing.shared.migrations import alembic_root, upgrade
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_server_engine
+from ticketing.shared.db.migrations import alembic_root, upgrade
+from ticketing.shared.db.unit_of_work import UnitOfWork
 from ticketing.shared.settings import ServiceName, Settings
-from ticketing.shared.unit_of_work import UnitOfWork
 
 
 def head_of(service: ServiceName) -> str:

@@ -15,7 +15,7 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness.processes import free_port
-from ticketing.shared.serving import CoalescingHttpProtocol
+from ticketing.shared.http.serving import CoalescingHttpProtocol
 from ticketing.shared.settings import Settings
 
 

@@ -21,7 +21,7 @@ from ticketing.booking.domain import BookingConfirmed, BookingRejected, Customer
 from ticketing.booking.repository import STORE
 from ticketing.booking.tables import bookings, event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 12, 1, 9, 0, 0, 123456)  # naive UTC, as DATETIME(6) columns hold times

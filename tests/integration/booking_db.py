@@ -22,10 +22,10 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.group_commit import GroupCommit
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 

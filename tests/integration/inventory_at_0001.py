@@ -22,7 +22,7 @@ from ticketing.inventory.domain import (
     VenueRegistered,
 )
 from ticketing.inventory.tables import events, reservations, venues
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 11, 30, 9, 0, 0, 123456)  # naive UTC, as DATETIME(6) columns hold times

@@ -22,7 +22,7 @@ from ticketing.inventory.domain import (
     VenueRegistered,
 )
 from ticketing.inventory.repository import STORE
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 

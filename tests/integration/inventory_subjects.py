@@ -32,8 +32,8 @@ from ticketing.inventory.ports import InventoryRecords
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.tables import events
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="admin", correlation_id="request-1", causation_id="request-1")
 

@@ -14,7 +14,7 @@ from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.tables import idempotency_keys
 from ticketing.contracts.inventory import Event
 from ticketing.shared.clock import utcnow
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 ABANDONED_AFTER = timedelta(seconds=30)
 

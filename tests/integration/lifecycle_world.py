@@ -34,9 +34,9 @@ from ticketing.order import repository as order_repo
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER as ORDER_CONSUMER
 from ticketing.order.service import OrderService
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause, EventStore
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause, EventStore
 
 OWNER = "box-office"
 HOLD = timedelta(milliseconds=600)

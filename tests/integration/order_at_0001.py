@@ -22,7 +22,7 @@ from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderReject
 from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 11, 30, 9, 0, 0, 250000)  # naive UTC, as DATETIME(6) columns hold times

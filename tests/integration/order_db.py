@@ -30,8 +30,8 @@ from ticketing.contracts.inventory import (
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
 
 

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.order.tables import event_store
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.messaging.relay import OutboxRelay
 
 
 class RecordingProducer:

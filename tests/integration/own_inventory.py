@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.harness import drop_databases
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import Settings
 
 

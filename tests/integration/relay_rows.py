@@ -16,15 +16,15 @@ from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.contracts.events import OrderRejected, Publication
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import create_engine, ensure_database
-from ticketing.shared.event_codec import EventCodec
-from ticketing.shared.event_table import event_store_table
-from ticketing.shared.eventstore import Cause, EventStore, Pending
-from ticketing.shared.publishing import create_producer
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine, ensure_database
+from ticketing.shared.messaging.publishing import create_producer
+from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import ServiceName, Settings
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
+from ticketing.shared.store.table import event_store_table
 
 SERVICE: ServiceName = "order"  # any service database name works; this one is dropped with the run
 

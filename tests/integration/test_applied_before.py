@@ -31,9 +31,9 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.order import tables as order_tables
 from ticketing.order.service import OrderService
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
 
 @pytest.fixture

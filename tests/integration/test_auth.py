@@ -13,11 +13,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from tests.harness import bearer, fetch_token
-from ticketing.shared.auth import (
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import (
     OidcDiscovery,
 )
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
+from ticketing.shared.http.client import new_session
 
 PROBLEM = "application/problem+json"
 

@@ -30,9 +30,9 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings, customers, event_store, inbox
 from ticketing.contracts.booking import BookingStatus, CustomerCreate
 from ticketing.contracts.events import OrderConfirmed, OrderRejected
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
 __all__ = ["engine", "service"]  # fixtures
 

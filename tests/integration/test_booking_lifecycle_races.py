@@ -23,10 +23,10 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.events import OrderConfirmed
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.errors import Conflict
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")

@@ -24,10 +24,10 @@ from ticketing.booking.repository import NewBooking
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingRequested
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 

@@ -33,9 +33,9 @@ from tests.integration.booking_at_0002 import (
 from ticketing.booking import projections
 from ticketing.booking.tables import event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import alembic_config
+from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
 

@@ -24,12 +24,12 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import OrderReleased
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.errors import Forbidden
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 INDEX = "ix_bookings_status_expires_at"
 

@@ -16,8 +16,8 @@ from tests.harness import drop_databases, head_of
 from tests.integration.cli_process import run_cli
 from ticketing.booking import idempotency
 from ticketing.booking.idempotency import KeyClaim
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config, upgrade
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import alembic_config, upgrade
 from ticketing.shared.settings import Settings
 
 

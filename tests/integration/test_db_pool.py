@@ -23,13 +23,13 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderConfirmed, OrderRejected
-from ticketing.shared import db
-from ticketing.shared.consumer import Delivery, MessageRunner
-from ticketing.shared.db import create_engine
-from ticketing.shared.group_commit import GroupCommit
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db import engine as db
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.group_commit import GroupCommit
+from ticketing.shared.db.migrations import upgrade
+from ticketing.shared.db.unit_of_work import UnitOfWork
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner
 from ticketing.shared.settings import Settings
-from ticketing.shared.unit_of_work import UnitOfWork
 
 POOL_TIMEOUT = 0.3
 

@@ -20,7 +20,7 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import CustomerCreate
 from ticketing.inventory import projections
 from ticketing.inventory.repository import STORE
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["engine"]  # fixtures
 

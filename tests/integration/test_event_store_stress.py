@@ -18,7 +18,7 @@ from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import holdings, projections
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="stress")
 

@@ -20,8 +20,8 @@ from tests.harness import head_of, own_databases
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.inventory.tables import event_store as inventory_store
 from ticketing.order.tables import event_store as order_store
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import ServiceName, Settings
 
 BEFORE: dict[ServiceName, str] = {"booking": "0005", "inventory": "0005", "order": "0003"}

@@ -11,9 +11,9 @@ from tests.integration.own_inventory import lines, settings
 from ticketing.contracts.inventory import EventCreate, ReservationItem, VenueCreate
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["settings"]  # fixtures
 

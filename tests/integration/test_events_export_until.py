@@ -35,11 +35,11 @@ from ticketing.inventory.domain import decide_register_venue
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.clock import utcnow
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine, create_server_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine, create_server_engine
 from ticketing.shared.ids import new_id
+from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["settings"]  # fixture
 CAUSE = Cause(actor="review")

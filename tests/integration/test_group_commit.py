@@ -11,11 +11,11 @@ from sqlalchemy import Column, Integer, MetaData, Table, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared import sql
-from ticketing.shared.db import create_engine
-from ticketing.shared.group_commit import GroupCommit
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.group_commit import GroupCommit
+from ticketing.shared.db.unit_of_work import UnitOfWork, in_unit_of_work
 from ticketing.shared.settings import Settings
-from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
 
 probe = Table(
     "group_commit_probe",

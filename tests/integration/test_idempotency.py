@@ -14,7 +14,7 @@ from tests.integration.flow import book, bookings_of, setup_sale
 from ticketing.booking import idempotency
 from ticketing.booking.idempotency import KeyClaim
 from ticketing.booking.tables import idempotency_keys
-from ticketing.shared import sql
+from ticketing.shared.db import sql
 
 
 async def test_keys_differing_in_case_are_different_keys(stack: Stack) -> None:

@@ -31,11 +31,11 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import event_store, idempotency_keys
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.contracts.events import BookingRequested
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.group_commit import GroupCommit
-from ticketing.shared.http import create_http_app
+from ticketing.shared.app import create_http_app
+from ticketing.shared.auth.client_credentials import upstream_as
+from ticketing.shared.db.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
-from ticketing.shared.oauth_client import upstream_as
+from ticketing.shared.store.eventstore import Cause
 
 PROBLEM = "application/problem+json"
 

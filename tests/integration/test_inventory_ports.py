@@ -34,9 +34,9 @@ from ticketing.inventory.domain import (
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
-from ticketing.shared import sql
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.unit_of_work import AlreadyRecorded
 
 __all__ = ["database", "subject"]  # fixtures
 

@@ -35,8 +35,8 @@ from ticketing.inventory.domain import EventState, SeatsReleased
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.reservation import Release, Reservation
 from ticketing.inventory.service import InventoryService
-from ticketing.shared import sql
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 
 __all__ = ["database", "subject"]  # fixtures
 

@@ -25,9 +25,9 @@ from ticketing.contracts.inventory import (
 from ticketing.inventory import projections
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["settings"]  # the fixture: an inventory database of the test's own
 CAUSE = Cause(actor="test")

@@ -56,8 +56,8 @@ from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.repository import STORE
 from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import events
-from ticketing.shared.eventstore import Cause
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["at_0001", "engine"]  # fixtures
 

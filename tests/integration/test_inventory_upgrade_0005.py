@@ -41,9 +41,9 @@ from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.repository import STORE
 from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import metadata
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause("upgrade-test")
 

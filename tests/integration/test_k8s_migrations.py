@@ -23,7 +23,7 @@ from tests.integration.k8s_render import (
     of_kind,
     render,
 )
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 

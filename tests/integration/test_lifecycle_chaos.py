@@ -34,7 +34,7 @@ from ticketing.contracts.inventory import (
 from ticketing.inventory import projections as inventory_projections
 from ticketing.order import projections as order_projections
 from ticketing.shared.errors import TicketingError
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 
 async def _run(seed: int) -> None:

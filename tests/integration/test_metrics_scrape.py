@@ -25,7 +25,7 @@ from tests.integration.flow import create_customer, settled
 from tests.integration.helpers import create_event
 from ticketing.contracts.events import EVENT_TYPE_HEADER, ORDERS_TOPIC, OrderConfirmed
 from ticketing.gateway.app import create_app as create_gateway_app
-from ticketing.shared.publishing import message_headers
+from ticketing.shared.messaging.publishing import message_headers
 
 Labels = frozenset[tuple[str, str]]
 Samples = dict[str, dict[Labels, float]]

@@ -20,12 +20,12 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared.auth import OidcDiscovery
-from ticketing.shared.consumer import Received
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
-from ticketing.shared.unit_of_work import AlreadyRecorded
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import OidcDiscovery
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.messaging.consumer import Received
 
 
 def requested(customer_id: str, event_id: str, count: int = 1) -> BookingRequested:

@@ -31,8 +31,8 @@ from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store, inbox
-from ticketing.shared.consumer import Received
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
 __all__ = ["engine", "order_db"]  # fixtures
 

@@ -26,11 +26,11 @@ from ticketing.order import tables as order_tables
 from ticketing.order.domain import OrderEvent, OrderStatus, decide_verdict
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderRecords, OrderService
-from ticketing.shared import inbox as inbox_ops
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging import inbox as inbox_ops
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["engine", "order_db"]  # fixtures
 

@@ -25,8 +25,8 @@ from tests.integration.order_db import (
 from ticketing.order import projections
 from ticketing.order.repository import read_streams
 from ticketing.order.service import OrderService
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
+from ticketing.shared.messaging.consumer import Received
 
 __all__ = ["engine", "order_db"]  # fixtures: an order database of the test's own
 

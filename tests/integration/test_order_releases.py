@@ -39,10 +39,10 @@ from ticketing.order.domain import ImpossibleRelease, OrderStatus
 from ticketing.order.repository import STORE
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store, inbox
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["engine", "order_db"]  # fixtures: an order database of the test's own
 

@@ -41,8 +41,8 @@ from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
 
 

@@ -21,7 +21,7 @@ from tests.integration.relay_rows import (
     wait_until_drained,
     write_events,
 )
-from ticketing.shared.publishing import Unpublished, send_rows
+from ticketing.shared.messaging.publishing import Unpublished, send_rows
 from ticketing.shared.settings import Settings
 
 __all__ = ["outbox"]  # the fixture: an event store table of the test's own

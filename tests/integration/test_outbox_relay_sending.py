@@ -25,12 +25,12 @@ from tests.integration.relay_rows import (
     wait_until_drained,
 )
 from ticketing.contracts.events import OrderRejected, Publication
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.event_codec import EventCodec
-from ticketing.shared.eventstore import Cause, EventStore, Pending
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.db import sql
+from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
 
 __all__ = ["outbox"]  # the fixture: an event store table of the test's own
 

@@ -25,12 +25,12 @@ from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import SeatsReserved
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import create_engine
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.errors import NotFound
-from ticketing.shared.eventstore import Cause, Pending
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause, Pending
 
 __all__ = ["settings"]  # the fixture: an inventory database of the test's own
 CAUSE = Cause(actor="test")

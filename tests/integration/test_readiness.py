@@ -47,8 +47,8 @@ from ticketing.contracts.events import (
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
 from ticketing.order.service import CONSUMER as ORDER_GROUP
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 TOPICS = (BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC)

@@ -19,9 +19,9 @@ from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo
 from ticketing.inventory.domain import SeatsReserved
 from ticketing.inventory.reservation import Reservation
-from ticketing.shared import sql
-from ticketing.shared.db import is_duplicate_key, retried
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import is_duplicate_key, retried
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="test")
 

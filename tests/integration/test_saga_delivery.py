@@ -33,12 +33,12 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared.auth import OidcDiscovery
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
-from ticketing.shared.publishing import message_headers
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import OidcDiscovery
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.publishing import message_headers
 
 __all__ = ["engine", "order_db"]  # fixtures
 

@@ -20,7 +20,7 @@ from tests.harness import Stack, bearer, gateway_settings, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.gateway.app import rate_limiter
 from ticketing.gateway.ratelimit import SharedRateLimiter
-from ticketing.shared.observability import HttpMetrics
+from ticketing.shared.http.observability import HttpMetrics
 from ticketing.shared.settings import Settings, SettingsError
 
 REDIS_URL = os.environ.get("TICKETING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -31,10 +31,10 @@ from ticketing.contracts.booking import (
 )
 from ticketing.contracts.events import OrderConfirmed
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.ids import new_id
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req", causation_id="req")
 

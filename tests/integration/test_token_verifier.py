@@ -18,7 +18,8 @@ from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from litestar import Litestar, Response, get, post
 
 from tests.harness import serve
-from ticketing.shared.auth import (
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import (
     JwksCache,
     OidcDiscovery,
     Principal,
@@ -26,8 +27,7 @@ from ticketing.shared.auth import (
     Unauthenticated,
 )
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
+from ticketing.shared.http.client import new_session
 
 
 @dataclass

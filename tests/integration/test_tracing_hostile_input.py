@@ -21,13 +21,13 @@ from ticketing.booking.domain import CustomerRegistered
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
 from ticketing.shared import tracing
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.messaging import create_broker
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.broker import create_broker
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import subscribe
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.integration.raw_server import RawServer, ok, raw_server
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Upstream
-from ticketing.shared.upstream_answers import Reply
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.http.upstream_answers import Reply
 
 
 async def echo_target(target: str, writer: asyncio.StreamWriter) -> None:

@@ -9,9 +9,9 @@ import contextlib
 import pytest
 
 from tests.integration.raw_server import Answer, ok, raw_server
-from ticketing.shared.breaker import BreakerState, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Lasting, Upstream
+from ticketing.shared.http.breaker import BreakerState, CircuitBreaker
+from ticketing.shared.http.upstream import Lasting, Upstream
 
 
 def state_of(breaker: CircuitBreaker) -> BreakerState:

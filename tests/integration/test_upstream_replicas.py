@@ -15,11 +15,11 @@ import pytest
 from litestar import Litestar, MediaType, Response, get, post
 
 from tests.harness import free_port, serve
-from ticketing.shared.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from ticketing.shared.correlation import correlation_id_bound, current_correlation_id
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.observability import correlation_id_bound, current_correlation_id
-from ticketing.shared.replicas import Replica as UpstreamReplica
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from ticketing.shared.http.replicas import Replica as UpstreamReplica
+from ticketing.shared.http.upstream import Upstream
 
 
 @dataclass

@@ -14,7 +14,7 @@ from ticketing.booking.requests import Accepted
 from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.events import OrderConfirmed, OrderRejected
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 ABANDONED_AFTER = timedelta(seconds=30)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderRejected
-from ticketing.shared.consumer import Delivery
+from ticketing.shared.messaging.consumer import Delivery
 
 
 def delivery(offset: int, *, valid: bool = True) -> Delivery:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.fakes.inventory import InMemoryInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="admin", correlation_id="request-1", causation_id="request-1")
 

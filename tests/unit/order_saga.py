@@ -18,8 +18,8 @@ from ticketing.contracts.events import (
     SeatRelease,
 )
 from ticketing.order.service import OrderService
-from ticketing.shared.consumer import Delivery, Received
-from ticketing.shared.publishing import message_headers
+from ticketing.shared.messaging.consumer import Delivery, Received
+from ticketing.shared.messaging.publishing import message_headers
 
 
 def requested(event_id: uuid.UUID, tickets: int = 1) -> BookingRequested:

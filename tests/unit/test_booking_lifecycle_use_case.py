@@ -23,9 +23,9 @@ from ticketing.contracts.events import (
     OrderReleased,
     ReleaseReason,
 )
-from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, Forbidden, NotFound
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")

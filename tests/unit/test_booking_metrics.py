@@ -31,9 +31,9 @@ from ticketing.contracts.events import (
     OrderRejected,
     OrderReleased,
 )
-from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")

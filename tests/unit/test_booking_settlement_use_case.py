@@ -13,8 +13,8 @@ from tests.unit.booking_world import World, confirmation, rejection, world
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import OrderConfirmed, OrderRejected
-from ticketing.shared.consumer import Received
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
 __all__ = ["world"]  # the fixture
 

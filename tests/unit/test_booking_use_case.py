@@ -14,9 +14,9 @@ from ticketing.booking.domain import KeyInFlight, KeyTakenOver, fingerprint
 from ticketing.booking.idempotency import KeyClaim
 from ticketing.booking.requests import Accepted
 from ticketing.contracts.booking import Booking, BookingStatus
-from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, InvalidInput, NotFound, Unavailable, Unprocessable
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["world"]  # the fixture
 

@@ -28,9 +28,9 @@ from ticketing.contracts.events import (
 )
 from ticketing.order.service import OrderService
 from ticketing.shared import tally
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
-from ticketing.shared.consumer_metrics import ConsumerMetrics, lag_of
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics, lag_of
+from ticketing.shared.store.eventstore import Cause
 from ticketing.shared.tally import Tally, counting
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ticketing.shared.observability import (
-    HttpMetrics,
+from ticketing.shared.correlation import (
     add_correlation_id,
     correlation_id_bound,
     current_correlation_id,
-    observability_middleware,
 )
+from ticketing.shared.http.observability import HttpMetrics, observability_middleware
 
 
 async def test_a_request_s_correlation_id_is_seen_inside_it_and_gone_after() -> None:

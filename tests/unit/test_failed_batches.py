@@ -16,7 +16,7 @@ from faststream.kafka.message import KafkaAckableMessage
 from tests.unit.deliveries import delivery
 from ticketing.contracts.events import OrderRejected
 from ticketing.shared.cancellation import CancelledElsewhere, run_all
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
 
 
 class Consumer:

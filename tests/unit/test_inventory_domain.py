@@ -20,7 +20,7 @@ from ticketing.inventory.domain import (
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.rules import check_event_capacity, format_price, parse_price
 from ticketing.shared.errors import Conflict, InvalidInput
-from ticketing.shared.pagination import decode_cursor, encode_cursor
+from ticketing.shared.http.pagination import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(

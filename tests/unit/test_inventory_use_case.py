@@ -26,9 +26,9 @@ from ticketing.inventory.domain import (
     VenueRegistered,
 )
 from ticketing.inventory.service import DUPLICATE_RETRIES
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, InvalidInput, NotFound
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 RESERVED, INSUFFICIENT = ReservationOutcome.RESERVED, ReservationOutcome.INSUFFICIENT
 

@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaConnectionError
 from tests.fakes.dead_letters import DeadLetters
 from tests.unit.deliveries import delivery
 from ticketing.contracts.events import OrderRejected
-from ticketing.shared.consumer import MessageRunner, Received
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.messaging.consumer import MessageRunner, Received
 
 
 def runner() -> tuple[MessageRunner, DeadLetters]:

@@ -31,7 +31,7 @@ from ticketing.order.domain import (
     order_status_of,
 )
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.event_codec import EventCodec
+from ticketing.shared.store.codec import EventCodec
 
 NOW = datetime(2026, 12, 6, 10, 0, 0, 123456, tzinfo=UTC)
 

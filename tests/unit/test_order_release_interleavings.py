@@ -27,7 +27,7 @@ from ticketing.contracts.events import (
 )
 from ticketing.inventory.domain import SeatsReleased
 from ticketing.order.consumer import ACCEPTED
-from ticketing.shared.consumer import Delivery, MessageRunner
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner
 
 CAPACITY = 20
 Message = BookingRequested | SeatRelease

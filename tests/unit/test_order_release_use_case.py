@@ -25,9 +25,9 @@ from ticketing.contracts.inventory import ReleaseItemResult, ReleaseOutcome
 from ticketing.order.consumer import ACCEPTED
 from ticketing.order.domain import ImpossibleRelease, OrderStatus
 from ticketing.order.service import CONSUMER
-from ticketing.shared.consumer import MessageRunner, Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import MessageRunner, Received
 
 
 @pytest.mark.parametrize(("release", "reason"), [(cancelled, "cancelled"), (expired, "expired")])

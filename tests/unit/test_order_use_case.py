@@ -19,9 +19,9 @@ from ticketing.contracts.inventory import (
     ReservationOutcome,
 )
 from ticketing.order.service import CONSUMER, OrderService
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
 
 def service() -> tuple[OrderService, InMemoryOrderRecords, SagaInventory, list[None]]:

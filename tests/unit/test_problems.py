@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticketing.shared.problems import _field_errors
+from ticketing.shared.http.problems import _field_errors
 
 
 def test_validation_errors_name_the_field() -> None:

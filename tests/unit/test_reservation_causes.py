@@ -6,8 +6,8 @@ import uuid
 
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.inventory.service import item_causes
-from ticketing.shared.event_table import MAX_ID_LENGTH
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
+from ticketing.shared.store.table import MAX_ID_LENGTH
 
 REQUEST = Cause(actor="order-service", correlation_id="batch-request", causation_id="batch-request")
 

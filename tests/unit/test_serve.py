@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from ticketing.shared.serving import GC_THRESHOLDS, settle_heap, takes_proxy_headers
+from ticketing.shared.http.serving import GC_THRESHOLDS, settle_heap, takes_proxy_headers
 
 
 def test_a_started_service_settles_its_heap() -> None:

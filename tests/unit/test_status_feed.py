@@ -21,7 +21,7 @@ from ticketing.booking.status_feed import PAGE
 from ticketing.booking.status_listeners import OpenLimit
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.shared.errors import RateLimited
-from ticketing.shared.eventstore import Recorded
+from ticketing.shared.store.eventstore import Recorded
 
 
 async def test_a_waiter_is_woken_by_the_settlement_it_waits_for() -> None:

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.unit.tracing_support import PARENT, finished
 from ticketing.shared import tracing
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 pytestmark = pytest.mark.unit
 

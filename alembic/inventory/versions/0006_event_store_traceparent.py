@@ -10,7 +10,7 @@ Create Date: 2026-12-06
 
 from collections.abc import Sequence
 
-from ticketing.shared.migration_ops import (
+from ticketing.shared.db.migration_ops import (
     add_event_store_traceparent_v1,
     drop_event_store_traceparent_v1,
 )

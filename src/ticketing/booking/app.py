@@ -21,11 +21,11 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.status_feed import StatusFeed
 from ticketing.booking.tables import event_store
+from ticketing.shared.app import create_http_app
+from ticketing.shared.auth.client_credentials import upstream_as
 from ticketing.shared.cancellation import stop_if_cancelled
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.http import create_http_app
-from ticketing.shared.metrics import registered, upstream_breakers
-from ticketing.shared.oauth_client import upstream_as
+from ticketing.shared.http.app_metrics import registered, upstream_breakers
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
 

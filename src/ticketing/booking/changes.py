@@ -16,9 +16,9 @@ from ticketing.booking.domain import BOOKING_STREAM, BookingState, StreamEvent
 from ticketing.booking.repository import STORE, booking_state
 from ticketing.booking.tables import bookings
 from ticketing.contracts.booking import BookingStatus
-from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.eventstore import Cause, Pending
+from ticketing.shared.db import sql
+from ticketing.shared.store.eventstore import Cause, Pending
 
 
 async def lock_bookings(

@@ -7,10 +7,10 @@ from faststream.kafka import KafkaBroker
 
 from ticketing.booking.service import BookingService
 from ticketing.contracts.events import BOOKING_SUBSCRIPTION as SUBSCRIPTION
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.messaging import create_broker
+from ticketing.shared.messaging.broker import create_broker
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
+from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import subscribe
 
 
 def build_broker(

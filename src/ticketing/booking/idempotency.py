@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.booking.tables import idempotency_keys
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import is_duplicate_key
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import is_duplicate_key
 
 
 @dataclass(frozen=True, slots=True)

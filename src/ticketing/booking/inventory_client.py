@@ -11,7 +11,7 @@ import msgspec
 
 from ticketing.contracts.inventory import Event
 from ticketing.shared.errors import NotFound, Unavailable
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 MAX_CACHED_EVENTS = 10_000
 

@@ -16,7 +16,7 @@ from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
-from ticketing.shared.eventstore import Cause, Recorded
+from ticketing.shared.store.eventstore import Cause, Recorded
 
 
 class BookingRecords(Protocol):

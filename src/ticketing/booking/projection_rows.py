@@ -30,7 +30,7 @@ from ticketing.booking.tables import bookings, customers
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Recorded
+from ticketing.shared.store.eventstore import Recorded
 
 PAGE = 5000
 

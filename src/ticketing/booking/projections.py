@@ -25,10 +25,10 @@ from ticketing.booking.projection_rows import (
 from ticketing.booking.repository import STORE, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.projections import Rebuilt
-from ticketing.shared.projections import differences as table_differences
+from ticketing.shared.store.projections import Rebuilt
+from ticketing.shared.store.projections import differences as table_differences
 
 TABLES = ("customers", "bookings")
 

@@ -1,6 +1,6 @@
 """Booking's records in its database: the SQL adapter of the port its use cases talk to
 (:class:`ticketing.booking.ports.BookingRecords`), which turns a broken unique key into
-:class:`~ticketing.shared.unit_of_work.AlreadyRecorded`."""
+:class:`~ticketing.shared.db.unit_of_work.AlreadyRecorded`."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ from ticketing.booking.domain import CustomerRegistered, KeyInFlight, KeyTakenOv
 from ticketing.booking.tables import inbox
 from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
-from ticketing.shared import inbox as inbox_ops
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.db import is_duplicate_key, run_transaction
-from ticketing.shared.eventstore import Cause, Recorded
-from ticketing.shared.group_commit import GroupCommit
-from ticketing.shared.history import history_page
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.db.engine import is_duplicate_key, run_transaction
+from ticketing.shared.db.group_commit import GroupCommit
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.http.history import history_page
+from ticketing.shared.messaging import inbox as inbox_ops
+from ticketing.shared.store.eventstore import Cause, Recorded
 
 _encoder = msgspec.json.Encoder()
 

@@ -31,11 +31,11 @@ from ticketing.contracts.events import (
     BookingRequested,
     upcast_booking_requested_v1,
 )
-from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
-from ticketing.shared.event_codec import EventCodec
-from ticketing.shared.eventstore import Cause, EventStore, Pending
-from ticketing.shared.unit_of_work import UnitOfWork
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import UnitOfWork
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
 
 STORE = EventStore(
     event_store,
@@ -132,7 +132,7 @@ _ADD_BOOKINGS = sql.insert_sql(bookings, _BOOKING_COLUMNS)
 
 def add_bookings_statement(new: Sequence[tuple[Booking, str | None]]) -> sql.Statement:
     """Insert ``new`` PENDING bookings (their streams' first event), each with the client that
-    requested it, with one multi-row statement, for :func:`ticketing.shared.sql.commit_all`
+    requested it, with one multi-row statement, for :func:`ticketing.shared.db.sql.commit_all`
     (every accepted booking passes here)."""
     rows = []
     for booking, requested_by in new:

@@ -17,8 +17,8 @@ from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, BookingCreate, BookingStatus
 from ticketing.contracts.events import BookingRequested
 from ticketing.shared.errors import NotFound, Unprocessable
-from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
+from ticketing.shared.store.eventstore import Cause
 
 MAX_KNOWN_CUSTOMERS = 100_000
 log = structlog.get_logger(__name__)

@@ -25,12 +25,12 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause, unbroken
+from ticketing.shared.http.pagination import decode_cursor, page
 from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import decode_cursor, page
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause, unbroken
 
 
 class BookingService:

@@ -15,10 +15,10 @@ from ticketing.booking.domain import BookingState, StreamEvent, evolve_all
 from ticketing.booking.ports import BookingRecords, CommitObserver
 from ticketing.contracts.events import BOOKING_SUBSCRIPTION
 from ticketing.shared import tally
-from ticketing.shared.consumer import Received
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CONSUMER = BOOKING_SUBSCRIPTION.group  # also its inbox's name and its settlements' actor
 log = structlog.get_logger(__name__)

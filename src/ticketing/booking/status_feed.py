@@ -35,7 +35,7 @@ from ticketing.booking.status_listeners import StatusListeners
 from ticketing.contracts.booking import BookingStatus, BookingStatusChange
 from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.cancellation import stop_if_cancelled
-from ticketing.shared.eventstore import Recorded
+from ticketing.shared.store.eventstore import Recorded
 
 log = structlog.get_logger(__name__)
 PAGE = 1000

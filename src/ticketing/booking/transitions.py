@@ -15,8 +15,8 @@ from ticketing.booking.domain import BookingState, StreamEvent, evolve_all
 from ticketing.booking.ports import BookingRecords, CommitObserver
 from ticketing.contracts.booking import Booking
 from ticketing.shared.errors import NotFound
-from ticketing.shared.eventstore import Cause
 from ticketing.shared.ids import new_id
+from ticketing.shared.store.eventstore import Cause
 
 SWEEPER = "booking-hold-expiry"  # the actor of the events the expiry of holds records
 EXPIRY_BATCH = 100

@@ -96,7 +96,7 @@ def check_database(settings: Settings) -> None:
     import pymysql
     from sqlalchemy.engine import make_url
 
-    from ticketing.shared.db import server_connect_args
+    from ticketing.shared.db.engine import server_connect_args
 
     try:
         pymysql.connect(**server_connect_args(settings), connect_timeout=3).close()

@@ -34,7 +34,7 @@ from ticketing.cli.dev_infra import (
     tansu_binary,
 )
 from ticketing.cli.supervisor import Child
-from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
+from ticketing.shared.http.client import TRANSPORT_ERRORS, new_session
 from ticketing.shared.settings import (
     CALLED_SERVICES,
     DATABASE_SERVICES,
@@ -237,7 +237,7 @@ Press Ctrl-C to stop everything.
 
 
 async def run(settings: Settings, *, kafka_port: int, idp_port: int, replicas: int = 1) -> int:
-    from ticketing.shared.migrations import upgrade
+    from ticketing.shared.db.migrations import upgrade
 
     stack = DevStack(settings, dict(os.environ), kafka_port, idp_port, replicas)
     stopped = asyncio.Event()

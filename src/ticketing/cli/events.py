@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.cli.arguments import moment
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import create_engine, mysql_error_code
-from ticketing.shared.eventstore import EventStore
+from ticketing.shared.db.engine import create_engine, mysql_error_code
 from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
+from ticketing.shared.store.eventstore import EventStore
 
 EVENT_SOURCED = DATABASE_SERVICES  # every service with a database keeps its events there
 PAGE = 1000

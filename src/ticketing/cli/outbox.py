@@ -12,14 +12,14 @@ from typing import TextIO, cast
 
 from ticketing.cli.arguments import moment
 from ticketing.shared import tracing
-from ticketing.shared.db import create_engine
-from ticketing.shared.outbox_admin import (
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.outbox_admin import (
     ReplayFilter,
     count_replayable,
     replayable_rows,
     status,
 )
-from ticketing.shared.publishing import create_producer, send_rows, start_producer
+from ticketing.shared.messaging.publishing import create_producer, send_rows, start_producer
 from ticketing.shared.settings import ServiceName, Settings
 
 OUTBOX_SERVICES: tuple[ServiceName, ...] = ("booking", "order")

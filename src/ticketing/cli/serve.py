@@ -27,8 +27,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from litestar import Litestar
 
     from ticketing.shared import tracing
+    from ticketing.shared.http.serving import serve as serve_app
     from ticketing.shared.logging import configure_logging
-    from ticketing.shared.serving import serve as serve_app
 
     service: ServiceName = args.service
     try:

@@ -10,8 +10,8 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from ticketing.gateway.openapi import MergedSpec
-from ticketing.shared.asyncapi import asyncapi_document
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.messaging.asyncapi import asyncapi_document
 from ticketing.shared.settings import Settings
 
 SWAGGER_PAGE = """<!doctype html>

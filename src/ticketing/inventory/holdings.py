@@ -24,9 +24,9 @@ from ticketing.inventory.domain import (
 from ticketing.inventory.repository import STORE, AnyRow
 from ticketing.inventory.reservation import Release, Reservation
 from ticketing.inventory.tables import reservations
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.eventstore import Cause, Pending
+from ticketing.shared.db import sql
+from ticketing.shared.store.eventstore import Cause, Pending
 
 _RESERVATION_COLUMNS = (
     "booking_id",

@@ -14,7 +14,7 @@ from ticketing.inventory.decisions import (
     Releases,
 )
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 
 class InventoryRecords(Protocol):

@@ -34,10 +34,10 @@ from ticketing.inventory.repository import STORE, event_state, venue_row, venue_
 from ticketing.inventory.reservation import Reservation, released, reservation_of
 from ticketing.inventory.rewrite import delete_orphans, write_event_row, write_reservations
 from ticketing.inventory.tables import event_store, events, reservations, venues
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.projections import Rebuilt
-from ticketing.shared.projections import differences as table_differences
+from ticketing.shared.store.projections import Rebuilt
+from ticketing.shared.store.projections import differences as table_differences
 
 PAGE = 5000
 

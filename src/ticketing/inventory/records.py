@@ -21,9 +21,9 @@ from ticketing.inventory.decisions import (
     counted,
 )
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
-from ticketing.shared.db import is_duplicate_key
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.db.engine import is_duplicate_key
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.store.eventstore import Cause
 
 T = TypeVar("T")
 

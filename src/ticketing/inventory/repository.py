@@ -25,11 +25,11 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.rules import format_price
 from ticketing.inventory.tables import event_store, events, venues
-from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc, utcnow
-from ticketing.shared.event_codec import EventCodec
-from ticketing.shared.eventstore import Cause, EventStore, Pending
-from ticketing.shared.unit_of_work import UnitOfWork
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import UnitOfWork
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES, UPCASTERS))
 

@@ -16,8 +16,8 @@ from ticketing.inventory.domain import EventState
 from ticketing.inventory.repository import event_row
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.tables import event_store, events, reservations, venues
-from ticketing.shared.db import run_transaction
-from ticketing.shared.projections import Rebuilt
+from ticketing.shared.db.engine import run_transaction
+from ticketing.shared.store.projections import Rebuilt
 
 
 async def write_event_row(

@@ -46,15 +46,15 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.ports import InventoryRecords
 from ticketing.inventory.reservation import Reservation
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause, unbroken
-from ticketing.shared.history import history_page
-from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import (
+from ticketing.shared.http.history import history_page
+from ticketing.shared.http.pagination import (
     decode_cursor,
     page,
 )
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.ids import new_id
+from ticketing.shared.store.eventstore import Cause, unbroken
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100

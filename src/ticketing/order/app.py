@@ -12,10 +12,10 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.http import create_http_app
-from ticketing.shared.metrics import registered, upstream_breakers
-from ticketing.shared.oauth_client import upstream_as
+from ticketing.shared.app import create_http_app
+from ticketing.shared.auth.client_credentials import upstream_as
+from ticketing.shared.http.app_metrics import registered, upstream_breakers
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
 from ticketing.shared.runtime import consuming, service_runtime
 from ticketing.shared.settings import Settings
 

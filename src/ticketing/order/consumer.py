@@ -7,11 +7,11 @@ from faststream.kafka import KafkaBroker
 
 from ticketing.contracts.events import ORDER_SUBSCRIPTION as SUBSCRIPTION
 from ticketing.order.service import OrderService
-from ticketing.shared.consumer import MessageRunner
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.messaging import create_broker
+from ticketing.shared.messaging.broker import create_broker
+from ticketing.shared.messaging.consumer import MessageRunner
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
+from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import subscribe
 
 # Every message booking publishes on the bookings topic, in the order it published them.
 ACCEPTED = SUBSCRIPTION.events

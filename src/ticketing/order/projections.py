@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticketing.order.domain import OrderState
 from ticketing.order.repository import ORDER_COLUMNS, STORE, fold, order_row, read_streams
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Recorded
-from ticketing.shared.projections import Rebuilt
+from ticketing.shared.store.eventstore import Recorded
+from ticketing.shared.store.projections import Rebuilt
 
 PAGE = 1000
 TABLES = ("orders",)

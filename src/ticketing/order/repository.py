@@ -22,14 +22,14 @@ from ticketing.order.domain import (
     version_of,
 )
 from ticketing.order.tables import event_store, inbox, orders
-from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import is_duplicate_key
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import is_duplicate_key
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.event_codec import EventCodec
-from ticketing.shared.eventstore import Cause, EventStore, Pending, Recorded
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.messaging import inbox as inbox_ops
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending, Recorded
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 STREAMS_PAGE = 1000
@@ -71,7 +71,7 @@ def order_row(state: OrderState, created_at: datetime) -> dict[str, Any]:
 
 def change_statements(changes: Changes, now: datetime) -> list[sql.Statement]:
     """The statements recording the saga's changes (not empty), each event with its cause, at
-    ``now`` (naive UTC), for :func:`ticketing.shared.sql.commit_all` or one by one: the events
+    ``now`` (naive UTC), for :func:`ticketing.shared.db.sql.commit_all` or one by one: the events
     first, each at its version of its booking's stream (a verdict 1, a release 2), so that a
     booking that has that event already fails on the store's unique key (1062) before
     anything else is written; then the verdicts' new ``orders`` rows, and the releases'

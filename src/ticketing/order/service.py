@@ -36,10 +36,10 @@ from ticketing.order.domain import (
     to_release,
 )
 from ticketing.shared import tally
-from ticketing.shared.consumer import Received
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CONSUMER = ORDER_SUBSCRIPTION.group
 log = structlog.get_logger(__name__)

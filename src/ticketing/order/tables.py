@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Numeric, String, Table, Uuid
 from sqlalchemy.dialects.mysql import DATETIME
 
-from ticketing.shared.event_table import event_store_table
-from ticketing.shared.inbox import inbox_table
+from ticketing.shared.messaging.inbox import inbox_table
+from ticketing.shared.store.table import event_store_table
 
 metadata = MetaData()
 

@@ -22,7 +22,7 @@ import structlog
 from structlog.typing import Processor
 
 from ticketing.shared import tracing
-from ticketing.shared.observability import add_correlation_id
+from ticketing.shared.correlation import add_correlation_id
 from ticketing.shared.settings import Settings
 
 _SECRET_KEYS = frozenset({"authorization", "password", "secret", "token", "access_token"})

@@ -21,14 +21,14 @@ from litestar import Litestar
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared.db import create_engine, ping
-from ticketing.shared.http import register_readiness
-from ticketing.shared.messaging import consumers_joined, start_with_retry
-from ticketing.shared.messaging import ping as ping_broker
-from ticketing.shared.metrics import registered
-from ticketing.shared.outbox_metrics import OutboxCollector
-from ticketing.shared.publishing import create_producer
-from ticketing.shared.relay import OutboxRelay, relay_lock_name
+from ticketing.shared.app import register_readiness
+from ticketing.shared.db.engine import create_engine, ping
+from ticketing.shared.http.app_metrics import registered
+from ticketing.shared.messaging.broker import consumers_joined, start_with_retry
+from ticketing.shared.messaging.broker import ping as ping_broker
+from ticketing.shared.messaging.outbox_metrics import OutboxCollector
+from ticketing.shared.messaging.publishing import create_producer
+from ticketing.shared.messaging.relay import OutboxRelay, relay_lock_name
 from ticketing.shared.settings import ServiceName, Settings
 
 log = structlog.get_logger(__name__)

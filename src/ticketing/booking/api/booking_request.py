@@ -19,8 +19,8 @@ from litestar.types import Receive, Scope, Send
 from ticketing.booking.api.controllers import BOOKINGS_PATH, WRITE
 from ticketing.booking.service import BookingService
 from ticketing.contracts.booking import Booking, BookingCreate
-from ticketing.shared.body import read_body
-from ticketing.shared.security import cause_of, requires
+from ticketing.shared.auth.middleware import cause_of, requires
+from ticketing.shared.http.body import read_body
 
 MAX_IDEMPOTENCY_KEY = 255
 IdempotencyKey = Annotated[

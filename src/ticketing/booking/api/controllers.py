@@ -27,12 +27,12 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
-from ticketing.shared.auth import Principal
-from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
+from ticketing.shared.auth.middleware import cause_of, requires
+from ticketing.shared.auth.tokens import Principal
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.history import AS_OF, parse_as_of
-from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
-from ticketing.shared.security import cause_of, requires
+from ticketing.shared.http.disconnect import CALLER_LEFT, until_caller_leaves
+from ticketing.shared.http.history import AS_OF, parse_as_of
+from ticketing.shared.http.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 
 WRITE = "bookings:write"
 ADMIN = "bookings:admin"  # may confirm or cancel any client's booking

@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ticketing import __version__
 from ticketing.shared import tracing
-from ticketing.shared.observability import HttpMetrics, observability_middleware
-from ticketing.shared.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, problem_body
-from ticketing.shared.security import bearer_auth, verifier_lifespan
+from ticketing.shared.auth.middleware import bearer_auth, verifier_lifespan
+from ticketing.shared.http.observability import HttpMetrics, observability_middleware
+from ticketing.shared.http.problems import EXCEPTION_HANDLERS, PROBLEM_JSON, problem_body
 from ticketing.shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from ticketing.shared.breaker import Admission, CircuitBreaker
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.httpclient import TRANSPORT_ERRORS
+from ticketing.shared.http.breaker import Admission, CircuitBreaker
+from ticketing.shared.http.client import TRANSPORT_ERRORS
 
 log = structlog.get_logger(__name__)
 

@@ -39,10 +39,10 @@ from ticketing.contracts.events import (
 )
 from ticketing.shared import tracing
 from ticketing.shared.cancellation import CancelledElsewhere, run_all, stop_if_cancelled, stopping
-from ticketing.shared.db import unavailable as database_unavailable
+from ticketing.shared.correlation import correlation_id_bound
+from ticketing.shared.db.engine import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.observability import correlation_id_bound
-from ticketing.shared.offsets import commit, records_of, rewind
+from ticketing.shared.messaging.offsets import commit, records_of, rewind
 from ticketing.shared.tally import NO_TALLY, Tally, counting
 
 log = structlog.get_logger(__name__)

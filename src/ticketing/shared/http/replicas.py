@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from ticketing.shared.breaker import BreakerState, CircuitBreaker
-from ticketing.shared.httpclient import TRANSPORT_ERRORS
+from ticketing.shared.http.breaker import BreakerState, CircuitBreaker
+from ticketing.shared.http.client import TRANSPORT_ERRORS
 
 log = structlog.get_logger(__name__)
 READY_PATH = "/health/ready"

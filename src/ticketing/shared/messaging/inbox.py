@@ -10,8 +10,8 @@ from sqlalchemy import Column, MetaData, String, Table, Uuid, select
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
+from ticketing.shared.db import sql
 
 
 def inbox_table(metadata: MetaData) -> Table:

@@ -18,11 +18,11 @@ import structlog
 from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from ticketing.shared.auth import DOCUMENT_ERRORS, IDP_TIMEOUT_SECONDS, OidcDiscovery
+from ticketing.shared.auth.tokens import DOCUMENT_ERRORS, IDP_TIMEOUT_SECONDS, OidcDiscovery
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.httpclient import new_session
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.upstream import Upstream
 from ticketing.shared.settings import ServiceName, Settings
-from ticketing.shared.upstream import Upstream
 
 log = structlog.get_logger(__name__)
 REFRESH_MARGIN_SECONDS = 30.0

@@ -29,10 +29,10 @@ from aiokafka.errors import KafkaError
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared import sql
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.clock import utcnow
-from ticketing.shared.publishing import (
+from ticketing.shared.db import sql
+from ticketing.shared.messaging.publishing import (
     UNPUBLISHED_COLUMNS,
     Unpublished,
     send_rows,

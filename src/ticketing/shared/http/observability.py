@@ -1,17 +1,11 @@
-"""Per-request correlation id, access log and Prometheus metrics, as one ASGI middleware.
-
-The correlation id lives in a context variable of its own, set and reset directly, because
-binding it through structlog's contextvars scans every context variable on every request;
-:func:`add_correlation_id` puts it on every log line.
-"""
+"""Per-request correlation id, access log and Prometheus metrics, as one ASGI middleware (the
+id itself lives in :mod:`ticketing.shared.correlation`, which messages use too)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +14,13 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ticketing.shared import tracing
+from ticketing.shared import correlation, tracing
+from ticketing.shared.correlation import printable_ascii
 from ticketing.shared.ids import new_id
 
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 log = structlog.get_logger("ticketing.access")
-_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 # Probed every few seconds by orchestrators, ``ticketing dev`` and the gateway: their access
 # lines are DEBUG, so that INFO shows requests someone made.
 PROBE_ROUTES = frozenset({"/health/live", "/health/ready"})
@@ -82,12 +76,6 @@ class HttpMetrics:
             await asyncio.gather(*(refresh() for refresh in self.refreshers))
 
 
-def printable_ascii(text: str) -> bool:
-    """Whether an id from a header may be used as it is: header bytes have no declared
-    encoding, so anything outside printable ASCII would be read as something else."""
-    return text.isascii() and text.isprintable()
-
-
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER:
@@ -118,7 +106,7 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
-        bound = _correlation_id.set(correlation_id)
+        bound = correlation.bind(correlation_id)
         try:
             await app(scope, receive, send_with_id)
         finally:
@@ -134,31 +122,6 @@ def observability_middleware(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
-            _correlation_id.reset(bound)
+            correlation.unbind(bound)
 
     return middleware
-
-
-def current_correlation_id() -> str | None:
-    """The correlation id bound for the request or message being handled, if any."""
-    return _correlation_id.get()
-
-
-@contextmanager
-def correlation_id_bound(correlation_id: str | None) -> Iterator[None]:
-    """Handle a message (or anything else) under ``correlation_id``."""
-    bound = _correlation_id.set(correlation_id)
-    try:
-        yield
-    finally:
-        _correlation_id.reset(bound)
-
-
-def add_correlation_id(
-    _: Any, __: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """A structlog processor: the bound correlation id on every line written under it."""
-    correlation_id = _correlation_id.get()
-    if correlation_id is not None:
-        event_dict.setdefault("correlation_id", correlation_id)
-    return event_dict

@@ -14,10 +14,10 @@ from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.event_table import STORE_TABLE
+from ticketing.shared.db import sql
 from ticketing.shared.metrics import ReadAtScrape
+from ticketing.shared.store.table import STORE_TABLE
 
 _TABLE = sql.quote(STORE_TABLE)
 BACKLOG_QUERY = (

@@ -3,7 +3,7 @@
 A use case reads through ``uow.conn`` as it decides (a read runs at once: the rows it locks are
 the state it decides from), and records what it decided: the events to append, the projection
 rows, the inbox claims, each a statement its service's repository builds. They are queued and
-sent together with the ``COMMIT`` in one round trip (:func:`ticketing.shared.sql.commit_all`),
+sent together with the ``COMMIT`` in one round trip (:func:`ticketing.shared.db.sql.commit_all`),
 so a booking costs the database as few round trips as the data allows. A use case that raises
 before the end writes nothing: its connection goes back to the pool uncommitted and is rolled
 back there. Deadlocks and lock wait timeouts run the whole unit again.
@@ -16,8 +16,8 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared import sql
-from ticketing.shared.db import retried
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import retried
 
 T = TypeVar("T")
 

@@ -25,8 +25,8 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared.db import unavailable
-from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+from ticketing.shared.db.engine import unavailable
+from ticketing.shared.db.unit_of_work import UnitOfWork, in_unit_of_work
 
 T = TypeVar("T")
 WriteMany = Callable[[UnitOfWork, Sequence[T]], Awaitable[None]]

@@ -121,7 +121,7 @@ async def commit_all(conn: AsyncConnection, statements: Sequence[Statement]) -> 
     """Run ``statements``, then ``COMMIT``, as one multi-statement query (aiomysql always enables
     multi-statements on its connections); the number of rows each statement changed.
 
-    For :class:`ticketing.shared.unit_of_work.UnitOfWork`. When a statement fails the server runs
+    For :class:`ticketing.shared.db.unit_of_work.UnitOfWork`. When a statement fails the server runs
     none after it, the commit included, and raises its error here; the connection then goes back
     to the pool uncommitted and is rolled back there.
     """

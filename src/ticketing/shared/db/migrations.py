@@ -12,7 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from ticketing.shared.db import ensure_database
+from ticketing.shared.db.engine import ensure_database
 from ticketing.shared.settings import ServiceName, Settings
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.event_table import STORE_TABLE
-from ticketing.shared.publishing import UNPUBLISHED_COLUMNS, Unpublished, unpublished
+from ticketing.shared.db import sql
+from ticketing.shared.messaging.publishing import UNPUBLISHED_COLUMNS, Unpublished, unpublished
+from ticketing.shared.store.table import STORE_TABLE
 
 _TABLE = sql.quote(STORE_TABLE)
 

@@ -23,7 +23,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError, MissingKeyError
 from joserfc.jwk import KeySet
 
 from ticketing.shared.errors import Forbidden, TicketingError, Unavailable
-from ticketing.shared.httpclient import TRANSPORT_ERRORS
+from ticketing.shared.http.client import TRANSPORT_ERRORS
 
 ALGORITHMS = ("RS256", "PS256", "ES256")
 MAX_TOKEN_LENGTH = 8192

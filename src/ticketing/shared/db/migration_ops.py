@@ -48,7 +48,7 @@ def drop_shared_tables_v1() -> None:
 
 
 def create_event_store_table_v1() -> None:
-    """The event store (``ticketing.shared.eventstore``), as issue 18 first made it."""
+    """The event store (``ticketing.shared.store.eventstore``), as issue 18 first made it."""
     op.create_table(
         "event_store",
         sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=True),

@@ -1,6 +1,6 @@
 """FastStream's side of our consumers: a batch subscriber with manual acks whose batches go to
-a :class:`~ticketing.shared.consumer.MessageRunner`, parsed and decoded by us rather than by
-FastStream, and polling without sleeping."""
+a :class:`~ticketing.shared.messaging.consumer.MessageRunner`, parsed and decoded by us rather
+than by FastStream, and polling without sleeping."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import ConsumerProtocol, KafkaAckableMessage, KafkaMessage
 
-from ticketing.shared.consumer import BatchHandler, MessageRunner
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.messaging import consumer_options
+from ticketing.shared.messaging.broker import consumer_options
+from ticketing.shared.messaging.consumer import BatchHandler, MessageRunner
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
 from ticketing.shared.settings import Settings
 from ticketing.shared.tally import NO_TALLY
 

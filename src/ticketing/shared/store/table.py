@@ -2,7 +2,7 @@
 published event its topic, key and when the relay published it.
 
 ``UNIQUE (stream_id, version)`` is what makes appends optimistic (see
-:mod:`ticketing.shared.eventstore`)."""
+:mod:`ticketing.shared.store.eventstore`)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ on that key (MySQL error 1062) and decides again, like after a deadlock. Events 
 updated or deleted.
 
 Events are plain dataclasses of each service's domain, read back in their current shape
-(:mod:`ticketing.shared.event_codec`); the table is :mod:`ticketing.shared.event_table`.
+(:mod:`ticketing.shared.store.codec`); the table is :mod:`ticketing.shared.store.table`.
 
 The store is also the service's outbox: an event whose type has a :class:`Publication` is
 stored with its topic and key and ``published_at`` empty until the relay has published it
@@ -28,12 +28,12 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.contracts.events import Publication
-from ticketing.shared import sql
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.event_codec import EventCodec, UnknownEventType
-from ticketing.shared.event_table import INSERT_COLUMNS, MAX_ID_LENGTH, TRACEPARENT_LENGTH
+from ticketing.shared.correlation import printable_ascii
+from ticketing.shared.db import sql
 from ticketing.shared.ids import new_id
-from ticketing.shared.observability import printable_ascii
+from ticketing.shared.store.codec import EventCodec, UnknownEventType
+from ticketing.shared.store.table import INSERT_COLUMNS, MAX_ID_LENGTH, TRACEPARENT_LENGTH
 
 
 @dataclass(frozen=True, slots=True)

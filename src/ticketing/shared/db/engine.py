@@ -1,7 +1,7 @@
 """Database plumbing: one async engine per service database, created from settings.
 
 Services use SQLAlchemy Core, not the ORM (the statements every booking passes through run on
-the driver's cursor: :mod:`ticketing.shared.sql`), and READ COMMITTED: InnoDB's default
+the driver's cursor: :mod:`ticketing.shared.db.sql`), and READ COMMITTED: InnoDB's default
 REPEATABLE READ takes gap locks that deadlock concurrent range updates. Deadlocks (1213) and
 lock wait timeouts (1205) are retried by :func:`run_transaction`.
 
@@ -163,7 +163,7 @@ async def run_transaction(
     engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
 ) -> T:
     """Run ``work`` in one transaction that SQLAlchemy begins and commits, retrying it whole on
-    deadlock or lock wait timeout. (The hot paths use :func:`ticketing.shared.unit_of_work.
+    deadlock or lock wait timeout. (The hot paths use :func:`ticketing.shared.db.unit_of_work.
     in_unit_of_work`, which sends their writes with the ``COMMIT``.)"""
 
     async def in_transaction(conn: AsyncConnection) -> T:

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketing.contracts.history import AwareDatetime, HistoryEntry
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.eventstore import EventStore, Recorded
-from ticketing.shared.pagination import decode_version_cursor, encode_version_cursor
+from ticketing.shared.http.pagination import decode_version_cursor, encode_version_cursor
+from ticketing.shared.store.eventstore import EventStore, Recorded
 
 # Litestar parses a datetime query parameter leniently (no offset, epoch seconds), so the
 # parameter arrives as text and is held to the body's AwareDatetime here.

@@ -1,5 +1,5 @@
 """Calls to another service over HTTP: an aiohttp session (pool and whole-exchange timeout, see
-:mod:`ticketing.shared.httpclient`) spread over the service's replicas, each behind its own
+:mod:`ticketing.shared.http.client`) spread over the service's replicas, each behind its own
 circuit breaker.
 
 Timeouts, connection errors and 5xx count as failures and raise :class:`Unavailable`; any other
@@ -8,7 +8,7 @@ once its body has been read whole, and a call that is cancelled reports nothing 
 breaker slot. An answer that may stream for hours is judged by its head instead, so that it never
 holds a half-open breaker's probe slot, nor a verdict, for its whole life.
 
-With several replicas (taken in turn, see :mod:`ticketing.shared.replicas`), a call moves on to
+With several replicas (taken in turn, see :mod:`ticketing.shared.http.replicas`), a call moves on to
 the next when the request cannot have reached the one it tried (no connection), or when its
 method is idempotent, so a booking is never sent twice; :class:`Unavailable` comes only when no
 replica answered.
@@ -25,11 +25,11 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from ticketing.shared.breaker import Admission, CircuitBreaker, CircuitOpen
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.httpclient import TRANSPORT_ERRORS, new_session
-from ticketing.shared.replicas import Replica, Replicas
-from ticketing.shared.upstream_answers import Answer, Reply, judge, judge_broken
+from ticketing.shared.http.breaker import Admission, CircuitBreaker, CircuitOpen
+from ticketing.shared.http.client import TRANSPORT_ERRORS, new_session
+from ticketing.shared.http.replicas import Replica, Replicas
+from ticketing.shared.http.upstream_answers import Answer, Reply, judge, judge_broken
 
 log = structlog.get_logger(__name__)
 Headers = Sequence[tuple[str, str]]

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from ticketing.contracts.events import CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, MESSAGE_ID_HEADER
 from ticketing.shared import tracing
-from ticketing.shared.partitioner import Murmur2Partitioner
+from ticketing.shared.messaging.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)

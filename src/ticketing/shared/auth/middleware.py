@@ -20,7 +20,7 @@ from litestar.middleware import (
     DefineMiddleware,
 )
 
-from ticketing.shared.auth import (
+from ticketing.shared.auth.tokens import (
     IDP_TIMEOUT_SECONDS,
     JwksCache,
     OidcDiscovery,
@@ -28,11 +28,11 @@ from ticketing.shared.auth import (
     TokenVerifier,
     bearer_token,
 )
-from ticketing.shared.event_table import MAX_ID_LENGTH
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.observability import current_correlation_id, printable_ascii
+from ticketing.shared.correlation import current_correlation_id, printable_ascii
+from ticketing.shared.http.client import new_session
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
+from ticketing.shared.store.table import MAX_ID_LENGTH
 from ticketing.shared.tracing import current_traceparent
 
 PUBLIC_PATHS = ["^/health/", "^/schema", "^/docs"]

@@ -13,7 +13,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
-from ticketing.shared.partitioner import Murmur2Partitioner
+from ticketing.shared.messaging.partitioner import Murmur2Partitioner
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
