@@ -20,9 +20,8 @@ from ticketing.booking.projection_rows import (
     folded,
     stored,
     stored_booking,
-    stored_customer,
 )
-from ticketing.booking.repository import STORE, customer_row
+from ticketing.booking.repository import STORE, customer_of_row, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
 from ticketing.shared.clock import naive_utc
 from ticketing.shared.db.engine import run_transaction
@@ -90,7 +89,7 @@ async def _rebuild_stream(
         history = await STORE.stream(conn, stream_id)
         if stream_type == CUSTOMER_STREAM:
             row = customer_row(fold_customer(history))
-            have = None if current is None else customer_row(stored_customer(current))
+            have = None if current is None else customer_row(customer_of_row(current))
         else:
             row = _bookings_values(fold_booking(history))
             have = None if current is None else _bookings_values(stored_booking(current))
