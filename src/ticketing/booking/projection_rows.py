@@ -31,6 +31,7 @@ from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.store.eventstore import Recorded
+from ticketing.shared.store.projections import all_streams
 
 PAGE = 5000
 
@@ -127,15 +128,8 @@ def fold_customer(history: list[Recorded]) -> Customer:
 
 async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
     """Every stream folded, a page of events at a time."""
-    streams: dict[uuid.UUID, list[Recorded]] = {}
-    after = 0
-    while page := await STORE.page(conn, after=after, limit=PAGE):
-        for recorded in page:
-            streams.setdefault(recorded.stream_id, []).append(recorded)
-        after = page[-1].position
     state = Projection()
-    for stream_id, history in streams.items():
-        history.sort(key=lambda recorded: recorded.version)
+    for stream_id, history in (await all_streams(STORE, conn, page=PAGE)).items():
         try:
             if history[0].stream_type == CUSTOMER_STREAM:
                 state.customers[stream_id] = fold_customer(history)
