@@ -22,11 +22,10 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.status_feed import StatusFeed
 from ticketing.booking.tables import event_store
 from ticketing.shared.app import create_http_app
-from ticketing.shared.auth.client_credentials import upstream_as
 from ticketing.shared.cancellation import stop_if_cancelled
 from ticketing.shared.http.app_metrics import registered, upstream_breakers
 from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
-from ticketing.shared.runtime import consuming, service_runtime
+from ticketing.shared.runtime import calling_runtime, consuming
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -38,11 +37,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        async with (
-            upstream_as(
-                settings, "inventory", settings.booking_client_id, settings.booking_client_secret
-            ) as inventory,
-            service_runtime(app, settings, "booking", event_store) as shared,
+        async with calling_runtime(app, settings, "booking", event_store, upstream="inventory") as (
+            shared,
+            inventory,
         ):
             booking_metrics, consumer_metrics = BookingMetrics(), ConsumerMetrics()
             service = BookingService(

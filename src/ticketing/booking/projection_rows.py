@@ -25,12 +25,13 @@ from ticketing.booking.domain import (
     customer_of,
     evolve,
 )
-from ticketing.booking.repository import STORE
+from ticketing.booking.repository import STORE, booking_of_row, customer_of_row
 from ticketing.booking.tables import bookings, customers
-from ticketing.contracts.booking import Booking, BookingStatus, Customer
+from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.errors import ImpossibleHistory
 from ticketing.shared.store.eventstore import Recorded
+from ticketing.shared.store.projections import all_streams
 
 PAGE = 5000
 
@@ -127,15 +128,8 @@ def fold_customer(history: list[Recorded]) -> Customer:
 
 async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
     """Every stream folded, a page of events at a time."""
-    streams: dict[uuid.UUID, list[Recorded]] = {}
-    after = 0
-    while page := await STORE.page(conn, after=after, limit=PAGE):
-        for recorded in page:
-            streams.setdefault(recorded.stream_id, []).append(recorded)
-        after = page[-1].position
     state = Projection()
-    for stream_id, history in streams.items():
-        history.sort(key=lambda recorded: recorded.version)
+    for stream_id, history in (await all_streams(STORE, conn, page=PAGE)).items():
         try:
             if history[0].stream_type == CUSTOMER_STREAM:
                 state.customers[stream_id] = fold_customer(history)
@@ -146,39 +140,16 @@ async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
     return state
 
 
-def stored_customer(row: Any) -> Customer:
-    return Customer(
-        id=row.id,
-        name=row.name,
-        email=row.email,
-        address=row.address,
-        created_at=row.created_at.replace(tzinfo=UTC),
-    )
-
-
 def stored_booking(row: Any) -> BookingRow:
-    booking = Booking(
-        id=row.id,
-        status=BookingStatus(row.status),
-        customer_id=row.customer_id,
-        event_id=row.event_id,
-        ticket_count=row.ticket_count,
-        unit_price=str(row.unit_price),
-        total_price=str(row.total_price),
-        created_at=row.created_at.replace(tzinfo=UTC),
-        order_id=row.order_id,
-        reason=row.reason,
-        hold=bool(row.hold),
-        expires_at=None if row.expires_at is None else row.expires_at.replace(tzinfo=UTC),
-        cancel_requested=bool(row.cancel_requested),
+    return BookingRow(
+        booking_of_row(row), row.version, row.updated_at.replace(tzinfo=UTC), row.requested_by
     )
-    return BookingRow(booking, row.version, row.updated_at.replace(tzinfo=UTC), row.requested_by)
 
 
 async def stored(conn: AsyncConnection) -> Projection:
     state = Projection()
     for row in await conn.execute(select(customers)):
-        state.customers[row.id] = stored_customer(row)
+        state.customers[row.id] = customer_of_row(row)
     for row in await conn.execute(select(bookings)):
         state.bookings[row.id] = stored_booking(row)
     return state

@@ -20,14 +20,13 @@ from ticketing.booking.projection_rows import (
     folded,
     stored,
     stored_booking,
-    stored_customer,
 )
-from ticketing.booking.repository import STORE, customer_row
+from ticketing.booking.repository import STORE, customer_of_row, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
 from ticketing.shared.clock import naive_utc
 from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.store.projections import Rebuilt
+from ticketing.shared.store.projections import Rebuilt, verify_projection
 from ticketing.shared.store.projections import differences as table_differences
 
 TABLES = ("customers", "bookings")
@@ -40,15 +39,8 @@ def differences(expected: Projection, actual: Projection) -> Iterator[str]:
 
 
 async def verify(engine: AsyncEngine) -> list[str]:
-    """Every difference between booking's events and its tables (empty: they agree), read in
-    one REPEATABLE READ snapshot so that writes going on meanwhile are seen in both or neither."""
-    problems: list[str] = []
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            expected = await folded(conn, problems)
-            actual = await stored(conn)
-    return problems + list(differences(expected, actual))
+    """Every difference between booking's events and its tables (empty: they agree)."""
+    return await verify_projection(engine, folded, stored, differences)
 
 
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
@@ -90,7 +82,7 @@ async def _rebuild_stream(
         history = await STORE.stream(conn, stream_id)
         if stream_type == CUSTOMER_STREAM:
             row = customer_row(fold_customer(history))
-            have = None if current is None else customer_row(stored_customer(current))
+            have = None if current is None else customer_row(customer_of_row(current))
         else:
             row = _bookings_values(fold_booking(history))
             have = None if current is None else _bookings_values(stored_booking(current))

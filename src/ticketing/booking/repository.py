@@ -48,7 +48,8 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
-def _customer(row: Any) -> Customer:
+def customer_of_row(row: Any) -> Customer:
+    """A customers row as the customer it records (times aware)."""
     return Customer(
         id=row.id,
         name=row.name,
@@ -58,7 +59,8 @@ def _customer(row: Any) -> Customer:
     )
 
 
-def _booking(row: Any) -> Booking:
+def booking_of_row(row: Any) -> Booking:
+    """A bookings row as the booking it records (times aware)."""
     return Booking(
         id=row.id,
         status=BookingStatus(row.status),
@@ -78,7 +80,7 @@ def _booking(row: Any) -> Booking:
 
 def booking_state(row: Any) -> BookingState:
     """A booking's row as the state its next decision starts from."""
-    return BookingState(_booking(row), row.version, row.requested_by)
+    return BookingState(booking_of_row(row), row.version, row.requested_by)
 
 
 def customer_row(customer: Customer) -> dict[str, Any]:
@@ -105,7 +107,7 @@ async def register_customer(
 
 async def get_customer(conn: AsyncConnection, customer_id: uuid.UUID) -> Customer | None:
     row = (await conn.execute(select(customers).where(customers.c.id == customer_id))).first()
-    return None if row is None else _customer(row)
+    return None if row is None else customer_of_row(row)
 
 
 async def customer_exists(conn: AsyncConnection, customer_id: uuid.UUID) -> bool:
@@ -187,7 +189,7 @@ def requested_statement(
 
 async def get_booking(conn: AsyncConnection, booking_id: uuid.UUID) -> Booking | None:
     row = (await conn.execute(select(bookings).where(bookings.c.id == booking_id))).first()
-    return None if row is None else _booking(row)
+    return None if row is None else booking_of_row(row)
 
 
 async def list_bookings(
@@ -201,7 +203,7 @@ async def list_bookings(
     )
     if after is not None:
         query = query.where(bookings.c.id > after)
-    return [_booking(row) for row in await conn.execute(query)]
+    return [booking_of_row(row) for row in await conn.execute(query)]
 
 
 async def customers_of(

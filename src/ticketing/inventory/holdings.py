@@ -92,11 +92,6 @@ def reservation_statements(
     if not appended:
         return []
     now = utcnow()
-    own = causes or {}
-    pending = [
-        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
-        for version, e in appended
-    ]
     rows = [
         (
             str(r.booking_id),
@@ -110,12 +105,30 @@ def reservation_statements(
         for r in new
     ]
     return [
-        STORE.append(pending, cause, now),
+        STORE.append(_pending(appended, causes), cause, now),
         sql.Statement(_ADD_RESERVATIONS, rows, rows=True),
-        *(
-            sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
-            for state in states
-        ),
+        *_set_seats(states),
+    ]
+
+
+def _pending(
+    appended: Sequence[tuple[int, SeatsReserved | ReservationRefused | SeatsReleased]],
+    causes: Mapping[uuid.UUID, Cause] | None,
+) -> list[Pending]:
+    """Each appended event as a write to its event's stream, with the cause its booking id
+    named in ``causes`` (None: the batch's own cause)."""
+    own = causes or {}
+    return [
+        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
+        for version, e in appended
+    ]
+
+
+def _set_seats(states: Sequence[EventState]) -> list[sql.Statement]:
+    """The statements giving each event its new seats left and its stream's version."""
+    return [
+        sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
+        for state in states
     ]
 
 
@@ -184,11 +197,6 @@ def release_statements(
     if not appended:
         return []
     now = utcnow()
-    own = causes or {}
-    pending = [
-        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
-        for version, e in appended
-    ]
     marks = []
     for reservation in released:
         assert reservation.release is not None
@@ -204,10 +212,7 @@ def release_statements(
             )
         )
     return [
-        STORE.append(pending, cause, now),
+        STORE.append(_pending(appended, causes), cause, now),
         *marks,
-        *(
-            sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
-            for state in states
-        ),
+        *_set_seats(states),
     ]

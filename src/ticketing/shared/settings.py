@@ -184,6 +184,14 @@ class Settings:
         port: int = getattr(self, f"{service}_port")
         return host, port
 
+    def client_credentials(self, service: ServiceName) -> tuple[str, str]:
+        """The client id and secret ``service`` asks the token server for its own tokens with
+        (``TICKETING_<SERVICE>_CLIENT_ID`` and ``_CLIENT_SECRET``: only services that call
+        another have them)."""
+        client_id: str = getattr(self, f"{service}_client_id")
+        client_secret: str = getattr(self, f"{service}_client_secret")
+        return client_id, client_secret
+
     def base_urls(self, service: ServiceName) -> list[str]:
         """Where another service reaches ``service``'s replicas: the comma-separated list in
         ``TICKETING_<SERVICE>_URL`` when the setting exists and is set, else its bind address

@@ -1,12 +1,61 @@
-"""What every service's projection check and rebuild share: the report of a rebuild, and the
-words for a row the tables and the events disagree on."""
+"""What every service's projection check and rebuild share: the snapshot a check reads in, the
+store read stream by stream, the report of a rebuild, and the words for a row the tables and
+the events disagree on."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ticketing.shared.store.eventstore import EventStore, Recorded
+
+State = TypeVar("State")
+
+
+@asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in one REPEATABLE READ transaction, whose snapshot the first read fixes, so
+    that writes going on meanwhile are seen by all of its reads or by none."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            yield conn
+
+
+async def verify_projection(
+    engine: AsyncEngine,
+    folded: Callable[[AsyncConnection, list[str]], Awaitable[State]],
+    stored: Callable[[AsyncConnection], Awaitable[State]],
+    differences: Callable[[State, State], Iterable[str]],
+) -> list[str]:
+    """The problems of folding the events and every difference between their fold and what the
+    tables hold (empty: they agree), both read in one :func:`snapshot` so that they compare."""
+    problems: list[str] = []
+    async with snapshot(engine) as conn:
+        expected = await folded(conn, problems)
+        actual = await stored(conn)
+    return problems + list(differences(expected, actual))
+
+
+async def all_streams(
+    store: EventStore, conn: AsyncConnection, *, page: int
+) -> dict[uuid.UUID, list[Recorded]]:
+    """Every stream's events in version order, by stream id in the order streams began; the
+    store is read ``page`` events at a time so that no query holds it whole."""
+    streams: dict[uuid.UUID, list[Recorded]] = {}
+    after = 0
+    while recorded := await store.page(conn, after=after, limit=page):
+        for one in recorded:
+            streams.setdefault(one.stream_id, []).append(one)
+        after = recorded[-1].position
+    for history in streams.values():
+        history.sort(key=lambda one: one.version)
+    return streams
 
 
 @dataclass
