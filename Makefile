@@ -1,4 +1,4 @@
-.PHONY: up test chaos bench check unit fmt seed compose-config clean
+.PHONY: up test chaos bench bench-tracing check unit fmt seed compose-config clean
 
 # The README's run command: installs what is missing and runs the whole system (Ctrl-C stops).
 up:
@@ -20,9 +20,16 @@ test:
 chaos:
 	TICKETING_CHAOS_SCALE=full .venv/bin/pytest tests/e2e/test_chaos.py -v
 
-# Benchmarks (not tests): throughput, latency, relay, flash sale, memory -> docs/benchmarks.md
+# Benchmarks (not tests): throughput, latency, relay, flash sale, memory -> docs/benchmarks.md,
+# with pictures of them in docs/img/ (matplotlib, installed by the script).
 bench:
 	scripts/bench.sh
+
+# What tracing costs when on (sampler ratio 0.1), in alternating runs against it off -> the
+# tracing part of docs/benchmarks-ab.md, written by hand from the printed figures.
+bench-tracing:
+	.venv/bin/python -m benchmarks.ab --scenario accept --rounds 3 --seconds 20 --otlp-sink \
+		--variant "" --variant "OTEL_EXPORTER_OTLP_ENDPOINT={sink},OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.1"
 
 # Fast feedback: unit tests only (no database, no broker).
 unit:

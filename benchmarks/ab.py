@@ -3,6 +3,8 @@ test).
 
     python -m benchmarks.ab --rounds 3 --variant "" --variant TICKETING_KAFKA_FETCH_MAX_WAIT_MS=20
     python -m benchmarks.ab --scenario accept --rounds 3 --variant "" --variant MY_SWITCH=1
+    python -m benchmarks.ab --scenario accept --otlp-sink --variant "" \
+        --variant "OTEL_EXPORTER_OTLP_ENDPOINT={sink},OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.1"
 
 Each variant is a set of environment settings for ``ticketing dev`` (an empty one is the code as
 it is); ``replicas=N`` in a variant runs ``ticketing dev --replicas N`` instead of a setting. Every run starts a fresh stack, measures the idle stack's cores, a booking alone (one
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -29,17 +32,11 @@ from typing import Any
 import uvloop
 from sqlalchemy import text
 
-from benchmarks.__main__ import (
-    STAGES,
-    accept_throughput,
-    confirmation_latency,
-    confirmed_saga,
-    fresh_stack,
-    host_speed,
-    idle_then_alone,
-    percentile,
-)
+from benchmarks.accept import accept_throughput
+from benchmarks.confirmation import STAGES, confirmation_latency, confirmed_saga, idle_then_alone
+from benchmarks.stack import fresh_stack, host_speed, percentile
 from tests.e2e.devprocess import DevProcess
+from tests.otlp import otlp_receiver
 from ticketing.shared.logging import configure_logging
 from ticketing.shared.settings import Settings
 
@@ -141,15 +138,30 @@ def summary(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def with_sink(variant: dict[str, str], sink: str) -> dict[str, str]:
+    """``variant`` with ``{sink}`` in its values replaced by the OTLP receiver's address."""
+    return {name: value.replace("{sink}", sink) for name, value in variant.items()}
+
+
 async def main(args: argparse.Namespace) -> None:
     configure_logging(Settings.from_env(), "bench")  # to stderr: stdout carries the results
     seconds = args.seconds or (30 if args.scenario == "accept" else 20)
     runs = []
-    for _ in range(args.rounds):
-        for variant in args.variant or [{}]:
-            run = await measure(variant, args.rate, seconds, args.scenario)
-            runs.append(run)
-            print(json.dumps(run), flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        sink = ""
+        if args.otlp_sink:
+            receiver = await stack.enter_async_context(otlp_receiver(decode_spans=False))
+            sink = receiver.url
+        for _ in range(args.rounds):
+            for variant in args.variant or [{}]:
+                run = await measure(with_sink(variant, sink), args.rate, seconds, args.scenario)
+                run["variant"] = variant  # as given, so that the rounds of a variant group
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+        if args.otlp_sink:
+            print(
+                f"trace exports: {receiver.requests}, {receiver.received_bytes} bytes", flush=True
+            )
     for line in summary(runs):
         print(line)
 
@@ -175,6 +187,11 @@ if __name__ == "__main__":
         action="append",
         help='NAME=VALUE[,NAME=VALUE...] for ticketing dev; "" for the code as it is '
         "(repeat for each variant)",
+    )
+    parser.add_argument(
+        "--otlp-sink",
+        action="store_true",
+        help="run an OTLP/HTTP trace receiver for the run; {sink} in a variant is its address",
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main(parser.parse_args()))

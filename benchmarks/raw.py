@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 
 from ticketing.booking.repository import STORE
 from ticketing.contracts.events import BookingRequested
-from ticketing.shared.db import server_connect_args
-from ticketing.shared.eventstore import Cause, Pending
+from ticketing.shared.db.engine import server_connect_args
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause, Pending
 
 BOOKING_SQL = (
     "INSERT INTO bookings (id, customer_id, event_id, ticket_count, unit_price, total_price,"

@@ -1,7 +1,9 @@
-"""docs/benchmarks.md from one run's results: figures, ratios to the ceilings, targets."""
+"""docs/benchmarks.md from one run's results: figures, pictures, ratios to the ceilings, targets."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +83,21 @@ def push_section(push: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def write_report(r: dict[str, Any], path: Path) -> None:
+def picture(pictures: Mapping[str, Path], key: str, alt: str, report: Path) -> list[str]:
+    """The Markdown that shows a drawn picture, linked relative to the report; nothing when the
+    run did not draw it (a run without its figures)."""
+    drawn = pictures.get(key)
+    if drawn is None:
+        return []
+    return [f"![{alt}]({Path(os.path.relpath(drawn, report.parent)).as_posix()})", ""]
+
+
+def write_report(r: dict[str, Any], path: Path, pictures: Mapping[str, Path] | None = None) -> None:
+    """The report of run ``r`` at ``path``, with the ``pictures`` drawn of it (see plots.py)."""
     m, a, c, rel, f = r["machine"], r["accept"], r["confirmation"], r["relay"], r["flash_sale"]
     idle, load, after = r["footprint_idle_mb"], a["rss_under_load_mb"], r["footprint_after_mb"]
     versions = ", ".join(f"{name} {value}" for name, value in m["versions"].items())
+    pictures = pictures or {}
     lines = [
         "# Benchmarks",
         "",
@@ -98,7 +111,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         "every record batch in memory and lists all of a partition's batches on each fetch, so a",
         "scenario run after another would also measure the first one's leftovers.",
         "The JSON of the run is `docs/benchmarks.json`; what was profiled and what moved the",
-        "figures is in `docs/performance.md`.",
+        "figures is in `docs/performance-log.md`.",
         "",
         "## 1. Accept throughput",
         "",
@@ -121,6 +134,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         cores(a["cores_used"]),
         per_booking(a["cpu_us_per_booking"]),
         "",
+        *picture(pictures, "accept_throughput", "Accepted bookings in each second", path),
         "Accepting is faster than settling: the saga (order's reservations, two consumers, two",
         "relays) works off the backlog after the load stops; the next measurement starts only then.",
         "",
@@ -148,6 +162,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         cores(c["idle_cores_used"], "cores used by the idle stack, 5 s before the runs"),
         disk_row(c["disk_fsync"]),
         "",
+        *picture(pictures, "confirmation_latency", "Confirmation latency distribution", path),
         "Where the time goes (mean per leg, from the timestamps each service writes; the legs",
         "add up to the mean, not the median):",
         "",
@@ -155,6 +170,7 @@ def write_report(r: dict[str, Any], path: Path) -> None:
         "| --- | --- |",
         *(f"| {leg} | {ms} ms |" for leg, ms in c["stages_ms"].items()),
         "",
+        *picture(pictures, "cpu_per_booking", "CPU per booking, by process", path),
         f"Targets: p50 under 30 ms ({mark(c['p50_ms'] < 30)}), p99 under 150 ms "
         f"({mark(c['p99_ms'] < 150)}).",
         "",

@@ -1,4 +1,5 @@
-"""Session-wide test infrastructure. Markers follow the folder: unit, integration, e2e."""
+"""Session-wide fixtures and hooks. Markers follow the folder: unit, integration, e2e (tests/bench
+holds the benchmark tools' tests, marked by what they need)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import (
     DEV_CLIENTS,
+    Gateway,
+    Stack,
+    bearer,
     create_topics,
     dev_idp,
     drop_databases,
     fetch_token,
+    gateway_settings,
     kafka_broker,
     serve,
     until_ready,
@@ -33,16 +37,24 @@ from ticketing.contracts.events import (
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 TESTS = Path(__file__).parent
 
 
+# The benchmark tools' tests sit apart from the product's, yet run with the kind of test they are:
+# the one that writes to MariaDB is an integration test, the others are unit tests.
+BENCH_KINDS = {"test_bench_ceiling.py": "integration"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        kind = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        path = Path(str(item.fspath)).relative_to(TESTS)
+        kind = path.parts[0]
+        if kind == "bench":
+            kind = BENCH_KINDS.get(path.name, "unit")
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
 
@@ -59,10 +71,6 @@ def tokens(oidc_issuer: str) -> dict[str, str]:
     """Access tokens of the dev clients: admin (inventory:write bookings:write), client
     (bookings:write) and order (inventory:reserve)."""
     return {name: fetch_token(oidc_issuer, name) for name in DEV_CLIENTS}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")
@@ -122,17 +130,6 @@ async def inventory_db(databases: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-@dataclasses.dataclass(frozen=True)
-class Stack:
-    """Inventory, booking and order running in this process against the real infrastructure."""
-
-    settings: Settings
-    inventory: httpx.AsyncClient
-    booking: httpx.AsyncClient
-    order_url: str
-    engines: dict[str, AsyncEngine]
-
-
 @pytest.fixture(scope="session")
 async def stack(
     databases: Settings, kafka_bootstrap: str, inventory_url: str, tokens: dict[str, str]
@@ -171,22 +168,6 @@ async def stack(
         finally:
             for engine in engines.values():
                 await engine.dispose()
-
-
-@dataclasses.dataclass(frozen=True)
-class Gateway:
-    url: str
-    settings: Settings
-    tokens: dict[str, str]
-
-    def client(self, who: str | None = "admin", **kwargs: Any) -> httpx.AsyncClient:
-        headers = bearer(self.tokens[who]) if who else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
-
-
-def gateway_settings(stack: Stack, **changes: Any) -> Settings:
-    changes.setdefault("booking_url", str(stack.booking.base_url).rstrip("/"))
-    return dataclasses.replace(stack.settings, **changes)
 
 
 @pytest.fixture(scope="session")

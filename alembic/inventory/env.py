@@ -1,5 +1,5 @@
 """Alembic environment of the inventory database."""
 
-from ticketing.shared.migrations import run_environment
+from ticketing.shared.db.migrations import run_environment
 
 run_environment("inventory")

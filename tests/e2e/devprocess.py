@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import drop_databases, free_port
 from ticketing.booking.tables import bookings
-from ticketing.devstack import REPLICA_PORT_STEP
-from ticketing.shared.db import create_engine
+from ticketing.cli.devstack import REPLICA_PORT_STEP
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 SERVICES = ("inventory", "booking", "order", "gateway")

@@ -2,4 +2,5 @@
 in fast unit tests (the SQL adapters and the HTTP clients are tested against the real things in
 tests/integration). Each keeps the rules its real counterpart keeps: unique keys refuse a
 second write, a reservation is decided by inventory's own pure ``decide``. One module per
-service whose port it stands in for."""
+service whose ports it stands in for; booking's status log and the dead-letter publisher have
+theirs."""

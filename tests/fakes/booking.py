@@ -11,17 +11,19 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from ticketing.booking import domain
+from ticketing.booking.changes import Change, DecideChanges
 from ticketing.booking.domain import BOOKING_STREAM, CUSTOMER_STREAM, BookingState, KeyTakenOver
-from ticketing.booking.repository import Change, DecideChanges, KeyClaim, NewBooking, StoredKey
+from ticketing.booking.idempotency import KeyClaim, StoredKey
+from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event, Venue
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import NotFound, Unavailable
-from ticketing.shared.eventstore import Cause, Pending, Recorded
-from ticketing.shared.history import history_entry
-from ticketing.shared.pagination import decode_version_cursor, encode_version_cursor
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.http.history import history_entry
+from ticketing.shared.http.pagination import decode_version_cursor, encode_version_cursor
+from ticketing.shared.store.eventstore import Cause, Pending, Recorded
 
 _BEYOND_BMP = "\U0010ffff"  # the collation weighs every character past U+FFFF alike
 
@@ -288,58 +290,3 @@ class InMemoryEvents:
         if event is None:
             raise NotFound(f"event {event_id} does not exist")
         return event
-
-
-class InMemoryStatusLog:
-    """Booking's store as the status feed reads it, where the test decides when each event
-    becomes visible (commits), whatever its position: a lower position may commit later."""
-
-    def __init__(self) -> None:
-        self.events: dict[int, Recorded] = {}
-        self.customers: dict[uuid.UUID, uuid.UUID] = {}
-        self.reads = 0
-
-    def commit(self, *recorded: Recorded) -> None:
-        for item in recorded:
-            self.events[item.position] = item
-            event = item.event
-            if item.stream_type == BOOKING_STREAM and hasattr(event, "customer_id"):
-                self.customers[item.stream_id] = event.customer_id
-
-    async def start_position(self, before: datetime) -> int:
-        earlier = [p for p, r in self.events.items() if r.recorded_at < before]
-        return max(earlier, default=0)
-
-    async def after(self, position: int, limit: int) -> list[Recorded]:
-        self.reads += 1
-        return [self.events[p] for p in sorted(self.events) if p > position][:limit]
-
-    async def customers_of(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-        return {b: self.customers[b] for b in booking_ids if b in self.customers}
-
-    async def of_customer(
-        self, customer_id: uuid.UUID, *, after: int, upto: int, limit: int
-    ) -> list[Recorded]:
-        mine = [
-            self.events[p]
-            for p in sorted(self.events)
-            if after < p <= upto and self.customers.get(self.events[p].stream_id) == customer_id
-        ]
-        return mine[:limit]
-
-
-def recorded(position: int, event: object, *, stream_id: uuid.UUID, version: int) -> Recorded:
-    """``event`` as the store holds it at ``position`` in a booking's stream."""
-    return Recorded(
-        position=position,
-        event_id=uuid.uuid4(),
-        stream_id=stream_id,
-        stream_type=BOOKING_STREAM,
-        version=version,
-        event_type=type(event).__name__,
-        event=event,
-        actor="test",
-        correlation_id=None,
-        causation_id=None,
-        recorded_at=datetime.now(UTC),
-    )

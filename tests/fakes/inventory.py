@@ -27,17 +27,17 @@ from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     InventoryEvent,
-    Reservation,
     VenueRegistered,
     VenueState,
     decide_register_venue,
     decide_schedule_event,
     evolve,
 )
+from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 
 class CheckFailed(Exception):

@@ -14,9 +14,9 @@ from ticketing.contracts.inventory import (
     ReservationItemResult,
 )
 from ticketing.order.domain import OrderEvent, OrderState, evolve, version_of
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 Pause = Callable[[], Awaitable[object]]
 
@@ -75,7 +75,7 @@ class InMemoryOrderRecords:
             self.streams.setdefault(booking, {})[version] = change
         self.transactions += 1
 
-    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
+    async def has_verdict(self, booking_id: uuid.UUID) -> bool:
         await self.pause()
         return 1 in self.streams.get(booking_id, {})
 

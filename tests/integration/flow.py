@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
-from tests.conftest import Stack
+from tests.harness import Stack
 from tests.integration.helpers import create_event
+from ticketing.booking.tables import bookings
 
 
 async def create_customer(booking: httpx.AsyncClient) -> dict[str, Any]:
@@ -49,3 +51,11 @@ async def setup_sale(stack: Stack, capacity: int) -> tuple[str, str]:
     event = await create_event(stack.inventory, capacity=capacity, price="25.00")
     customer = await create_customer(stack.booking)
     return customer["id"], event["id"]
+
+
+async def bookings_of(stack: Stack, event_id: str) -> list[uuid.UUID]:
+    async with stack.engines["booking"].connect() as conn:
+        rows = await conn.execute(
+            select(bookings.c.id).where(bookings.c.event_id == uuid.UUID(event_id))
+        )
+        return [row.id for row in rows]

@@ -6,125 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
-import msgspec
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does, own_databases
+from tests.harness import as_the_runner_does
+from tests.integration.booking_db import (
+    CLIENT,
+    confirmation,
+    customer,
+    engine,
+    pending_bookings,
+    rejection,
+    service,
+    status,
+    stream,
+)
 from ticketing.booking import projections
-from ticketing.booking.records import SqlBookingRecords, write_bookings
-from ticketing.booking.repository import STORE, NewBooking
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings, customers, event_store, inbox
-from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.contracts.booking import BookingStatus, CustomerCreate
+from ticketing.contracts.events import OrderConfirmed, OrderRejected
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.group_commit import GroupCommit
-from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
-CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[AsyncEngine]:
-    """A booking database of this test's own: no running relay publishes its bookings (the
-    saga would settle them behind the test's back), and verify sees only what it wrote."""
-    async with own_databases("booking") as settings:
-        engine = create_engine(settings, "booking")
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-
-
-@pytest.fixture
-def service(engine: AsyncEngine) -> BookingService:
-    # Settlements and customers never ask inventory anything.
-    return BookingService(
-        SqlBookingRecords(engine, consumer=CONSUMER), cast(Any, None), max_tickets=10
-    )
-
-
-async def customer(service: BookingService) -> uuid.UUID:
-    email = f"cy.{uuid.uuid4().hex[:10]}@example.com"
-    return (await service.create_customer(CustomerCreate("Cy", email), CLIENT)).id
-
-
-async def pending_bookings(engine: AsyncEngine, customer_id: uuid.UUID, count: int) -> list[Any]:
-    """``count`` accepted bookings, written as the service writes them."""
-    now = datetime.now(UTC)
-    items = []
-    for _ in range(count):
-        booking = Booking(
-            id=new_id(),
-            status=BookingStatus.PENDING,
-            customer_id=customer_id,
-            event_id=uuid.uuid4(),
-            ticket_count=2,
-            unit_price="10.00",
-            total_price="20.00",
-            created_at=now,
-        )
-        requested = BookingRequested(
-            message_id=new_id(),
-            booking_id=booking.id,
-            customer_id=customer_id,
-            event_id=booking.event_id,
-            ticket_count=2,
-            unit_price="10.00",
-            total_price="20.00",
-            requested_at=now,
-        )
-        items.append(NewBooking(booking, requested, CLIENT, None))
-    writer = GroupCommit(engine, write_bookings)
-    await asyncio.gather(*(writer.write(item) for item in items))
-    return [msgspec.json.decode(item.answer[0], type=Booking) for item in items]
-
-
-def confirmation(booking_id: uuid.UUID) -> OrderConfirmed:
-    return OrderConfirmed(
-        message_id=uuid.uuid4(),
-        order_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        ticket_count=2,
-        total_price="20.00",
-        confirmed_at=datetime.now(UTC),
-    )
-
-
-def rejection(booking_id: uuid.UUID) -> OrderRejected:
-    return OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        reason="insufficient_capacity",
-        rejected_at=datetime.now(UTC),
-    )
-
-
-async def stream(engine: AsyncEngine, stream_id: uuid.UUID) -> list[Any]:
-    async with engine.connect() as conn:
-        return await STORE.stream(conn, stream_id)
-
-
-async def status(engine: AsyncEngine, booking_id: uuid.UUID) -> tuple[str, int]:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(bookings.c.status, bookings.c.version).where(bookings.c.id == booking_id)
-            )
-        ).one()
-    return row.status, row.version
+__all__ = ["engine", "service"]  # fixtures
 
 
 async def test_a_customer_is_registered_once_as_an_event(
@@ -161,7 +71,7 @@ async def test_a_batch_of_outcomes_settles_each_booking_with_its_own_cause(
         rejection(booked[1].id),
         confirmation(booked[2].id),
     ]
-    await service.apply_outcomes(
+    await service.apply_saga_answers(
         [Received(outcome, f"trace-{n}") for n, outcome in enumerate(outcomes)]
     )
     for n, (booking, outcome) in enumerate(zip(booked, outcomes, strict=True)):
@@ -188,14 +98,14 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_cl
 ) -> None:
     settled, pending, untouched = await pending_bookings(engine, await customer(service), 3)
     first = confirmation(settled.id)
-    await service.apply_outcomes([Received(first, None)])
+    await service.apply_saga_answers([Received(first, None)])
     unknown = uuid.uuid4()
     batch: list[OrderConfirmed | OrderRejected] = [
         rejection(settled.id),
         confirmation(pending.id),
         confirmation(unknown),
     ]
-    await service.apply_outcomes([Received(outcome, None) for outcome in batch])
+    await service.apply_saga_answers([Received(outcome, None) for outcome in batch])
 
     assert [r.event_type for r in await stream(engine, settled.id)] == [
         "BookingRequested",
@@ -214,8 +124,8 @@ async def test_a_batch_with_a_settled_or_unknown_booking_settles_the_rest_and_cl
     assert claimed == 3  # every message applied, once
     redelivered = [Received(outcome, None) for outcome in batch]
     with pytest.raises(AlreadyRecorded):  # the runner then hands each message over alone
-        await service.apply_outcomes(redelivered)
-    await as_the_runner_does(service.apply_outcomes, redelivered)
+        await service.apply_saga_answers(redelivered)
+    await as_the_runner_does(service.apply_saga_answers, redelivered)
     assert len(await stream(engine, pending.id)) == 2
     assert await projections.verify(engine) == []
 
@@ -225,9 +135,9 @@ async def test_racing_outcomes_for_one_booking_settle_it_once(
 ) -> None:
     (booking,) = await pending_bookings(engine, await customer(service), 1)
     outcomes = [confirmation(booking.id) if n % 2 else rejection(booking.id) for n in range(18)]
-    alone = [service.apply_outcomes([Received(outcome, None)]) for outcome in outcomes[:6]]
+    alone = [service.apply_saga_answers([Received(outcome, None)]) for outcome in outcomes[:6]]
     pairs = [[Received(o, None) for o in outcomes[n : n + 2]] for n in range(6, 18, 2)]
-    together = [as_the_runner_does(service.apply_outcomes, pair) for pair in pairs]
+    together = [as_the_runner_does(service.apply_saga_answers, pair) for pair in pairs]
     await asyncio.gather(*alone, *together)
     history = await stream(engine, booking.id)
     assert [r.version for r in history] == [1, 2]
@@ -243,7 +153,7 @@ async def test_verify_finds_what_the_tables_got_wrong_and_rebuild_mends_it(
 ) -> None:
     customer_id = await customer(service)
     tampered, lost, kept = await pending_bookings(engine, customer_id, 3)
-    await service.apply_outcomes([Received(confirmation(kept.id), None)])
+    await service.apply_saga_answers([Received(confirmation(kept.id), None)])
     orphan = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(
@@ -285,7 +195,7 @@ async def test_as_of_folds_the_booking_then_and_names_no_booking_by_another_stre
 ) -> None:
     customer_id = await customer(service)
     (booking,) = await pending_bookings(engine, customer_id, 1)
-    await service.apply_outcomes([Received(rejection(booking.id), None)])
+    await service.apply_saga_answers([Received(rejection(booking.id), None)])
     requested, settled = await stream(engine, booking.id)
     before = await service.get_booking(
         booking.id, as_of=settled.recorded_at - timedelta(microseconds=1)

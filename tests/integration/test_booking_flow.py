@@ -12,10 +12,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import Stack
-from tests.harness import DEV_CLIENTS
+from tests.harness import DEV_CLIENTS, Stack
 from tests.integration.flow import book, create_customer, settled, setup_sale
-from ticketing.booking.repository import client_digest
+from ticketing.booking.idempotency import client_digest
 from ticketing.booking.tables import bookings, idempotency_keys
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.order.tables import orders

@@ -19,13 +19,14 @@ from tests.harness import own_databases
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.events import OrderConfirmed
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.errors import Conflict
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")
@@ -76,7 +77,7 @@ class Replicas:
             )
             for booking_id in ids
         ]
-        await first.apply_outcomes(answers)
+        await first.apply_saga_answers(answers)
         return ids
 
     async def types(self, booking_id: uuid.UUID) -> list[str]:

@@ -15,17 +15,19 @@ import pytest
 from tests.fakes.booking import InMemoryBookingRecords
 from tests.harness import own_databases
 from ticketing.booking import domain
+from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState, KeyTakenOver
+from ticketing.booking.idempotency import KeyClaim, StoredKey
 from ticketing.booking.ports import BookingRecords
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.repository import Change, KeyClaim, NewBooking, StoredKey
-from ticketing.booking.service import CONSUMER
+from ticketing.booking.repository import NewBooking
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import BookingRequested
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 
@@ -233,3 +235,32 @@ async def test_keys_older_than_the_retention_are_purged(records: BookingRecords)
     await asyncio.sleep(0.01)
     assert await records.purge_keys(timedelta(milliseconds=5)) == 1
     assert await key_of(records, claim) is None
+
+
+# (registered first, registered next, whether the database takes them for one email)
+PAIRS = [
+    ("jose", "JOSÉ", True),  # accents are ignored as case is
+    ("ada", "ａｄａ", True),  # full-width forms are their plain letters
+    ("strasse", "straße", True),
+    ("ab", "a\u200bb", True),  # an ignorable character
+    ("ae", "æ", False),  # a letter of its own, not a ligature of two
+    ("o", "ø", False),
+    ("x\U0001f600", "x\U0001f601", True),  # every character past U+FFFF weighs alike
+    ("a", "\U0001d400", False),  # so a mathematical A is no plain one
+]
+
+
+async def test_emails_the_collation_takes_for_one_are_refused_and_no_others(
+    records: BookingRecords,
+) -> None:
+    refused: list[bool] = []
+    for n, (first, second, _) in enumerate(PAIRS):
+        domain = f"@d{n}.example.com"
+        await customer(records, first + domain)
+        try:
+            await customer(records, second + domain)
+        except AlreadyRecorded:
+            refused.append(True)
+        else:
+            refused.append(False)
+    assert refused == [same for _, _, same in PAIRS]

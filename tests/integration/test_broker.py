@@ -20,10 +20,10 @@ from ticketing.contracts.events import (
     MESSAGE_ID_HEADER,
     BookingRequested,
 )
-from ticketing.shared.consumer import Received
-from ticketing.shared.messaging import create_broker
+from ticketing.shared.messaging.broker import create_broker
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import subscribe
 
 
 async def test_publish_and_consume_round_trip(

@@ -12,24 +12,13 @@ import uuid
 from alembic import command
 from sqlalchemy import text
 
-from tests.harness import drop_databases
-from ticketing.booking import repository as repo
-from ticketing.booking.repository import KeyClaim
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import alembic_config, upgrade
+from tests.harness import drop_databases, head_of
+from tests.integration.cli_process import run_cli
+from ticketing.booking import idempotency
+from ticketing.booking.idempotency import KeyClaim
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import alembic_config, upgrade
 from ticketing.shared.settings import Settings
-
-
-def run_cli(*args: str, prefix: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TICKETING_DB_PREFIX": prefix}
-    return subprocess.run(
-        [sys.executable, "-m", "ticketing", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Settings) -> None:
@@ -54,7 +43,7 @@ async def test_db_upgrade_creates_and_migrates_then_is_a_no_op(base_settings: Se
         finally:
             await engine.dispose()
         assert {"venues", "events", "reservations", "event_store"} <= tables
-        assert version == "0005"
+        assert version == head_of("inventory")
     finally:
         await drop_databases(settings)
 
@@ -100,11 +89,13 @@ async def test_db_upgrade_takes_an_existing_booking_database_to_keys_per_client(
             )
             assert upgraded.returncode == 0, upgraded.stderr
             async with engine.begin() as conn:
-                assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
+                assert await conn.scalar(
+                    text("SELECT version_num FROM alembic_version")
+                ) == head_of("booking")
                 assert await conn.scalar(text("SELECT COUNT(*) FROM idempotency_keys")) == 0
                 for client, key in [("a", "abc"), ("a", "ABC"), ("a", "abc "), ("b", "abc")]:
-                    assert await repo.claim_key(conn, KeyClaim.new(client, key), "f")
-                assert not await repo.claim_key(conn, KeyClaim.new("a", "abc"), "f")
+                    assert await idempotency.claim_key(conn, KeyClaim.new(client, key), "f")
+                assert not await idempotency.claim_key(conn, KeyClaim.new("a", "abc"), "f")
             await asyncio.to_thread(command.downgrade, alembic_config(settings, "booking"), "0001")
             async with engine.connect() as conn:
                 assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"

@@ -18,10 +18,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from tests.harness import create_topics, read_topic
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
-from ticketing.shared.messaging import create_broker
+from ticketing.shared.messaging.broker import create_broker
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import subscribe
 
 PARTITIONS = 3
 

@@ -1,40 +1,17 @@
 """The deployment files: the compose file validates and keeps its promises, the Keycloak realm
-matches the dev OIDC server, the image runs as a non-root user with no secrets inside, and
-Prometheus and Grafana are provisioned to scrape and show the four services."""
+matches the dev OIDC server, and the image runs as a non-root user with no secrets inside."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-import yaml
-
-from tests.integration import dashboard
-from ticketing.shared.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-PLACEHOLDER = re.compile(r"^\$\{[A-Z_]+:(?P<default>[^}]*)\}$")
-
-
-def compose_config() -> dict[str, Any]:
-    tool = shutil.which("docker-compose")
-    assert tool, "docker-compose validates the compose file: apt-get install docker-compose"
-    result = subprocess.run(
-        [tool, "-f", str(DEPLOY / "compose.yml"), "config"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    config: dict[str, Any] = yaml.safe_load(result.stdout)
-    return config
+from tests.integration.compose_file import (
+    DEPLOY,
+    bindings,
+    compose_config,
+    secret_default,
+)
 
 
 def test_compose_file_is_valid_and_production_shaped() -> None:
@@ -52,15 +29,19 @@ def test_compose_file_is_valid_and_production_shaped() -> None:
         "gateway",
         "prometheus",
         "grafana",
+        "otel-collector",
+        "jaeger",
     } <= set(services)
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"gateway", "keycloak", "kafka-ui", "prometheus", "grafana"}
+    assert published == {"gateway", "keycloak", "kafka-ui", "prometheus", "grafana", "jaeger"}
     # The monitoring UIs are for an operator on the host, not for the network.
     assert bindings(services["prometheus"]) == [("127.0.0.1", 9090, 9090)]
     assert bindings(services["grafana"]) == [("127.0.0.1", 3000, 3000)]
+    assert bindings(services["jaeger"]) == [("127.0.0.1", 16686, 16686)]
     assert config["networks"]["backend"]["internal"] is True
+    # The migration runs once; the collector's image has nothing to run a check with.
     for name, service in services.items():
-        if name != "migrate":
+        if name not in ("migrate", "otel-collector"):
             assert "healthcheck" in service, name
     for name in ("inventory", "booking", "order"):
         depends = services[name]["depends_on"]
@@ -81,11 +62,6 @@ def test_image_runs_unprivileged_without_secrets() -> None:
     for line in dockerfile.splitlines():
         if line.startswith(("ENV", "ARG")) or line.startswith("    "):
             assert not re.search(r"SECRET|PASSWORD|TOKEN", line), line
-
-
-def secret_default(value: str) -> str:
-    match = PLACEHOLDER.match(value)
-    return match.group("default") if match else value
 
 
 def test_keycloak_realm_matches_the_dev_server() -> None:
@@ -110,156 +86,3 @@ def test_keycloak_realm_matches_the_dev_server() -> None:
         }
         assert audiences == {dev["audience"]}
     assert keycloak["accessTokenLifespan"] == dev["access_token_ttl_seconds"]
-
-
-def bindings(service: dict[str, Any]) -> list[tuple[str | None, int, int]]:
-    """A service's published ports as (host address, published, target), from either form
-    docker-compose prints (a dict, or ``ip:published:target/proto`` with a host address)."""
-    found: list[tuple[str | None, int, int]] = []
-    for port in service["ports"]:
-        if isinstance(port, dict):
-            found.append((port.get("host_ip"), int(port["published"]), int(port["target"])))
-        else:
-            *host, published, target = str(port).split("/")[0].split(":")
-            found.append((host[0] if host else None, int(published), int(target)))
-    return found
-
-
-def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Where each host path (or volume) is mounted in the container."""
-    found = {}
-    for volume in service["volumes"]:
-        if isinstance(volume, dict):
-            found[str(volume["source"])] = str(volume["target"])
-        else:
-            source, target, *_ = str(volume).split(":")
-            found[source] = target
-    return found
-
-
-def test_prometheus_scrapes_the_four_services_and_the_gateway_with_a_token_it_renews() -> None:
-    services = compose_config()["services"]
-    prometheus = services["prometheus"]
-    assert prometheus["image"].startswith("prom/prometheus:")
-    config_file = DEPLOY / "prometheus" / "prometheus.yml"
-    in_container = mounts(prometheus)[str(config_file)]
-    (command,) = prometheus["command"]
-    assert f"--config.file={in_container}" in command
-    config = yaml.safe_load(config_file.read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"inventory", "booking", "order", "gateway"}
-    defaults = Settings()
-    ports = {
-        "inventory": defaults.inventory_port,
-        "booking": defaults.booking_port,
-        "order": defaults.order_port,
-        "gateway": defaults.gateway_port,
-    }
-    for name, job in jobs.items():
-        (static,) = job["static_configs"]
-        assert static["targets"] == [f"{name}:{ports[name]}"]
-        assert job.get("metrics_path", "/metrics") == "/metrics"
-        assert {"backend"} <= set(prometheus["networks"]) & set(services[name]["networks"])
-        if name != "gateway":
-            assert not {"authorization", "oauth2", "basic_auth"} & set(job)
-    # The gateway's /metrics takes any valid token: the client Prometheus uses holds no role,
-    # gets the API's audience, and its secret is the file the entrypoint writes.
-    oauth2 = jobs["gateway"]["oauth2"]
-    realm = json.loads((DEPLOY / "keycloak" / "ticketing-realm.json").read_text())
-    clients = {client["clientId"]: client for client in realm["clients"]}
-    client = clients[oauth2["client_id"]]
-    assert client["serviceAccountsEnabled"] is True
-    roles = {u["serviceAccountClientId"]: u["realmRoles"] for u in realm["users"]}
-    assert roles[oauth2["client_id"]] == []
-    token_url = urlsplit(oauth2["token_url"])
-    assert token_url.hostname == "keycloak"
-    assert token_url.path == f"/realms/{realm['realm']}/protocol/openid-connect/token"
-    secret_file = oauth2["client_secret_file"]
-    assert f"> {secret_file} &&" in command
-    assert any(secret_file.startswith(f"{path}/") for path in prometheus["tmpfs"])
-    variable = "TICKETING_MONITORING_CLIENT_SECRET"
-    assert f'"$${variable}"' in command
-    assert variable in prometheus["environment"]
-    keycloak = services["keycloak"]["environment"]
-    assert prometheus["environment"][variable] == keycloak[variable]
-    assert secret_default(client["secret"]) == keycloak[variable]
-
-
-def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
-    services = compose_config()["services"]
-    grafana = services["grafana"]
-    assert grafana["image"].startswith("grafana/grafana:")
-    mounted = mounts(grafana)
-    provisioning = mounted[str(DEPLOY / "grafana" / "provisioning")]
-    assert provisioning == "/etc/grafana/provisioning"
-    dashboards_in_container = mounted[str(dashboard.DASHBOARD)]
-    sources = yaml.safe_load(
-        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
-    )
-    (source,) = sources["datasources"]
-    assert source["type"] == "prometheus"
-    url = urlsplit(source["url"])
-    assert url.hostname == "prometheus"
-    assert url.port == bindings(services["prometheus"])[0][2]
-    assert set(grafana["networks"]) & set(services["prometheus"]["networks"])
-    providers = yaml.safe_load(
-        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "ticketing.yml").read_text()
-    )
-    (provider,) = providers["providers"]
-    assert provider["type"] == "file"
-    assert provider["options"]["path"] == dashboards_in_container
-    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert home == f"{dashboards_in_container}/{dashboard.DASHBOARD_FILE.name}"
-
-    board = dashboard.load()
-    assert board["uid"]
-    assert board["title"]
-    ids = [panel["id"] for panel in dashboard.panels(board)]
-    assert len(ids) == len(set(ids))
-    for panel in dashboard.panels(board):
-        grid = panel["gridPos"]
-        assert grid["x"] >= 0
-        assert grid["x"] + grid["w"] <= 24
-        if panel["type"] == "row":
-            continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": source["uid"]}
-        refs = [target["refId"] for target in panel["targets"]]
-        assert refs, panel["title"]
-        assert len(refs) == len(set(refs)), panel["title"]
-        for target in panel["targets"]:
-            assert target["datasource"]["uid"] == source["uid"]
-            assert dashboard.metric_names(target["expr"]), target["expr"]
-    # What issue 22 asks the dashboard to show.
-    assert {
-        "http_requests_total",
-        "http_request_duration_seconds_bucket",
-        "booking_outcomes_total",
-        "booking_saga_duration_seconds_bucket",
-        "outbox_pending_events",
-        "outbox_oldest_pending_age_seconds",
-        "consumer_lag_records",
-        "consumer_dead_letters_total",
-        "consumer_duplicates_total",
-        "upstream_breaker_state",
-        "gateway_breaker_state",
-        "gateway_rate_limit_refusals_total",
-    } <= dashboard.used_names(board)
-
-
-def test_metric_names_are_read_out_of_promql() -> None:
-    """The reading the dashboard checks rely on: functions, grouping labels, matchers, ranges,
-    numbers and keywords are no metric names."""
-    assert dashboard.metric_names(
-        "histogram_quantile(0.99, sum by (service, le) (rate(http_request_duration_seconds_bucket"
-        '{route!~"/health/.*|/metrics", status=~"5.."}[$__rate_interval])))'
-    ) == {"http_request_duration_seconds_bucket"}
-    assert dashboard.metric_names(
-        "sum(rate(a_sum[5m])) / sum(rate(a_count[5m])) or on (x) vector(0) > bool 1e3"
-    ) == {"a_sum", "a_count"}
-    assert dashboard.metric_names("max by (upstream) (gateway_breaker_state offset 5m)") == {
-        "gateway_breaker_state"
-    }
-    assert dashboard.metric_names("sum without (instance) (up) unless ignoring (job) down") == {
-        "up",
-        "down",
-    }

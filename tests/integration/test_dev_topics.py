@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.harness import free_port, kafka_broker, topic_partitions
-from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
-from ticketing.devstack import TOPICS, create_topics
+from ticketing.cli.dev_infra import create_topics
+from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC, TOPICS
 
 
 async def test_a_topic_made_with_fewer_partitions_is_made_again_with_them_all() -> None:

@@ -15,11 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.helpers import create_event
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
-from ticketing.inventory import projections
-from ticketing.inventory import repository as repo
+from ticketing.inventory import holdings, projections
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="stress")
 
@@ -83,7 +82,7 @@ async def test_a_batch_whose_booking_ids_keep_arriving_concurrently_still_gets_i
     event_id = uuid.UUID((await create_event(inventory, capacity=50))["id"])
     items = [ReservationItem(event_id, uuid.uuid4(), 1) for _ in range(6)]
     service = InventoryService(SqlInventoryRecords(inventory_db), inventory_db)
-    lock_states = repo.lock_states
+    lock_states = holdings.lock_states
     arriving = iter(items)
     inside = False
 
@@ -97,7 +96,7 @@ async def test_a_batch_whose_booking_ids_keep_arriving_concurrently_still_gets_i
                 inside = False
         return await lock_states(conn, event_ids)
 
-    monkeypatch.setattr(repo, "lock_states", lock_after_a_concurrent_repeat)
+    monkeypatch.setattr(holdings, "lock_states", lock_after_a_concurrent_repeat)
     results = await service.reserve_many(items, CAUSE)
     assert [r.outcome for r in results] == [ReservationOutcome.RESERVED] * len(items)
     assert await projections.verify(inventory_db) == []

@@ -11,12 +11,13 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.test_events_cli import settings
+from tests.integration.own_inventory import settings
 from ticketing.inventory.tables import event_store
-from ticketing.shared import sql
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
 
 __all__ = ["settings"]  # the fixture: a database of its own, since its stream is no inventory's
 

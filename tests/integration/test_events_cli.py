@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pytest
-
-from tests.harness import drop_databases
-from tests.integration.test_cli_db import run_cli
+from tests.integration.cli_process import run_cli
+from tests.integration.own_inventory import lines, settings
 from ticketing.contracts.inventory import EventCreate, ReservationItem, VenueCreate
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
-
-@pytest.fixture
-async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
-    settings = dataclasses.replace(
-        base_settings, db_prefix=f"ticketing_events_{uuid.uuid4().hex[:8]}_"
-    )
-    await asyncio.to_thread(upgrade, settings, "inventory")
-    try:
-        yield settings
-    finally:
-        await drop_databases(settings)
-
-
-def lines(output: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in output.splitlines()]
+__all__ = ["settings"]  # fixtures
 
 
 async def test_export_writes_each_event_once_oldest_first_and_filters(settings: Settings) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.conftest import Gateway, Stack
-from tests.harness import DEV_CLIENTS
+from tests.harness import DEV_CLIENTS, Gateway, Stack
 from tests.integration.helpers import create_event
 
 

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bearer
-from tests.harness import DEV_CLIENTS
+from tests.harness import DEV_CLIENTS, bearer
 from tests.integration.helpers import create_event, create_venue
 
 PROBLEM = "application/problem+json"

@@ -28,8 +28,8 @@ from ticketing.inventory.domain import SeatsReleased, SeatsReserved
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.repository import STORE
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="order")
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.inventory import CheckFailed
-from tests.integration.test_inventory_ports import (
+from tests.integration.inventory_subjects import (
     CAUSE,
     Subject,
     database,
@@ -31,11 +31,12 @@ from ticketing.contracts.inventory import (
     ReservationOutcome,
 )
 from ticketing.inventory.decisions import DecideReleases, Releases, decide_release
-from ticketing.inventory.domain import EventState, Release, Reservation, SeatsReleased
+from ticketing.inventory.domain import EventState, SeatsReleased
 from ticketing.inventory.records import SqlInventoryRecords
+from ticketing.inventory.reservation import Release, Reservation
 from ticketing.inventory.service import InventoryService
-from ticketing.shared import sql
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 
 __all__ = ["database", "subject"]  # fixtures
 

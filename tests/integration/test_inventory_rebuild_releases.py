@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.test_cli_db import run_cli
-from tests.integration.test_events_cli import settings
+from tests.integration.cli_process import run_cli
+from tests.integration.own_inventory import settings
 from ticketing.contracts.inventory import (
     EventCreate,
     ReleaseItem,
@@ -25,9 +25,9 @@ from ticketing.contracts.inventory import (
 from ticketing.inventory import projections
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["settings"]  # the fixture: an inventory database of the test's own
 CAUSE = Cause(actor="test")

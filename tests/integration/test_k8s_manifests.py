@@ -1,42 +1,30 @@
 """deploy/k8s: the base and the dev overlay render with kustomize (kubectl's), every object
 validates offline against the Kubernetes schemas (kubernetes-validate), and the manifests keep
 their promises: probes, unprivileged pods, autoscalers and disruption budgets that find their
-pods, only the gateway reachable from outside, secrets only by reference, every variable a real
-setting, and services that wait for the migration Job's schema."""
+pods, secrets only by reference, and every variable a real setting. Network policies,
+migrations and tracing have files of their own."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
-from tests.harness import drop_databases
-from ticketing.shared.migrations import upgrade
-from ticketing.shared.settings import DATABASE_SERVICES, PREFIX, SERVICES, Settings
-
-REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "deploy" / "k8s"
-TARGETS = ("base", "overlays/dev")
-# The oldest Kubernetes the manifests promise to fit, and the newest the schemas know.
-KUBERNETES_VERSIONS = (
-    "1.29",
-    kubernetes_validate.utils.major_minor(kubernetes_validate.latest_version()),
+from tests.integration.k8s_render import (
+    KUBERNETES_VERSIONS,
+    TARGETS,
+    containers,
+    env_of,
+    of_kind,
+    pod_labels,
+    pod_specs,
+    render,
+    selects,
 )
+from ticketing.shared.settings import PREFIX, SERVICES, Settings
+
 SETTINGS = frozenset(PREFIX + field.name.upper() for field in dataclasses.fields(Settings))
 SECRET_SETTINGS = frozenset(
     {
@@ -46,6 +34,8 @@ SECRET_SETTINGS = frozenset(
         "TICKETING_ORDER_CLIENT_SECRET",
     }
 )
+
+
 SECRETS_NEEDED = {
     "inventory": {"TICKETING_MYSQL_URL"},
     "booking": {"TICKETING_MYSQL_URL", "TICKETING_BOOKING_CLIENT_SECRET"},
@@ -53,69 +43,6 @@ SECRETS_NEEDED = {
     "gateway": {"TICKETING_REDIS_URL"},
 }
 CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]*:[^/@\s]+@")
-MONITORING_LABELS = {"ticketing/scrape-metrics": "true"}
-
-Manifest = dict[str, Any]
-
-
-def kustomize_major(kubectl: str) -> int:
-    result = subprocess.run(
-        [kubectl, "version", "--client", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    match = re.match(r"v(\d+)\.", json.loads(result.stdout or "{}").get("kustomizeVersion", ""))
-    return int(match.group(1)) if match else 0
-
-
-@functools.cache
-def kubectl() -> str:
-    """kubectl with kustomize 5 or newer: the machine's, else the one scripts/install.sh put in
-    the virtualenv."""
-    for candidate in (shutil.which("kubectl"), str(Path(sys.executable).parent / "kubectl")):
-        if candidate and Path(candidate).is_file() and kustomize_major(candidate) >= 5:
-            return candidate
-    raise AssertionError("no kubectl with kustomize >= 5: run scripts/install.sh")
-
-
-@functools.cache
-def render(target: str) -> tuple[Manifest, ...]:
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(K8S / target)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-
-
-def of_kind(objects: tuple[Manifest, ...], kind: str) -> dict[str, Manifest]:
-    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
-
-
-def pod_specs(objects: tuple[Manifest, ...]) -> Iterator[tuple[str, Manifest]]:
-    for kind in ("Deployment", "Job"):
-        for name, obj in of_kind(objects, kind).items():
-            yield f"{kind}/{name}", obj["spec"]["template"]["spec"]
-
-
-def containers(spec: Manifest) -> list[Manifest]:
-    return [*spec.get("initContainers", []), *spec["containers"]]
-
-
-def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A label selector of matchLabels only (matchExpressions would need this test extended)."""
-    assert set(selector) <= {"matchLabels"}, selector
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
-def pod_labels(deployment: Manifest) -> dict[str, str]:
-    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
-    return labels
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -239,90 +166,6 @@ def test_disruption_budgets_and_services_each_find_one_deployments_pods(target: 
     assert exposed == (set() if target == "base" else {"gateway"})
 
 
-@dataclasses.dataclass(frozen=True)
-class Peer:
-    name: str
-    labels: Mapping[str, str]
-    in_namespace: bool
-    namespace_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-def peer_matches(rule_peer: Manifest, source: Peer) -> bool:
-    assert set(rule_peer) <= {"podSelector", "namespaceSelector"}, rule_peer
-    if "namespaceSelector" in rule_peer:
-        if not selects(rule_peer["namespaceSelector"], source.namespace_labels):
-            return False
-    elif not source.in_namespace:
-        return False
-    return "podSelector" not in rule_peer or selects(rule_peer["podSelector"], source.labels)
-
-
-def admitted(policies: list[Manifest], source: Peer, labels: Mapping[str, str], port: int) -> bool:
-    """Whether NetworkPolicy semantics let ``source`` open a TCP connection to ``port`` of a
-    pod of this namespace with ``labels``."""
-    applicable = [
-        p["spec"]
-        for p in policies
-        if "Ingress" in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], labels)
-    ]
-    if not applicable:
-        return True  # a pod no policy selects is not isolated
-    for spec in applicable:
-        for rule in spec.get("ingress", []):
-            ports = rule.get("ports")
-            if ports and not any(
-                p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in ports
-            ):
-                continue
-            if not rule.get("from") or any(peer_matches(f, source) for f in rule["from"]):
-                return True
-    return False
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_network_policies_let_in_only_what_the_services_need(target: str) -> None:
-    objects = render(target)
-    policies = list(of_kind(objects, "NetworkPolicy").values())
-    deny = [
-        p
-        for p in policies
-        if p["spec"]["podSelector"] == {}
-        and p["spec"]["policyTypes"] == ["Ingress"]
-        and not p["spec"].get("ingress")
-    ]
-    assert len(deny) == 1, "a default deny of ingress for the namespace"
-    deployments = of_kind(objects, "Deployment")
-    sources = [Peer(name, pod_labels(d), in_namespace=True) for name, d in deployments.items()]
-    sources += [
-        Peer(n, j["spec"]["template"]["metadata"]["labels"], True)
-        for n, j in of_kind(objects, "Job").items()
-    ]
-    sources += [
-        Peer("outside", {}, in_namespace=False),
-        # A pod elsewhere that wears the gateway's labels is still outside.
-        Peer("impostor", pod_labels(deployments["gateway"]), in_namespace=False),
-        Peer("monitoring", {}, in_namespace=False, namespace_labels=MONITORING_LABELS),
-    ]
-    allowed = set()
-    for dest, deployment in deployments.items():
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        (port,) = container["ports"]
-        for source in sources:
-            if admitted(policies, source, pod_labels(deployment), port["containerPort"]):
-                allowed.add((source.name, dest))
-            # Any other port of the pod stays closed to everyone.
-            assert not admitted(policies, source, pod_labels(deployment), 9999), (source, dest)
-    expected = {(source.name, "gateway") for source in sources}
-    expected |= {("gateway", "inventory"), ("booking", "inventory"), ("order", "inventory")}
-    expected |= {("gateway", "booking")}
-    expected |= {("monitoring", dest) for dest in deployments}
-    assert allowed == expected
-
-
-def env_of(container: Manifest) -> dict[str, Manifest]:
-    return {entry["name"]: entry for entry in container.get("env", [])}
-
-
 def test_the_base_holds_no_secret_value() -> None:
     objects = render("base")
     assert not of_kind(objects, "Secret"), "the operator creates the Secret"
@@ -383,83 +226,3 @@ def test_the_dev_overlay_replaces_every_placeholder_of_the_base() -> None:
     for obj in objects:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
-
-
-@pytest.mark.parametrize("target", TARGETS)
-def test_the_migration_job_upgrades_and_database_services_wait_for_it(
-    target: str, tmp_path: Path
-) -> None:
-    objects = render(target)
-    (job,) = of_kind(objects, "Job").values()
-    spec = job["spec"]["template"]["spec"]
-    (migrate,) = spec["containers"]
-    assert migrate["args"] == ["db", "upgrade"]
-    assert spec["restartPolicy"] == "Never"
-    script = (K8S / "base" / "wait_for_schema.py").read_text()
-    for name, deployment in of_kind(objects, "Deployment").items():
-        pod = deployment["spec"]["template"]["spec"]
-        waits = pod.get("initContainers", [])
-        if name not in DATABASE_SERVICES:
-            assert not waits, name
-            continue
-        (wait,) = waits
-        command, path = wait_command(objects, pod, wait, tmp_path / name)
-        assert command[0] == "python", command
-        assert command[2:] == [name], command
-        assert path.read_text() == script, "the ConfigMap carries the script as it is in git"
-
-
-def wait_command(
-    objects: tuple[Manifest, ...], pod: Manifest, wait: Manifest, root: Path
-) -> tuple[list[str], Path]:
-    """The wait's command, with the script it names written under ``root`` (a temporary folder)
-    from the ConfigMap volume it is mounted from, and that path."""
-    script_path = Path(wait["command"][1])
-    (mount,) = [m for m in wait["volumeMounts"] if script_path.is_relative_to(m["mountPath"])]
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    data = of_kind(objects, "ConfigMap")[volume["configMap"]["name"]]["data"]
-    content = data[str(script_path.relative_to(mount["mountPath"]))]
-    local = root / script_path.relative_to("/")
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.write_text(content)
-    return list(wait["command"]), local
-
-
-def test_the_wait_for_schema_holds_a_pod_until_the_migration_ran(tmp_path: Path) -> None:
-    """The inventory pod's init container, run as rendered against the real database server:
-    it waits while the database is missing and lets the pod start once it is migrated."""
-    objects = render("overlays/dev")
-    pod = of_kind(objects, "Deployment")["inventory"]["spec"]["template"]["spec"]
-    (wait,) = pod["initContainers"]
-    command, script = wait_command(objects, pod, wait, tmp_path)
-    settings = dataclasses.replace(
-        Settings.from_env(), db_prefix=f"ticketing_test_k8s_{uuid.uuid4().hex[:8]}_"
-    )
-    env = {
-        **os.environ,
-        "TICKETING_MYSQL_URL": settings.mysql_url,
-        "TICKETING_DB_PREFIX": settings.db_prefix,
-        "TICKETING_ALEMBIC_DIR": str(REPO / "alembic"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    log = tmp_path / "wait.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(script), *command[2:]], env=env, stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while "waiting for" not in log.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            time.sleep(0.2)
-        assert "not readable yet" in log.read_text(), log.read_text()
-        time.sleep(3)
-        assert process.poll() is None, "started before the migration: " + log.read_text()
-        upgrade(settings, "inventory")
-        assert process.wait(timeout=30) == 0, log.read_text()
-        assert "the image's head" in log.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        asyncio.run(drop_databases(settings))

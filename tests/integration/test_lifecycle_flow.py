@@ -1,7 +1,8 @@
-"""The booking lifecycle end to end through the gateway (issue 19): a hold, its confirmation,
-a cancel that gives the seats back, a hold that expires, a cancel while PENDING, who may
-change a booking, and the limit per customer; every service real (MariaDB, the Kafka-protocol
-broker, the OIDC server, HTTP over loopback). The test stack holds seats 4 s."""
+"""The booking lifecycle end to end through the gateway: a hold, its confirmation, a cancel that
+gives the seats back, a hold that expires, a cancel while PENDING, who may change a booking, the
+limit per customer, and refused requests that change nothing and answer 4xx, never 5xx; every
+service real (MariaDB, the Kafka-protocol broker, the OIDC server, HTTP over loopback). The test
+stack holds seats 4 s."""
 
 from __future__ import annotations
 
@@ -12,95 +13,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway
+from tests.harness import Gateway
+from tests.integration.shop import Shop, shop
 
 PROBLEM = "application/problem+json"
-
-
-class Shop:
-    """One event, one customer, and the gateway seen by three clients: the one that books,
-    another plain client, and an admin (bookings:admin)."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.client = gateway.client("client")
-        self.partner = gateway.client("partner")
-        self.admin = gateway.client("admin")
-        self.event_id = ""
-        self.customer_id = ""
-
-    async def open(self, capacity: int, limit: int | None = None) -> Shop:
-        venue = await self.admin.post(
-            "/api/v1/venues", json={"name": "Hall", "address": "1 Road", "total_capacity": 1000}
-        )
-        body: dict[str, Any] = {
-            "name": "Show",
-            "venue_id": venue.json()["id"],
-            "total_capacity": capacity,
-            "ticket_price": "10.00",
-        }
-        if limit is not None:
-            body["max_tickets_per_customer"] = limit
-        event = await self.admin.post("/api/v1/events", json=body)
-        assert event.status_code == 201, event.text
-        self.event_id = event.json()["id"]
-        customer = await self.client.post(
-            "/api/v1/customers",
-            json={"name": "Ada", "email": f"ada.{uuid.uuid4().hex[:12]}@example.com"},
-        )
-        self.customer_id = customer.json()["id"]
-        return self
-
-    async def close(self) -> None:
-        for client in (self.client, self.partner, self.admin):
-            await client.aclose()
-
-    async def book(self, tickets: int = 2, *, hold: bool = False) -> str:
-        response = await self.client.post(
-            "/api/v1/bookings",
-            json={
-                "customer_id": self.customer_id,
-                "event_id": self.event_id,
-                "ticket_count": tickets,
-                "hold": hold,
-            },
-        )
-        assert response.status_code == 202, response.text
-        assert response.json()["status"] == "PENDING"
-        booking_id: str = response.json()["id"]
-        return booking_id
-
-    async def settled(self, booking_id: str) -> dict[str, Any]:
-        """The booking once it left PENDING (and CANCELLING)."""
-        response = await self.client.get(f"/api/v1/bookings/{booking_id}", params={"wait": 20})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def left(self) -> int:
-        event = await self.client.get(f"/api/v1/events/{self.event_id}")
-        left: int = event.json()["left_capacity"]
-        return left
-
-    async def left_becomes(self, expected: int, seconds: float = 20) -> None:
-        """Seats go back a saga leg after the booking changed: wait for them."""
-        for _ in range(int(seconds / 0.05)):
-            if await self.left() == expected:
-                return
-            await asyncio.sleep(0.05)
-        assert await self.left() == expected
-
-    async def event_history(self) -> list[dict[str, Any]]:
-        page = await self.client.get(f"/api/v1/events/{self.event_id}/history?limit=100")
-        items: list[dict[str, Any]] = page.json()["items"]
-        return items
-
-    async def booking_history(self, booking_id: str) -> list[str]:
-        page = await self.client.get(f"/api/v1/bookings/{booking_id}/history?limit=100")
-        return [item["type"] for item in page.json()["items"]]
-
-
-async def shop(gateway: Gateway, capacity: int = 10, limit: int | None = None) -> Shop:
-    return await Shop(gateway).open(capacity, limit)
 
 
 async def test_a_hold_is_confirmed_then_cancelled_and_its_seats_come_back(
@@ -253,3 +169,82 @@ async def test_the_gateway_documents_the_lifecycle(gateway: Gateway) -> None:
     messages = json.dumps(events["components"]["messages"])
     for name in ("BookingCancelled", "HoldExpired", "OrderReleased"):
         assert name in messages
+
+
+async def _history(client: httpx.AsyncClient, booking_id: str) -> list[str]:
+    page = await client.get(f"/api/v1/bookings/{booking_id}/history?limit=100")
+    return [item["type"] for item in page.json()["items"]]
+
+
+async def test_bad_ids_and_bodies_on_confirm_and_cancel_are_4xx_never_5xx(
+    gateway: Gateway,
+) -> None:
+    sale = await Shop(gateway).open(10)
+    try:
+        booking_id = await sale.book(1, hold=True)
+        assert (await sale.settled(booking_id))["status"] == "HELD"
+        before = await _history(sale.client, booking_id)
+        for action in ("confirm", "cancel"):
+            for bad in ("not-a-uuid", "1" * 5000, "%00", "..", uuid.uuid4().hex + "x"):
+                answer = await sale.client.post(f"/api/v1/bookings/{bad}/{action}")
+                assert 400 <= answer.status_code < 500, (action, bad[:20], answer.status_code)
+            # Wrong methods on the lifecycle's paths.
+            for method in ("GET", "PUT", "DELETE", "PATCH"):
+                answer = await sale.client.request(
+                    method, f"/api/v1/bookings/{booking_id}/{action}"
+                )
+                assert answer.status_code == 405, (method, action, answer.status_code)
+        # A cancel with a token lacking bookings:write (the order service's) is refused.
+        async with gateway.client("order") as order:
+            for action in ("confirm", "cancel"):
+                refused = await order.post(f"/api/v1/bookings/{booking_id}/{action}")
+                assert refused.status_code == 403, refused.text
+        assert await _history(sale.client, booking_id) == before
+        # Bodies on confirm: not JSON, and large; never a 5xx.
+        for body in (b"{not json", b"[" * 10_000, b"x" * 900_000):
+            answer = await sale.client.post(
+                f"/api/v1/bookings/{booking_id}/confirm",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert answer.status_code < 500, (body[:10], answer.status_code, answer.text[:200])
+    finally:
+        await sale.close()
+
+
+async def test_confirming_a_pending_booking_is_409_with_retry_after_and_changes_nothing(
+    gateway: Gateway,
+) -> None:
+    sale = await Shop(gateway).open(10)
+    try:
+        for _ in range(5):  # confirmed at once after the request: before the saga answers
+            booking_id = await sale.book(1, hold=True)
+            answer = await sale.client.post(f"/api/v1/bookings/{booking_id}/confirm")
+            if answer.status_code == 409:
+                break
+        assert answer.status_code == 409, answer.text
+        assert "PENDING" in answer.json()["detail"]
+        assert answer.headers.get("retry-after") == "1"
+        assert await _history(sale.client, booking_id) == ["BookingRequested"]
+        settled: dict[str, Any] = await sale.settled(booking_id)
+        assert settled["status"] == "HELD"  # the refused confirm left no mark
+    finally:
+        await sale.close()
+
+
+async def test_the_customers_own_client_cannot_undo_another_clients_booking_for_it(
+    gateway: Gateway,
+) -> None:
+    sale = await Shop(gateway).open(100, limit=2)
+    try:
+        taken = await sale.partner.post(
+            "/api/v1/bookings",
+            json={"customer_id": sale.customer_id, "event_id": sale.event_id, "ticket_count": 2},
+        )
+        stolen = taken.json()["id"]
+        assert (await sale.settled(stolen))["status"] == "CONFIRMED"
+        undo = await sale.client.post(f"/api/v1/bookings/{stolen}/cancel")
+        # Pinned: ownership is by client; the customer's client gets 403.
+        assert undo.status_code == 403
+    finally:
+        await sale.close()

@@ -19,14 +19,13 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.conftest import Gateway, Stack, gateway_settings
-from tests.harness import serve
+from tests.harness import Gateway, Stack, gateway_settings, serve
 from tests.integration import dashboard
 from tests.integration.flow import create_customer, settled
 from tests.integration.helpers import create_event
 from ticketing.contracts.events import EVENT_TYPE_HEADER, ORDERS_TOPIC, OrderConfirmed
 from ticketing.gateway.app import create_app as create_gateway_app
-from ticketing.shared.eventstore import message_headers
+from ticketing.shared.messaging.publishing import message_headers
 
 Labels = frozenset[tuple[str, str]]
 Samples = dict[str, dict[Labels, float]]

@@ -7,124 +7,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does, own_databases
+from tests.harness import as_the_runner_does
 from tests.harness import order_records as records
-from ticketing.contracts.events import ORDERS_TOPIC, BookingRequested, OrderConfirmed
+from tests.integration.order_db import (
+    Inventory,
+    count,
+    engine,
+    order_db,
+    order_rows,
+    requested,
+    stored,
+)
+from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed
 from ticketing.contracts.inventory import (
-    ReleaseItem,
-    ReleaseItemResult,
-    ReleaseOutcome,
-    ReservationItem,
-    ReservationItemResult,
     ReservationOutcome,
 )
 from ticketing.order import projections
-from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.repository import STORE
 from ticketing.order.service import CONSUMER, OrderService
-from ticketing.order.tables import event_store, inbox, orders
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.settings import Settings
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.order.tables import event_store, inbox
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
 
-
-class Inventory(InventoryClient):
-    """Inventory as the saga sees it, answering each booking id as told (reserved unless told
-    otherwise) and releasing the seats it reserved (or was given as ``held``), and counting
-    the calls."""
-
-    def __init__(
-        self,
-        answers: dict[uuid.UUID, ReservationOutcome] | None = None,
-        *,
-        held: dict[uuid.UUID, int] | None = None,
-    ) -> None:
-        self.answers = answers or {}
-        self.held = dict(held or {})  # booking id -> seats reserved
-        self.calls: list[list[ReservationItem]] = []
-        self.release_calls: list[list[ReleaseItem]] = []
-
-    async def reserve_many(
-        self, items: list[ReservationItem], *, correlation_id: str | None = None
-    ) -> list[ReservationItemResult]:
-        self.calls.append(items)
-        answers = []
-        for item in items:
-            outcome = self.answers.get(item.booking_id, ReservationOutcome.RESERVED)
-            if outcome is ReservationOutcome.RESERVED:
-                self.held.setdefault(item.booking_id, item.ticket_count)
-            answers.append(ReservationItemResult(item.booking_id, outcome))
-        return answers
-
-    async def release_many(
-        self, items: list[ReleaseItem], *, correlation_id: str | None = None
-    ) -> list[ReleaseItemResult]:
-        self.release_calls.append(items)
-        return [
-            ReleaseItemResult(item.booking_id, ReleaseOutcome.RELEASED, self.held[item.booking_id])
-            if item.booking_id in self.held
-            else ReleaseItemResult(item.booking_id, ReleaseOutcome.NOT_RESERVED)
-            for item in items
-        ]
-
-
-def requested(*, ticket_count: int = 2, total_price: str = "50.00") -> BookingRequested:
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        ticket_count=ticket_count,
-        unit_price="25.00",
-        total_price=total_price,
-        requested_at=datetime.now(UTC),
-    )
-
-
-@pytest.fixture
-async def order_db() -> AsyncIterator[Settings]:
-    """Settings of an order database of this test's own, at head; dropped afterwards."""
-    async with own_databases("order") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(order_db: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(order_db, "order")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def stored(engine: AsyncEngine, booking_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
-    """The store's rows of ``booking_ids``' streams, in position order."""
-    query = (
-        select(event_store)
-        .where(event_store.c.stream_id.in_(booking_ids))
-        .order_by(event_store.c.position)
-    )
-    async with engine.connect() as conn:
-        return [dict(row._mapping) for row in await conn.execute(query)]
-
-
-async def order_rows(engine: AsyncEngine) -> dict[uuid.UUID, dict[str, Any]]:
-    async with engine.connect() as conn:
-        return {row.booking_id: dict(row._mapping) for row in await conn.execute(select(orders))}
-
-
-async def count(engine: AsyncEngine, table: Any) -> int:
-    async with engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+__all__ = ["engine", "order_db"]  # fixtures
 
 
 async def test_one_message_appends_its_outcome_for_the_relay_with_its_row_and_claim(

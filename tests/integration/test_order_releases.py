@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
@@ -16,21 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import as_the_runner_does
 from tests.harness import order_records as records
-from tests.integration.test_order_event_store import (
+from tests.integration.order_db import (
     Inventory,
+    cancelled,
     count,
     engine,
+    expired,
     order_db,
     order_rows,
     requested,
     stored,
 )
-from tests.integration.test_order_upgrade import relay_once
+from tests.integration.order_relay import relay_once
 from ticketing.contracts.events import (
     ORDERS_TOPIC,
-    BookingCancelled,
     BookingRequested,
-    HoldExpired,
     OrderConfirmed,
     OrderReleased,
 )
@@ -40,32 +39,12 @@ from ticketing.order.domain import ImpossibleRelease, OrderStatus
 from ticketing.order.repository import STORE
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store, inbox
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 __all__ = ["engine", "order_db"]  # fixtures: an order database of the test's own
-
-
-def cancelled(booked: BookingRequested) -> BookingCancelled:
-    return BookingCancelled(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        cancelled_at=datetime.now(UTC),
-    )
-
-
-def expired(booked: BookingRequested) -> HoldExpired:
-    return HoldExpired(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        expired_at=datetime.now(UTC),
-    )
 
 
 async def confirmed(service: OrderService, count: int = 1) -> list[BookingRequested]:

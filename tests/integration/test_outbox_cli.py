@@ -14,18 +14,18 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.conftest import Stack
+from tests.harness import Stack
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.domain import BookingRejected
 from ticketing.booking.repository import STORE
 from ticketing.contracts.events import PUBLICATIONS, BookingRequested
 from ticketing.order.tables import orders
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause, Pending
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause, Pending
 
 
 async def cli(settings: Settings, *args: str) -> tuple[int, str, str]:

@@ -12,8 +12,8 @@ from sqlalchemy import insert, text, update
 from tests.harness import own_databases
 from ticketing.order.tables import event_store
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import create_engine
-from ticketing.shared.outbox_metrics import BACKLOG_QUERY, OutboxCollector, backlog
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.outbox_metrics import BACKLOG_QUERY, OutboxCollector, backlog
 
 
 def row(recorded_ago: float, *, sent: bool, topic: str | None = "t") -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""``projections.rebuild``: the tables become what the events say, while reservations go on."""
+"""``projections.rebuild``: the tables become what the events say, while reservations go on and
+while writers commit venues, events and reservations during the rebuild."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.test_cli_db import run_cli
-from tests.integration.test_events_cli import settings
+from tests.integration.cli_process import run_cli
+from tests.integration.own_inventory import settings
 from ticketing.contracts.inventory import (
     EventCreate,
     ReservationItem,
@@ -20,11 +21,16 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory import projections
+from ticketing.inventory import repository as repo
+from ticketing.inventory.domain import SeatsReserved
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.clock import utcnow
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.errors import NotFound
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause, Pending
 
 __all__ = ["settings"]  # the fixture: an inventory database of the test's own
 CAUSE = Cause(actor="test")
@@ -166,3 +172,98 @@ async def test_a_venue_and_event_created_while_a_rebuild_runs_keep_their_rows(
     assert await projections.verify(engine) == []
     event = await service.get_event(created[0])
     assert event.left_capacity == 2
+
+
+async def test_a_rebuild_keeps_an_event_scheduled_and_reserved_while_it_runs(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild lists the streams once, rebuilds them one by one, then deletes every row no
+    listed stream accounts for. A venue, an event and a reservation committed after the list
+    was read (inventory keeps serving meanwhile) are not strays: their streams exist."""
+    service = InventoryService(SqlInventoryRecords(engine), engine)
+    await sale(service, 5)  # a stream to rebuild, so that the rebuild takes its time
+    listed = projections._streams
+    late: list[uuid.UUID] = []
+
+    async def writers_commit_after_the_listing(
+        engine: AsyncEngine,
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        streams = await listed(engine)
+        late.append(await sale(service, 4))
+        booking = uuid.uuid4()
+        (answer,) = await service.reserve_many([ReservationItem(late[0], booking, 3)], CAUSE)
+        assert answer.outcome is ReservationOutcome.RESERVED
+        late.append(booking)
+        return streams
+
+    monkeypatch.setattr(projections, "_streams", writers_commit_after_the_listing)
+    done = await projections.rebuild(engine)
+    monkeypatch.undo()
+
+    event_id, booking = late
+    (repeat,) = await service.reserve_many([ReservationItem(event_id, booking, 3)], CAUSE)
+    assert repeat.outcome is ReservationOutcome.RESERVED  # the first answer, given back
+    assert repeat.left_capacity == 1
+    assert done.deleted == dict.fromkeys(projections.TABLES, 0), done.deleted
+    assert await projections.verify(engine) == []
+
+
+async def test_events_scheduled_during_rebuilds_are_still_there_when_they_stop(
+    engine: AsyncEngine,
+) -> None:
+    """No hook this time: rebuilds run over and over while an organiser schedules events and
+    sells a seat of each. Every event scheduled is still served afterwards."""
+    service = InventoryService(SqlInventoryRecords(engine), engine)
+    await sale(service, 5)
+    scheduled: list[uuid.UUID] = []
+    stop = asyncio.Event()
+
+    async def organiser() -> None:
+        for _ in range(30):
+            event_id = await sale(service, 3)
+            await service.reserve_many([ReservationItem(event_id, uuid.uuid4(), 1)], CAUSE)
+            scheduled.append(event_id)
+        stop.set()
+
+    async def rebuilds() -> None:
+        while not stop.is_set():
+            await projections.rebuild(engine)
+
+    await asyncio.gather(organiser(), rebuilds())
+    missing = []
+    for event_id in scheduled:
+        try:
+            await service.get_event(event_id)
+        except NotFound:
+            missing.append(event_id)
+    assert missing == []
+    assert await projections.verify(engine) == []
+
+
+async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing(
+    settings: Settings,
+) -> None:
+    """A reservation event on a stream that was never scheduled (say, a reservation row of an
+    event deleted by hand before the upgrade) is a difference to print, with exit code 1."""
+    engine = create_engine(settings, "inventory")
+    try:
+        orphan = SeatsReserved(
+            event_id=uuid.uuid4(), booking_id=uuid.uuid4(), ticket_count=1, left_capacity=0
+        )
+        statement = repo.STORE.append(
+            [Pending(orphan.event_id, "event", 1, orphan)], CAUSE, utcnow()
+        )
+        async with engine.begin() as conn:
+            await sql.run(conn, statement)
+    finally:
+        await engine.dispose()
+    verify = await asyncio.to_thread(run_cli, "projections", "verify", prefix=settings.db_prefix)
+    assert verify.returncode == 1
+    assert "Traceback" not in verify.stderr, verify.stderr
+    assert str(orphan.event_id) in verify.stdout
+    rebuild = await asyncio.to_thread(
+        run_cli, "projections", "rebuild", "--service", "inventory", prefix=settings.db_prefix
+    )
+    assert rebuild.returncode == 1
+    assert "Traceback" not in rebuild.stderr, rebuild.stderr
+    assert f"not rebuilt: stream {orphan.event_id}" in rebuild.stdout

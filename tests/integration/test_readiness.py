@@ -22,8 +22,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Stack, bearer
 from tests.harness import (
+    Stack,
+    bearer,
     create_topics,
     drop_databases,
     free_port,
@@ -36,7 +37,7 @@ from tests.harness import (
 )
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.app import create_app as create_booking_app
-from ticketing.booking.service import CONSUMER as BOOKING_GROUP
+from ticketing.booking.settlement import CONSUMER as BOOKING_GROUP
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
     BOOKINGS_TOPIC,
@@ -46,8 +47,8 @@ from ticketing.contracts.events import (
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
 from ticketing.order.service import CONSUMER as ORDER_GROUP
-from ticketing.shared.db import create_engine
-from ticketing.shared.migrations import upgrade
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
 TOPICS = (BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC)

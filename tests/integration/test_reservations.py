@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import bearer
+from tests.harness import bearer
 from tests.integration.helpers import create_event
 from ticketing.contracts.inventory import ReservationOutcome
+from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo
-from ticketing.inventory.domain import Reservation, SeatsReserved
-from ticketing.shared import sql
-from ticketing.shared.db import is_duplicate_key, retried
-from ticketing.shared.eventstore import Cause
+from ticketing.inventory.domain import SeatsReserved
+from ticketing.inventory.reservation import Reservation
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import is_duplicate_key, retried
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="test")
 
@@ -152,19 +154,19 @@ async def test_seats_a_transaction_does_not_have_are_refused_by_the_database(
     event_id = uuid.UUID(event["id"])
     booking_id = uuid.uuid4()
     async with inventory_db.connect() as conn:
-        (state,) = (await repo.lock_states(conn, [event_id])).values()
+        (state,) = (await holdings.lock_states(conn, [event_id])).values()
     oversold = SeatsReserved(
         event_id=event_id, booking_id=booking_id, ticket_count=3, left_capacity=-1
     )
     reservation = Reservation(booking_id, event_id, 3, ReservationOutcome.RESERVED, -1)
-    statements = repo.reservation_statements(
+    statements = holdings.reservation_statements(
         [(2, oversold)], [replace(state, left_capacity=-1, version=2)], [reservation], CAUSE
     )
     with pytest.raises(DBAPIError):
         await retried(inventory_db, lambda conn: sql.commit_all(conn, statements))
     assert await left_capacity(inventory, event["id"]) == 2
     async with inventory_db.connect() as conn:
-        assert await repo.get_reservations(conn, [booking_id]) == {}
+        assert await holdings.get_reservations(conn, [booking_id]) == {}
         assert [e.event_type for e in await repo.STORE.stream(conn, event_id)] == ["EventScheduled"]
 
 
@@ -177,7 +179,7 @@ async def test_a_decision_from_a_stale_version_is_refused_whole(
     event = await create_event(inventory, capacity=5)
     event_id = uuid.UUID(event["id"])
     async with inventory_db.connect() as conn:
-        (state,) = (await repo.lock_states(conn, [event_id])).values()
+        (state,) = (await holdings.lock_states(conn, [event_id])).values()
 
     def decision(booking_id: uuid.UUID) -> list[sql.Statement]:
         fact = SeatsReserved(
@@ -185,7 +187,7 @@ async def test_a_decision_from_a_stale_version_is_refused_whole(
         )
         reservation = Reservation(booking_id, event_id, 1, ReservationOutcome.RESERVED, 4)
         after = replace(state, left_capacity=4, version=2)
-        return repo.reservation_statements([(2, fact)], [after], [reservation], CAUSE)
+        return holdings.reservation_statements([(2, fact)], [after], [reservation], CAUSE)
 
     async def record(statements: list[sql.Statement]) -> None:
         await retried(inventory_db, lambda conn: sql.commit_all(conn, statements))
@@ -196,7 +198,7 @@ async def test_a_decision_from_a_stale_version_is_refused_whole(
         await record(decision(second))
     assert is_duplicate_key(refused.value)
     async with inventory_db.connect() as conn:
-        assert set(await repo.get_reservations(conn, [first, second])) == {first}
+        assert set(await holdings.get_reservations(conn, [first, second])) == {first}
         versions = [e.version for e in await repo.STORE.stream(conn, event_id)]
     assert versions == [1, 2]
     assert await left_capacity(inventory, event["id"]) == 4

@@ -1,4 +1,5 @@
-"""At-least-once delivery meets idempotent consumers: duplicates and poison messages."""
+"""At-least-once delivery meets idempotent consumers: duplicates and poison messages, a poison
+message dead-lettered before it reserves any seat."""
 
 from __future__ import annotations
 
@@ -6,25 +7,40 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Stack
+from tests.fakes.dead_letters import DeadLetters
+from tests.harness import Stack, read_topic
 from tests.harness import order_records as records
-from tests.harness import read_topic
 from tests.integration.flow import book, settled, setup_sale
+from tests.integration.order_db import (
+    Inventory,
+    engine,
+    order_db,
+    requested,
+)
 from ticketing.booking.tables import event_store as booking_store
-from ticketing.contracts.events import BOOKINGS_DLQ_TOPIC, BOOKINGS_TOPIC, BookingRequested
+from ticketing.contracts.events import (
+    BOOKINGS_DLQ_TOPIC,
+    BOOKINGS_TOPIC,
+    EVENT_TYPE_HEADER,
+    BookingRequested,
+)
 from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared.auth import OidcDiscovery
-from ticketing.shared.consumer import Received
-from ticketing.shared.eventstore import message_headers
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.oauth_client import ClientCredentials
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import OidcDiscovery
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.publishing import message_headers
+
+__all__ = ["engine", "order_db"]  # fixtures
 
 
 async def left(stack: Stack, event_id: str) -> int:
@@ -137,3 +153,20 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
     headers = dict(mine[0].headers)
     assert b"invalid" in headers["dlq_error"]
     assert headers["dlq_source_topic"] == BOOKINGS_TOPIC.encode()
+
+
+async def test_a_request_whose_price_is_no_decimal_reserves_no_seats(
+    engine: AsyncEngine,
+) -> None:
+    """Its contract types the prices as ``str``: such a message once decoded, was reserved at
+    inventory, and only then failed to become its ``orders`` row, dead-lettered with its seats
+    held. Prices are held to the shape the services write when the message is decoded."""
+    inventory = Inventory()
+    payload = msgspec.json.encode(requested(total_price="fifty"))
+    dead = DeadLetters()
+    stand_in: object = dead
+    runner = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(BookingRequested,))  # type: ignore[arg-type]
+    delivery = Delivery("t", 0, 0, None, payload, {EVENT_TYPE_HEADER: "BookingRequested"})
+    await runner.run_batch([delivery], OrderService(records(engine), inventory).handle_batch)
+    assert inventory.calls == [], "seats were reserved for a request that is dead-lettered"
+    assert dead.published == [payload]

@@ -14,8 +14,8 @@ from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, fu
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.shared import sql
-from ticketing.shared.db import create_engine, is_duplicate_key, retried, run_transaction
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import create_engine, is_duplicate_key, retried, run_transaction
 from ticketing.shared.settings import Settings
 
 metadata = MetaData()

@@ -20,8 +20,9 @@ from tests.harness import own_databases
 from ticketing.booking.domain import BookingConfirmed
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.repository import last_position_before
-from ticketing.booking.service import CONSUMER, BookingService
-from ticketing.booking.status import StatusFeed
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
+from ticketing.booking.status_feed import StatusFeed
 from ticketing.contracts.booking import (
     BookingCreate,
     BookingStatus,
@@ -30,10 +31,10 @@ from ticketing.contracts.booking import (
 )
 from ticketing.contracts.events import OrderConfirmed
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.consumer import Received
-from ticketing.shared.db import create_engine
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.ids import new_id
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req", causation_id="req")
 
@@ -89,7 +90,7 @@ async def settle(replica: Replica, booking_id: uuid.UUID) -> None:
         total_price="25.00",
         confirmed_at=datetime.now(UTC),
     )
-    await replica.service.apply_outcomes([Received(confirmed, "trace")])
+    await replica.service.apply_saga_answers([Received(confirmed, "trace")])
 
 
 async def test_a_waiter_on_one_replica_hears_of_a_settlement_applied_by_another(

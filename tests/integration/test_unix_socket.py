@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from ticketing.devstack import DevStackError, check_database
-from ticketing.shared.db import create_engine, create_server_engine
+from ticketing.cli.dev_infra import DevStackError, check_database
+from ticketing.shared.db.engine import create_engine, create_server_engine
 from ticketing.shared.settings import Settings
 
 # A TCP client shows as host:port in the process list, a socket client as plain localhost.

@@ -1,5 +1,6 @@
-"""Booking's decider: a booking is requested once and settled at most once; the fold of its
-stream and the settlement decisions must agree whatever outcomes arrive, in any order."""
+"""Booking's domain: a booking is requested once and settled at most once, the fold of its stream
+and the settlement decisions agree whatever outcomes arrive, in any order; and the rules of a
+request (tickets per booking, visible capacity, exact prices, the body's fingerprint)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,18 @@ from ticketing.booking.domain import (
     BookingState,
     CustomerRegistered,
     StreamEvent,
+    check_ticket_count,
+    check_visible_capacity,
     customer_of,
     evolve,
+    fingerprint,
     fold,
+    total_price,
 )
 from ticketing.booking.lifecycle import decide_answer
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
-from ticketing.shared.errors import ImpossibleHistory
+from ticketing.shared.errors import Conflict, ImpossibleHistory, InvalidInput
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -169,3 +174,47 @@ def test_a_registration_is_the_customer() -> None:
         None,
         NOW,
     )
+
+
+# A customer's event folded as a booking's is an impossible history, reported as such (verify and
+# rebuild catch ImpossibleHistory; time travel answers 404), not a crash.
+A_CUSTOMER_S_EVENT = CustomerRegistered(
+    customer_id=uuid.uuid4(),
+    name="Cy",
+    email="cy@example.com",
+    address=None,
+    registered_at=datetime(2026, 12, 1, tzinfo=UTC),
+)
+
+
+def test_evolving_a_booking_with_a_customer_event_is_an_impossible_history() -> None:
+    with pytest.raises(ImpossibleHistory):
+        evolve(None, A_CUSTOMER_S_EVENT)  # type: ignore[arg-type]
+
+
+def test_folding_a_customer_stream_as_a_booking_is_an_impossible_history() -> None:
+    with pytest.raises(ImpossibleHistory):
+        fold([A_CUSTOMER_S_EVENT])  # type: ignore[list-item]
+
+
+def test_ticket_count_is_capped_per_booking() -> None:
+    check_ticket_count(10, maximum=10)
+    with pytest.raises(InvalidInput):
+        check_ticket_count(11, maximum=10)
+
+
+def test_visible_capacity_check_is_a_conflict() -> None:
+    check_visible_capacity(3, 3)
+    with pytest.raises(Conflict) as refused:
+        check_visible_capacity(2, 3)
+    assert refused.value.extensions["left_capacity"] == 2
+
+
+def test_total_price_is_exact() -> None:
+    assert total_price("0.10", 3) == "0.30"
+    assert total_price("49.99", 7) == "349.93"
+
+
+def test_fingerprint_depends_on_every_byte() -> None:
+    assert fingerprint(b'{"a":1}') == fingerprint(b'{"a":1}')
+    assert fingerprint(b'{"a":1}') != fingerprint(b'{"a": 1}')

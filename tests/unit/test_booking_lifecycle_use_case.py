@@ -13,7 +13,9 @@ import pytest
 from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
 from tests.harness import as_the_runner_does
 from ticketing.booking.lifecycle import Caller
-from ticketing.booking.service import CONSUMER, SWEEPER, BookingService
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
+from ticketing.booking.transitions import SWEEPER
 from ticketing.contracts.booking import BookingCreate, BookingStatus, CustomerCreate
 from ticketing.contracts.events import (
     PUBLICATIONS,
@@ -21,9 +23,9 @@ from ticketing.contracts.events import (
     OrderReleased,
     ReleaseReason,
 )
-from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict, Forbidden, NotFound
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")
@@ -61,7 +63,7 @@ class World:
             total_price="50.00",
             confirmed_at=datetime.now(UTC),
         )
-        await self.service.apply_outcomes([Received(outcome, "trace")])
+        await self.service.apply_saga_answers([Received(outcome, "trace")])
         return outcome
 
     def released(self, booking_id: uuid.UUID, reason: ReleaseReason) -> OrderReleased:
@@ -129,8 +131,8 @@ async def test_a_cancel_publishes_its_release_and_completes_on_the_seats_coming_
     assert cancelled.event_type in PUBLICATIONS  # the store's relay sends it to order
     assert cancelled.event.event_id == world.event_id
     release = world.released(booking_id, "cancelled")
-    await as_the_runner_does(world.service.apply_outcomes, [Received(release, None)] * 2)
-    await world.service.apply_outcomes([Received(release, None)])  # redelivered later
+    await as_the_runner_does(world.service.apply_saga_answers, [Received(release, None)] * 2)
+    await world.service.apply_saga_answers([Received(release, None)])  # redelivered later
     assert world.status(booking_id) is BookingStatus.CANCELLED
     assert world.types(booking_id).count("SeatsReturned") == 1
     with pytest.raises(Conflict):
@@ -166,7 +168,9 @@ async def test_the_expiry_expires_each_due_hold_once_and_publishes_its_release()
         with pytest.raises(Conflict):
             await world.service.cancel(booking_id, OWNER, CLIENT)
         # Its seats coming back changes nothing more.
-        await world.service.apply_outcomes([Received(world.released(booking_id, "expired"), None)])
+        await world.service.apply_saga_answers(
+            [Received(world.released(booking_id, "expired"), None)]
+        )
         assert world.types(booking_id)[-1] == "HoldExpired"
     assert world.status(plain) is BookingStatus.CONFIRMED
 

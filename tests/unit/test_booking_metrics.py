@@ -18,25 +18,26 @@ from prometheus_client import CollectorRegistry
 from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
 from tests.harness import as_the_runner_does
 from ticketing.booking import domain
+from ticketing.booking.changes import Change, DecideChanges
 from ticketing.booking.lifecycle import (
     Caller,
 )
-from ticketing.booking.metrics import OUTCOME_OF, SETTLEMENTS, BookingMetrics
-from ticketing.booking.repository import Change, DecideChanges
-from ticketing.booking.service import CONSUMER, BookingService
+from ticketing.booking.metrics import SETTLEMENTS, STATUS_REACHED_BY, BookingMetrics
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingCreate, CustomerCreate
 from ticketing.contracts.events import (
     OrderConfirmed,
     OrderRejected,
     OrderReleased,
 )
-from ticketing.shared.consumer import Received
 from ticketing.shared.errors import Conflict
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
 CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 OWNER = Caller("box-office")
-OUTCOMES = [s.value for s in OUTCOME_OF.values()]
+OUTCOMES = [s.value for s in STATUS_REACHED_BY.values()]
 
 
 class Rerunning(InMemoryBookingRecords):
@@ -63,7 +64,7 @@ class World:
         self.records = records or InMemoryBookingRecords()
         self.inventory = InMemoryEvents()
         self.service = BookingService(
-            self.records, self.inventory, max_tickets=4, outcomes=self.metrics
+            self.records, self.inventory, max_tickets=4, observer=self.metrics
         )
         self.event_id = self.inventory.schedule(left_capacity=1000)
         self.customer_id: uuid.UUID | None = None
@@ -103,7 +104,7 @@ class World:
                 rejected_at=now,
             )
         self.answers[booking_id] = Received(outcome, None)
-        await self.service.apply_outcomes([self.answers[booking_id]])
+        await self.service.apply_saga_answers([self.answers[booking_id]])
 
     async def release(self, booking_id: uuid.UUID) -> None:
         if booking_id not in self.orders:
@@ -117,7 +118,7 @@ class World:
             reason="cancelled",
             released_at=datetime.now(UTC),
         )
-        await as_the_runner_does(self.service.apply_outcomes, [Received(released, None)] * 2)
+        await as_the_runner_does(self.service.apply_saga_answers, [Received(released, None)] * 2)
 
     async def expire(self, booking_id: uuid.UUID) -> None:
         """Make the booking's hold (if it has one) due, then run the expiry."""
@@ -152,7 +153,7 @@ async def test_every_outcome_shows_at_zero_before_any_booking() -> None:
     for status in OUTCOMES:
         assert world.outcome(status) == 0
     for cls in SETTLEMENTS:
-        assert world.saga(OUTCOME_OF[cls].value) == 0
+        assert world.saga(STATUS_REACHED_BY[cls].value) == 0
 
 
 async def test_the_saga_duration_runs_from_the_request_to_the_settlement() -> None:
@@ -167,7 +168,7 @@ async def test_the_saga_duration_runs_from_the_request_to_the_settlement() -> No
     assert (before - created).total_seconds() <= observed <= (after - created).total_seconds()
     assert world.outcome("CONFIRMED") == 1
     # The answer again (a redelivery that the inbox refuses) observes nothing more.
-    await world.service.apply_outcomes([world.answers[booking_id]])
+    await world.service.apply_saga_answers([world.answers[booking_id]])
     assert (world.saga("CONFIRMED"), world.outcome("CONFIRMED")) == (1, 1)
 
 
@@ -249,7 +250,7 @@ async def test_the_counts_match_the_events_recorded_whatever_the_sequence(
             if step in ("confirmed", "rejected"):
                 await world.answer(booking_id, confirmed=step == "confirmed")
             elif step == "again" and booking_id in world.answers:
-                await world.service.apply_outcomes([world.answers[booking_id]])
+                await world.service.apply_saga_answers([world.answers[booking_id]])
             elif step == "confirm":
                 await world.service.confirm(booking_id, OWNER, CLIENT)
             elif step == "cancel":
@@ -260,11 +261,13 @@ async def test_the_counts_match_the_events_recorded_whatever_the_sequence(
                 await world.expire(booking_id)
         except Conflict:
             pass
-    for cls, status in OUTCOME_OF.items():
+    for cls, status in STATUS_REACHED_BY.items():
         assert world.outcome(status.value) == world.recorded(cls.__name__)
     for cls in SETTLEMENTS:
         by_saga = world.recorded(cls.__name__, actor=CONSUMER)
-        assert world.saga(OUTCOME_OF[cls].value) == by_saga
+        assert world.saga(STATUS_REACHED_BY[cls].value) == by_saga
     assert sum(world.outcome(s) for s in OUTCOMES) >= sum(
-        1 for b in bookings if world.records.bookings[b].booking.status in OUTCOME_OF.values()
+        1
+        for b in bookings
+        if world.records.bookings[b].booking.status in STATUS_REACHED_BY.values()
     )

@@ -17,7 +17,7 @@ from ticketing.booking.lifecycle import (
     decide_confirm,
     decide_expiry,
 )
-from ticketing.booking.metrics import OUTCOME_OF, SETTLEMENTS
+from ticketing.booking.metrics import SETTLEMENTS, STATUS_REACHED_BY
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import (
     BookingRequested,
@@ -35,8 +35,8 @@ def _walk(state: domain.BookingState, events: Sequence[domain.StreamEvent]) -> d
     for event in events:
         state = domain.evolve(state, event)
         status = state.booking.status
-        if type(event) in OUTCOME_OF:
-            assert status is OUTCOME_OF[type(event)]
+        if type(event) in STATUS_REACHED_BY:
+            assert status is STATUS_REACHED_BY[type(event)]
         else:
             assert status in (BookingStatus.PENDING, BookingStatus.CANCELLING)
     return state
@@ -106,5 +106,5 @@ def test_each_outcome_is_the_status_its_event_leads_to(hold: bool, path: str) ->
         state = _walk(
             state, decide_answer(state, released, now, hold_for=hold_for, new_id=uuid.uuid4)
         )
-    assert state.booking.status in OUTCOME_OF.values()
-    assert set(SETTLEMENTS) <= set(OUTCOME_OF)
+    assert state.booking.status in STATUS_REACHED_BY.values()
+    assert set(SETTLEMENTS) <= set(STATUS_REACHED_BY)

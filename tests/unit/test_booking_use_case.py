@@ -9,85 +9,16 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
-from tests.harness import as_the_runner_does
+from tests.unit.booking_world import ABANDONED_AFTER, CLIENT, World, rejection, world
 from ticketing.booking.domain import KeyInFlight, KeyTakenOver, fingerprint
-from ticketing.booking.repository import KeyClaim
-from ticketing.booking.service import CONSUMER, Accepted, BookingService
-from ticketing.contracts.booking import Booking, BookingCreate, BookingStatus, CustomerCreate
-from ticketing.contracts.events import OrderConfirmed, OrderRejected
-from ticketing.shared.consumer import Received
+from ticketing.booking.idempotency import KeyClaim
+from ticketing.booking.requests import Accepted
+from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.shared.errors import Conflict, InvalidInput, NotFound, Unavailable, Unprocessable
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
-CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
-ABANDONED_AFTER = timedelta(seconds=30)
-
-
-class World:
-    """A booking service on in-memory records, with one customer and one event of 10 seats."""
-
-    def __init__(self) -> None:
-        self.records = InMemoryBookingRecords()
-        self.inventory = InMemoryEvents()
-        self.service = BookingService(
-            self.records, self.inventory, max_tickets=4, abandoned_after=ABANDONED_AFTER
-        )
-        self.event_id = self.inventory.schedule(left_capacity=10)
-        self.customer_id = uuid.uuid4()
-
-    async def register(self, email: str = "ada@example.com") -> uuid.UUID:
-        self.customer_id = (
-            await self.service.create_customer(CustomerCreate("Ada", email), CLIENT)
-        ).id
-        return self.customer_id
-
-    def request(self, tickets: int = 2, event_id: uuid.UUID | None = None) -> BookingCreate:
-        return BookingCreate(self.customer_id, event_id or self.event_id, tickets)
-
-    async def book(
-        self, data: BookingCreate, key: str | None = None, cause: Cause = CLIENT
-    ) -> Accepted:
-        return await self.service.request_booking(
-            data, raw_body=msgspec.json.encode(data), cause=cause, idempotency_key=key
-        )
-
-    async def pending(self, count: int) -> list[uuid.UUID]:
-        return [(await self.book(self.request(1))).booking_id for _ in range(count)]
-
-    def status(self, booking_id: uuid.UUID) -> tuple[BookingStatus, int]:
-        state = self.records.bookings[booking_id]
-        return state.booking.status, state.version
-
-
-@pytest.fixture
-async def world() -> World:
-    world = World()
-    await world.register()
-    return world
-
-
-def confirmation(booking_id: uuid.UUID) -> OrderConfirmed:
-    return OrderConfirmed(
-        message_id=uuid.uuid4(),
-        order_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        ticket_count=1,
-        total_price="25.00",
-        confirmed_at=datetime.now(UTC),
-    )
-
-
-def rejection(booking_id: uuid.UUID) -> OrderRejected:
-    return OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        reason="insufficient_capacity",
-        rejected_at=datetime.now(UTC),
-    )
+__all__ = ["world"]  # the fixture
 
 
 # Customers ---------------------------------------------------------------------------------
@@ -238,98 +169,12 @@ async def test_a_known_customer_is_not_looked_up_again(world: World) -> None:
     assert world.records.customer_lookups == 1
 
 
-# Settling bookings -------------------------------------------------------------------------
-
-
-async def test_outcomes_settle_their_bookings_each_with_its_own_cause(world: World) -> None:
-    confirmed, rejected = await world.pending(2)
-    confirm = confirmation(confirmed)
-    outcomes: list[OrderConfirmed | OrderRejected] = [confirm, rejection(rejected)]
-    await world.service.apply_outcomes(
-        [Received(outcome, f"trace-{n}") for n, outcome in enumerate(outcomes)]
-    )
-    assert world.status(confirmed) == (BookingStatus.CONFIRMED, 2)
-    assert world.status(rejected) == (BookingStatus.REJECTED, 2)
-    assert world.records.bookings[confirmed].booking.order_id == confirm.order_id
-    assert world.records.bookings[rejected].booking.reason == "insufficient_capacity"
-    for n, (booking_id, outcome) in enumerate(zip([confirmed, rejected], outcomes, strict=True)):
-        settled = world.records.stream_of(booking_id)[1]
-        assert settled.event_type == ("BookingConfirmed", "BookingRejected")[n]
-        assert (settled.version, settled.actor, settled.causation_id, settled.correlation_id) == (
-            2,
-            CONSUMER,
-            str(outcome.message_id),
-            f"trace-{n}",
-        )
-    assert world.records.claimed == {o.message_id for o in outcomes}
-
-
-async def test_an_outcome_for_an_unknown_or_settled_booking_is_ignored_but_claimed(
-    world: World,
-) -> None:
-    settled, pending = await world.pending(2)
-    await world.service.apply_outcomes([Received(confirmation(settled), None)])
-    batch: list[OrderConfirmed | OrderRejected] = [
-        rejection(settled),
-        confirmation(pending),
-        confirmation(uuid.uuid4()),
-    ]
-    await world.service.apply_outcomes([Received(outcome, None) for outcome in batch])
-    assert world.status(settled) == (BookingStatus.CONFIRMED, 2)  # an outcome is final
-    assert world.status(pending) == (BookingStatus.CONFIRMED, 2)
-    assert world.records.stream_of(batch[2].booking_id) == []  # no stream begun by it
-    assert {o.message_id for o in batch} <= world.records.claimed
-
-
-async def test_two_outcomes_for_one_booking_in_a_batch_settle_it_once(world: World) -> None:
-    (booking_id,) = await world.pending(1)
-    first, second = rejection(booking_id), confirmation(booking_id)
-    await world.service.apply_outcomes([Received(first, None), Received(second, None)])
-    assert world.status(booking_id) == (BookingStatus.REJECTED, 2)
-    assert world.records.stream_of(booking_id)[1].causation_id == str(first.message_id)
-    assert {first.message_id, second.message_id} <= world.records.claimed
-
-
-async def test_a_redelivered_outcome_alone_is_applied_before_and_skipped(world: World) -> None:
-    (booking_id,) = await world.pending(1)
-    outcome = confirmation(booking_id)
-    await world.service.apply_outcomes([Received(outcome, None)])
-    await world.service.apply_outcomes([Received(outcome, None)])  # acked, nothing written
-    assert len(world.records.stream_of(booking_id)) == 2
-
-
-async def test_a_redelivered_outcome_in_a_batch_fails_it_whole_for_the_runner_to_split(
-    world: World,
-) -> None:
-    done, waiting = await world.pending(2)
-    old, new = confirmation(done), rejection(waiting)
-    await world.service.apply_outcomes([Received(old, None)])
-    batch = [Received(old, None), Received(new, None)]
-    with pytest.raises(AlreadyRecorded):
-        await world.service.apply_outcomes(batch)
-    assert world.status(waiting) == (BookingStatus.PENDING, 1)  # nothing of the batch
-    assert new.message_id not in world.records.claimed
-    await as_the_runner_does(world.service.apply_outcomes, batch)
-    assert world.status(waiting) == (BookingStatus.REJECTED, 2)
-
-
-async def test_a_duplicate_the_inbox_never_saw_is_never_acked(world: World) -> None:
-    (booking_id,) = await world.pending(1)
-    state = world.records.bookings[booking_id]
-    world.records.bookings[booking_id] = type(state)(state.booking, 0)  # a row lagging its stream
-    outcome = confirmation(booking_id)
-    with pytest.raises(AlreadyRecorded):
-        await world.service.apply_outcomes([Received(outcome, None)])
-    assert outcome.message_id not in world.records.claimed
-    assert len(world.records.stream_of(booking_id)) == 1
-
-
 # Reads -------------------------------------------------------------------------------------
 
 
 async def test_reads_serve_what_the_use_cases_recorded(world: World) -> None:
     first, second, third = await world.pending(3)
-    await world.service.apply_outcomes([Received(rejection(first), None)])
+    await world.service.apply_saga_answers([Received(rejection(first), None)])
     requested, settled = world.records.stream_of(first)
     before = await world.service.get_booking(
         first, as_of=settled.recorded_at - timedelta(microseconds=1)

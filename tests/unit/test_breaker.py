@@ -1,6 +1,6 @@
 import pytest
 
-from ticketing.shared.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from ticketing.shared.http.breaker import BreakerState, CircuitBreaker, CircuitOpen
 
 
 class Clock:

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
-from ticketing.shared.consumer import MessageRunner
-from ticketing.shared.eventstore import event_store_table
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.messaging.consumer import MessageRunner
+from ticketing.shared.messaging.relay import OutboxRelay
+from ticketing.shared.store.table import event_store_table
 
 
 class CleanupFails(RuntimeError):

@@ -1,7 +1,7 @@
 import asyncio
 from typing import Any, cast
 
-from ticketing.shared.coalescing import CoalescingTransport
+from ticketing.shared.http.serving import CoalescingTransport
 
 
 class RecordingTransport:

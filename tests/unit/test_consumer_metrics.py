@@ -28,9 +28,9 @@ from ticketing.contracts.events import (
 )
 from ticketing.order.service import OrderService
 from ticketing.shared import tally
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
-from ticketing.shared.consumer_metrics import ConsumerMetrics, lag_of
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics, lag_of
+from ticketing.shared.store.eventstore import Cause
 from ticketing.shared.tally import Tally, counting
 
 
@@ -253,12 +253,12 @@ async def test_booking_counts_an_outcome_the_inbox_applied_before() -> None:
         total_price="25.00",
         confirmed_at=datetime.now(UTC),
     )
-    await run.run_batch([delivery(outcome, 0)], service.apply_outcomes)
+    await run.run_batch([delivery(outcome, 0)], service.apply_saga_answers)
     assert counts.duplicates == 0
     # Redelivered, alone and then beside a new message: counted each time it is skipped.
-    await run.run_batch([delivery(outcome, 0)], service.apply_outcomes)
+    await run.run_batch([delivery(outcome, 0)], service.apply_saga_answers)
     other = rejected()
-    await run.run_batch([delivery(outcome, 0), delivery(other, 1)], service.apply_outcomes)
+    await run.run_batch([delivery(outcome, 0), delivery(other, 1)], service.apply_saga_answers)
     assert counts.duplicates == 2
     assert counts.dead_letters == 0
 

@@ -1,10 +1,12 @@
-"""``ticketing dev --replicas N``: each replica's port, and ports that would collide refused."""
+"""``ticketing dev --replicas N``: each replica's port, ports that would collide refused, and the
+address list it hands to callers."""
 
 from __future__ import annotations
 
 import pytest
 
-from ticketing.devstack import REPLICA_PORT_STEP, DevStackError, banner, replica_ports
+from ticketing.cli.dev_infra import DevStackError
+from ticketing.cli.devstack import REPLICA_PORT_STEP, DevStack, banner, replica_ports
 from ticketing.shared.settings import Settings
 
 
@@ -38,3 +40,20 @@ def test_the_banner_lists_every_replicas_port() -> None:
     text = banner(settings, "http://idp", replica_ports(settings, 2, {}))
     assert "booking         8082, 8182" in text
     assert "gateway         8090, 8190" in text
+
+
+def test_replicas_bound_to_an_ipv6_host_are_listed_as_valid_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list goes to every child as TICKETING_INVENTORY_URL: an address such as
+    http://::1:8081 would make each child refuse its settings and die, restarted forever."""
+    monkeypatch.delenv("TICKETING_INVENTORY_URL", raising=False)
+    monkeypatch.delenv("TICKETING_BOOKING_URL", raising=False)
+    settings = Settings.from_env({"TICKETING_INVENTORY_HOST": "::1"})
+    stack = DevStack(settings, {}, 9092, 8180, replicas=2)
+    stack.plan_replicas()
+    assert stack.env["TICKETING_INVENTORY_URL"] == "http://[::1]:8081,http://[::1]:8181"
+    assert Settings.from_env(stack.env).base_urls("inventory") == [
+        "http://[::1]:8081",
+        "http://[::1]:8181",
+    ]

@@ -8,7 +8,7 @@ import msgspec
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.contracts.inventory import Event, Venue
 from ticketing.shared.errors import NotFound
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 EVENT = Event(
     id=uuid.uuid4(),

@@ -21,7 +21,7 @@ from ticketing.inventory.domain import (
     SeatsReserved,
     VenueRegistered,
 )
-from ticketing.shared.eventstore import EventCodec, UnknownEventType, Upcaster
+from ticketing.shared.store.codec import EventCodec, UnknownEventType, Upcaster
 
 CODEC = EventCodec(EVENT_TYPES)
 

@@ -13,15 +13,10 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka.message import KafkaAckableMessage
 
-from tests.unit.test_message_runner import delivery
+from tests.unit.deliveries import delivery
 from ticketing.contracts.events import OrderRejected
-from ticketing.shared.consumer import (
-    CancelledElsewhere,
-    Delivery,
-    MessageRunner,
-    Received,
-    run_all,
-)
+from ticketing.shared.cancellation import CancelledElsewhere, run_all
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
 
 
 class Consumer:
@@ -132,7 +127,7 @@ class OneRecordBreaks(MessageRunner):
         stand_in: Any = object()
         super().__init__(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0.01)
 
-    async def run(self, delivery: Delivery, handler: Any) -> None:
+    async def run(self, delivery: Delivery, handler: Any, traceparent: str | None = None) -> None:
         if delivery.offset == 1:
             raise RuntimeError("a bug in one record")
         await asyncio.sleep(0.05)

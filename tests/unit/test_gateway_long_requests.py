@@ -9,7 +9,7 @@ import pytest
 
 from ticketing.contracts.booking import MAX_WAIT_SECONDS
 from ticketing.gateway.routing import LongRequest, long_request
-from ticketing.shared.disconnect import until_caller_leaves
+from ticketing.shared.http.disconnect import until_caller_leaves
 
 WAIT = "/api/v1/bookings/*?wait"
 STREAM = "/api/v1/customers/*/bookings/stream"

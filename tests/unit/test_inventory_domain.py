@@ -1,14 +1,26 @@
+"""Inventory's rules: exact prices, an event no bigger than its venue, enough seats for a
+reservation and the same seats for a repeat, and cursors that round-trip."""
+
 import uuid
 from decimal import Decimal
 
 import pytest
 
-from ticketing.contracts.inventory import ReservationOutcome, ReservationStatus
+from ticketing.contracts.inventory import (
+    ReservationOutcome,
+    ReservationStatus,
+)
 from ticketing.inventory.decisions import reservation_status
-from ticketing.inventory.domain import Reservation
+from ticketing.inventory.domain import (
+    VenueState,
+    decide_register_venue,
+    decide_schedule_event,
+    evolve,
+)
+from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.rules import check_event_capacity, format_price, parse_price
 from ticketing.shared.errors import Conflict, InvalidInput
-from ticketing.shared.pagination import decode_cursor, encode_cursor
+from ticketing.shared.http.pagination import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(
@@ -75,3 +87,45 @@ def test_cursor_round_trips_and_rejects_garbage() -> None:
     for garbage in ("@@@", "abc", "x" * 40):
         with pytest.raises(InvalidInput):
             decode_cursor(garbage)
+
+
+def hall(capacity: int) -> VenueState:
+    state = evolve(None, decide_register_venue(uuid.uuid4(), "Hall", "Main St 1", capacity))
+    assert isinstance(state, VenueState)
+    return state
+
+
+@pytest.mark.parametrize(("price", "stored"), [("49", "49.00"), ("49.5", "49.50"), ("0", "0.00")])
+def test_a_scheduled_event_keeps_its_price_with_two_decimals(price: str, stored: str) -> None:
+    venue = hall(100)
+    event = decide_schedule_event(
+        uuid.uuid4(), venue, name="Gig", total_capacity=100, ticket_price=price, starts_at=None
+    )
+    assert event.ticket_price == stored
+    assert event.venue_id == venue.id
+    assert event.total_capacity == 100
+
+
+def test_an_event_cannot_hold_more_seats_than_its_venue() -> None:
+    with pytest.raises(InvalidInput, match="exceeds the venue"):
+        decide_schedule_event(
+            uuid.uuid4(),
+            hall(100),
+            name="Gig",
+            total_capacity=101,
+            ticket_price="1",
+            starts_at=None,
+        )
+
+
+@pytest.mark.parametrize("price", ["abc", "-1", "1.005", "NaN", "Infinity", "100000000"])
+def test_an_event_cannot_be_scheduled_at_a_bad_price(price: str) -> None:
+    with pytest.raises(InvalidInput, match="ticket_price"):
+        decide_schedule_event(
+            uuid.uuid4(),
+            hall(100),
+            name="Gig",
+            total_capacity=10,
+            ticket_price=price,
+            starts_at=None,
+        )

@@ -17,15 +17,13 @@ from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
     InventoryEvent,
-    Release,
     ReservationRefused,
     SeatsReleased,
     SeatsReserved,
     evolve,
-    released,
-    reservation_of,
 )
 from ticketing.inventory.repository import STORE
+from ticketing.inventory.reservation import Release, released, reservation_of
 from ticketing.shared.errors import ImpossibleHistory
 
 EVENT, VENUE, BOOKING = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Sequence
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.inventory_streams import event_state, reserve, scheduled
 from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationItemResult,
@@ -25,57 +23,14 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory.decisions import Decisions, decide
 from ticketing.inventory.domain import (
-    EventScheduled,
     EventState,
     EventStreamEvent,
-    InventoryEvent,
-    Reservation,
     ReservationRefused,
     SeatsReserved,
-    VenueState,
-    decide_register_venue,
-    decide_schedule_event,
-    evolve,
-    fold,
-    reservation_of,
 )
-from ticketing.shared.errors import ImpossibleHistory, InvalidInput
+from ticketing.inventory.reservation import Reservation, reservation_of
 
 MAX_CAPACITY = 8
-
-
-def event_state(events: Iterable[EventStreamEvent]) -> EventState:
-    state = fold(events)
-    assert isinstance(state, EventState)
-    return state
-
-
-def reserve(state: EventState, booking_id: uuid.UUID, count: int) -> EventStreamEvent:
-    """What a reservation of ``count`` seats records (the rule the history is built with)."""
-    if count <= state.left_capacity:
-        return SeatsReserved(
-            event_id=state.id,
-            booking_id=booking_id,
-            ticket_count=count,
-            left_capacity=state.left_capacity - count,
-        )
-    return ReservationRefused(
-        event_id=state.id,
-        booking_id=booking_id,
-        ticket_count=count,
-        left_capacity=state.left_capacity,
-    )
-
-
-def scheduled(event_id: uuid.UUID, capacity: int) -> EventScheduled:
-    return EventScheduled(
-        event_id=event_id,
-        venue_id=uuid.uuid4(),
-        name="Concert",
-        total_capacity=capacity,
-        ticket_price="10.00",
-        starts_at=None,
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,138 +224,3 @@ def test_an_unknown_event_leaves_the_booking_id_free_so_a_replay_finds_it_taken(
         ReservationOutcome.CONFLICT,
         ReservationOutcome.RESERVED,
     ]
-
-
-# --- evolve and fold
-
-
-@given(st.integers(0, 100), st.integers(1, 100), st.integers(1, 1000))
-def test_a_refusal_changes_only_the_version(left: int, count: int, version: int) -> None:
-    event_id = uuid.uuid4()
-    state = dataclasses.replace(
-        event_state([scheduled(event_id, 100)]), left_capacity=left, version=version
-    )
-    refused = ReservationRefused(
-        event_id=event_id, booking_id=uuid.uuid4(), ticket_count=count, left_capacity=left
-    )
-    assert evolve(state, refused) == dataclasses.replace(state, version=version + 1)
-
-
-@given(st.integers(1, 100), st.integers(1, 100), st.integers(1, 1000))
-def test_reserved_seats_are_subtracted_from_those_left(left: int, count: int, version: int) -> None:
-    event_id = uuid.uuid4()
-    state = dataclasses.replace(
-        event_state([scheduled(event_id, 100)]), left_capacity=left, version=version
-    )
-    reserved = SeatsReserved(
-        event_id=event_id, booking_id=uuid.uuid4(), ticket_count=count, left_capacity=left - count
-    )
-    assert evolve(state, reserved) == dataclasses.replace(
-        state, left_capacity=left - count, version=version + 1
-    )
-
-
-def test_a_scheduled_event_starts_with_every_seat_left_at_version_one() -> None:
-    venue = evolve(None, decide_register_venue(uuid.uuid4(), "Hall", "Main St 1", 300))
-    assert isinstance(venue, VenueState)
-    starts_at = datetime(2030, 5, 1, 20, tzinfo=UTC)
-    event = decide_schedule_event(
-        uuid.uuid4(),
-        venue,
-        name="Gig",
-        total_capacity=200,
-        ticket_price="12.5",
-        starts_at=starts_at,
-    )
-    state = fold([event])
-    assert state == EventState(
-        event.event_id, venue.id, "Gig", 200, 200, Decimal("12.50"), starts_at, 1
-    )
-    assert venue == VenueState(venue.id, "Hall", "Main St 1", 300, 1)
-
-
-def test_fold_of_no_events_is_no_state() -> None:
-    assert fold([]) is None
-
-
-def wrong_states() -> list[tuple[VenueState | EventState | None, InventoryEvent]]:
-    event_id, venue_id, booking_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    venue = VenueState(venue_id, "Hall", "Main St 1", 10, 1)
-    event = event_state([scheduled(event_id, 10)])
-    registered = decide_register_venue(venue_id, "Hall", "Main St 1", 10)
-    reserved = SeatsReserved(
-        event_id=event_id, booking_id=booking_id, ticket_count=1, left_capacity=9
-    )
-    refused = ReservationRefused(
-        event_id=event_id, booking_id=booking_id, ticket_count=11, left_capacity=10
-    )
-    return [
-        (venue, registered),
-        (event, registered),
-        (event, scheduled(event_id, 10)),
-        (venue, scheduled(event_id, 10)),
-        (None, reserved),
-        (venue, reserved),
-        (None, refused),
-        (venue, refused),
-        (event_state([scheduled(uuid.uuid4(), 10)]), reserved),  # another event's stream
-        (event_state([scheduled(uuid.uuid4(), 10)]), refused),
-    ]
-
-
-@pytest.mark.parametrize(("state", "event"), wrong_states())
-def test_evolve_refuses_an_event_its_stream_cannot_be_at(
-    state: VenueState | EventState | None, event: InventoryEvent
-) -> None:
-    with pytest.raises(ImpossibleHistory):
-        evolve(state, event)
-
-
-def test_evolve_refuses_what_is_not_an_inventory_event() -> None:
-    with pytest.raises(TypeError, match="not an inventory event"):
-        evolve(None, object())  # type: ignore[arg-type]
-
-
-# --- scheduling
-
-
-def hall(capacity: int) -> VenueState:
-    state = evolve(None, decide_register_venue(uuid.uuid4(), "Hall", "Main St 1", capacity))
-    assert isinstance(state, VenueState)
-    return state
-
-
-@pytest.mark.parametrize(("price", "stored"), [("49", "49.00"), ("49.5", "49.50"), ("0", "0.00")])
-def test_a_scheduled_event_keeps_its_price_with_two_decimals(price: str, stored: str) -> None:
-    venue = hall(100)
-    event = decide_schedule_event(
-        uuid.uuid4(), venue, name="Gig", total_capacity=100, ticket_price=price, starts_at=None
-    )
-    assert event.ticket_price == stored
-    assert event.venue_id == venue.id
-    assert event.total_capacity == 100
-
-
-def test_an_event_cannot_hold_more_seats_than_its_venue() -> None:
-    with pytest.raises(InvalidInput, match="exceeds the venue"):
-        decide_schedule_event(
-            uuid.uuid4(),
-            hall(100),
-            name="Gig",
-            total_capacity=101,
-            ticket_price="1",
-            starts_at=None,
-        )
-
-
-@pytest.mark.parametrize("price", ["abc", "-1", "1.005", "NaN", "Infinity", "100000000"])
-def test_an_event_cannot_be_scheduled_at_a_bad_price(price: str) -> None:
-    with pytest.raises(InvalidInput, match="ticket_price"):
-        decide_schedule_event(
-            uuid.uuid4(),
-            hall(100),
-            name="Gig",
-            total_capacity=10,
-            ticket_price=price,
-            starts_at=None,
-        )

@@ -10,12 +10,12 @@ import pytest
 
 from ticketing.inventory.domain import EVENT_STREAM, SeatsReserved
 from ticketing.shared.errors import InvalidInput
-from ticketing.shared.eventstore import Recorded, unbroken
-from ticketing.shared.pagination import (
+from ticketing.shared.http.pagination import (
     VERSION_CURSOR_PATTERN,
     decode_version_cursor,
     encode_version_cursor,
 )
+from ticketing.shared.store.eventstore import Recorded, unbroken
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 

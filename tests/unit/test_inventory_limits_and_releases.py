@@ -30,7 +30,7 @@ from ticketing.inventory.domain import (
 )
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.errors import Conflict, InvalidInput
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.store.eventstore import Cause
 
 CAUSE = Cause(actor="order", correlation_id="request-1", causation_id="request-1")
 RESERVED, INSUFFICIENT = ReservationOutcome.RESERVED, ReservationOutcome.INSUFFICIENT

@@ -29,7 +29,7 @@ import warnings
 import structlog
 from litestar import Litestar
 
-from ticketing.shared.http import create_http_app
+from ticketing.shared.app import create_http_app
 from ticketing.shared.logging import configure_logging, reclaim_standard_library_logging
 from ticketing.shared.settings import Settings
 

@@ -5,44 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from ticketing.contracts.events import EVENT_TYPE_HEADER, OrderRejected
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
+from tests.fakes.dead_letters import DeadLetters
+from tests.unit.deliveries import delivery
+from ticketing.contracts.events import OrderRejected
 from ticketing.shared.errors import Unavailable
-
-
-class DeadLetters:
-    def __init__(self) -> None:
-        self.published: list[bytes] = []
-
-    async def publish(self, value: bytes, topic: str, **_: Any) -> None:
-        self.published.append(value)
-
-
-def delivery(offset: int, *, valid: bool = True) -> Delivery:
-    event = OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        reason="insufficient_capacity",
-        rejected_at=datetime.now(UTC),
-    )
-    return Delivery(
-        topic="t",
-        partition=0,
-        offset=offset,
-        key=None,
-        value=msgspec.json.encode(event) if valid else b"{not json",
-        headers={EVENT_TYPE_HEADER: "OrderRejected"},
-    )
+from ticketing.shared.messaging.consumer import MessageRunner, Received
 
 
 def runner() -> tuple[MessageRunner, DeadLetters]:

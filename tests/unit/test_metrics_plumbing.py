@@ -13,11 +13,12 @@ from prometheus_client import Metric, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from structlog.testing import capture_logs
 
-from ticketing.shared.breaker import CircuitBreaker
-from ticketing.shared.metrics import BreakerCollector, ReadAtScrape, registered, upstream_breakers
-from ticketing.shared.observability import HttpMetrics
-from ticketing.shared.outbox_metrics import age_seconds
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.app_metrics import BreakerCollector, registered, upstream_breakers
+from ticketing.shared.http.breaker import CircuitBreaker
+from ticketing.shared.http.observability import HttpMetrics
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.messaging.outbox_metrics import age_seconds
+from ticketing.shared.metrics import ReadAtScrape
 
 
 class Reading(ReadAtScrape):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ticketing.contracts.events import BOOKINGS_TOPIC
 from ticketing.order.consumer import ACCEPTED
-from ticketing.shared.asyncapi import asyncapi_document
+from ticketing.shared.messaging.asyncapi import asyncapi_document
 
 
 def test_order_service_is_documented_as_consuming_every_type_it_accepts() -> None:

@@ -19,7 +19,8 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.order import inventory_client
 from ticketing.order.inventory_client import InventoryClient, InventoryRefused
-from ticketing.shared.upstream import Reply, Upstream
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.http.upstream_answers import Reply
 
 
 class Releases:

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_message_runner import DeadLetters
-from tests.unit.test_order_release_use_case import Saga, cancelled, delivered, expired
-from tests.unit.test_order_use_case import requested
+from tests.fakes.dead_letters import DeadLetters
+from tests.unit.order_saga import Saga, cancelled, delivered, expired, requested
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
     BookingCancelled,
@@ -28,7 +27,7 @@ from ticketing.contracts.events import (
 )
 from ticketing.inventory.domain import SeatsReleased
 from ticketing.order.consumer import ACCEPTED
-from ticketing.shared.consumer import Delivery, MessageRunner
+from ticketing.shared.messaging.consumer import Delivery, MessageRunner
 
 CAPACITY = 20
 Message = BookingRequested | SeatRelease

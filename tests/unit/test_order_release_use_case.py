@@ -5,23 +5,17 @@ order's seats go back once, whatever comes twice, and a release that cannot be i
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
-from tests.fakes.order import InMemoryOrderRecords, SagaInventory
+from tests.fakes.dead_letters import DeadLetters
 from tests.harness import as_the_runner_does
-from tests.unit.test_message_runner import DeadLetters
-from tests.unit.test_order_use_case import requested
+from tests.unit.order_saga import Saga, cancelled, delivered, expired, requested
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,
-    BOOKINGS_TOPIC,
-    BookingCancelled,
     BookingRequested,
-    HoldExpired,
     OrderConfirmed,
     OrderRejected,
     OrderReleased,
@@ -30,58 +24,10 @@ from ticketing.contracts.events import (
 from ticketing.contracts.inventory import ReleaseItemResult, ReleaseOutcome
 from ticketing.order.consumer import ACCEPTED
 from ticketing.order.domain import ImpossibleRelease, OrderStatus
-from ticketing.order.service import CONSUMER, OrderService
-from ticketing.shared.consumer import Delivery, MessageRunner, Received
+from ticketing.order.service import CONSUMER
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.eventstore import message_headers
-from ticketing.shared.unit_of_work import AlreadyRecorded
-
-
-def cancelled(booked: BookingRequested) -> BookingCancelled:
-    return BookingCancelled(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        cancelled_at=datetime.now(UTC),
-    )
-
-
-def expired(booked: BookingRequested) -> HoldExpired:
-    return HoldExpired(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        expired_at=datetime.now(UTC),
-    )
-
-
-class Saga:
-    """The order service on in-memory records and inventory, with a sale of ``capacity``."""
-
-    def __init__(self, capacity: int = 10) -> None:
-        self.records = InMemoryOrderRecords()
-        self.inventory = SagaInventory()
-        self.wakes = 0
-        self.service = OrderService(self.records, self.inventory, after_commit=self.wake)
-        self.event_id = self.inventory.schedule(capacity)
-
-    def wake(self) -> None:
-        self.wakes += 1
-
-    async def booked(self, tickets: int = 2) -> BookingRequested:
-        """A booking whose order is confirmed."""
-        message = requested(self.event_id, tickets)
-        await self.service.handle_batch([Received(message, None)])
-        assert isinstance(self.records.outcomes[message.booking_id][0], OrderConfirmed)
-        return message
-
-    async def handle(self, *messages: object, correlation_id: str | None = None) -> None:
-        await self.service.handle_batch([Received(m, correlation_id) for m in messages])
-
-    def left(self) -> int:
-        return self.inventory.left(self.event_id)
+from ticketing.shared.messaging.consumer import MessageRunner, Received
 
 
 @pytest.mark.parametrize(("release", "reason"), [(cancelled, "cancelled"), (expired, "expired")])
@@ -239,13 +185,6 @@ async def test_an_unreachable_inventory_releases_nothing_and_records_nothing() -
     saga.inventory.down = False
     await saga.handle(cancelled(booked))
     assert booked.booking_id in saga.records.releases
-
-
-def delivered(offset: int, message: BookingRequested | SeatRelease) -> Delivery:
-    """``message`` as the runner receives it from the bookings topic."""
-    headers = message_headers(type(message).__name__, message.message_id, None)
-    decoded = {name: value.decode() for name, value in headers}
-    return Delivery(BOOKINGS_TOPIC, 0, offset, None, msgspec.json.encode(message), decoded)
 
 
 async def test_the_runner_dead_letters_an_impossible_release_and_applies_the_rest() -> None:

@@ -6,35 +6,22 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from tests.fakes.order import InMemoryOrderRecords, SagaInventory
 from tests.harness import as_the_runner_does
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from tests.unit.order_saga import requested
+from ticketing.contracts.events import OrderConfirmed, OrderRejected
 from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationItemResult,
     ReservationOutcome,
 )
 from ticketing.order.service import CONSUMER, OrderService
-from ticketing.shared.consumer import Received
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.unit_of_work import AlreadyRecorded
-
-
-def requested(event_id: uuid.UUID, tickets: int = 1) -> BookingRequested:
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=event_id,
-        ticket_count=tickets,
-        unit_price="10.00",
-        total_price=f"{10 * tickets}.00",
-        requested_at=datetime.now(UTC),
-    )
+from ticketing.shared.messaging.consumer import Received
 
 
 def service() -> tuple[OrderService, InMemoryOrderRecords, SagaInventory, list[None]]:

@@ -8,7 +8,7 @@ import uuid
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from ticketing.shared.partitioner import Murmur2Partitioner, murmur2
+from ticketing.shared.messaging.partitioner import Murmur2Partitioner, murmur2
 
 # Utils.murmur2 of these strings in the Java client (Kafka's own test vectors), signed.
 JAVA = {

@@ -9,10 +9,10 @@ from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
 from ticketing.booking.tables import event_store
-from ticketing.shared.db import create_engine
-from ticketing.shared.http import create_http_app
-from ticketing.shared.messaging import has_joined
-from ticketing.shared.relay import OutboxRelay
+from ticketing.shared.app import create_http_app
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.broker import has_joined
+from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.runtime import relay_ready, service_runtime
 from ticketing.shared.settings import Settings
 

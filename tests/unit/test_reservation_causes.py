@@ -6,7 +6,8 @@ import uuid
 
 from ticketing.contracts.inventory import ReservationItem
 from ticketing.inventory.service import item_causes
-from ticketing.shared.eventstore import MAX_ID_LENGTH, Cause
+from ticketing.shared.store.eventstore import Cause
+from ticketing.shared.store.table import MAX_ID_LENGTH
 
 REQUEST = Cause(actor="order-service", correlation_id="batch-request", causation_id="batch-request")
 
@@ -41,3 +42,21 @@ def test_an_id_the_store_cannot_hold_whole_is_left_out_not_clipped() -> None:
     (cause,) = item_causes(items, REQUEST).values()
     assert cause.causation_id == "batch-request"
     assert cause.correlation_id == "t"
+
+
+def test_an_item_id_outside_printable_ascii_is_left_out_as_a_header_id_is() -> None:
+    """Ids from X-Causation-ID and X-Request-ID are stored only in printable ASCII; the same ids
+    named in a batch's body must not reach the store with a line break or an escape."""
+    booking_id = uuid.uuid4()
+    items = [
+        ReservationItem(
+            uuid.uuid4(),
+            booking_id,
+            1,
+            causation_id="message-1\nactor: admin",
+            correlation_id="trace-\x1b[2J",
+        )
+    ]
+    (cause,) = item_causes(items, REQUEST).values()
+    assert cause.causation_id == "batch-request"
+    assert cause.correlation_id == "batch-request"

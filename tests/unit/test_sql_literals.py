@@ -26,7 +26,7 @@ from pymysql.constants.SERVER_STATUS import (
 )
 from pymysql.err import NotSupportedError, ProgrammingError
 
-from ticketing.shared import sql
+from ticketing.shared.db import sql
 
 SPECIAL = "\\\0\n\r\x1a\"'%"
 

@@ -1,78 +1,27 @@
 """The status feed on an in-memory store whose events commit in any order: waiters woken at
 once, streams fed in position order with nothing skipped and nothing twice, holes waited for
-and then passed, a slow reader cut off, and the open-request limit."""
+and then passed (cheaply, whatever the jump in positions), and the open-request limit."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import tracemalloc
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from litestar.response.streaming import ASGIStreamingResponse
 
-from tests.fakes.booking import InMemoryStatusLog, recorded
-from ticketing.booking.domain import BookingConfirmed, BookingRejected
-from ticketing.booking.push import StatusPush
-from ticketing.booking.status import PAGE, OpenLimit, StatusFeed
+from tests.fakes.status_log import InMemoryStatusLog, recorded
+from tests.unit.status_events import CUSTOMER, Clock, booking, confirmed, feed_on, requested
+from ticketing.booking.domain import BookingRejected
+from ticketing.booking.status_feed import PAGE
+from ticketing.booking.status_listeners import OpenLimit
 from ticketing.contracts.booking import Booking, BookingStatus
-from ticketing.contracts.events import BookingRequested
 from ticketing.shared.errors import RateLimited
-from ticketing.shared.eventstore import Recorded
-
-CUSTOMER = uuid.uuid4()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def requested(booking_id: uuid.UUID, customer_id: uuid.UUID = CUSTOMER) -> BookingRequested:
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=booking_id,
-        customer_id=customer_id,
-        event_id=uuid.uuid4(),
-        ticket_count=1,
-        unit_price="10.00",
-        total_price="10.00",
-        requested_at=datetime.now(UTC),
-    )
-
-
-def confirmed(booking_id: uuid.UUID) -> BookingConfirmed:
-    return BookingConfirmed(
-        booking_id=booking_id, order_id=uuid.uuid4(), confirmed_at=datetime.now(UTC)
-    )
-
-
-def booking(booking_id: uuid.UUID, status: BookingStatus) -> Booking:
-    return Booking(
-        id=booking_id,
-        status=status,
-        customer_id=CUSTOMER,
-        event_id=uuid.uuid4(),
-        ticket_count=1,
-        unit_price="10.00",
-        total_price=str(Decimal("10.00")),
-        created_at=datetime.now(UTC),
-    )
-
-
-def feed_on(log: InMemoryStatusLog, clock: Clock | None = None) -> StatusFeed:
-    return StatusFeed(log, interval=0.001, idle_interval=0.001, grace=2.0, clock=clock or Clock())
+from ticketing.shared.store.eventstore import Recorded
 
 
 async def test_a_waiter_is_woken_by_the_settlement_it_waits_for() -> None:
@@ -219,25 +168,6 @@ async def test_a_settlement_of_a_booking_requested_before_the_feed_started_finds
     assert (position, change.status, change.reason) == (2, BookingStatus.REJECTED, "sold_out")
 
 
-async def test_a_reader_too_far_behind_is_cut_off_once() -> None:
-    log = InMemoryStatusLog()
-    feed = feed_on(log)
-    await feed.start()
-    cut_offs: list[None] = []
-    async with feed.subscribed(CUSTOMER, 2, on_overflow=lambda: cut_offs.append(None)) as (
-        live,
-        _,
-    ):
-        for position in range(1, 6):
-            b = uuid.uuid4()
-            log.commit(recorded(position, requested(b), stream_id=b, version=1))
-        await feed.poll()
-        assert live.overflowed
-        assert live.changes.qsize() == 2  # bounded: nothing more was kept for it
-    assert cut_offs == [None]
-    assert not feed._subscriptions
-
-
 async def test_history_tells_what_came_before_the_mark() -> None:
     log = InMemoryStatusLog()
     b = uuid.uuid4()
@@ -263,109 +193,6 @@ def test_each_client_holds_at_most_its_limit_of_open_requests() -> None:
     limit.acquire("a")
     limit.release("a")
     assert limit.open_count("a") == 0
-
-
-def push_on(feed: StatusFeed, *, heartbeat: float = 30, buffer: int = 100) -> StatusPush:
-    return StatusPush(feed, OpenLimit(1), heartbeat, buffer)
-
-
-async def test_a_stream_tells_the_store_first_then_what_happens_and_beats_when_idle() -> None:
-    log = InMemoryStatusLog()
-    b = uuid.uuid4()
-    log.commit(
-        recorded(1, requested(b), stream_id=b, version=1),
-        recorded(2, confirmed(b), stream_id=b, version=2),
-    )
-    feed = feed_on(log)
-    await feed.poll()  # the mark is at 2
-    stream = push_on(feed, heartbeat=0.05).stream(CUSTOMER, "client", after=0)
-    assert await anext(stream) == b"retry: 1000\n\n"
-    told = [await anext(stream), await anext(stream)]
-    assert [chunk.split(b"\n")[0] for chunk in told] == [b"id: 1", b"id: 2"]
-    assert b'"status":"CONFIRMED"' in told[1]
-    assert await anext(stream) == b": keep-alive\n\n"
-    other = uuid.uuid4()
-    log.commit(recorded(3, requested(other), stream_id=other, version=1))
-    await feed.poll()
-    live = await anext(stream)
-    assert live.startswith(b"id: 3\nevent: booking\ndata: ")
-    await stream.aclose()
-    assert not feed._subscriptions  # closing frees it at once
-
-
-async def test_a_stream_holds_its_clients_slot_until_it_ends() -> None:
-    feed = feed_on(InMemoryStatusLog())
-    push = push_on(feed)
-    stream = push.stream(CUSTOMER, "client", after=None)
-    await anext(stream)
-    assert push.limit.open_count("client") == 1
-    with pytest.raises(RateLimited):
-        push.limit.check("client")
-    await stream.aclose()
-    assert push.limit.open_count("client") == 0
-
-
-async def test_a_reader_that_falls_behind_is_disconnected() -> None:
-    log = InMemoryStatusLog()
-    feed = feed_on(log)
-    push = push_on(feed, buffer=3)
-    taken: list[bytes] = []
-
-    async def slow_reader() -> None:
-        async for chunk in push.stream(CUSTOMER, "client", after=None):
-            taken.append(chunk)
-            await asyncio.sleep(3600)  # stops reading, as a stalled socket does
-
-    reader = asyncio.create_task(slow_reader())
-    await asyncio.sleep(0.01)
-    for position in range(1, 10):
-        b = uuid.uuid4()
-        log.commit(recorded(position, requested(b), stream_id=b, version=1))
-    await feed.poll()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(reader, 1)
-    assert taken == [b"retry: 1000\n\n"]
-    assert push.limit.open_count("client") == 0
-    assert not feed._subscriptions
-
-
-async def test_a_reader_cut_off_while_its_socket_is_stalled_frees_its_slot_and_subscription() -> (
-    None
-):
-    """Litestar iterates a stream in a task of its own and, when that task is cancelled in a
-    ``send`` (the stalled socket the cut-off is for), abandons the generator without closing
-    it: nothing may wait for the generator's ``finally`` (run only by a garbage collection)."""
-    log = InMemoryStatusLog()
-    feed = feed_on(log)
-    push = push_on(feed, buffer=3)
-    response = ASGIStreamingResponse(
-        iterator=push.stream(CUSTOMER, "client", after=None), media_type="text/event-stream"
-    )
-    never = asyncio.Event()
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.body":
-            await never.wait()  # the client reads nothing: the socket's buffer stays full
-
-    async def receive() -> Any:
-        await never.wait()  # the client is still connected
-
-    gc.disable()  # a collection would close the abandoned generator and hide the leak
-    try:
-        scope: Any = {"type": "http"}
-        serving = asyncio.create_task(response(scope, receive, send))
-        await asyncio.sleep(0.01)
-        for position in range(1, 10):
-            b = uuid.uuid4()
-            log.commit(recorded(position, requested(b), stream_id=b, version=1))
-        await feed.poll()
-        await asyncio.wait_for(serving, 1)  # the response ends (the server closes it)
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert push.limit.open_count("client") == 0
-        assert not feed._subscriptions
-    finally:
-        gc.enable()
 
 
 class FlakyCustomers(InMemoryStatusLog):
@@ -450,26 +277,3 @@ async def test_a_jump_in_positions_costs_neither_memory_nor_time_per_position() 
         assert [live.changes.get_nowait()[0] for _ in range(2)] == [1, far]
     assert feed.mark == far
     assert peak < 5_000_000
-
-
-async def test_a_reader_cut_off_as_its_next_change_arrives_is_still_disconnected() -> None:
-    """Python 3.11's ``wait_for`` swallows a cancellation that comes with the change it waits
-    for: the cut-off may not rest on the cancellation alone, or the stream lives on without
-    its subscription, beating its heart and never sending a change again."""
-    log = InMemoryStatusLog()
-    feed = feed_on(log)
-    push = push_on(feed, buffer=3)
-
-    async def fast_reader() -> None:
-        async for _ in push.stream(CUSTOMER, "client", after=None):
-            pass
-
-    reader = asyncio.create_task(fast_reader())
-    await asyncio.sleep(0.01)  # waiting for a change
-    for position in range(1, 6):  # more than the buffer, in one read
-        b = uuid.uuid4()
-        log.commit(recorded(position, requested(b), stream_id=b, version=1))
-    await feed.poll()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(reader, 1)
-    assert push.limit.open_count("client") == 0

@@ -10,8 +10,8 @@ from aiokafka.errors import ConsumerStoppedError
 from faststream.kafka import KafkaBroker
 
 from ticketing.contracts.events import OrderRejected
+from ticketing.shared.messaging.subscription import IDLE_WAIT_MS, subscribe
 from ticketing.shared.settings import Settings
-from ticketing.shared.subscription import IDLE_WAIT_MS, subscribe
 
 
 class Consumer:

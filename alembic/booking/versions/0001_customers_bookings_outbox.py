@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.mysql import DATETIME
 
-from ticketing.shared.migration_ops import (
+from ticketing.shared.db.migration_ops import (
     create_inbox_table_v1,
     create_outbox_table_v1,
     drop_shared_tables_v1,

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from ticketing.shared.migration_ops import (
+from ticketing.shared.db.migration_ops import (
     add_event_store_delivery_v1,
     create_event_store_table_v1,
     create_outbox_table_v1,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from ticketing.shared.migration_ops import create_event_store_table_v1
+from ticketing.shared.db.migration_ops import create_event_store_table_v1
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from ticketing.shared.migration_ops import add_event_store_delivery_v1
+from ticketing.shared.db.migration_ops import add_event_store_delivery_v1
 
 revision: str = "0003"
 down_revision: str | None = "0002"

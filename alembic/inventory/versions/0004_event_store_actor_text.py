@@ -8,7 +8,10 @@ Create Date: 2026-12-06
 
 from collections.abc import Sequence
 
-from ticketing.shared.migration_ops import narrow_event_store_actor_v1, widen_event_store_actor_v1
+from ticketing.shared.db.migration_ops import (
+    narrow_event_store_actor_v1,
+    widen_event_store_actor_v1,
+)
 
 revision: str = "0004"
 down_revision: str | None = "0003"

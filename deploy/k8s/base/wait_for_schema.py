@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from ticketing.shared.migrations import alembic_config
+from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
 
 POLL_SECONDS = 2.0

@@ -10,26 +10,22 @@ from datetime import timedelta
 import structlog
 from litestar import Litestar
 
-from ticketing.booking.api import (
-    BookingController,
-    CustomerController,
-    document_request_booking,
-    request_booking,
-)
+from ticketing.booking.api.booking_request import document_request_booking, request_booking
+from ticketing.booking.api.controllers import BookingController, CustomerController
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.metrics import BookingMetrics
 from ticketing.booking.push import StatusPush
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
-from ticketing.booking.service import CONSUMER, BookingService
-from ticketing.booking.status import StatusFeed
+from ticketing.booking.service import BookingService
+from ticketing.booking.settlement import CONSUMER
+from ticketing.booking.status_feed import StatusFeed
 from ticketing.booking.tables import event_store
+from ticketing.shared.app import create_http_app
 from ticketing.shared.cancellation import stop_if_cancelled
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.http import create_http_app
-from ticketing.shared.metrics import registered, upstream_breakers
-from ticketing.shared.oauth_client import upstream_as
-from ticketing.shared.runtime import consuming, service_runtime
+from ticketing.shared.http.app_metrics import registered, upstream_breakers
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
+from ticketing.shared.runtime import calling_runtime, consuming
 from ticketing.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,11 +37,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        async with (
-            upstream_as(
-                settings, "inventory", settings.booking_client_id, settings.booking_client_secret
-            ) as inventory,
-            service_runtime(app, settings, "booking", event_store) as shared,
+        async with calling_runtime(app, settings, "booking", event_store, upstream="inventory") as (
+            shared,
+            inventory,
         ):
             booking_metrics, consumer_metrics = BookingMetrics(), ConsumerMetrics()
             service = BookingService(
@@ -54,7 +48,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
                 max_tickets=settings.booking_max_tickets,
                 abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
                 hold_for=timedelta(seconds=settings.hold_seconds),
-                outcomes=booking_metrics,
+                observer=booking_metrics,
             )
             app.state.bookings = service
             feed = StatusFeed(

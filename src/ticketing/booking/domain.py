@@ -4,7 +4,7 @@ Booking is event-sourced (ADR 12): a customer's stream holds :class:`CustomerReg
 booking's stream starts with :class:`~ticketing.contracts.events.BookingRequested` (the
 published contract, stored as it is sent) and goes through the lifecycle of ADR 17:
 
-    PENDING -> CONFIRMED | HELD | REJECTED      (the order saga's outcome)
+    PENDING -> CONFIRMED | HELD | REJECTED      (settled by the order saga's answer)
     HELD -> CONFIRMED (its client confirms) | EXPIRED (its time ran out) | CANCELLING
     CONFIRMED -> CANCELLING -> CANCELLED        (inventory released the seats)
 
@@ -283,6 +283,13 @@ def _applied(old: Booking, event: StreamEvent) -> Booking:
         case _:
             raise ImpossibleHistory(f"{type(event).__name__} is not an event of a booking's stream")
     return msgspec.structs.replace(old, **changes)
+
+
+def evolve_all(state: BookingState, events: Iterable[StreamEvent]) -> BookingState:
+    """The booking after each of ``events`` in turn, from ``state``."""
+    for event in events:
+        state = evolve(state, event)
+    return state
 
 
 def fold(events: Iterable[StreamEvent]) -> BookingState:

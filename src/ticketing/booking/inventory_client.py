@@ -11,7 +11,7 @@ import msgspec
 
 from ticketing.contracts.inventory import Event
 from ticketing.shared.errors import NotFound, Unavailable
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 MAX_CACHED_EVENTS = 10_000
 
@@ -23,7 +23,7 @@ class InventoryClient:
     reservation decides), so an answer a moment old is good enough, and a hot event during a
     flash sale costs inventory one read per interval instead of one per request. When an entry
     runs out, the requests that arrive while it is being read again wait for that one read
-    rather than each sending its own (at 1,500 bookings/s, 54 reads a second instead of one).
+    rather than each sending its own.
     Because a read is shared, it carries booking's own token (the upstream's credentials), never a
     caller's: one caller's bad token must not become the failure of the callers sharing its read.
     """

@@ -80,7 +80,7 @@ def decide_answer(
 def _settled(
     state: BookingState, answer: OrderConfirmed | OrderRejected, now: datetime, hold_for: timedelta
 ) -> BookingHeld | BookingConfirmed | BookingRejected:
-    """The event that settles a PENDING booking with the saga's outcome."""
+    """The event that settles a PENDING booking with the saga's answer."""
     booking_id = state.booking.id
     if isinstance(answer, OrderRejected):
         return BookingRejected(booking_id=booking_id, reason=answer.reason, rejected_at=now)

@@ -1,10 +1,7 @@
-"""Booking's own metrics: how bookings end, and how long the order saga takes to answer.
-
-Told by the service once a change is committed (:class:`ticketing.booking.service.Outcomes`),
-from the events the change recorded: each outcome counts once per booking that reaches it (a
-hold confirmed later counts as HELD, then as CONFIRMED), and the saga's duration runs from the
-booking's request to the moment its settlement was decided.
-"""
+"""Booking's own metrics, told by the service once a change is committed (the port
+:class:`~ticketing.booking.ports.CommitObserver`), so that they count only what was recorded:
+each status a booking reaches (a confirmed hold counts as HELD, then as CONFIRMED), and the
+saga's time from a request to its settlement. Names and labels are as published."""
 
 from __future__ import annotations
 
@@ -14,13 +11,13 @@ from datetime import UTC, datetime
 from prometheus_client import Counter, Histogram, Metric
 from prometheus_client.registry import Collector
 
+from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingConfirmed, BookingHeld, BookingRejected, SeatsReturned
-from ticketing.booking.repository import Change
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import HoldExpired
 
-# The event that brings a booking to each outcome counted.
-OUTCOME_OF: dict[type, BookingStatus] = {
+# The status each counted event brings a booking to: the ``outcome`` label it is counted under.
+STATUS_REACHED_BY: dict[type, BookingStatus] = {
     BookingConfirmed: BookingStatus.CONFIRMED,
     BookingHeld: BookingStatus.HELD,
     BookingRejected: BookingStatus.REJECTED,
@@ -34,11 +31,11 @@ SAGA_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 class BookingMetrics(Collector):
     """``booking_outcomes_total{outcome}`` and ``booking_saga_duration_seconds{outcome}``,
-    every child made up front: a scrape shows each outcome from the start (at 0), and a
-    change costs no label lookup."""
+    every child made up front: a scrape shows each status from the start (at 0), and a change
+    costs no label lookup."""
 
     def __init__(self) -> None:
-        self._outcomes = Counter(
+        self._reached = Counter(
             "booking_outcomes",
             "Bookings that reached each outcome (a confirmed hold counts as HELD, then CONFIRMED)",
             ["outcome"],
@@ -52,10 +49,10 @@ class BookingMetrics(Collector):
             registry=None,
         )
         self._counted: dict[type, Counter] = {
-            cls: self._outcomes.labels(s.value) for cls, s in OUTCOME_OF.items()
+            cls: self._reached.labels(s.value) for cls, s in STATUS_REACHED_BY.items()
         }
         self._timed: dict[type, Histogram] = {
-            cls: self._saga.labels(OUTCOME_OF[cls].value) for cls in SETTLEMENTS
+            cls: self._saga.labels(STATUS_REACHED_BY[cls].value) for cls in SETTLEMENTS
         }
 
     def committed(self, changes: Sequence[Change]) -> None:
@@ -77,9 +74,9 @@ class BookingMetrics(Collector):
                     break
 
     def describe(self) -> Iterator[Metric]:
-        yield from self._outcomes.describe()
+        yield from self._reached.describe()
         yield from self._saga.describe()
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._outcomes.collect()
+        yield from self._reached.collect()
         yield from self._saga.collect()

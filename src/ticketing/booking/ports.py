@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ticketing.booking import domain
-from ticketing.booking import repository as repo
+from ticketing.booking.changes import Change, DecideChanges
+from ticketing.booking.idempotency import KeyClaim, StoredKey
+from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
-from ticketing.shared.eventstore import Cause, Recorded
+from ticketing.shared.store.eventstore import Cause, Recorded
 
 
 class BookingRecords(Protocol):
@@ -32,19 +34,19 @@ class BookingRecords(Protocol):
 
     async def claim_key(
         self,
-        claim: repo.KeyClaim,
+        claim: KeyClaim,
         fingerprint: str,
-        take_over: Callable[[repo.StoredKey], bool],
-    ) -> repo.StoredKey | None:
+        take_over: Callable[[StoredKey], bool],
+    ) -> StoredKey | None:
         """In one transaction: None when ``claim`` holds its key now (it was free, or its
         request is in flight and ``take_over`` says take it); otherwise the key as stored."""
 
-    async def release_key(self, claim: repo.KeyClaim) -> None:
+    async def release_key(self, claim: KeyClaim) -> None:
         """Forget the key, only while ``claim`` holds it and it has no answer."""
 
     async def purge_keys(self, older_than: timedelta) -> int: ...
 
-    async def add_booking(self, new: repo.NewBooking) -> bytes:
+    async def add_booking(self, new: NewBooking) -> bytes:
         """Record the booking, its event and its key's answer; the answer's body. Raises
         :class:`KeyTakenOver` (and records nothing) when its claim no longer holds its key."""
 
@@ -52,16 +54,16 @@ class BookingRecords(Protocol):
         self,
         message_ids: Sequence[uuid.UUID],
         booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideChanges,
+        decide_at: DecideChanges,
     ) -> None:
         """In one transaction: lock the bookings, claim the messages, and record the changes
         ``decide_at`` gives from the locked states (missing ones left out) at the time of the
         transaction."""
 
-    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: repo.DecideChanges) -> None:
+    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
         """As :meth:`settle`, with no message to claim (a request's change)."""
 
-    async def expire(self, limit: int, decide_at: repo.DecideChanges) -> None:
+    async def expire(self, limit: int, decide_at: DecideChanges) -> None:
         """In one transaction: lock up to ``limit`` HELD bookings past their time, skipping
         those another transaction holds, and record the changes ``decide_at`` gives."""
 
@@ -91,20 +93,20 @@ class EventLookup(Protocol):
     ) -> Event: ...
 
 
-class Outcomes(Protocol):
-    """What is told of the changes once committed (the metrics): every change, and the saga's
+class CommitObserver(Protocol):
+    """Who is told of the changes once committed (the metrics): every change, and the saga's
     settlements with the time they were decided at."""
 
-    def committed(self, changes: Sequence[repo.Change]) -> None: ...
+    def committed(self, changes: Sequence[Change]) -> None: ...
 
-    def settled(self, changes: Sequence[repo.Change], now: datetime) -> None: ...
+    def settled(self, changes: Sequence[Change], now: datetime) -> None: ...
 
 
-class NoOutcomes:
-    """Outcomes told to no one (a service built without metrics: tests, tools)."""
+class NoCommitObserver:
+    """Tells no one of the changes (a service built without metrics: tests, tools)."""
 
-    def committed(self, changes: Sequence[repo.Change]) -> None:
+    def committed(self, changes: Sequence[Change]) -> None:
         pass
 
-    def settled(self, changes: Sequence[repo.Change], now: datetime) -> None:
+    def settled(self, changes: Sequence[Change], now: datetime) -> None:
         pass

@@ -5,190 +5,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.booking.domain import (
-    BOOKING_STREAM,
-    CENT,
-    CUSTOMER_STREAM,
-    BookingConfirmed,
-    BookingHeld,
-    BookingRejected,
-    BookingState,
-    CancellationRequested,
-    CustomerRegistered,
-    SeatsReturned,
-    customer_of,
-    evolve,
+from ticketing.booking.domain import BOOKING_STREAM, CUSTOMER_STREAM
+from ticketing.booking.projection_rows import (
+    BookingRow,
+    Projection,
+    fold_booking,
+    fold_customer,
+    folded,
+    stored,
+    stored_booking,
 )
-from ticketing.booking.repository import STORE, customer_row
+from ticketing.booking.repository import STORE, customer_of_row, customer_row
 from ticketing.booking.tables import bookings, customers, event_store
-from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import BookingCancelled, BookingRequested, HoldExpired
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Recorded
-from ticketing.shared.projections import Rebuilt
-from ticketing.shared.projections import differences as table_differences
+from ticketing.shared.store.projections import Rebuilt, verify_projection
+from ticketing.shared.store.projections import differences as table_differences
 
-PAGE = 5000
 TABLES = ("customers", "bookings")
-
-
-@dataclass(frozen=True, slots=True)
-class BookingRow:
-    """A bookings row as the events say it must be (prices to the cent, times aware)."""
-
-    booking: Booking
-    version: int
-    updated_at: datetime
-    requested_by: str | None = None
-
-
-@dataclass
-class Projection:
-    customers: dict[uuid.UUID, Customer] = field(default_factory=dict)
-    bookings: dict[uuid.UUID, BookingRow] = field(default_factory=dict)
-
-
-def _cents(price: str) -> str:
-    return str(Decimal(price).quantize(CENT))
-
-
-def _row_of(state: BookingState, at: datetime) -> BookingRow:
-    booking = state.booking
-    booking = Booking(
-        id=booking.id,
-        status=booking.status,
-        customer_id=booking.customer_id,
-        event_id=booking.event_id,
-        ticket_count=booking.ticket_count,
-        unit_price=_cents(booking.unit_price),
-        total_price=_cents(booking.total_price),
-        created_at=booking.created_at.astimezone(UTC),
-        order_id=booking.order_id,
-        reason=booking.reason,
-        hold=booking.hold,
-        expires_at=None if booking.expires_at is None else booking.expires_at.astimezone(UTC),
-        cancel_requested=booking.cancel_requested,
-    )
-    return BookingRow(booking, state.version, at.astimezone(UTC), state.requested_by)
-
-
-# The field of each booking event that says when its change was made.
-_TIME_OF: dict[type[Any], str] = {
-    BookingRequested: "requested_at",
-    BookingHeld: "held_at",
-    BookingConfirmed: "confirmed_at",
-    BookingRejected: "rejected_at",
-    CancellationRequested: "requested_at",
-    BookingCancelled: "cancelled_at",
-    HoldExpired: "expired_at",
-    SeatsReturned: "returned_at",
-}
-
-
-def _event_time(event: Any) -> datetime:
-    """When the change an event records was made: the time the projection row keeps."""
-    field_name = _TIME_OF.get(type(event))
-    if field_name is None:
-        raise ImpossibleHistory(f"{type(event).__name__} is not a booking's event")
-    moment: datetime = getattr(event, field_name)
-    return moment
-
-
-def fold_booking(history: list[Recorded]) -> BookingRow:
-    """A booking's row from its stream (versions checked against the fold)."""
-    state: BookingState | None = None
-    for recorded in history:
-        state = evolve(state, recorded.event)
-        if state.version != recorded.version:
-            raise ImpossibleHistory(
-                f"event at position {recorded.position} is version {recorded.version}, "
-                f"the fold is at {state.version}"
-            )
-    if state is None:
-        raise ImpossibleHistory("the stream holds no event")
-    return _row_of(state, _event_time(history[-1].event))
-
-
-def fold_customer(history: list[Recorded]) -> Customer:
-    if len(history) != 1 or not isinstance(history[0].event, CustomerRegistered):
-        raise ImpossibleHistory("a customer's stream holds its registration only")
-    customer = customer_of(history[0].event)
-    return Customer(
-        id=customer.id,
-        name=customer.name,
-        email=customer.email,
-        address=customer.address,
-        created_at=customer.created_at.astimezone(UTC),
-    )
-
-
-async def folded(conn: AsyncConnection, problems: list[str]) -> Projection:
-    """Every stream folded, a page of events at a time."""
-    streams: dict[uuid.UUID, list[Recorded]] = {}
-    after = 0
-    while page := await STORE.page(conn, after=after, limit=PAGE):
-        for recorded in page:
-            streams.setdefault(recorded.stream_id, []).append(recorded)
-        after = page[-1].position
-    state = Projection()
-    for stream_id, history in streams.items():
-        history.sort(key=lambda recorded: recorded.version)
-        try:
-            if history[0].stream_type == CUSTOMER_STREAM:
-                state.customers[stream_id] = fold_customer(history)
-            else:
-                state.bookings[stream_id] = fold_booking(history)
-        except ImpossibleHistory as error:
-            problems.append(f"stream {stream_id} cannot be folded: {error}")
-    return state
-
-
-def _customer(row: Any) -> Customer:
-    return Customer(
-        id=row.id,
-        name=row.name,
-        email=row.email,
-        address=row.address,
-        created_at=row.created_at.replace(tzinfo=UTC),
-    )
-
-
-def _booking_row(row: Any) -> BookingRow:
-    booking = Booking(
-        id=row.id,
-        status=BookingStatus(row.status),
-        customer_id=row.customer_id,
-        event_id=row.event_id,
-        ticket_count=row.ticket_count,
-        unit_price=str(row.unit_price),
-        total_price=str(row.total_price),
-        created_at=row.created_at.replace(tzinfo=UTC),
-        order_id=row.order_id,
-        reason=row.reason,
-        hold=bool(row.hold),
-        expires_at=None if row.expires_at is None else row.expires_at.replace(tzinfo=UTC),
-        cancel_requested=bool(row.cancel_requested),
-    )
-    return BookingRow(booking, row.version, row.updated_at.replace(tzinfo=UTC), row.requested_by)
-
-
-async def stored(conn: AsyncConnection) -> Projection:
-    state = Projection()
-    for row in await conn.execute(select(customers)):
-        state.customers[row.id] = _customer(row)
-    for row in await conn.execute(select(bookings)):
-        state.bookings[row.id] = _booking_row(row)
-    return state
 
 
 def differences(expected: Projection, actual: Projection) -> Iterator[str]:
@@ -198,15 +39,8 @@ def differences(expected: Projection, actual: Projection) -> Iterator[str]:
 
 
 async def verify(engine: AsyncEngine) -> list[str]:
-    """Every difference between booking's events and its tables (empty: they agree), read in
-    one REPEATABLE READ snapshot so that writes going on meanwhile are seen in both or neither."""
-    problems: list[str] = []
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            expected = await folded(conn, problems)
-            actual = await stored(conn)
-    return problems + list(differences(expected, actual))
+    """Every difference between booking's events and its tables (empty: they agree)."""
+    return await verify_projection(engine, folded, stored, differences)
 
 
 async def rebuild(engine: AsyncEngine) -> Rebuilt:
@@ -248,10 +82,10 @@ async def _rebuild_stream(
         history = await STORE.stream(conn, stream_id)
         if stream_type == CUSTOMER_STREAM:
             row = customer_row(fold_customer(history))
-            have = None if current is None else customer_row(_customer(current))
+            have = None if current is None else customer_row(customer_of_row(current))
         else:
             row = _bookings_values(fold_booking(history))
-            have = None if current is None else _bookings_values(_booking_row(current))
+            have = None if current is None else _bookings_values(stored_booking(current))
         if current is None:
             await conn.execute(insert(table).values(**row))
         elif have != row:

@@ -1,5 +1,5 @@
 """Booking's status push over HTTP: the long-poll's wait and the customers' event streams, on
-the replica's :class:`~ticketing.booking.status.StatusFeed` (issue 20, ADR 16)."""
+the replica's :class:`~ticketing.booking.status_feed.StatusFeed` (issue 20, ADR 16)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ticketing.booking.status import OpenLimit, StatusFeed
+from ticketing.booking.status_feed import StatusFeed
+from ticketing.booking.status_listeners import OpenLimit
 from ticketing.contracts.booking import BookingStatusChange
 from ticketing.shared.errors import RateLimited
 from ticketing.shared.settings import Settings

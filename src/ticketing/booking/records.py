@@ -1,6 +1,6 @@
 """Booking's records in its database: the SQL adapter of the port its use cases talk to
-(:class:`ticketing.booking.service.BookingRecords`), which turns a broken unique key into
-:class:`~ticketing.shared.unit_of_work.AlreadyRecorded`."""
+(:class:`ticketing.booking.ports.BookingRecords`), which turns a broken unique key into
+:class:`~ticketing.shared.db.unit_of_work.AlreadyRecorded`."""
 
 from __future__ import annotations
 
@@ -13,18 +13,26 @@ import msgspec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ticketing.booking import idempotency as keys
 from ticketing.booking import repository as repo
+from ticketing.booking.changes import (
+    DecideChanges,
+    changed_statements,
+    lock_bookings,
+    lock_due_holds,
+    publishes,
+)
 from ticketing.booking.domain import CustomerRegistered, KeyInFlight, KeyTakenOver
 from ticketing.booking.tables import inbox
 from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
-from ticketing.shared import inbox as inbox_ops
 from ticketing.shared.clock import naive_utc
-from ticketing.shared.db import is_duplicate_key, run_transaction
-from ticketing.shared.eventstore import Cause, Recorded
-from ticketing.shared.group_commit import GroupCommit
-from ticketing.shared.history import history_page
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.db.engine import is_duplicate_key, run_transaction
+from ticketing.shared.db.group_commit import GroupCommit
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.http.history import history_page
+from ticketing.shared.messaging import inbox as inbox_ops
+from ticketing.shared.store.eventstore import Cause, Recorded
 
 _encoder = msgspec.json.Encoder()
 
@@ -48,11 +56,11 @@ async def write_bookings(uow: UnitOfWork, new: Sequence[repo.NewBooking]) -> Non
     stamped = [item.at(now) for item in new]
     bodies = [_encoder.encode(booking) for booking, _ in stamped]
     answers = [
-        repo.Completion(item.idempotency_key, booking.id, body.decode())
+        keys.Completion(item.idempotency_key, booking.id, body.decode())
         for item, (booking, _), body in zip(new, stamped, bodies, strict=True)
         if item.idempotency_key is not None
     ]
-    if answers and await uow.write_now(repo.complete_keys_statement(answers)) != len(answers):
+    if answers and await uow.write_now(keys.complete_keys_statement(answers)) != len(answers):
         raise KeyTakenOver
     requested = [(event, item.cause) for item, (_, event) in zip(new, stamped, strict=True)]
     uow.write(
@@ -107,36 +115,36 @@ class SqlBookingRecords:
 
     async def claim_key(
         self,
-        claim: repo.KeyClaim,
+        claim: keys.KeyClaim,
         fingerprint: str,
-        take_over: Callable[[repo.StoredKey], bool],
-    ) -> repo.StoredKey | None:
+        take_over: Callable[[keys.StoredKey], bool],
+    ) -> keys.StoredKey | None:
         # Retried whole on a deadlock: two retries that find the key taken hold shared locks
         # on its row (from their failed inserts), and when both take it over one is killed.
-        async def work(conn: AsyncConnection) -> repo.StoredKey | None:
-            if await repo.claim_key(conn, claim, fingerprint):
+        async def work(conn: AsyncConnection) -> keys.StoredKey | None:
+            if await keys.claim_key(conn, claim, fingerprint):
                 return None
-            row = await repo.get_key(conn, claim)
+            row = await keys.get_key(conn, claim)
             if row is None:  # purged or released between the two statements: claim it again
-                if await repo.claim_key(conn, claim, fingerprint):
+                if await keys.claim_key(conn, claim, fingerprint):
                     return None
                 raise KeyInFlight  # and claimed by another request meanwhile
-            stored = repo.stored_key(row)
+            stored = keys.stored_key(row)
             if not take_over(stored):
                 return stored
-            if await repo.take_over_key(conn, claim, row.claim):
+            if await keys.take_over_key(conn, claim, row.claim):
                 return None
             # Answered, released or taken over while we looked: read it again (READ COMMITTED).
-            row = await repo.get_key(conn, claim)
-            return stored if row is None else repo.stored_key(row)
+            row = await keys.get_key(conn, claim)
+            return stored if row is None else keys.stored_key(row)
 
         return await run_transaction(self._engine, work)
 
-    async def release_key(self, claim: repo.KeyClaim) -> None:
-        await run_transaction(self._engine, lambda conn: repo.release_key(conn, claim))
+    async def release_key(self, claim: keys.KeyClaim) -> None:
+        await run_transaction(self._engine, lambda conn: keys.release_key(conn, claim))
 
     async def purge_keys(self, older_than: timedelta) -> int:
-        return await run_transaction(self._engine, lambda c: repo.purge_keys(c, older_than))
+        return await run_transaction(self._engine, lambda c: keys.purge_keys(c, older_than))
 
     # Bookings ----------------------------------------------------------------------------
 
@@ -152,44 +160,44 @@ class SqlBookingRecords:
         self,
         message_ids: Sequence[uuid.UUID],
         booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideChanges,
+        decide_at: DecideChanges,
     ) -> None:
         async def claim(uow: UnitOfWork) -> None:
             uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, message_ids))
 
         await self._change(booking_ids, decide_at, before=claim)
 
-    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: repo.DecideChanges) -> None:
+    async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
         await self._change(booking_ids, decide_at)
 
-    async def expire(self, limit: int, decide_at: repo.DecideChanges) -> None:
+    async def expire(self, limit: int, decide_at: DecideChanges) -> None:
         async def work(uow: UnitOfWork) -> bool:
             now = datetime.now(UTC)
-            states = await repo.lock_due_holds(uow.conn, naive_utc(now), limit)
+            states = await lock_due_holds(uow.conn, naive_utc(now), limit)
             changes = decide_at(states, now) if states else []
             if changes:
-                uow.write(*repo.changed_statements(changes, naive_utc(now)))
-            return repo.publishes(changes)
+                uow.write(*changed_statements(changes, naive_utc(now)))
+            return publishes(changes)
 
         await self._run(work)
 
     async def _change(
         self,
         booking_ids: Sequence[uuid.UUID],
-        decide_at: repo.DecideChanges,
+        decide_at: DecideChanges,
         *,
         before: Callable[[UnitOfWork], Awaitable[None]] | None = None,
     ) -> None:
         async def work(uow: UnitOfWork) -> bool:
             # In id order, as every locker takes them.
-            states = await repo.lock_bookings(uow.conn, sorted(set(booking_ids)))
+            states = await lock_bookings(uow.conn, sorted(set(booking_ids)))
             now = datetime.now(UTC)
             changes = decide_at(states, now)
             if before is not None:
                 await before(uow)
             if changes:
-                uow.write(*repo.changed_statements(changes, naive_utc(now)))
-            return repo.publishes(changes)
+                uow.write(*changed_statements(changes, naive_utc(now)))
+            return publishes(changes)
 
         await self._run(work)
 
@@ -230,7 +238,7 @@ class SqlBookingRecords:
 
 class SqlStatusLog:
     """What the status feed reads of booking's store (the port
-    :class:`ticketing.booking.status.StatusLog`)."""
+    :class:`ticketing.booking.status_feed.StatusLog`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -23,8 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
 
-from ticketing.shared.eventstore import event_store_table
-from ticketing.shared.inbox import inbox_table
+from ticketing.shared.messaging.inbox import inbox_table
+from ticketing.shared.store.table import event_store_table
 
 metadata = MetaData()
 

@@ -1,13 +1,7 @@
 """``ticketing``: one command line for every service and tool.
 
-ticketing dev                         run the whole stack locally
-ticketing db upgrade [SERVICE ...]    create missing databases and migrate them
-ticketing serve SERVICE               run one service in the foreground
-ticketing outbox status|replay        the published events of the event stores (the outboxes)
-ticketing projections verify|rebuild  check or rebuild the state tables from the events
-ticketing events export               the event stores as JSON Lines
-ticketing docs asyncapi               write the AsyncAPI document of the Kafka topics
-ticketing seed --demo                 load demo venues, events and customers
+Each command is a module here with an ``add_parser`` and a ``run``; ``ticketing --help`` lists
+them, so the list lives in one place: :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -15,10 +9,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from ticketing import __version__
 from ticketing.cli import db, dev, docs, events, outbox, projections, seed, serve
 from ticketing.shared.settings import Settings, SettingsError
+
+
+class Command(Protocol):
+    """A command's module."""
+
+    def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+    def run(self, settings: Settings, args: argparse.Namespace) -> int: ...
+
+
+# In the order ``ticketing --help`` shows them.
+COMMANDS: dict[str, Command] = {
+    "dev": dev,
+    "db": db,
+    "serve": serve,
+    "outbox": outbox,
+    "projections": projections,
+    "events": events,
+    "docs": docs,
+    "seed": seed,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ticketing {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dev.add_parser(commands)
-    db.add_parser(commands)
-    serve.add_parser(commands)
-    outbox.add_parser(commands)
-    projections.add_parser(commands)
-    events.add_parser(commands)
-    docs.add_parser(commands)
-    seed.add_parser(commands)
+    for command in COMMANDS.values():
+        command.add_parser(commands)
     return parser
 
 
@@ -47,20 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"ticketing: {error}", file=sys.stderr)
         return 2
-    handlers = {
-        "db": db.run,
-        "dev": dev.run,
-        "serve": serve.run,
-        "outbox": outbox.run,
-        "projections": projections.run,
-        "events": events.run,
-        "docs": docs.run,
-        "seed": seed.run,
-    }
     from sqlalchemy.exc import OperationalError
 
     try:
-        return handlers[args.command](settings, args)
+        return COMMANDS[args.command].run(settings, args)
     except KeyboardInterrupt:
         return 130
     except OperationalError as error:

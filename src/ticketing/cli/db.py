@@ -33,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from ticketing.shared.migrations import upgrade
+    from ticketing.shared.db.migrations import upgrade
 
     for name in args.services or DATABASE_SERVICES:
         service = cast(ServiceName, name)

@@ -1,4 +1,4 @@
-"""``ticketing dev``: run the whole system in the foreground (see ticketing.devstack)."""
+"""``ticketing dev``: run the whole system in the foreground (see :mod:`ticketing.cli.devstack`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _at_least_one(value: str) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from ticketing.devstack import run as run_stack
+    from ticketing.cli.devstack import run as run_stack
     from ticketing.shared.logging import configure_logging
 
     configure_logging(settings, "dev")

@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from ticketing.shared.asyncapi import asyncapi_document
+    from ticketing.shared.messaging.asyncapi import asyncapi_document
 
     text = json.dumps(asyncapi_document(settings.kafka_bootstrap), indent=2) + "\n"
     if args.output is None:

@@ -6,19 +6,20 @@ import argparse
 import asyncio
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import BinaryIO
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.shared.db import create_engine, mysql_error_code
-from ticketing.shared.eventstore import EventStore
-from ticketing.shared.outbox_admin import parse_moment
-from ticketing.shared.settings import ServiceName, Settings
+from ticketing.cli.arguments import moment
+from ticketing.shared.clock import utcnow
+from ticketing.shared.db.engine import create_engine, mysql_error_code
+from ticketing.shared.settings import DATABASE_SERVICES, ServiceName, Settings
+from ticketing.shared.store.eventstore import EventStore
 
-EVENT_SOURCED: tuple[ServiceName, ...] = ("inventory", "booking", "order")
+EVENT_SOURCED = DATABASE_SERVICES  # every service with a database keeps its events there
 PAGE = 1000
 WAIT_SECONDS = 30.0
 SETTLE_SECONDS = 10.0
@@ -81,7 +82,7 @@ async def wait_for_writers(
 
 async def _settle(until: datetime) -> None:
     """Without a view of the open transactions, wait until ``until`` is long enough past."""
-    left = (until - datetime.now(UTC).replace(tzinfo=None)).total_seconds() + SETTLE_SECONDS
+    left = (until - utcnow()).total_seconds() + SETTLE_SECONDS
     if left > 0:
         print(
             f"ticketing: no PROCESS privilege to see open transactions; waiting {left:.0f} s "
@@ -109,21 +110,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--service", choices=EVENT_SOURCED, required=True)
     export.add_argument("--stream", type=uuid.UUID, help="only this stream (an aggregate's id)")
     export.add_argument("--type", dest="event_type", help="only this event type")
-    export.add_argument("--since", type=_moment, help="recorded at or after (ISO time or age)")
+    export.add_argument("--since", type=moment, help="recorded at or after (ISO time or age)")
     export.add_argument(
         "--until",
-        type=_moment,
+        type=moment,
         help="recorded before (ISO time or age); waits for transactions begun before it to end, "
         "so that two exports split at one moment together hold every event",
     )
     export.add_argument("--output", "-o", help="a file to write (default: standard output)")
-
-
-def _moment(text: str) -> object:
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,15 +10,16 @@ import time
 import uuid
 from typing import TextIO, cast
 
-from ticketing.shared.db import create_engine
-from ticketing.shared.outbox_admin import (
+from ticketing.cli.arguments import moment
+from ticketing.shared import tracing
+from ticketing.shared.db.engine import create_engine
+from ticketing.shared.messaging.outbox_admin import (
     ReplayFilter,
     count_replayable,
-    parse_moment,
     replayable_rows,
     status,
 )
-from ticketing.shared.relay import create_producer, send_rows, start_producer
+from ticketing.shared.messaging.publishing import create_producer, send_rows, start_producer
 from ticketing.shared.settings import ServiceName, Settings
 
 OUTBOX_SERVICES: tuple[ServiceName, ...] = ("booking", "order")
@@ -45,20 +46,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "replay", help="re-publish already-published events with their original message ids"
     )
     replay.add_argument("--service", choices=OUTBOX_SERVICES, required=True)
-    replay.add_argument("--since", type=_moment, help="recorded at or after (ISO time or age: 2h)")
-    replay.add_argument("--until", type=_moment, help="recorded before (ISO time or age: 30m)")
+    replay.add_argument("--since", type=moment, help="recorded at or after (ISO time or age: 2h)")
+    replay.add_argument("--until", type=moment, help="recorded before (ISO time or age: 30m)")
     replay.add_argument(
         "--aggregate-id", type=uuid.UUID, help="only events of this stream (e.g. a booking id)"
     )
     replay.add_argument("--event-type", help="only events of this type (e.g. BookingRequested)")
     replay.add_argument("--dry-run", action="store_true", help="count what would be replayed")
-
-
-def _moment(text: str) -> object:
-    try:
-        return parse_moment(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -68,7 +62,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_status(settings, services, as_json=args.json))
     aggregate = None if args.aggregate_id is None else str(args.aggregate_id)
     selection = ReplayFilter(args.since, args.until, aggregate, args.event_type)
-    return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
+    try:
+        # A replayed event is sent in the trace it was recorded in, as the relay sent it.
+        tracing.configure(f"{args.service}-replay")
+    except tracing.TracingConfigError as error:
+        print(f"ticketing outbox replay: {error}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_replay(settings, args.service, selection, dry_run=args.dry_run))
+    finally:
+        tracing.shutdown()  # exports what the replay traced before the process ends
 
 
 async def _status(settings: Settings, services: list[ServiceName], *, as_json: bool) -> int:

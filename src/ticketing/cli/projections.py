@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.cli.events import EVENT_SOURCED
-from ticketing.shared.db import create_engine
-from ticketing.shared.projections import Rebuilt
+from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import ServiceName, Settings
+from ticketing.shared.store.projections import Rebuilt
 
 Verifier = Callable[[AsyncEngine], Awaitable[list[str]]]
 Rebuilder = Callable[[AsyncEngine], Awaitable[Rebuilt]]

@@ -55,9 +55,9 @@ async def _seed(settings: Settings) -> int:
         decide_schedule_event,
         evolve,
     )
-    from ticketing.shared.db import create_engine
-    from ticketing.shared.eventstore import Cause
-    from ticketing.shared.unit_of_work import UnitOfWork, in_unit_of_work
+    from ticketing.shared.db.engine import create_engine
+    from ticketing.shared.db.unit_of_work import UnitOfWork, in_unit_of_work
+    from ticketing.shared.store.eventstore import Cause
 
     register = bookings.register_customer
     cause = Cause(actor="ticketing seed")

@@ -20,6 +20,8 @@ BOOKINGS_TOPIC: Final = "ticketing.bookings"
 BOOKINGS_DLQ_TOPIC: Final = "ticketing.bookings.dlq"
 ORDERS_TOPIC: Final = "ticketing.orders"
 ORDERS_DLQ_TOPIC: Final = "ticketing.orders.dlq"
+# Every topic, for whoever creates them (`ticketing dev`, the tests' brokers).
+TOPICS: Final = (BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC)
 
 # A decimal amount as the services write it (at most ten integer digits, as the price columns
 # hold): anything else is refused when the message is decoded, before any effect.
@@ -175,3 +177,38 @@ PUBLICATIONS: Final[dict[str, Publication]] = _published(
     Publication(OrderRejected, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
     Publication(OrderReleased, "order", ORDERS_TOPIC, key=lambda e: str(e.booking_id)),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A consuming service's consumer group on one topic: the event types it takes, what it
+    does with them, and where the messages that keep failing go."""
+
+    group: str  # also the consumer's name in its inbox and the actor of what it records
+    topic: str
+    dlq_topic: str
+    events: tuple[type[Any], ...]
+    effect: str
+
+
+# Who consumes what. Declared here, beside the publications, because the AsyncAPI document the
+# gateway serves lists them and the gateway may not import another service; each consuming
+# service subscribes with its own.
+ORDER_SUBSCRIPTION: Final = Subscription(
+    group="order-service",
+    topic=BOOKINGS_TOPIC,
+    dlq_topic=BOOKINGS_DLQ_TOPIC,
+    events=(BookingRequested, BookingCancelled, HoldExpired),
+    effect="BookingRequested: reserves at inventory, records the order, publishes the "
+    "outcome. BookingCancelled or HoldExpired (only for a booking whose order is confirmed): "
+    "gives the seats back at inventory and publishes OrderReleased, once per booking.",
+)
+BOOKING_SUBSCRIPTION: Final = Subscription(
+    group="booking-service",
+    topic=ORDERS_TOPIC,
+    dlq_topic=ORDERS_DLQ_TOPIC,
+    events=(OrderConfirmed, OrderRejected, OrderReleased),
+    effect="OrderConfirmed or OrderRejected: moves the booking to CONFIRMED (HELD, for a hold) "
+    "or REJECTED. OrderReleased: moves a cancelled booking to CANCELLED. Once per message.",
+)
+SUBSCRIPTIONS: Final = (ORDER_SUBSCRIPTION, BOOKING_SUBSCRIPTION)

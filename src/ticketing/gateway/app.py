@@ -17,8 +17,13 @@ from ticketing.gateway.openapi import MergedSpec
 from ticketing.gateway.proxy import Backend, decoded_path, forward
 from ticketing.gateway.ratelimit import Limiter, RateLimiter, SharedRateLimiter
 from ticketing.gateway.routing import UPSTREAMS, long_request, permission_for, route_for
-from ticketing.shared.auth import IDP_TIMEOUT_SECONDS, OidcDiscovery, Principal, Unauthenticated
-from ticketing.shared.breaker import CircuitBreaker
+from ticketing.shared.app import create_http_app, register_readiness
+from ticketing.shared.auth.tokens import (
+    IDP_TIMEOUT_SECONDS,
+    OidcDiscovery,
+    Principal,
+    Unauthenticated,
+)
 from ticketing.shared.errors import (
     InvalidInput,
     NotFound,
@@ -26,10 +31,10 @@ from ticketing.shared.errors import (
     RateLimited,
     Unavailable,
 )
-from ticketing.shared.http import create_http_app, register_readiness
-from ticketing.shared.httpclient import new_session
-from ticketing.shared.metrics import BreakerCollector
-from ticketing.shared.observability import HttpMetrics
+from ticketing.shared.http.app_metrics import BreakerCollector
+from ticketing.shared.http.breaker import CircuitBreaker
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.observability import HttpMetrics
 from ticketing.shared.settings import Settings
 
 REDIS_CONNECTIONS = 64
@@ -222,5 +227,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[runtime],
         own_openapi=False,
         public_metrics=False,
+        trusts_callers=False,
         description="The only public entry point.",
     )

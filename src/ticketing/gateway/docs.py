@@ -10,8 +10,8 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from ticketing.gateway.openapi import MergedSpec
-from ticketing.shared.asyncapi import asyncapi_document
 from ticketing.shared.errors import Unavailable
+from ticketing.shared.messaging.asyncapi import asyncapi_document
 from ticketing.shared.settings import Settings
 
 SWAGGER_PAGE = """<!doctype html>
@@ -65,10 +65,8 @@ ASYNCAPI_PAGE = """<!doctype html>
 
 
 def assets_root(settings: Settings) -> Path:
-    """``TICKETING_DOCS_ASSETS_DIR``, else ``web/node_modules`` of this checkout."""
-    if settings.docs_assets_dir:
-        return Path(settings.docs_assets_dir)
-    return Path(__file__).resolve().parents[3] / "web" / "node_modules"
+    """``TICKETING_DOCS_ASSETS_DIR``: the installed ``web/node_modules``."""
+    return Path(settings.docs_assets_dir)
 
 
 def _page(html: str, request: Request[Any, Any, Any]) -> Response[str]:

@@ -18,7 +18,7 @@ import structlog
 from ticketing import __version__
 from ticketing.gateway.routing import upstream_for
 from ticketing.shared.errors import Unavailable
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 REF_PREFIX = "#/components/schemas/"
 FETCH_TIMEOUT_SECONDS = 2.0

@@ -1,4 +1,4 @@
-"""The reverse proxy over each service's :class:`~ticketing.shared.upstream.Upstream` (a
+"""The reverse proxy over each service's :class:`~ticketing.shared.http.upstream.Upstream` (a
 keep-alive pool, a breaker, a timeout on the whole exchange).
 
 Request bodies are read whole (at most the body limit) and responses stream back; hop-by-hop
@@ -28,12 +28,13 @@ from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import Histogram
 
 from ticketing.gateway.routing import LongRequest
-from ticketing.shared.body import read_body
-from ticketing.shared.breaker import CircuitBreaker
-from ticketing.shared.disconnect import CALLER_LEFT, until_caller_leaves
+from ticketing.shared.correlation import current_correlation_id
 from ticketing.shared.errors import InvalidInput, Unavailable
-from ticketing.shared.observability import current_correlation_id
-from ticketing.shared.upstream import Lasting, Upstream
+from ticketing.shared.http.body import read_body
+from ticketing.shared.http.breaker import CircuitBreaker
+from ticketing.shared.http.disconnect import CALLER_LEFT, until_caller_leaves
+from ticketing.shared.http.upstream import Lasting, Upstream
+from ticketing.shared.tracing import CLIENT_TRACE_HEADERS
 
 HOP_BY_HOP = frozenset(
     {
@@ -49,7 +50,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the gateway itself, never passed through from either side; X-Causation-ID is for the
-# services' own calls (a client cannot name what caused its request).
+# services' own calls (a client cannot name what caused its request), and every trace starts at
+# the gateway (a client cannot choose trace ids, force sampling or send baggage in).
 OWN_HEADERS = frozenset(
     {
         b"host",
@@ -58,6 +60,7 @@ OWN_HEADERS = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-causation-id",
+        *CLIENT_TRACE_HEADERS,
     }
 )
 # Not passed on with a request: hop-by-hop, the gateway's own, the body framing (the gateway

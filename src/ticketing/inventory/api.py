@@ -24,9 +24,9 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
-from ticketing.shared.history import AS_OF, parse_as_of
-from ticketing.shared.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
-from ticketing.shared.security import cause_of, requires
+from ticketing.shared.auth.middleware import cause_of, requires
+from ticketing.shared.http.history import AS_OF, parse_as_of
+from ticketing.shared.http.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
 
 WRITE = "inventory:write"
 RESERVE = "inventory:reserve"

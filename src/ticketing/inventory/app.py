@@ -16,8 +16,8 @@ from ticketing.inventory.api import (
 )
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db import create_engine, ping
-from ticketing.shared.http import create_http_app, register_readiness
+from ticketing.shared.app import create_http_app, register_readiness
+from ticketing.shared.db.engine import create_engine, ping
 from ticketing.shared.settings import Settings
 
 

@@ -19,14 +19,13 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory.domain import (
     EventState,
-    Reservation,
+    RefusalReason,
     ReservationRefused,
     SeatsReleased,
     SeatsReserved,
     evolve,
-    released,
-    reservation_of,
 )
+from ticketing.inventory.reservation import Reservation, released, reservation_of
 from ticketing.shared.errors import InvalidInput
 
 CustomerSeats = tuple[uuid.UUID, uuid.UUID]  # (event id, customer id)
@@ -124,28 +123,35 @@ def decide(
     return Decisions(results, events, changed, new)
 
 
+def _refusal(
+    item: ReservationItem,
+    state: EventState,
+    key: CustomerSeats | None,
+    holding: Mapping[CustomerSeats, int],
+) -> RefusalReason | None:
+    """Why ``item`` may not take its seats at ``state`` (the customer's limit first, then the
+    seats left), or None when it may."""
+    limit = state.max_tickets_per_customer
+    if limit is not None and key is not None and holding.get(key, 0) + item.ticket_count > limit:
+        return "over_limit"
+    if reservation_status(state.left_capacity, item.ticket_count) is ReservationStatus.INSUFFICIENT:
+        return "insufficient"
+    return None
+
+
 def _reservation_event(
     item: ReservationItem, state: EventState, holding: dict[CustomerSeats, int]
 ) -> SeatsReserved | ReservationRefused:
     """What ``item`` records at ``state``; the seats it takes are added to ``holding``."""
-    limit = state.max_tickets_per_customer
     key = None if item.customer_id is None else (item.event_id, item.customer_id)
-    if limit is not None and key is not None and holding.get(key, 0) + item.ticket_count > limit:
+    reason = _refusal(item, state, key, holding)
+    if reason is not None:
         return ReservationRefused(
             event_id=item.event_id,
             booking_id=item.booking_id,
             ticket_count=item.ticket_count,
             left_capacity=state.left_capacity,
-            reason="over_limit",
-            customer_id=item.customer_id,
-        )
-    if reservation_status(state.left_capacity, item.ticket_count) is ReservationStatus.INSUFFICIENT:
-        return ReservationRefused(
-            event_id=item.event_id,
-            booking_id=item.booking_id,
-            ticket_count=item.ticket_count,
-            left_capacity=state.left_capacity,
-            reason="insufficient",
+            reason=reason,
             customer_id=item.customer_id,
         )
     if key is not None:

@@ -7,9 +7,10 @@ booking id whose seats went back. The ``decide_*`` functions (here and in
 :mod:`ticketing.inventory.decisions`) turn a command and the current state into new events;
 :func:`evolve` applies one event to a state. The projection rows (venues, events,
 reservations) are ``evolve``'s results, written with the events, and an event's row with its
-stream's ``version`` is the snapshot the next decision starts from: a stream of 100,000
-reservations is never folded to decide. (Time travel, ``as_of``, folds the
-stream up to the time asked for: a read that asks for history pays for it.)
+stream's ``version`` is the snapshot the next decision starts from, so that a long stream is
+never folded to decide. (Time travel, ``as_of``, folds the stream up to the time asked for: a
+read that asks for history pays for it.) A booking id's reservation is
+:mod:`ticketing.inventory.reservation`.
 
 The database still guards the capacity invariant itself (the event row's lock while deciding,
 a CHECK on ``left_capacity``, and the store's unique stream version).
@@ -26,7 +27,6 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from ticketing.contracts.events import ReleaseReason
-from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.inventory.rules import (
     check_event_capacity,
     check_limit,
@@ -34,7 +34,7 @@ from ticketing.inventory.rules import (
     format_price,
     parse_price,
 )
-from ticketing.shared.errors import Conflict, ImpossibleHistory
+from ticketing.shared.errors import ImpossibleHistory
 
 VENUE_STREAM = "venue"
 EVENT_STREAM = "event"
@@ -160,45 +160,6 @@ class EventState:
     max_tickets_per_customer: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
-    """Why a reservation's seats went back, and the seats left right after."""
-
-    reason: ReleaseReason
-    left_capacity: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """The first answer given for a booking id; every repeat gets this answer again (a release
-    later gives its seats back, but not the booking id)."""
-
-    booking_id: uuid.UUID
-    event_id: uuid.UUID
-    ticket_count: int
-    status: ReservationOutcome  # RESERVED, INSUFFICIENT or OVER_LIMIT
-    left_capacity: int
-    customer_id: uuid.UUID | None = None
-    release: Release | None = None
-
-    @property
-    def holds_seats(self) -> bool:
-        """Whether its seats are taken now: reserved, and not released since."""
-        return self.status is ReservationOutcome.RESERVED and self.release is None
-
-    def is_repeat(self, event_id: uuid.UUID, ticket_count: int) -> bool:
-        """Whether a request asks for exactly what this reservation holds."""
-        return event_id == self.event_id and ticket_count == self.ticket_count
-
-    def check_repeat(self, event_id: uuid.UUID, ticket_count: int) -> None:
-        """A repeat must ask for the same thing; otherwise the booking id was reused by mistake."""
-        if not self.is_repeat(event_id, ticket_count):
-            raise Conflict(
-                f"booking {self.booking_id} already holds a reservation for "
-                f"{self.ticket_count} ticket(s) of event {self.event_id}"
-            )
-
-
 def evolve(state: VenueState | EventState | None, event: InventoryEvent) -> VenueState | EventState:
     """The state after ``event`` (``state``: its stream's state before it, None before the
     first event). A pure function: the projections and every fold go through it."""
@@ -250,35 +211,6 @@ def fold(events: Iterable[InventoryEvent]) -> VenueState | EventState | None:
     for event in events:
         state = evolve(state, event)
     return state
-
-
-def reservation_of(event: SeatsReserved | ReservationRefused) -> Reservation:
-    """The reservation a reservation event records for its booking id."""
-    status = (
-        ReservationOutcome.RESERVED
-        if isinstance(event, SeatsReserved)
-        else ReservationOutcome(event.reason)
-    )
-    return Reservation(
-        event.booking_id,
-        event.event_id,
-        event.ticket_count,
-        status,
-        event.left_capacity,
-        event.customer_id,
-    )
-
-
-def released(reservation: Reservation, event: SeatsReleased) -> Reservation:
-    """The reservation once ``event`` gave its seats back; ImpossibleHistory when it held
-    none to give (another booking's, refused, or released already)."""
-    if (
-        not reservation.holds_seats
-        or reservation.event_id != event.event_id
-        or reservation.ticket_count != event.ticket_count
-    ):
-        raise ImpossibleHistory(f"{event!r} cannot release {reservation!r}")
-    return dataclasses.replace(reservation, release=Release(event.reason, event.left_capacity))
 
 
 def decide_register_venue(

@@ -1,21 +1,158 @@
-"""The seats customers hold and their release, in the ``reservations`` table (statements on the
-driver's cursor, like the rest of the reservation path). Both run with the events' rows locked
-(:func:`ticketing.inventory.repository.lock_states`): every reservation or release of an event
-takes that lock first, so what is read here cannot change before the transaction ends."""
+"""The reservation path's statements, on the driver's cursor: each event's row locked (its
+stream's snapshot), the reservations recorded and read, the seats customers hold counted, and
+the seats released. Every reservation or release of an event takes that event's lock first, so
+what is read under it cannot change before the transaction ends."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.inventory.decisions import CustomerSeats
-from ticketing.inventory.domain import EVENT_STREAM, EventState, Reservation, SeatsReleased
-from ticketing.inventory.repository import SET_SEATS, STORE
-from ticketing.shared import sql
+from ticketing.inventory.domain import (
+    EVENT_STREAM,
+    EventState,
+    ReservationRefused,
+    SeatsReleased,
+    SeatsReserved,
+)
+from ticketing.inventory.repository import STORE, AnyRow
+from ticketing.inventory.reservation import Release, Reservation
+from ticketing.inventory.tables import reservations
 from ticketing.shared.clock import utcnow
-from ticketing.shared.eventstore import Cause, Pending
+from ticketing.shared.db import sql
+from ticketing.shared.store.eventstore import Cause, Pending
+
+_RESERVATION_COLUMNS = (
+    "booking_id",
+    "event_id",
+    "ticket_count",
+    "status",
+    "left_capacity",
+    "customer_id",
+    "created_at",
+)
+_ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
+SET_SEATS = "UPDATE events SET left_capacity = %s, version = %s WHERE id = %s"
+
+
+async def lock_states(
+    conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, EventState]:
+    """The state of each existing event (its projection row: the stream's snapshot), row-locked
+    until the transaction ends.
+
+    Locks are taken in id order, so two transactions locking overlapping events never deadlock.
+    """
+    if not event_ids:
+        return {}
+    ordered = sorted(event_ids)
+    rows = await sql.fetch_all(
+        conn,
+        "SELECT id, venue_id, name, total_capacity, left_capacity, ticket_price, "  # noqa: S608
+        "starts_at, version, max_tickets_per_customer "
+        f"FROM events WHERE id IN ({sql.placeholders(len(ordered))}) "
+        "ORDER BY id FOR UPDATE",
+        [str(event_id) for event_id in ordered],
+    )
+    return {
+        uuid.UUID(str(row[0])): EventState(
+            id=uuid.UUID(str(row[0])),
+            venue_id=uuid.UUID(str(row[1])),
+            name=row[2],
+            total_capacity=int(row[3]),
+            left_capacity=int(row[4]),
+            ticket_price=row[5],
+            starts_at=None if row[6] is None else row[6].replace(tzinfo=UTC),
+            version=int(row[7]),
+            max_tickets_per_customer=None if row[8] is None else int(row[8]),
+        )
+        for row in rows
+    }
+
+
+def reservation_statements(
+    appended: Sequence[tuple[int, SeatsReserved | ReservationRefused]],
+    states: Sequence[EventState],
+    new: Sequence[Reservation],
+    cause: Cause,
+    causes: Mapping[uuid.UUID, Cause] | None = None,
+) -> list[sql.Statement]:
+    """The statements recording a batch's decisions (for :func:`sql.commit_all`): the events
+    first, so that a stale stream version fails the batch on the store's unique key before
+    anything else is written; then the reservations (a booking id that already has one fails on
+    the primary key); then each event's new state. The ``left_capacity >= 0`` check refuses a
+    state that would oversell. ``causes`` holds the cause of each booking id whose item named
+    its own (``cause`` is the rest's)."""
+    if not appended:
+        return []
+    now = utcnow()
+    rows = [
+        (
+            str(r.booking_id),
+            str(r.event_id),
+            r.ticket_count,
+            r.status.value,
+            r.left_capacity,
+            None if r.customer_id is None else str(r.customer_id),
+            now,
+        )
+        for r in new
+    ]
+    return [
+        STORE.append(_pending(appended, causes), cause, now),
+        sql.Statement(_ADD_RESERVATIONS, rows, rows=True),
+        *_set_seats(states),
+    ]
+
+
+def _pending(
+    appended: Sequence[tuple[int, SeatsReserved | ReservationRefused | SeatsReleased]],
+    causes: Mapping[uuid.UUID, Cause] | None,
+) -> list[Pending]:
+    """Each appended event as a write to its event's stream, with the cause its booking id
+    named in ``causes`` (None: the batch's own cause)."""
+    own = causes or {}
+    return [
+        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
+        for version, e in appended
+    ]
+
+
+def _set_seats(states: Sequence[EventState]) -> list[sql.Statement]:
+    """The statements giving each event its new seats left and its stream's version."""
+    return [
+        sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
+        for state in states
+    ]
+
+
+async def get_reservations(
+    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Reservation]:
+    query = select(reservations).where(reservations.c.booking_id.in_(booking_ids))
+    return {row.booking_id: reservation_of_row(row) for row in await conn.execute(query)}
+
+
+def reservation_of_row(row: AnyRow) -> Reservation:
+    """A reservation from its row of the ``reservations`` table."""
+    return Reservation(
+        booking_id=row.booking_id,
+        event_id=row.event_id,
+        ticket_count=row.ticket_count,
+        status=ReservationOutcome(row.status),
+        left_capacity=row.left_capacity,
+        customer_id=row.customer_id,
+        release=None
+        if row.release_reason is None
+        else Release(row.release_reason, row.release_left_capacity),
+    )
+
 
 _RELEASE = (
     "UPDATE reservations SET released_at = %s, release_reason = %s, "
@@ -56,15 +193,10 @@ def release_statements(
     first (a stale stream version fails the batch on the store's unique key), then each
     reservation marked released (only one not released yet), then each event's new state (the
     ``left_capacity <= total_capacity`` check refuses seats given back twice). ``causes`` as
-    for :func:`ticketing.inventory.repository.reservation_statements`."""
+    for :func:`reservation_statements`."""
     if not appended:
         return []
     now = utcnow()
-    own = causes or {}
-    pending = [
-        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
-        for version, e in appended
-    ]
     marks = []
     for reservation in released:
         assert reservation.release is not None
@@ -80,10 +212,7 @@ def release_statements(
             )
         )
     return [
-        STORE.append(pending, cause, now),
+        STORE.append(_pending(appended, causes), cause, now),
         *marks,
-        *(
-            sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
-            for state in states
-        ),
+        *_set_seats(states),
     ]

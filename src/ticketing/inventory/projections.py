@@ -22,29 +22,22 @@ from ticketing.inventory.domain import (
     VENUE_STREAM,
     EventState,
     InventoryEvent,
-    Reservation,
     ReservationRefused,
     SeatsReleased,
     SeatsReserved,
     VenueState,
     evolve,
     fold,
-    released,
-    reservation_of,
 )
-from ticketing.inventory.repository import (
-    STORE,
-    event_state,
-    reservation_of_row,
-    venue_row,
-    venue_state,
-)
+from ticketing.inventory.holdings import reservation_of_row
+from ticketing.inventory.repository import STORE, event_state, venue_row, venue_state
+from ticketing.inventory.reservation import Reservation, released, reservation_of
 from ticketing.inventory.rewrite import delete_orphans, write_event_row, write_reservations
 from ticketing.inventory.tables import event_store, events, reservations, venues
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.projections import Rebuilt
-from ticketing.shared.projections import differences as table_differences
+from ticketing.shared.store.projections import Rebuilt, verify_projection
+from ticketing.shared.store.projections import differences as table_differences
 
 PAGE = 5000
 
@@ -147,16 +140,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 async def verify(engine: AsyncEngine) -> list[str]:
-    """Every difference between inventory's events and its tables (empty: they agree). Read in
-    one REPEATABLE READ transaction, whose snapshot the first read fixes, so that writes going
-    on meanwhile are seen in both or in neither."""
-    problems: list[str] = []
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            expected = await folded(conn, problems)
-            actual = await stored(conn)
-    return problems + list(differences(expected, actual))
+    """Every difference between inventory's events and its tables (empty: they agree)."""
+    return await verify_projection(engine, folded, stored, differences)
 
 
 TABLES = ("venues", "events", "reservations")

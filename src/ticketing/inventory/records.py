@@ -1,5 +1,5 @@
 """Inventory's write records in its database: the SQL adapter of the port the service's write
-use cases talk to (:class:`ticketing.inventory.service.InventoryRecords`)."""
+use cases talk to (:class:`ticketing.inventory.ports.InventoryRecords`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo
 from ticketing.inventory.decisions import (
     CustomerSeats,
@@ -20,10 +21,9 @@ from ticketing.inventory.decisions import (
     counted,
 )
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
-from ticketing.inventory.holdings import held_seats, release_statements
-from ticketing.shared.db import is_duplicate_key
-from ticketing.shared.eventstore import Cause
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.db.engine import is_duplicate_key
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.store.eventstore import Cause
 
 T = TypeVar("T")
 
@@ -68,13 +68,13 @@ class SqlInventoryRecords:
             # The locks first, then the reservations already recorded: a repeat committed
             # while this waited for a lock is then seen, not found later on the primary key.
             # The seats held are counted under the same locks, and only at events with a limit.
-            states = await repo.lock_states(uow.conn, event_ids)
-            existing = await repo.get_reservations(uow.conn, existing_of) if existing_of else {}
+            states = await holdings.lock_states(uow.conn, event_ids)
+            existing = await holdings.get_reservations(uow.conn, existing_of) if existing_of else {}
             pairs = counted(customers, states)
-            held = await held_seats(uow.conn, pairs) if pairs else {}
+            held = await holdings.held_seats(uow.conn, pairs) if pairs else {}
             decisions = decide(states, existing, held)
             uow.write(
-                *repo.reservation_statements(
+                *holdings.reservation_statements(
                     decisions.events, list(decisions.states.values()), decisions.new, cause, causes
                 )
             )
@@ -93,11 +93,11 @@ class SqlInventoryRecords:
         async def work(uow: UnitOfWork) -> Releases:
             # The same locks as a reservation's, then the reservations: a reservation or a
             # release of one of these events can neither commit nor be under way meanwhile.
-            states = await repo.lock_states(uow.conn, event_ids)
-            existing = await repo.get_reservations(uow.conn, booking_ids)
+            states = await holdings.lock_states(uow.conn, event_ids)
+            existing = await holdings.get_reservations(uow.conn, booking_ids)
             releases = decide(states, existing)
             uow.write(
-                *release_statements(
+                *holdings.release_statements(
                     releases.events,
                     list(releases.states.values()),
                     releases.released,

@@ -1,17 +1,17 @@
-"""Inventory's database adapter: the event store and its projections, SQLAlchemy Core
-statements on one connection."""
+"""Inventory's database adapter: the event store, and the venues and events it projects,
+SQLAlchemy Core statements on one connection (the reservation path's are
+:mod:`ticketing.inventory.holdings`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any, TypeAlias
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ticketing.contracts.inventory import Event, ReservationOutcome, Venue
+from ticketing.contracts.inventory import Event, Venue
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     EVENT_TYPES,
@@ -19,20 +19,17 @@ from ticketing.inventory.domain import (
     VENUE_STREAM,
     EventScheduled,
     EventState,
-    Release,
-    Reservation,
-    ReservationRefused,
-    SeatsReserved,
     VenueRegistered,
     VenueState,
     evolve,
 )
 from ticketing.inventory.rules import format_price
-from ticketing.inventory.tables import event_store, events, reservations, venues
-from ticketing.shared import sql
+from ticketing.inventory.tables import event_store, events, venues
 from ticketing.shared.clock import naive_utc, utcnow
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending
-from ticketing.shared.unit_of_work import UnitOfWork
+from ticketing.shared.db import sql
+from ticketing.shared.db.unit_of_work import UnitOfWork
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES, UPCASTERS))
 
@@ -192,118 +189,4 @@ def event_of(state: EventState, venue: Venue) -> Event:
         # Stored with the offset it was sent with; the projection serves it in UTC.
         starts_at=None if starts_at is None else starts_at.astimezone(UTC),
         max_tickets_per_customer=state.max_tickets_per_customer,
-    )
-
-
-# The reservation path (every booking passes here) runs on the driver's cursor.
-_RESERVATION_COLUMNS = (
-    "booking_id",
-    "event_id",
-    "ticket_count",
-    "status",
-    "left_capacity",
-    "customer_id",
-    "created_at",
-)
-_ADD_RESERVATIONS = sql.insert_sql(reservations, _RESERVATION_COLUMNS)
-SET_SEATS = "UPDATE events SET left_capacity = %s, version = %s WHERE id = %s"
-
-
-async def lock_states(
-    conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, EventState]:
-    """The state of each existing event (its projection row: the stream's snapshot), row-locked
-    until the transaction ends.
-
-    Locks are taken in id order, so two transactions locking overlapping events never deadlock.
-    """
-    if not event_ids:
-        return {}
-    ordered = sorted(event_ids)
-    rows = await sql.fetch_all(
-        conn,
-        "SELECT id, venue_id, name, total_capacity, left_capacity, ticket_price, "  # noqa: S608
-        "starts_at, version, max_tickets_per_customer "
-        f"FROM events WHERE id IN ({sql.placeholders(len(ordered))}) "
-        "ORDER BY id FOR UPDATE",
-        [str(event_id) for event_id in ordered],
-    )
-    return {
-        uuid.UUID(str(row[0])): EventState(
-            id=uuid.UUID(str(row[0])),
-            venue_id=uuid.UUID(str(row[1])),
-            name=row[2],
-            total_capacity=int(row[3]),
-            left_capacity=int(row[4]),
-            ticket_price=row[5],
-            starts_at=None if row[6] is None else row[6].replace(tzinfo=UTC),
-            version=int(row[7]),
-            max_tickets_per_customer=None if row[8] is None else int(row[8]),
-        )
-        for row in rows
-    }
-
-
-def reservation_statements(
-    appended: Sequence[tuple[int, SeatsReserved | ReservationRefused]],
-    states: Sequence[EventState],
-    new: Sequence[Reservation],
-    cause: Cause,
-    causes: Mapping[uuid.UUID, Cause] | None = None,
-) -> list[sql.Statement]:
-    """The statements recording a batch's decisions (for :func:`sql.commit_all`): the events
-    first, so that a stale stream version fails the batch on the store's unique key before
-    anything else is written; then the reservations (a booking id that already has one fails on
-    the primary key); then each event's new state. The ``left_capacity >= 0`` check refuses a
-    state that would oversell. ``causes`` holds the cause of each booking id whose item named
-    its own (``cause`` is the rest's)."""
-    if not appended:
-        return []
-    now = utcnow()
-    own = causes or {}
-    pending = [
-        Pending(e.event_id, EVENT_STREAM, version, e, own.get(e.booking_id))
-        for version, e in appended
-    ]
-    rows = [
-        (
-            str(r.booking_id),
-            str(r.event_id),
-            r.ticket_count,
-            r.status.value,
-            r.left_capacity,
-            None if r.customer_id is None else str(r.customer_id),
-            now,
-        )
-        for r in new
-    ]
-    return [
-        STORE.append(pending, cause, now),
-        sql.Statement(_ADD_RESERVATIONS, rows, rows=True),
-        *(
-            sql.Statement(SET_SEATS, [state.left_capacity, state.version, str(state.id)])
-            for state in states
-        ),
-    ]
-
-
-async def get_reservations(
-    conn: AsyncConnection, booking_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Reservation]:
-    query = select(reservations).where(reservations.c.booking_id.in_(booking_ids))
-    return {row.booking_id: reservation_of_row(row) for row in await conn.execute(query)}
-
-
-def reservation_of_row(row: AnyRow) -> Reservation:
-    """A reservation from its row of the ``reservations`` table."""
-    return Reservation(
-        booking_id=row.booking_id,
-        event_id=row.event_id,
-        ticket_count=row.ticket_count,
-        status=ReservationOutcome(row.status),
-        left_capacity=row.left_capacity,
-        customer_id=row.customer_id,
-        release=None
-        if row.release_reason is None
-        else Release(row.release_reason, row.release_left_capacity),
     )

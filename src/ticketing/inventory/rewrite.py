@@ -12,11 +12,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ticketing.inventory.domain import EventState, Reservation
+from ticketing.inventory.domain import EventState
 from ticketing.inventory.repository import event_row
+from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.tables import event_store, events, reservations, venues
-from ticketing.shared.db import run_transaction
-from ticketing.shared.projections import Rebuilt
+from ticketing.shared.db.engine import run_transaction
+from ticketing.shared.store.projections import Rebuilt
 
 
 async def write_event_row(

@@ -1,13 +1,12 @@
 """Inventory's service layer: each write use case is one unit of work of its records (the
-port :class:`InventoryRecords`, whose SQL adapter is
+port :class:`~ticketing.inventory.ports.InventoryRecords`, whose SQL adapter is
 :class:`ticketing.inventory.records.SqlInventoryRecords`); the reads query the database."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,8 +29,6 @@ from ticketing.contracts.inventory import (
 from ticketing.inventory import repository as repo
 from ticketing.inventory.decisions import (
     CustomerSeats,
-    DecideBatch,
-    DecideReleases,
     Decisions,
     Releases,
     customers_of,
@@ -41,23 +38,23 @@ from ticketing.inventory.decisions import (
 from ticketing.inventory.domain import (
     EventScheduled,
     EventState,
-    Reservation,
-    VenueRegistered,
     VenueState,
     decide_register_venue,
     decide_schedule_event,
     evolve,
     fold,
 )
+from ticketing.inventory.ports import InventoryRecords
+from ticketing.inventory.reservation import Reservation
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
-from ticketing.shared.eventstore import Cause, unbroken
-from ticketing.shared.history import history_page
-from ticketing.shared.ids import new_id
-from ticketing.shared.pagination import (
+from ticketing.shared.http.history import history_page
+from ticketing.shared.http.pagination import (
     decode_cursor,
     page,
 )
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.ids import new_id
+from ticketing.shared.store.eventstore import Cause, unbroken
 
 DUPLICATE_RETRIES = 3
 MAX_PAGE_SIZE = 100
@@ -76,55 +73,6 @@ def item_causes(
         if item.causation_id or item.correlation_id:
             causes[item.booking_id] = cause.caused_by(item.causation_id, item.correlation_id)
     return causes
-
-
-class InventoryRecords(Protocol):
-    """Where the write use cases record what they decide, each call one transaction (the port
-    they need; the SQL adapter is :class:`ticketing.inventory.records.SqlInventoryRecords`).
-    A call that raises records nothing."""
-
-    async def register_venue(self, registered: VenueRegistered, cause: Cause) -> None:
-        """Record the venue's first event and its projection row. Raises
-        :class:`AlreadyRecorded` when the venue exists."""
-
-    async def schedule_event(
-        self, venue_id: uuid.UUID, decide: Callable[[VenueState], EventScheduled], cause: Cause
-    ) -> tuple[VenueState, EventScheduled] | None:
-        """Read the venue's state and record the event ``decide`` schedules there, with its
-        projection row; the venue and that event, or None when the venue does not exist.
-        Raises :class:`AlreadyRecorded` when the event exists."""
-
-    async def reserve(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        decide: DecideBatch,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-        *,
-        existing_of: Sequence[uuid.UUID] = (),
-        customers: Sequence[CustomerSeats] = (),
-    ) -> Decisions:
-        """Lock the state of each existing event of ``event_ids`` (its stream's snapshot),
-        read the reservations recorded for the booking ids ``existing_of`` (none is read when
-        it is empty) and the seats held now by each pair of ``customers`` whose event sets a
-        limit (:func:`~ticketing.inventory.decisions.counted`; nothing is read when none
-        does), and record what ``decide`` decides from them: its events, each with its
-        booking id's cause in ``causes`` or else ``cause``, its reservations and the events'
-        new states; the decisions. Raises :class:`AlreadyRecorded` when a booking id holds a
-        reservation already or a stream version is taken."""
-
-    async def release(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide: DecideReleases,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-    ) -> Releases:
-        """Lock the state of each existing event of ``event_ids``, read the reservations of
-        ``booking_ids``, and record what ``decide`` decides from them: its events (causes as
-        for :meth:`reserve`), the reservations it releases and the events' new states; the
-        decisions. Raises :class:`AlreadyRecorded` when a stream version is taken."""
 
 
 class InventoryService:
@@ -238,21 +186,14 @@ class InventoryService:
     async def reserve_many(
         self, items: Sequence[ReservationItem], cause: Cause
     ) -> list[ReservationItemResult]:
-        """Decide reservations for many bookings in one transaction, at most once per booking id.
+        """Decide reservations for many bookings in one transaction, at most once per booking id
+        (the records lock the events' rows, and the decisions follow request order:
+        :func:`~ticketing.inventory.decisions.decide`).
 
-        The events' rows (their streams' snapshots) are locked first, the decisions are made in
-        request order (see :func:`~ticketing.inventory.domain.decide`), then the events are
-        appended, the reservations recorded and each event's new state written, all in one
-        round trip with the COMMIT (``sql.commit_all``); the ``left_capacity >= 0`` check
-        constraint refuses a decision the locked counts did not allow, failing the whole
-        transaction.
-
-        The first attempt assumes that no booking id holds a reservation yet (the common case:
-        one statement less). If one does (a repeat, or a concurrent request for the same
-        booking id), the records refuse the batch on the primary key (:class:`AlreadyRecorded`,
-        nothing is changed), and it is decided again knowing the reservations already
-        recorded. A stale stream version fails on the store's unique key and is decided again
-        the same way; after ``DUPLICATE_RETRIES`` such retries the refusal is raised.
+        The first attempt assumes that no booking id holds a reservation yet, the common case,
+        to save a read; a repeat then fails the batch on the primary key (nothing is written)
+        and the batch is decided again knowing the reservations recorded, as is one that met a
+        stale stream version, up to ``DUPLICATE_RETRIES`` times.
         """
         causes = item_causes(items, cause)
         event_ids = list({item.event_id for item in items})

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME
 
-from ticketing.shared.eventstore import event_store_table
+from ticketing.shared.store.table import event_store_table
 
 metadata = MetaData()
 

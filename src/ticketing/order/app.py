@@ -12,11 +12,10 @@ from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.repository import SqlOrderRecords
 from ticketing.order.service import CONSUMER, OrderService
 from ticketing.order.tables import event_store
-from ticketing.shared.consumer_metrics import ConsumerMetrics
-from ticketing.shared.http import create_http_app
-from ticketing.shared.metrics import registered, upstream_breakers
-from ticketing.shared.oauth_client import upstream_as
-from ticketing.shared.runtime import consuming, service_runtime
+from ticketing.shared.app import create_http_app
+from ticketing.shared.http.app_metrics import registered, upstream_breakers
+from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
+from ticketing.shared.runtime import calling_runtime, consuming
 from ticketing.shared.settings import Settings
 
 
@@ -25,11 +24,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
 
     @asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        async with (
-            upstream_as(
-                settings, "inventory", settings.order_client_id, settings.order_client_secret
-            ) as inventory,
-            service_runtime(app, settings, "order", event_store) as shared,
+        async with calling_runtime(app, settings, "order", event_store, upstream="inventory") as (
+            shared,
+            inventory,
         ):
             service = OrderService(
                 SqlOrderRecords(shared.engine, consumer=CONSUMER),

@@ -1,7 +1,7 @@
 """Order rules, in plain Python (no I/O, no framework).
 
 Order is event-sourced (ADR 12): a booking's order stream (stream id = the booking id) holds
-the saga's outcome as version 1, the published contract
+the saga's verdict on the request as version 1, the published contract
 :class:`~ticketing.contracts.events.OrderConfirmed` or
 :class:`~ticketing.contracts.events.OrderRejected`, stored as it is sent; a confirmed order
 whose seats went back to the event (the booking was cancelled, or its hold expired) holds
@@ -39,7 +39,7 @@ from ticketing.shared.errors import ImpossibleHistory
 ORDER_STREAM = "order"
 
 OrderEvent = OrderConfirmed | OrderRejected | OrderReleased
-Outcome = OrderConfirmed | OrderRejected
+Verdict = OrderConfirmed | OrderRejected  # the saga's answer to a booking request
 EVENT_TYPES: tuple[type[OrderEvent], ...] = (OrderConfirmed, OrderRejected, OrderReleased)
 
 
@@ -79,8 +79,9 @@ class OrderState:
     version: int
 
 
-def outcome_of(reservation: ReservationStatus) -> tuple[OrderStatus, RejectionReason | None]:
-    return outcome_of_item(ReservationOutcome(reservation.value))
+def order_status_of(reservation: ReservationStatus) -> tuple[OrderStatus, RejectionReason | None]:
+    """What inventory's answer to one reservation means for its booking."""
+    return order_status_of_answer(ReservationOutcome(reservation.value))
 
 
 _REFUSALS = {
@@ -91,24 +92,26 @@ _REFUSALS = {
 }
 
 
-def outcome_of_item(outcome: ReservationOutcome) -> tuple[OrderStatus, RejectionReason | None]:
+def order_status_of_answer(
+    answer: ReservationOutcome,
+) -> tuple[OrderStatus, RejectionReason | None]:
     """What one answer of a batch reservation means for its booking."""
-    if outcome is ReservationOutcome.RESERVED:
+    if answer is ReservationOutcome.RESERVED:
         return OrderStatus.CONFIRMED, None
-    return OrderStatus.REJECTED, _REFUSALS[outcome]
+    return OrderStatus.REJECTED, _REFUSALS[answer]
 
 
-def decide(
+def decide_verdict(
     requested: BookingRequested,
-    outcome: ReservationOutcome,
+    reservation: ReservationOutcome,
     *,
     order_id: uuid.UUID,
     message_id: uuid.UUID,
     now: datetime,
-) -> Outcome:
-    """The saga's outcome for ``requested`` once inventory answered ``outcome``: the order
+) -> Verdict:
+    """The saga's verdict on ``requested`` once inventory answered ``reservation``: the order
     (``order_id``) or the rejection, as the event ``message_id`` decided at ``now`` (aware)."""
-    status, reason = outcome_of_item(outcome)
+    status, reason = order_status_of_answer(reservation)
     if status is OrderStatus.CONFIRMED:
         return OrderConfirmed(
             message_id=message_id,
@@ -191,14 +194,14 @@ def decide_release(
 
 
 def version_of(event: OrderEvent) -> int:
-    """The version ``event`` has in its booking's stream: an outcome is the first event, a
+    """The version ``event`` has in its booking's stream: a verdict is the first event, a
     release the second (it follows the confirmation)."""
     return 2 if isinstance(event, OrderReleased) else 1
 
 
 def evolve(state: OrderState | None, event: OrderEvent) -> OrderState:
     """The order after ``event`` (``state``: its stream's state before it, None before the
-    first event). An outcome comes first and once; a confirmed order may then be released,
+    first event). A verdict comes first and once; a confirmed order may then be released,
     once; nothing follows a rejection or a release."""
     match event:
         case OrderConfirmed() if state is None:

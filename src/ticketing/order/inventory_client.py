@@ -18,7 +18,7 @@ from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationItemResult,
 )
-from ticketing.shared.upstream import Upstream
+from ticketing.shared.http.upstream import Upstream
 
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 ``ticketing projections verify --service order`` prints every difference; ``ticketing
 projections rebuild --service order`` rewrites every row the events disagree with, while the
-saga keeps running. A booking's stream holds its outcome and, for a confirmed order whose
+saga keeps running. A booking's stream holds its verdict and, for a confirmed order whose
 seats went back, its release: both read the store a page at a time in position order.
 """
 
@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticketing.order.domain import OrderState
 from ticketing.order.repository import ORDER_COLUMNS, STORE, fold, order_row, read_streams
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.db import run_transaction
+from ticketing.shared.db.engine import run_transaction
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Recorded
-from ticketing.shared.projections import Rebuilt
+from ticketing.shared.store.eventstore import Recorded
+from ticketing.shared.store.projections import Rebuilt, all_streams, snapshot
 
 PAGE = 1000
 TABLES = ("orders",)
@@ -30,7 +30,7 @@ Row = dict[str, Any]
 
 
 def expected_row(history: Sequence[Recorded], state: OrderState) -> Row:
-    """The row ``state`` (the fold of ``history``) makes: created when its outcome was recorded."""
+    """The row ``state`` (the fold of ``history``) makes: created when its verdict was recorded."""
     return order_row(state, history[0].recorded_at.replace(tzinfo=None))
 
 
@@ -49,15 +49,8 @@ def differing(have: Row, want: Row) -> list[str]:
 async def folded(conn: AsyncConnection, problems: list[str]) -> dict[uuid.UUID, Row | None]:
     """The ``orders`` rows the events say, by booking id; None for a stream that cannot be
     folded, which is added to ``problems`` (its row is left out of the comparison)."""
-    streams: dict[uuid.UUID, list[Recorded]] = {}
-    after = 0
-    while page := await STORE.page(conn, after=after, limit=PAGE):
-        for recorded in page:
-            streams.setdefault(recorded.stream_id, []).append(recorded)
-        after = page[-1].position
     rows: dict[uuid.UUID, Row | None] = {}
-    for stream_id, history in streams.items():
-        history.sort(key=lambda recorded: recorded.version)
+    for stream_id, history in (await all_streams(STORE, conn, page=PAGE)).items():
         try:
             rows[stream_id] = expected_row(history, fold(history))
         except ImpossibleHistory as error:
@@ -88,15 +81,13 @@ def _shown(row: Row, columns: Sequence[str] = ORDER_COLUMNS) -> str:
 
 
 async def verify(engine: AsyncEngine) -> list[str]:
-    """Every difference between order's events and its table (empty: they agree). Read in one
-    REPEATABLE READ transaction, whose snapshot the first read fixes, so that outcomes recorded
-    meanwhile are seen in both or in neither."""
+    """Every difference between order's events and its table (empty: they agree), read in one
+    :func:`~ticketing.shared.store.projections.snapshot` so that verdicts recorded meanwhile
+    are seen in both or in neither."""
     problems: list[str] = []
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            folds = await folded(conn, problems)
-            actual = {row.booking_id: stored_row(row) for row in await conn.execute(select(orders))}
+    async with snapshot(engine) as conn:
+        folds = await folded(conn, problems)
+        actual = {row.booking_id: stored_row(row) for row in await conn.execute(select(orders))}
     expected = {key: row for key, row in folds.items() if row is not None}
     unfolded = {key for key, row in folds.items() if row is None}
     checked = {key: row for key, row in actual.items() if key not in unfolded}
@@ -150,7 +141,7 @@ async def _write(conn: AsyncConnection, *, bookings: Sequence[uuid.UUID], done: 
         if have is not None and not differing(have, want):
             continue
         if have is None or have["id"] != want["id"]:
-            # The id is this stream's own (its order's, or its outcome's): a row of another
+            # The id is this stream's own (its order's, or its rejection's): a row of another
             # booking holding it is wrong.
             taken = await conn.execute(
                 delete(orders).where(orders.c.id == want["id"], orders.c.booking_id != booking_id)

@@ -22,13 +22,14 @@ from ticketing.order.domain import (
     version_of,
 )
 from ticketing.order.tables import event_store, inbox, orders
-from ticketing.shared import inbox as inbox_ops
-from ticketing.shared import sql
 from ticketing.shared.clock import utcnow
-from ticketing.shared.db import is_duplicate_key
+from ticketing.shared.db import sql
+from ticketing.shared.db.engine import is_duplicate_key
+from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 from ticketing.shared.errors import ImpossibleHistory
-from ticketing.shared.eventstore import Cause, EventCodec, EventStore, Pending, Recorded
-from ticketing.shared.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
+from ticketing.shared.messaging import inbox as inbox_ops
+from ticketing.shared.store.codec import EventCodec
+from ticketing.shared.store.eventstore import Cause, EventStore, Pending, Recorded
 
 STORE = EventStore(event_store, EventCodec(EVENT_TYPES), PUBLICATIONS)
 STREAMS_PAGE = 1000
@@ -53,7 +54,7 @@ Changes = Sequence[tuple[OrderEvent, Cause]]
 
 
 def order_row(state: OrderState, created_at: datetime) -> dict[str, Any]:
-    """The ``orders`` row of a booking's order, whose outcome (the stream's first event) was
+    """The ``orders`` row of a booking's order, whose verdict (the stream's first event) was
     recorded at ``created_at`` (naive UTC): the service writes it with the events, and a
     rebuild writes it from them."""
     return {
@@ -70,19 +71,19 @@ def order_row(state: OrderState, created_at: datetime) -> dict[str, Any]:
 
 def change_statements(changes: Changes, now: datetime) -> list[sql.Statement]:
     """The statements recording the saga's changes (not empty), each event with its cause, at
-    ``now`` (naive UTC), for :func:`ticketing.shared.sql.commit_all` or one by one: the events
-    first, each at its version of its booking's stream (an outcome 1, a release 2), so that a
+    ``now`` (naive UTC), for :func:`ticketing.shared.db.sql.commit_all` or one by one: the events
+    first, each at its version of its booking's stream (a verdict 1, a release 2), so that a
     booking that has that event already fails on the store's unique key (1062) before
-    anything else is written; then the outcomes' new ``orders`` rows, and the releases'
+    anything else is written; then the verdicts' new ``orders`` rows, and the releases'
     changes to theirs."""
     pending = [
         Pending(event.booking_id, ORDER_STREAM, version_of(event), event, cause)
         for event, cause in changes
     ]
     statements = [STORE.append(pending, changes[0][1], now)]
-    outcomes = [event for event, _ in changes if not isinstance(event, OrderReleased)]
-    if outcomes:
-        rows = [order_row(evolve(None, event), now) for event in outcomes]
+    verdicts = [event for event, _ in changes if not isinstance(event, OrderReleased)]
+    if verdicts:
+        rows = [order_row(evolve(None, event), now) for event in verdicts]
         params = [
             (
                 str(row["id"]),
@@ -196,7 +197,7 @@ class SqlOrderRecords:
                 raise AlreadyRecorded(str(error.orig)) from error
             raise
 
-    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
+    async def has_verdict(self, booking_id: uuid.UUID) -> bool:
         async with self._engine.connect() as conn:
             return bool(await STORE.stream_page(conn, booking_id, after_version=0, limit=1))
 

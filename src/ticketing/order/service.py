@@ -12,7 +12,12 @@ from typing import Protocol
 
 import structlog
 
-from ticketing.contracts.events import BookingEvent, BookingRequested, SeatRelease
+from ticketing.contracts.events import (
+    ORDER_SUBSCRIPTION,
+    BookingEvent,
+    BookingRequested,
+    SeatRelease,
+)
 from ticketing.contracts.inventory import (
     ReleaseItem,
     ReleaseItemResult,
@@ -25,18 +30,18 @@ from ticketing.order.domain import (
     OrderState,
     OrderStatus,
     check_released,
-    decide,
     decide_release,
+    decide_verdict,
     release_reason,
     to_release,
 )
 from ticketing.shared import tally
-from ticketing.shared.consumer import Received
-from ticketing.shared.eventstore import Cause
+from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
-from ticketing.shared.unit_of_work import AlreadyRecorded
+from ticketing.shared.messaging.consumer import Received
+from ticketing.shared.store.eventstore import Cause
 
-CONSUMER = "order-service"
+CONSUMER = ORDER_SUBSCRIPTION.group
 log = structlog.get_logger(__name__)
 
 
@@ -51,12 +56,12 @@ class OrderRecords(Protocol):
         self, message_ids: Sequence[uuid.UUID], decide_at: Callable[[datetime], Changes]
     ) -> None:
         """In one transaction: claim the messages, and record the events ``decide_at`` gives
-        for the time of the transaction, each at its version of its booking's stream (an
-        outcome 1, a release 2). Raises :class:`AlreadyRecorded` (and records nothing) when a
+        for the time of the transaction, each at its version of its booking's stream (a
+        verdict 1, a release 2). Raises :class:`AlreadyRecorded` (and records nothing) when a
         message was claimed or a booking's stream holds that version before."""
 
-    async def has_outcome(self, booking_id: uuid.UUID) -> bool:
-        """Whether the booking's order stream holds its outcome."""
+    async def has_verdict(self, booking_id: uuid.UUID) -> bool:
+        """Whether the booking's order stream holds its verdict."""
 
     async def orders(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderState]:
         """The orders of ``booking_ids`` as their streams say; a booking with no stream is
@@ -124,17 +129,19 @@ class OrderService:
         release_ids = [new_id() for _ in releasing]
 
         def decide_at(now: datetime) -> Changes:
-            outcomes = [
+            verdicts = [
                 (
-                    decide(item.event, answer.outcome, order_id=order, message_id=message, now=now),
-                    cause_of(item.event, item.correlation_id),
+                    decide_verdict(
+                        item.event, answer.outcome, order_id=order, message_id=message, now=now
+                    ),
+                    cause_of(item),
                 )
                 for item, answer, (order, message) in zip(asked, answers, ids, strict=True)
             ]
-            return outcomes + [
+            return verdicts + [
                 (
                     decide_release(state, item.event, answer, message_id=message, now=now),
-                    cause_of(item.event, item.correlation_id),
+                    cause_of(item),
                 )
                 for (item, state), answer, message in zip(
                     releasing, released, release_ids, strict=True
@@ -197,7 +204,7 @@ class OrderService:
     async def _applied_before(self, event: BookingEvent) -> bool:
         """Whether the event a message asks for is in its booking's stream."""
         if isinstance(event, BookingRequested):
-            return await self._records.has_outcome(event.booking_id)
+            return await self._records.has_verdict(event.booking_id)
         state = (await self._records.orders([event.booking_id])).get(event.booking_id)
         return state is not None and state.status is OrderStatus.RELEASED
 
@@ -215,10 +222,12 @@ def _logged(booking_id: uuid.UUID) -> Iterator[None]:
         raise
 
 
-def cause_of(event: BookingEvent, correlation_id: str | None) -> Cause:
-    """The cause stored with the event decided for ``event``: this consumer, the message's
-    correlation id, and the message itself."""
-    return Cause(actor=CONSUMER).caused_by(str(event.message_id), correlation_id)
+def cause_of(received: Received) -> Cause:
+    """The cause stored with the event decided for a received message: this consumer, the
+    message's correlation id and trace, and the message itself."""
+    return Cause(actor=CONSUMER).caused_by(
+        str(received.event.message_id), received.correlation_id, received.traceparent
+    )
 
 
 def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:

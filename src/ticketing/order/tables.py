@@ -8,15 +8,15 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Numeric, String, Table, Uuid
 from sqlalchemy.dialects.mysql import DATETIME
 
-from ticketing.shared.eventstore import event_store_table
-from ticketing.shared.inbox import inbox_table
+from ticketing.shared.messaging.inbox import inbox_table
+from ticketing.shared.store.table import event_store_table
 
 metadata = MetaData()
 
 # One row per booking (unique): the saga's decision, CONFIRMED with its order id, or REJECTED
 # with its event's id and no ticket count or price (the rejection does not carry them); a
 # confirmed order whose seats went back is RELEASED, with the release's reason. created_at is
-# the time its outcome (its stream's first event) was recorded.
+# the time its verdict (its stream's first event) was recorded.
 orders = Table(
     "orders",
     metadata,

@@ -7,9 +7,9 @@ import threading
 import time
 import uuid
 
-# Random bits come from the OS a page at a time: one getrandom system call per 409 ids instead of
-# one per id (the call was 2-3% of booking's and order's CPU under load). Each thread has its
-# own page, and a forked child starts without one, so no two ids ever share their random bits.
+# Random bits come from the OS a page at a time, so that not every id costs a system call. Each
+# thread has its own page, and a forked child starts without one, so no two ids ever share their
+# random bits.
 _PAGE_BYTES = 4096
 _ID_RANDOM_BYTES = 10
 

@@ -21,7 +21,8 @@ import msgspec
 import structlog
 from structlog.typing import Processor
 
-from ticketing.shared.observability import add_correlation_id
+from ticketing.shared import tracing
+from ticketing.shared.correlation import add_correlation_id
 from ticketing.shared.settings import Settings
 
 _SECRET_KEYS = frozenset({"authorization", "password", "secret", "token", "access_token"})
@@ -66,7 +67,8 @@ _root_level = logging.INFO
 
 
 def configure_logging(settings: Settings, service: str) -> None:
-    """Configure structlog and the standard library root logger for one process."""
+    """Configure structlog and the standard library root logger for one process (after
+    tracing, whose ids the lines then carry)."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     json_output = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
@@ -79,6 +81,8 @@ def configure_logging(settings: Settings, service: str) -> None:
     enrich: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_correlation_id,
+        # Only when on, so that tracing off costs the log nothing either.
+        *([tracing.add_trace_ids] if tracing.enabled() else []),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -21,13 +21,16 @@ from litestar import Litestar
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticketing.shared.db import create_engine, ping
-from ticketing.shared.http import register_readiness
-from ticketing.shared.messaging import consumers_joined, start_with_retry
-from ticketing.shared.messaging import ping as ping_broker
-from ticketing.shared.metrics import registered
-from ticketing.shared.outbox_metrics import OutboxCollector
-from ticketing.shared.relay import OutboxRelay, create_producer, relay_lock_name
+from ticketing.shared.app import register_readiness
+from ticketing.shared.auth.client_credentials import upstream_as
+from ticketing.shared.db.engine import create_engine, ping
+from ticketing.shared.http.app_metrics import registered
+from ticketing.shared.http.upstream import Upstream
+from ticketing.shared.messaging.broker import consumers_joined, start_with_retry
+from ticketing.shared.messaging.broker import ping as ping_broker
+from ticketing.shared.messaging.outbox_metrics import OutboxCollector
+from ticketing.shared.messaging.publishing import create_producer
+from ticketing.shared.messaging.relay import OutboxRelay, relay_lock_name
 from ticketing.shared.settings import ServiceName, Settings
 
 log = structlog.get_logger(__name__)
@@ -92,6 +95,21 @@ async def service_runtime(
             yield Runtime(app, engine, relay)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def calling_runtime(
+    app: Litestar, settings: Settings, service: ServiceName, store: Table, *, upstream: ServiceName
+) -> AsyncIterator[tuple[Runtime, Upstream]]:
+    """The service's :func:`service_runtime` and an :class:`Upstream` to ``upstream`` that
+    calls with the service's own token, for a service that both records events and calls
+    another."""
+    client_id, client_secret = settings.client_credentials(service)
+    async with (
+        upstream_as(settings, upstream, client_id, client_secret) as client,
+        service_runtime(app, settings, service, store) as shared,
+    ):
+        yield shared, client
 
 
 @asynccontextmanager

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 ServiceName = Literal["inventory", "booking", "order", "gateway"]
 SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
 DATABASE_SERVICES: tuple[ServiceName, ...] = ("inventory", "booking", "order")
+# The services others call over HTTP: each has a TICKETING_<SERVICE>_URL listing its replicas.
+CALLED_SERVICES: tuple[ServiceName, ...] = ("inventory", "booking")
 
 MAX_HOLD_SECONDS = 30 * 24 * 3600  # a hold longer than a month is no hold
 PREFIX = "TICKETING_"
@@ -63,7 +65,12 @@ class Settings:
     breaker_failure_ratio: float = 0.5
     breaker_open_seconds: float = 5.0
     breaker_half_open_probes: int = 1
-    docs_assets_dir: str = ""
+    # Files outside the package, found relative to the working directory (the checkout's root,
+    # or the image's /app) unless set: the docs UI's assets, the migration environments, and the
+    # dev OIDC server `ticketing dev` runs.
+    docs_assets_dir: str = "web/node_modules"
+    alembic_dir: str = "alembic"
+    dev_idp_dir: str = "deploy/dev-idp"
     docs_token_url: str = ""
     inventory_host: str = "127.0.0.1"
     inventory_port: int = 8081
@@ -134,7 +141,7 @@ class Settings:
                 raise SettingsError(f"TICKETING_{name.upper()} must be at least 1")
         if "/" in self.mysql_url.partition("?")[0].split("://", 1)[-1].rstrip("/"):
             raise SettingsError("TICKETING_MYSQL_URL names a server, not a database: drop the path")
-        for name in ("inventory_url", "booking_url"):
+        for name in (f"{service}_url" for service in CALLED_SERVICES):
             value: str = getattr(self, name)
             if value.strip() and not _listed(value):
                 raise SettingsError(f"TICKETING_{name.upper()} lists no address")
@@ -176,6 +183,14 @@ class Settings:
         host: str = getattr(self, f"{service}_host")
         port: int = getattr(self, f"{service}_port")
         return host, port
+
+    def client_credentials(self, service: ServiceName) -> tuple[str, str]:
+        """The client id and secret ``service`` asks the token server for its own tokens with
+        (``TICKETING_<SERVICE>_CLIENT_ID`` and ``_CLIENT_SECRET``: only services that call
+        another have them)."""
+        client_id: str = getattr(self, f"{service}_client_id")
+        client_secret: str = getattr(self, f"{service}_client_secret")
+        return client_id, client_secret
 
     def base_urls(self, service: ServiceName) -> list[str]:
         """Where another service reaches ``service``'s replicas: the comma-separated list in

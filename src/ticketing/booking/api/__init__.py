@@ -1,0 +1,1 @@
+"""Booking's HTTP entrypoints: translate requests, delegate to the service layer."""
