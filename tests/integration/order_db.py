@@ -15,9 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import order_records as records
 from tests.harness import own_databases
 from ticketing.contracts.events import (
-    BookingCancelled,
     BookingRequested,
-    HoldExpired,
 )
 from ticketing.contracts.inventory import (
     ReleaseItem,
@@ -123,26 +121,6 @@ async def order_rows(engine: AsyncEngine) -> dict[uuid.UUID, dict[str, Any]]:
 async def count(engine: AsyncEngine, table: Any) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
-
-
-def cancelled(booked: BookingRequested) -> BookingCancelled:
-    return BookingCancelled(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        cancelled_at=datetime.now(UTC),
-    )
-
-
-def expired(booked: BookingRequested) -> HoldExpired:
-    return HoldExpired(
-        message_id=uuid.uuid4(),
-        booking_id=booked.booking_id,
-        event_id=booked.event_id,
-        ticket_count=booked.ticket_count,
-        expired_at=datetime.now(UTC),
-    )
 
 
 async def settle(engine: AsyncEngine, count: int, *, refused_every: int = 3) -> list[uuid.UUID]:

@@ -13,15 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness import order_records as records
 from tests.integration.order_db import (
     Inventory,
-    cancelled,
     engine,
-    expired,
     order_db,
     order_rows,
     requested,
     settle,
     tamper,
 )
+from tests.unit.order_saga import cancelled, expired
 from ticketing.order import projections
 from ticketing.order.repository import read_streams
 from ticketing.order.service import OrderService

@@ -17,16 +17,15 @@ from tests.harness import as_the_runner_does
 from tests.harness import order_records as records
 from tests.integration.order_db import (
     Inventory,
-    cancelled,
     count,
     engine,
-    expired,
     order_db,
     order_rows,
     requested,
     stored,
 )
 from tests.integration.order_relay import relay_once
+from tests.unit.order_saga import cancelled, expired
 from ticketing.contracts.events import (
     ORDERS_TOPIC,
     BookingRequested,
