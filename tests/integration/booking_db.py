@@ -21,7 +21,7 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
-from ticketing.contracts.events import BookingRequested, OrderConfirmed, OrderRejected
+from ticketing.contracts.events import BookingRequested, OrderConfirmed
 from ticketing.shared.db.engine import create_engine
 from ticketing.shared.db.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
@@ -95,16 +95,6 @@ def confirmation(booking_id: uuid.UUID) -> OrderConfirmed:
         ticket_count=2,
         total_price="20.00",
         confirmed_at=datetime.now(UTC),
-    )
-
-
-def rejection(booking_id: uuid.UUID) -> OrderRejected:
-    return OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        reason="insufficient_capacity",
-        rejected_at=datetime.now(UTC),
     )
 
 

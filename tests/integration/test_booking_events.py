@@ -19,11 +19,11 @@ from tests.integration.booking_db import (
     customer,
     engine,
     pending_bookings,
-    rejection,
     service,
     status,
     stream,
 )
+from tests.unit.booking_world import rejection
 from ticketing.booking import projections
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
