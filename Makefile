@@ -28,6 +28,7 @@ bench:
 # What tracing costs when on (sampler ratio 0.1), in alternating runs against it off -> the
 # tracing part of docs/benchmarks-ab.md, written by hand from the printed figures.
 bench-tracing:
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	.venv/bin/python -m benchmarks.ab --scenario accept --rounds 3 --seconds 20 --otlp-sink \
 		--variant "" --variant "OTEL_EXPORTER_OTLP_ENDPOINT={sink},OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.1"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import httpx
 from sqlalchemy import text
 
 from tests.e2e.devprocess import DevProcess, dev_process
+from tests.integration.flow import create_customer
+from tests.integration.helpers import create_event
 from tests.otlp import ReceivedSpan, Receiver, otlp_receiver
 from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
 from ticketing.shared.settings import Settings
@@ -52,26 +53,13 @@ async def book(dev: DevProcess) -> tuple[httpx.AsyncClient, str]:
     api = httpx.AsyncClient(
         base_url=dev.gateway, headers={"Authorization": f"Bearer {await dev.token()}"}, timeout=30
     )
-    venue = await api.post(
-        "/api/v1/venues", json={"name": "Traced", "address": "1 Trace St", "total_capacity": 10}
-    )
-    event = await api.post(
-        "/api/v1/events",
-        json={
-            "name": "Traced",
-            "venue_id": venue.json()["id"],
-            "total_capacity": 10,
-            "ticket_price": "5.00",
-        },
-    )
-    customer = await api.post(
-        "/api/v1/customers", json={"name": "T", "email": f"t.{uuid.uuid4().hex[:8]}@example.com"}
-    )
+    event = await create_event(api, capacity=10, price="5.00")
+    customer = await create_customer(api)
     accepted = await api.post(
         "/api/v1/bookings",
         json={
-            "customer_id": customer.json()["id"],
-            "event_id": event.json()["id"],
+            "customer_id": customer["id"],
+            "event_id": event["id"],
             "ticket_count": 1,
         },
         # A client's trace headers are dropped: every trace starts at the gateway.

@@ -3,12 +3,17 @@ unsampled records passed on without a span."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.unit.tracing_support import PARENT, UNSAMPLED, finished
 from ticketing.shared import tracing
+from ticketing.shared.store.eventstore import Cause
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +119,36 @@ def test_a_batch_of_unsampled_records_records_nothing(spans: InMemorySpanExporte
         assert not trace.get_current_span().is_recording()
     assert spans.get_finished_spans() == ()
     assert all(tp is not None and tp.endswith(("-00", "-02")) for tp in traces)
+
+
+W3C_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(["traceparent", "tracestate", "baggage"]),
+            st.one_of(
+                st.text(max_size=120),
+                st.from_regex(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", fullmatch=True),
+            ),
+        ),
+        max_size=3,
+    )
+)
+def test_whatever_trace_headers_a_record_carries_its_batch_runs_and_stores_a_valid_context(
+    spans: InMemorySpanExporter, headers: list[tuple[str, str]]
+) -> None:
+    # Headers come from whoever produced the record: none of them may fail the batch, and what
+    # the events it causes store is a W3C traceparent the store can hold, or nothing.
+    records = [
+        tracing.Consumed("orders", 0, 1, dict(headers)),
+        tracing.Consumed("orders", 0, 2, {"traceparent": PARENT}),
+    ]
+    with tracing.processing(records) as traces:
+        pass
+    for traceparent in traces:
+        assert traceparent is None or W3C_TRACEPARENT.fullmatch(traceparent)
+        stored = Cause("consumer").caused_by(None, None, traceparent).traceparent
+        assert stored == traceparent

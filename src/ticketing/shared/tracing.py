@@ -105,9 +105,6 @@ def configure(
         if not wanted(environ):
             return False
         check(environ)
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -123,13 +120,26 @@ def configure(
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
-    AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    for instrumentor, unchecked in _instrumentors():
+        instrumentor.instrument(tracer_provider=provider, skip_dep_check=unchecked)
     _sends_only()
-    # Its declared range stops below SQLAlchemy 2.1, whose engine events it hooks unchanged.
-    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _state = _Tracing(provider, provider.get_tracer("ticketing"))
     return True
+
+
+def _instrumentors() -> list[tuple[Any, bool]]:
+    """The maintained instrumentations tracing installs (every aiohttp client, aiokafka's sends,
+    every SQLAlchemy engine), each with whether its version check is skipped: SQLAlchemy's
+    declared range stops below 2.1, whose engine events it hooks unchanged."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    return [
+        (AioHttpClientInstrumentor(), False),
+        (AIOKafkaInstrumentor(), False),
+        (SQLAlchemyInstrumentor(), True),
+    ]
 
 
 def _sends_only() -> None:
@@ -182,13 +192,8 @@ def shutdown() -> None:
     global _state  # noqa: PLW0603
     if _state is None:
         return
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    AioHttpClientInstrumentor().uninstrument()
-    AIOKafkaInstrumentor().uninstrument()
-    SQLAlchemyInstrumentor().uninstrument()
+    for instrumentor, _ in _instrumentors():
+        instrumentor.uninstrument()
     _state.provider.shutdown()
     _state = None
 

@@ -91,9 +91,7 @@ def name_server_span(method: str, route: str) -> None:
 
 def current_traceparent() -> str | None:
     """The W3C traceparent of the span being run."""
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
-    return carrier.get(TRACEPARENT)
+    return _traceparent_of(trace.get_current_span())
 
 
 @contextmanager
