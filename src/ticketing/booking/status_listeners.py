@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from ticketing.booking.changes import Change
 from ticketing.contracts.booking import TRANSIENT_STATUSES, Booking, BookingStatusChange
 from ticketing.shared.errors import RateLimited
 
@@ -149,6 +151,18 @@ class StatusListeners:
         self._listening.set()
         return subscription, self.mark
 
+    def changed(self, bookings: Iterable[Booking]) -> None:
+        """This replica committed a change of ``bookings``: wake their waiters now rather than
+        at the feed's next read, and have the feed read at once for their customers' streams
+        (other replicas' commits still come through the feed)."""
+        streams = False
+        for booking in bookings:
+            for waiter in self._waiters.get(booking.id, ()):
+                waiter.set()
+            streams = streams or booking.customer_id in self._subscriptions
+        if streams:
+            self._listening.set()
+
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop feeding ``subscription``; a no-op when it was dropped already."""
         subscriptions = self._subscriptions.get(subscription.customer_id)
@@ -157,3 +171,18 @@ class StatusListeners:
         subscriptions.discard(subscription)
         if not subscriptions:
             del self._subscriptions[subscription.customer_id]
+
+
+class OwnCommits:
+    """Tells the replica's listeners of the changes it commits itself (a
+    :class:`~ticketing.booking.ports.CommitObserver`), so that a waiter on the replica that
+    settled its booking is answered without waiting for the feed's read."""
+
+    def __init__(self, listeners: StatusListeners) -> None:
+        self._listeners = listeners
+
+    def committed(self, changes: Sequence[Change]) -> None:
+        self._listeners.changed(change.state.booking for change in changes)
+
+    def settled(self, changes: Sequence[Change], now: datetime) -> None:
+        pass  # told by committed() already
