@@ -139,6 +139,8 @@ async def test_a_waiter_on_the_replica_that_settled_its_booking_is_answered_with
             assert answer.status is BookingStatus.CONFIRMED
             # Woken by the settlement's commit, not by the once-a-second read of the booking.
             assert asyncio.get_running_loop().time() - settled_at < RECHECK_SECONDS / 2
+            # Answered with the booking as committed, which is what a read finds.
+            assert answer == await replica.service.get_booking(booking_id)
         finally:
             await replica.engine.dispose()
 

@@ -27,22 +27,42 @@ def slow_feed(log: InMemoryStatusLog) -> StatusFeed:
     return StatusFeed(log, interval=60, idle_interval=60)
 
 
-async def test_a_waiter_is_answered_by_its_replicas_commit_without_the_feed() -> None:
+async def test_a_waiter_is_answered_by_its_replicas_commit_without_the_feed_or_a_read() -> None:
     feed, booking_id = slow_feed(InMemoryStatusLog()), uuid.uuid4()
-    status = BookingStatus.PENDING
+    reads = 0
 
     async def read() -> Booking:
-        return booking(booking_id, status)
+        nonlocal reads
+        reads += 1
+        return booking(booking_id, BookingStatus.PENDING)
 
     waiting = asyncio.create_task(feed.settled(booking_id, read, 30))
     await asyncio.sleep(0.05)
-    status = BookingStatus.CONFIRMED
+    change = change_to(booking_id, BookingStatus.CONFIRMED)
     started = asyncio.get_running_loop().time()
-    OwnCommits(feed).committed([change_to(booking_id, status)])
+    OwnCommits(feed).committed([change])
     answer = await asyncio.wait_for(waiting, RECHECK_SECONDS * 2)
-    assert answer.status is BookingStatus.CONFIRMED
-    # Woken by the commit: the feed never ran and the waiter's own recheck is a second away.
+    # Woken by the commit: the feed never ran and the waiter's own recheck is a second away;
+    # answered with the booking as committed, not read again.
     assert asyncio.get_running_loop().time() - started < RECHECK_SECONDS / 2
+    assert answer == change.state.booking
+    assert reads == 1
+
+
+async def test_a_commit_that_leaves_the_booking_pending_does_not_end_the_wait() -> None:
+    feed, booking_id = slow_feed(InMemoryStatusLog()), uuid.uuid4()
+
+    async def read() -> Booking:
+        return booking(booking_id, BookingStatus.PENDING)
+
+    waiting = asyncio.create_task(feed.settled(booking_id, read, 30))
+    await asyncio.sleep(0.05)
+    OwnCommits(feed).committed([change_to(booking_id, BookingStatus.PENDING)])  # a cancel asked
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    confirmed_now = change_to(booking_id, BookingStatus.CONFIRMED)
+    OwnCommits(feed).committed([confirmed_now])
+    assert await asyncio.wait_for(waiting, 1) == confirmed_now.state.booking
 
 
 async def test_another_bookings_commit_wakes_no_one() -> None:
