@@ -77,7 +77,7 @@ class World:
             customer = CustomerCreate("Ada", "ada@example.com")
             self.customer_id = (await self.service.create_customer(customer, CLIENT)).id
         data = BookingCreate(self.customer_id, self.event_id, 1, hold=hold)
-        accepted = await self.service.request_booking(
+        accepted = await self.service.requests.request_booking(
             data, raw_body=msgspec.json.encode(data), cause=CLIENT
         )
         return accepted.booking_id
