@@ -14,6 +14,7 @@ from ticketing.booking import domain
 from ticketing.booking.changes import Change, DecideChanges
 from ticketing.booking.domain import BOOKING_STREAM, CUSTOMER_STREAM, BookingState, KeyTakenOver
 from ticketing.booking.idempotency import KeyClaim, StoredKey
+from ticketing.booking.ports import SettleBookings
 from ticketing.booking.repository import NewBooking
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
 from ticketing.contracts.events import PUBLICATIONS
@@ -164,16 +165,11 @@ class InMemoryBookingRecords:
         new.answer[:] = [body]
         return body
 
-    async def settle(
-        self,
-        message_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide_at: DecideChanges,
-    ) -> None:
-        taken = set(message_ids) & self.claimed
-        if taken or len(set(message_ids)) < len(message_ids):
+    async def settle(self, batch: SettleBookings) -> None:
+        taken = set(batch.message_ids) & self.claimed
+        if taken or len(set(batch.message_ids)) < len(batch.message_ids):
             raise AlreadyRecorded(f"claimed {taken}")
-        self._record(self._locked(booking_ids), decide_at, claim=message_ids)
+        self._record(self._locked(batch.booking_ids), batch.decide_at, claim=batch.message_ids)
 
     async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
         self._record(self._locked(booking_ids), decide_at)

@@ -4,7 +4,7 @@ call other services make, answered by inventory's own service over those records
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ticketing.contracts.inventory import (
@@ -13,26 +13,23 @@ from ticketing.contracts.inventory import (
     ReservationItem,
     ReservationItemResult,
 )
-from ticketing.inventory.decisions import (
-    CustomerSeats,
-    DecideBatch,
-    DecideReleases,
-    Decisions,
-    Releases,
-    counted,
-)
+from ticketing.inventory.decisions import CustomerSeats, Decisions, Releases, counted
 from ticketing.inventory.domain import (
     EVENT_STREAM,
     VENUE_STREAM,
     EventScheduled,
     EventState,
     InventoryEvent,
+    ReservationRefused,
+    SeatsReleased,
+    SeatsReserved,
     VenueRegistered,
     VenueState,
     decide_register_venue,
     decide_schedule_event,
     evolve,
 )
+from ticketing.inventory.ports import ReleaseSeats, ReserveSeats
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
@@ -56,6 +53,18 @@ class Recorded:
 
 async def _nothing() -> None:
     return None
+
+
+def _recorded(
+    events: Sequence[tuple[int, SeatsReserved | ReservationRefused | SeatsReleased]],
+    batch: ReserveSeats | ReleaseSeats,
+) -> list[tuple[uuid.UUID, int, Recorded]]:
+    """A batch's events as appended to their streams, each with its booking's cause in the
+    batch or else the batch's."""
+    return [
+        (e.event_id, v, Recorded(EVENT_STREAM, e, batch.causes.get(e.booking_id) or batch.cause))
+        for v, e in events
+    ]
 
 
 class InMemoryInventoryRecords:
@@ -91,48 +100,26 @@ class InMemoryInventoryRecords:
         self.record_event(scheduled, cause)
         return venue, scheduled
 
-    async def reserve(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        decide: DecideBatch,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-        *,
-        existing_of: Sequence[uuid.UUID] = (),
-        customers: Sequence[CustomerSeats] = (),
-    ) -> Decisions:
-        states = {i: self.events[i] for i in event_ids if i in self.events}
-        self.existing_reads.append(list(existing_of))
-        existing = {b: self.reservations[b] for b in existing_of if b in self.reservations}
-        pairs = counted(customers, states)
+    async def reserve(self, batch: ReserveSeats) -> Decisions:
+        states = {i: self.events[i] for i in batch.event_ids if i in self.events}
+        self.existing_reads.append(list(batch.existing_of))
+        existing = {b: self.reservations[b] for b in batch.existing_of if b in self.reservations}
+        pairs = counted(batch.customers, states)
         held = self.held(pairs) if pairs else {}
         if pairs:
             self.held_reads.append(pairs)
-        decisions = decide(states, existing, held)
+        decisions = batch.decide(states, existing, held)
         await self.meanwhile()
-        appended = [
-            (e.event_id, version, Recorded(EVENT_STREAM, e, causes.get(e.booking_id) or cause))
-            for version, e in decisions.events
-        ]
+        appended = _recorded(decisions.events, batch)
         self._commit(appended, states=list(decisions.states.values()), reservations=decisions.new)
         return decisions
 
-    async def release(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide: DecideReleases,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-    ) -> Releases:
-        states = {i: self.events[i] for i in event_ids if i in self.events}
-        existing = {b: self.reservations[b] for b in booking_ids if b in self.reservations}
-        releases = decide(states, existing)
+    async def release(self, batch: ReleaseSeats) -> Releases:
+        states = {i: self.events[i] for i in batch.event_ids if i in self.events}
+        existing = {b: self.reservations[b] for b in batch.booking_ids if b in self.reservations}
+        releases = batch.decide(states, existing)
         await self.meanwhile()
-        appended = [
-            (e.event_id, version, Recorded(EVENT_STREAM, e, causes.get(e.booking_id) or cause))
-            for version, e in releases.events
-        ]
+        appended = _recorded(releases.events, batch)
         self._commit(appended, states=list(releases.states.values()), released=releases.released)
         return releases
 

@@ -59,7 +59,7 @@ class Replicas:
         data = BookingCreate(customer.id, self.event_id, 1, hold=True)
         body = msgspec.json.encode(data)
         ids = [
-            (await first.request_booking(data, raw_body=body, cause=CLIENT)).booking_id
+            (await first.requests.request_booking(data, raw_body=body, cause=CLIENT)).booking_id
             for _ in range(count)
         ]
         answers = [

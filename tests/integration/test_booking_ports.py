@@ -18,7 +18,7 @@ from ticketing.booking import domain
 from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState, KeyTakenOver
 from ticketing.booking.idempotency import KeyClaim, StoredKey
-from ticketing.booking.ports import BookingRecords
+from ticketing.booking.ports import BookingRecords, SettleBookings
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.repository import NewBooking
 from ticketing.booking.settlement import CONSUMER
@@ -180,7 +180,7 @@ async def test_settling_claims_the_messages_and_a_repeat_or_a_stale_version_is_r
         return [Change([event], Cause(CONSUMER, "trace", "m-1"), 1, after)]
 
     message, unknown = uuid.uuid4(), uuid.uuid4()
-    await records.settle([message], [booking_id, unknown], confirm)
+    await records.settle(SettleBookings([message], [booking_id, unknown], confirm))
     assert seen[0][0] == {booking_id: 1}  # unknown bookings are left out
     assert seen[0][1].utcoffset() == timedelta(0)
     assert await records.has_seen(message)
@@ -191,10 +191,10 @@ async def test_settling_claims_the_messages_and_a_repeat_or_a_stale_version_is_r
     assert (confirmed.version, confirmed.actor, confirmed.causation_id) == (2, CONSUMER, "m-1")
     assert confirmed.correlation_id == "trace"
     with pytest.raises(AlreadyRecorded):  # the message again
-        await records.settle([message], [booking_id], lambda locked, now: [])
+        await records.settle(SettleBookings([message], [booking_id], lambda locked, now: []))
     stale = uuid.uuid4()
     with pytest.raises(AlreadyRecorded):  # version 2 of the stream is taken
-        await records.settle([stale], [booking_id], confirm)
+        await records.settle(SettleBookings([stale], [booking_id], confirm))
     assert not await records.has_seen(stale)
     assert len(await records.stream(booking_id, until=_now())) == 2
 
@@ -204,7 +204,7 @@ async def test_a_message_twice_in_one_call_is_refused_and_records_nothing(
 ) -> None:
     message = uuid.uuid4()
     with pytest.raises(AlreadyRecorded):
-        await records.settle([message, message], [], lambda locked, now: [])
+        await records.settle(SettleBookings([message, message], [], lambda locked, now: []))
     assert not await records.has_seen(message)
 
 

@@ -31,6 +31,7 @@ from ticketing.inventory.domain import (
     decide_register_venue,
     evolve,
 )
+from ticketing.inventory.ports import ReserveSeats
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.reservation import Reservation
 from ticketing.inventory.service import InventoryService
@@ -85,12 +86,14 @@ async def test_decide_gets_the_events_states_and_only_the_reservations_asked_for
     state = await given_event(subject.records, capacity=5)
     booked, unknown = uuid.uuid4(), uuid.uuid4()
     await subject.records.reserve(
-        [state.id], deciding([ReservationItem(state.id, booked, 2)]), CAUSE, {}
+        ReserveSeats([state.id], deciding([ReservationItem(state.id, booked, 2)]), CAUSE, {})
     )
     seen: list[Any] = []
     nothing = deciding([], seen)
-    await subject.records.reserve([state.id, uuid.uuid4()], nothing, CAUSE, {})
-    await subject.records.reserve([state.id], nothing, CAUSE, {}, existing_of=[booked, unknown])
+    await subject.records.reserve(ReserveSeats([state.id, uuid.uuid4()], nothing, CAUSE, {}))
+    await subject.records.reserve(
+        ReserveSeats([state.id], nothing, CAUSE, {}, existing_of=[booked, unknown])
+    )
     after = dataclasses.replace(state, left_capacity=3, version=2)
     mine = Reservation(booked, state.id, 2, ReservationOutcome.RESERVED, 3)
     assert seen == [({state.id: after}, {}, {}), ({state.id: after}, {booked: mine}, {})]
@@ -102,14 +105,14 @@ async def test_a_booking_id_reserved_before_refuses_the_optimistic_call_whole(
     state = await given_event(subject.records, capacity=5)
     first, second = uuid.uuid4(), uuid.uuid4()
     items = [ReservationItem(state.id, first, 1), ReservationItem(state.id, second, 1)]
-    await subject.records.reserve([state.id], deciding(items[:1]), CAUSE, {})
+    await subject.records.reserve(ReserveSeats([state.id], deciding(items[:1]), CAUSE, {}))
     with pytest.raises(AlreadyRecorded):
-        await subject.records.reserve([state.id], deciding(items), CAUSE, {})
+        await subject.records.reserve(ReserveSeats([state.id], deciding(items), CAUSE, {}))
     assert await subject.left(state.id) == 4
     assert set(await subject.reservations(first, second)) == {first}
     assert len(await subject.history(state.id)) == 2
     decided = await subject.records.reserve(
-        [state.id], deciding(items), CAUSE, {}, existing_of=[first, second]
+        ReserveSeats([state.id], deciding(items), CAUSE, {}, existing_of=[first, second])
     )
     assert [r.outcome for r in decided.results] == [ReservationOutcome.RESERVED] * 2
     assert await subject.left(state.id) == 3
@@ -120,13 +123,15 @@ async def test_a_stale_version_or_one_booking_id_twice_is_already_recorded(
 ) -> None:
     state = await given_event(subject.records, capacity=5)
     first, late, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    await subject.records.reserve([state.id], taking(state, (first, 1)), CAUSE, {})
+    await subject.records.reserve(ReserveSeats([state.id], taking(state, (first, 1)), CAUSE, {}))
     for stale in (taking(state, (late, 1)), taking(state, (first, 1))):
         with pytest.raises(AlreadyRecorded):
-            await subject.records.reserve([state.id], stale, CAUSE, {})
+            await subject.records.reserve(ReserveSeats([state.id], stale, CAUSE, {}))
     now = dataclasses.replace(state, left_capacity=4, version=2)
     with pytest.raises(AlreadyRecorded):
-        await subject.records.reserve([state.id], taking(now, (twice, 1), (twice, 1)), CAUSE, {})
+        await subject.records.reserve(
+            ReserveSeats([state.id], taking(now, (twice, 1), (twice, 1)), CAUSE, {})
+        )
     assert set(await subject.reservations(first, late, twice)) == {first}
     assert await subject.left(state.id) == 4
     assert len(await subject.history(state.id)) == 2
@@ -138,7 +143,9 @@ async def test_seats_that_are_not_left_are_refused_but_not_as_already_recorded(
     state = await given_event(subject.records, capacity=2)
     booking_id = uuid.uuid4()
     with pytest.raises((DBAPIError, CheckFailed)) as refused:
-        await subject.records.reserve([state.id], taking(state, (booking_id, 3)), CAUSE, {})
+        await subject.records.reserve(
+            ReserveSeats([state.id], taking(state, (booking_id, 3)), CAUSE, {})
+        )
     assert not isinstance(refused.value, AlreadyRecorded)
     assert await subject.reservations(booking_id) == {}
     assert await subject.left(state.id) == 2
@@ -152,7 +159,7 @@ async def test_each_reservation_event_is_stored_with_its_bookings_cause_or_the_c
     own, plain = uuid.uuid4(), uuid.uuid4()
     items = [ReservationItem(state.id, own, 1), ReservationItem(state.id, plain, 1)]
     message = CAUSE.caused_by("message-1", "booking-1")
-    await subject.records.reserve([state.id], deciding(items), CAUSE, {own: message})
+    await subject.records.reserve(ReserveSeats([state.id], deciding(items), CAUSE, {own: message}))
     assert [cause for _, cause in (await subject.history(state.id))[1:]] == [message, CAUSE]
 
 

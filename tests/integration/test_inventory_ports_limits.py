@@ -32,6 +32,7 @@ from ticketing.contracts.inventory import (
 )
 from ticketing.inventory.decisions import DecideReleases, Releases, decide_release
 from ticketing.inventory.domain import EventState, SeatsReleased
+from ticketing.inventory.ports import ReleaseSeats, ReserveSeats
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.reservation import Release, Reservation
 from ticketing.inventory.service import InventoryService
@@ -91,9 +92,11 @@ async def test_seats_held_are_counted_only_at_events_with_a_limit_and_only_while
     seen: list[Any] = []
     pairs = [(limited.id, alice), (free.id, alice), (limited.id, bob), (uuid.uuid4(), alice)]
     await subject.records.reserve(
-        [limited.id, free.id], deciding([], seen), CAUSE, {}, customers=pairs
+        ReserveSeats([limited.id, free.id], deciding([], seen), CAUSE, {}, customers=pairs)
     )
-    await subject.records.reserve([free.id], deciding([], seen), CAUSE, {}, customers=pairs)
+    await subject.records.reserve(
+        ReserveSeats([free.id], deciding([], seen), CAUSE, {}, customers=pairs)
+    )
     (_, _, held), (_, _, none) = seen
     assert held == {(limited.id, alice): 2}
     assert none == {}
@@ -115,7 +118,13 @@ async def test_a_release_marks_the_reservation_and_gives_its_seats_back_with_its
         ReleaseItem(state.id, uuid.uuid4(), "expired"),
     ]
     decided = await subject.records.release(
-        [state.id], [i.booking_id for i in items], releasing(items, seen), CAUSE, {booking: message}
+        ReleaseSeats(
+            [state.id],
+            [i.booking_id for i in items],
+            releasing(items, seen),
+            CAUSE,
+            {booking: message},
+        )
     )
     assert decided.results == [
         ReleaseItemResult(booking, ReleaseOutcome.RELEASED, 2, 5),
@@ -156,7 +165,9 @@ async def test_a_stale_release_is_already_recorded_and_records_nothing(subject: 
     (held,) = (await subject.reservations(first)).values()
     stale = dataclasses.replace(state, left_capacity=3, version=2)  # before the second
     with pytest.raises(AlreadyRecorded):
-        await subject.records.release([state.id], [first], giving_back(stale, held, 5), CAUSE, {})
+        await subject.records.release(
+            ReleaseSeats([state.id], [first], giving_back(stale, held, 5), CAUSE, {})
+        )
     assert await subject.left(state.id) == 2
     assert (await subject.reservations(first))[first].release is None
     assert len(await subject.history(state.id)) == 3
@@ -172,7 +183,9 @@ async def test_seats_given_back_beyond_the_total_are_refused_but_not_as_already_
     (held,) = (await subject.reservations(booking)).values()
     now = dataclasses.replace(state, left_capacity=3, version=2)
     with pytest.raises((DBAPIError, CheckFailed)) as refused:
-        await subject.records.release([state.id], [booking], giving_back(now, held, 5), CAUSE, {})
+        await subject.records.release(
+            ReleaseSeats([state.id], [booking], giving_back(now, held, 5), CAUSE, {})
+        )
     assert not isinstance(refused.value, AlreadyRecorded)
     assert await subject.left(state.id) == 3
     assert (await subject.reservations(booking))[booking].release is None

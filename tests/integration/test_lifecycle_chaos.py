@@ -70,7 +70,7 @@ async def _run(seed: int) -> None:
                 hold=rng.random() < 0.6,
             )
             try:
-                accepted = await service.request_booking(
+                accepted = await service.requests.request_booking(
                     data, raw_body=msgspec.json.encode(data), cause=Cause(OWNER)
                 )
             except TicketingError:

@@ -82,7 +82,7 @@ async def book(replica: Replica, events: InMemoryEvents) -> tuple[uuid.UUID, uui
         CustomerCreate(name="Ada", email=f"ada.{uuid.uuid4().hex}@example.com"), CLIENT
     )
     data = BookingCreate(customer_id=customer.id, event_id=events.schedule(10), ticket_count=1)
-    accepted = await replica.service.request_booking(data, raw_body=b"{}", cause=CLIENT)
+    accepted = await replica.service.requests.request_booking(data, raw_body=b"{}", cause=CLIENT)
     return customer.id, accepted.booking_id
 
 
@@ -183,7 +183,7 @@ async def test_a_stream_resumed_after_an_id_misses_nothing(
 
 async def book_for(replica: Replica, events: InMemoryEvents, customer_id: uuid.UUID) -> uuid.UUID:
     data = BookingCreate(customer_id=customer_id, event_id=events.schedule(10), ticket_count=1)
-    accepted = await replica.service.request_booking(data, raw_body=b"{}", cause=CLIENT)
+    accepted = await replica.service.requests.request_booking(data, raw_body=b"{}", cause=CLIENT)
     return accepted.booking_id
 
 

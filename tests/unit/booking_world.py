@@ -44,7 +44,7 @@ class World:
     async def book(
         self, data: BookingCreate, key: str | None = None, cause: Cause = CLIENT
     ) -> Accepted:
-        return await self.service.request_booking(
+        return await self.service.requests.request_booking(
             data, raw_body=msgspec.json.encode(data), cause=cause, idempotency_key=key
         )
 

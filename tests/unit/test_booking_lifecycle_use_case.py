@@ -47,7 +47,7 @@ class World:
             customer = CustomerCreate("Ada", "ada@example.com")
             self.customer_id = (await self.service.create_customer(customer, CLIENT)).id
         data = BookingCreate(self.customer_id, self.event_id, 2, hold=hold)
-        accepted = await self.service.request_booking(
+        accepted = await self.service.requests.request_booking(
             data, raw_body=msgspec.json.encode(data), cause=CLIENT
         )
         return accepted.booking_id
@@ -192,12 +192,12 @@ async def test_retrying_a_hold_request_with_its_key_does_not_extend_it() -> None
     await world.booking(hold=False)  # registers the customer
     data = BookingCreate(world.customer_id, world.event_id, 1, hold=True)
     body = msgspec.json.encode(data)
-    first = await world.service.request_booking(
+    first = await world.service.requests.request_booking(
         data, raw_body=body, cause=CLIENT, idempotency_key="k"
     )
     await world.saga_confirms(first.booking_id)
     held = await world.service.get_booking(first.booking_id)
-    retry = await world.service.request_booking(
+    retry = await world.service.requests.request_booking(
         data, raw_body=body, cause=CLIENT, idempotency_key="k"
     )
     assert (retry.booking_id, retry.replayed) == (first.booking_id, True)

@@ -23,6 +23,7 @@ from ticketing.booking.lifecycle import (
     Caller,
 )
 from ticketing.booking.metrics import SETTLEMENTS, STATUS_REACHED_BY, BookingMetrics
+from ticketing.booking.ports import SettleBookings
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingCreate, CustomerCreate
@@ -76,7 +77,7 @@ class World:
             customer = CustomerCreate("Ada", "ada@example.com")
             self.customer_id = (await self.service.create_customer(customer, CLIENT)).id
         data = BookingCreate(self.customer_id, self.event_id, 1, hold=hold)
-        accepted = await self.service.request_booking(
+        accepted = await self.service.requests.request_booking(
             data, raw_body=msgspec.json.encode(data), cause=CLIENT
         )
         return accepted.booking_id
@@ -200,13 +201,9 @@ async def test_a_change_that_is_not_committed_counts_nothing() -> None:
 
 
 class _Failing(InMemoryBookingRecords):
-    async def settle(
-        self,
-        message_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide_at: DecideChanges,
-    ) -> None:
-        changes: Sequence[Change] = decide_at(self._locked(booking_ids), datetime.now(UTC))
+    async def settle(self, batch: SettleBookings) -> None:
+        now = datetime.now(UTC)
+        changes: Sequence[Change] = batch.decide_at(self._locked(batch.booking_ids), now)
         assert changes  # decided, then the commit fails
         raise ConnectionError("the database went away at COMMIT")
 

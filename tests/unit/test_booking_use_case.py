@@ -206,5 +206,5 @@ async def test_keys_past_their_retention_are_purged(world: World) -> None:
     await world.book(world.request(1), key="old")
     world.records.age_keys(timedelta(hours=2))
     await world.book(world.request(1), key="new")
-    assert await world.service.purge_idempotency_keys(timedelta(hours=1)) == 1
+    assert await world.service.requests.purge_idempotency_keys(timedelta(hours=1)) == 1
     assert [name[1] for name in world.records.keys] == ["new"]

@@ -236,7 +236,9 @@ async def booking_service() -> tuple[BookingService, uuid.UUID, uuid.UUID]:
     cause = Cause("box-office")
     customer = await service.create_customer(CustomerCreate("Ada", "ada@example.com"), cause)
     data = BookingCreate(customer.id, event_id, 1)
-    accepted = await service.request_booking(data, raw_body=msgspec.json.encode(data), cause=cause)
+    accepted = await service.requests.request_booking(
+        data, raw_body=msgspec.json.encode(data), cause=cause
+    )
     return service, accepted.booking_id, event_id
 
 

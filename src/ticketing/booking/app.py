@@ -18,6 +18,7 @@ from ticketing.booking.metrics import BookingMetrics
 from ticketing.booking.ports import CommitObservers
 from ticketing.booking.push import StatusPush
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
+from ticketing.booking.requests import BookingRequests
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.status_feed import StatusFeed
@@ -61,7 +62,11 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             app.state.bookings = service
             await feed.start()
             app.state.status_push = StatusPush.create(feed, settings)
-            jobs = [_purge_keys(service, settings), _expire_holds(service, settings), feed.run()]
+            jobs = [
+                _purge_keys(service.requests, settings),
+                _expire_holds(service, settings),
+                feed.run(),
+            ]
             if run_relay:
                 jobs.append(shared.relay_job())
             broker = build_broker(settings, service, consumer_metrics)
@@ -87,11 +92,11 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
     return app
 
 
-async def _purge_keys(service: BookingService, settings: Settings) -> None:
+async def _purge_keys(requests: BookingRequests, settings: Settings) -> None:
     """Forget idempotency keys past their retention, once an hour."""
     while True:
         try:
-            purged = await service.purge_idempotency_keys(
+            purged = await requests.purge_idempotency_keys(
                 timedelta(hours=settings.idempotency_ttl_hours)
             )
             if purged:

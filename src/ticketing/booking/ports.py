@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -17,6 +18,16 @@ from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
 from ticketing.shared.store.eventstore import Cause, Recorded
+
+
+@dataclass(frozen=True, slots=True)
+class SettleBookings:
+    """A batch of saga answers for :meth:`BookingRecords.settle`, as one value so that the
+    port, its adapter and its stand-ins name what the call takes once."""
+
+    message_ids: Sequence[uuid.UUID]
+    booking_ids: Sequence[uuid.UUID]
+    decide_at: DecideChanges
 
 
 class BookingRecords(Protocol):
@@ -50,15 +61,10 @@ class BookingRecords(Protocol):
         """Record the booking, its event and its key's answer; the answer's body. Raises
         :class:`KeyTakenOver` (and records nothing) when its claim no longer holds its key."""
 
-    async def settle(
-        self,
-        message_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide_at: DecideChanges,
-    ) -> None:
-        """In one transaction: lock the bookings, claim the messages, and record the changes
-        ``decide_at`` gives from the locked states (missing ones left out) at the time of the
-        transaction."""
+    async def settle(self, batch: SettleBookings) -> None:
+        """In one transaction: lock the batch's bookings, claim its messages, and record the
+        changes its ``decide_at`` gives from the locked states (missing ones left out) at the
+        time of the transaction."""
 
     async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
         """As :meth:`settle`, with no message to claim (a request's change)."""

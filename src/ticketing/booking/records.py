@@ -23,6 +23,7 @@ from ticketing.booking.changes import (
     publishes,
 )
 from ticketing.booking.domain import CustomerRegistered, KeyInFlight, KeyTakenOver
+from ticketing.booking.ports import SettleBookings
 from ticketing.booking.tables import inbox
 from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
@@ -156,16 +157,11 @@ class SqlBookingRecords:
             raise
         return new.answer[0]
 
-    async def settle(
-        self,
-        message_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide_at: DecideChanges,
-    ) -> None:
+    async def settle(self, batch: SettleBookings) -> None:
         async def claim(uow: UnitOfWork) -> None:
-            uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, message_ids))
+            uow.write(inbox_ops.claim_all_statement(inbox, self._consumer, batch.message_ids))
 
-        await self._change(booking_ids, decide_at, before=claim)
+        await self._change(batch.booking_ids, batch.decide_at, before=claim)
 
     async def change(self, booking_ids: Sequence[uuid.UUID], decide_at: DecideChanges) -> None:
         await self._change(booking_ids, decide_at)

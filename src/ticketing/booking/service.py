@@ -9,17 +9,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from ticketing.booking import domain
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.ports import BookingRecords, CommitObserver, EventLookup, NoCommitObserver
-from ticketing.booking.requests import Accepted, BookingRequests
+from ticketing.booking.requests import BookingRequests
 from ticketing.booking.settlement import SagaSettlement
 from ticketing.booking.transitions import BookingTransitions
 from ticketing.contracts.booking import (
     Booking,
-    BookingCreate,
     BookingHistoryPage,
     BookingPage,
     Customer,
@@ -35,7 +34,8 @@ from ticketing.shared.store.eventstore import Cause, unbroken
 
 class BookingService:
     """The one object booking's entrypoints are given: it answers the reads and customers, and
-    hands each write to its use case."""
+    hands each write to its use case, except requests: the busiest endpoint (and the purge of
+    their keys) call :attr:`requests` itself, with no hop through here."""
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class BookingService:
     ) -> None:
         self._records = records
         observer = observer or NoCommitObserver()
-        self._requests = BookingRequests(
+        self.requests: Final = BookingRequests(
             records, inventory, max_tickets=max_tickets, abandoned_after=abandoned_after
         )
         self._settlement = SagaSettlement(records, observer, hold_for=hold_for)
@@ -113,22 +113,6 @@ class BookingService:
         return BookingHistoryPage(items=items, next_cursor=next_cursor)
 
     # Writes, each in its use case's module ---------------------------------------------
-
-    async def request_booking(
-        self,
-        data: BookingCreate,
-        *,
-        raw_body: bytes,
-        cause: Cause,
-        idempotency_key: str | None = None,
-    ) -> Accepted:
-        """See :meth:`~ticketing.booking.requests.BookingRequests.request_booking`."""
-        return await self._requests.request_booking(
-            data, raw_body=raw_body, cause=cause, idempotency_key=idempotency_key
-        )
-
-    async def purge_idempotency_keys(self, older_than: timedelta) -> int:
-        return await self._requests.purge_idempotency_keys(older_than)
 
     async def apply_saga_answers(self, received: Sequence[Received]) -> None:
         """See :meth:`~ticketing.booking.settlement.SagaSettlement.apply_saga_answers`."""

@@ -12,7 +12,7 @@ import structlog
 from ticketing.booking import lifecycle
 from ticketing.booking.changes import Change, noting
 from ticketing.booking.domain import BookingState, StreamEvent, evolve_all
-from ticketing.booking.ports import BookingRecords, CommitObserver
+from ticketing.booking.ports import BookingRecords, CommitObserver, SettleBookings
 from ticketing.contracts.events import BOOKING_SUBSCRIPTION
 from ticketing.shared import tally
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
@@ -75,7 +75,9 @@ class SagaSettlement:
         booking_ids = [item.event.booking_id for item in firsts.values()]
         committed: list[tuple[Sequence[Change], datetime]] = []
         try:
-            await self._records.settle(list(firsts), booking_ids, noting(decide_at, committed))
+            await self._records.settle(
+                SettleBookings(list(firsts), booking_ids, noting(decide_at, committed))
+            )
         except AlreadyRecorded:
             alone = next(iter(firsts)) if len(firsts) == 1 else None
             if alone is None:

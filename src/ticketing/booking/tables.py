@@ -21,8 +21,9 @@ from sqlalchemy import (
     Uuid,
     false,
 )
-from sqlalchemy.dialects.mysql import DATETIME, VARCHAR
+from sqlalchemy.dialects.mysql import VARCHAR
 
+from ticketing.shared.db.columns import timestamp, uuid_key
 from ticketing.shared.messaging.inbox import inbox_table
 from ticketing.shared.store.table import event_store_table
 
@@ -31,17 +32,17 @@ metadata = MetaData()
 customers = Table(
     "customers",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_key(),
     Column("name", String(200), nullable=False),
     Column("email", String(254), nullable=False, unique=True),
     Column("address", String(500), nullable=True),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
 )
 
 bookings = Table(
     "bookings",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_key(),
     Column(
         "customer_id", Uuid, ForeignKey("customers.id", name="fk_bookings_customer"), nullable=False
     ),
@@ -52,11 +53,11 @@ bookings = Table(
     Column("status", String(16), nullable=False),
     Column("order_id", Uuid, nullable=True),
     Column("reason", String(500), nullable=True),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
-    Column("updated_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
+    timestamp("updated_at"),
     Column("version", Integer, nullable=False),
     Column("hold", Boolean, nullable=False, server_default=false()),
-    Column("expires_at", DATETIME(fsp=6), nullable=True),  # a HELD booking's
+    timestamp("expires_at", nullable=True),  # a HELD booking's
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Column("requested_by", Text, nullable=True),  # the client; None before issue 19
     Index("ix_bookings_customer_id_id", "customer_id", "id"),
@@ -89,7 +90,7 @@ idempotency_keys = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("booking_id", Uuid, nullable=True),
     Column("response", Text, nullable=True),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
 

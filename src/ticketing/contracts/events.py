@@ -38,7 +38,18 @@ ReleaseReason = Literal["cancelled", "expired"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BookingRequested:
+class PublishedEvent:
+    """What every published event has, so it is said once: its id, first on the wire (its id
+    in the store, which consumers deduplicate on), and the version of its shape, which a change
+    of a field raises (with an upcaster for the old shape)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    message_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookingRequested(PublishedEvent):
     """A customer asked for tickets; key = event id. Published by booking.
 
     Version 2 added ``hold`` (the booking settles to HELD, not CONFIRMED) and ``requested_by``
@@ -46,7 +57,6 @@ class BookingRequested:
 
     SCHEMA_VERSION: ClassVar[int] = 2
 
-    message_id: uuid.UUID
     booking_id: uuid.UUID
     customer_id: uuid.UUID
     event_id: uuid.UUID
@@ -59,13 +69,10 @@ class BookingRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BookingCancelled:
+class BookingCancelled(PublishedEvent):
     """The customer cancelled a HELD or CONFIRMED booking: its seats are to go back; key =
     event id (after its BookingRequested, on the same partition). Published by booking."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    message_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: int
@@ -73,13 +80,10 @@ class BookingCancelled:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HoldExpired:
+class HoldExpired(PublishedEvent):
     """A HELD booking was not confirmed in time: its seats are to go back; key = event id.
     Published by booking."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    message_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
     ticket_count: int
@@ -87,12 +91,9 @@ class HoldExpired:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderConfirmed:
+class OrderConfirmed(PublishedEvent):
     """Inventory reserved the tickets and the order exists; key = booking id. Published by order."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    message_id: uuid.UUID
     order_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
@@ -102,12 +103,9 @@ class OrderConfirmed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderRejected:
+class OrderRejected(PublishedEvent):
     """The booking cannot be fulfilled (e.g. not enough tickets); key = booking id."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    message_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID
     reason: str
@@ -115,13 +113,10 @@ class OrderRejected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderReleased:
+class OrderReleased(PublishedEvent):
     """Inventory took the booking's seats back (it was cancelled, or its hold expired); key =
     booking id. Published by order."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    message_id: uuid.UUID
     order_id: uuid.UUID
     booking_id: uuid.UUID
     event_id: uuid.UUID

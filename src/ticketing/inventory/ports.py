@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
 from ticketing.inventory.decisions import (
@@ -15,6 +16,31 @@ from ticketing.inventory.decisions import (
 )
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
 from ticketing.shared.store.eventstore import Cause
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveSeats:
+    """One batch of reservations for :meth:`InventoryRecords.reserve`, as one value so that the
+    port, its adapter and its stand-ins name what the call takes once."""
+
+    event_ids: Sequence[uuid.UUID]
+    decide: DecideBatch
+    cause: Cause
+    causes: Mapping[uuid.UUID, Cause]
+    _: KW_ONLY
+    existing_of: Sequence[uuid.UUID] = ()
+    customers: Sequence[CustomerSeats] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSeats:
+    """One batch of releases for :meth:`InventoryRecords.release` (see :class:`ReserveSeats`)."""
+
+    event_ids: Sequence[uuid.UUID]
+    booking_ids: Sequence[uuid.UUID]
+    decide: DecideReleases
+    cause: Cause
+    causes: Mapping[uuid.UUID, Cause]
 
 
 class InventoryRecords(Protocol):
@@ -33,34 +59,19 @@ class InventoryRecords(Protocol):
         projection row; the venue and that event, or None when the venue does not exist.
         Raises :class:`AlreadyRecorded` when the event exists."""
 
-    async def reserve(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        decide: DecideBatch,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-        *,
-        existing_of: Sequence[uuid.UUID] = (),
-        customers: Sequence[CustomerSeats] = (),
-    ) -> Decisions:
-        """Lock the state of each existing event of ``event_ids`` (its stream's snapshot),
-        read the reservations recorded for the booking ids ``existing_of`` (none is read when
-        it is empty) and the seats held now by each pair of ``customers`` whose event sets a
-        limit (:func:`~ticketing.inventory.decisions.counted`; nothing is read when none
-        does), and record what ``decide`` decides from them: its events, each with its
-        booking id's cause in ``causes`` or else ``cause``, its reservations and the events'
-        new states; the decisions. Raises :class:`AlreadyRecorded` when a booking id holds a
+    async def reserve(self, batch: ReserveSeats) -> Decisions:
+        """Lock the state of each existing event of the batch's ``event_ids`` (its stream's
+        snapshot), read the reservations recorded for the booking ids ``existing_of`` (none is
+        read when it is empty) and the seats held now by each pair of ``customers`` whose event
+        sets a limit (:func:`~ticketing.inventory.decisions.counted`; nothing is read when none
+        does), and record what ``decide`` decides from them: its events, each with its booking
+        id's cause in ``causes`` or else ``cause``, its reservations and the events' new
+        states; the decisions. Raises :class:`AlreadyRecorded` when a booking id holds a
         reservation already or a stream version is taken."""
 
-    async def release(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide: DecideReleases,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-    ) -> Releases:
-        """Lock the state of each existing event of ``event_ids``, read the reservations of
-        ``booking_ids``, and record what ``decide`` decides from them: its events (causes as
-        for :meth:`reserve`), the reservations it releases and the events' new states; the
-        decisions. Raises :class:`AlreadyRecorded` when a stream version is taken."""
+    async def release(self, batch: ReleaseSeats) -> Releases:
+        """Lock the state of each existing event of the batch's ``event_ids``, read the
+        reservations of its ``booking_ids``, and record what ``decide`` decides from them: its
+        events (causes as for :meth:`reserve`), the reservations it releases and the events'
+        new states; the decisions. Raises :class:`AlreadyRecorded` when a stream version is
+        taken."""

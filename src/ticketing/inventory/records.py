@@ -4,7 +4,7 @@ use cases talk to (:class:`ticketing.inventory.ports.InventoryRecords`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -12,15 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo
-from ticketing.inventory.decisions import (
-    CustomerSeats,
-    DecideBatch,
-    DecideReleases,
-    Decisions,
-    Releases,
-    counted,
-)
+from ticketing.inventory.decisions import Decisions, Releases, counted
 from ticketing.inventory.domain import EventScheduled, VenueRegistered, VenueState
+from ticketing.inventory.ports import ReleaseSeats, ReserveSeats
 from ticketing.shared.db.engine import is_duplicate_key
 from ticketing.shared.db.unit_of_work import AlreadyRecorded, UnitOfWork, in_unit_of_work
 from ticketing.shared.store.eventstore import Cause
@@ -54,55 +48,44 @@ class SqlInventoryRecords:
 
         return await self._unit(work)
 
-    async def reserve(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        decide: DecideBatch,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-        *,
-        existing_of: Sequence[uuid.UUID] = (),
-        customers: Sequence[CustomerSeats] = (),
-    ) -> Decisions:
+    async def reserve(self, batch: ReserveSeats) -> Decisions:
         async def work(uow: UnitOfWork) -> Decisions:
             # The locks first, then the reservations already recorded: a repeat committed
             # while this waited for a lock is then seen, not found later on the primary key.
             # The seats held are counted under the same locks, and only at events with a limit.
-            states = await holdings.lock_states(uow.conn, event_ids)
-            existing = await holdings.get_reservations(uow.conn, existing_of) if existing_of else {}
-            pairs = counted(customers, states)
+            states = await holdings.lock_states(uow.conn, batch.event_ids)
+            reread = batch.existing_of
+            existing = await holdings.get_reservations(uow.conn, reread) if reread else {}
+            pairs = counted(batch.customers, states)
             held = await holdings.held_seats(uow.conn, pairs) if pairs else {}
-            decisions = decide(states, existing, held)
+            decisions = batch.decide(states, existing, held)
             uow.write(
                 *holdings.reservation_statements(
-                    decisions.events, list(decisions.states.values()), decisions.new, cause, causes
+                    decisions.events,
+                    list(decisions.states.values()),
+                    decisions.new,
+                    batch.cause,
+                    batch.causes,
                 )
             )
             return decisions
 
         return await self._unit(work)
 
-    async def release(
-        self,
-        event_ids: Sequence[uuid.UUID],
-        booking_ids: Sequence[uuid.UUID],
-        decide: DecideReleases,
-        cause: Cause,
-        causes: Mapping[uuid.UUID, Cause],
-    ) -> Releases:
+    async def release(self, batch: ReleaseSeats) -> Releases:
         async def work(uow: UnitOfWork) -> Releases:
             # The same locks as a reservation's, then the reservations: a reservation or a
             # release of one of these events can neither commit nor be under way meanwhile.
-            states = await holdings.lock_states(uow.conn, event_ids)
-            existing = await holdings.get_reservations(uow.conn, booking_ids)
-            releases = decide(states, existing)
+            states = await holdings.lock_states(uow.conn, batch.event_ids)
+            existing = await holdings.get_reservations(uow.conn, batch.booking_ids)
+            releases = batch.decide(states, existing)
             uow.write(
                 *holdings.release_statements(
                     releases.events,
                     list(releases.states.values()),
                     releases.released,
-                    cause,
-                    causes,
+                    batch.cause,
+                    batch.causes,
                 )
             )
             return releases

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,7 +45,7 @@ from ticketing.inventory.domain import (
     evolve,
     fold,
 )
-from ticketing.inventory.ports import InventoryRecords
+from ticketing.inventory.ports import InventoryRecords, ReleaseSeats, ReserveSeats
 from ticketing.inventory.reservation import Reservation
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.errors import Conflict, NotFound
@@ -195,10 +196,6 @@ class InventoryService:
         and the batch is decided again knowing the reservations recorded, as is one that met a
         stale stream version, up to ``DUPLICATE_RETRIES`` times.
         """
-        causes = item_causes(items, cause)
-        event_ids = list({item.event_id for item in items})
-        booking_ids = [item.booking_id for item in items]
-        customers = customers_of(items)
 
         def decide_batch(
             states: Mapping[uuid.UUID, EventState],
@@ -207,19 +204,20 @@ class InventoryService:
         ) -> Decisions:
             return decide(items, existing, states, held)
 
+        batch = ReserveSeats(
+            list({item.event_id for item in items}),
+            decide_batch,
+            cause,
+            item_causes(items, cause),
+            customers=customers_of(items),
+        )
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
-                decisions = await self._records.reserve(
-                    event_ids,
-                    decide_batch,
-                    cause,
-                    causes,
-                    existing_of=() if attempt == 0 else booking_ids,
-                    customers=customers,
-                )
+                decisions = await self._records.reserve(batch)
             except AlreadyRecorded:
                 if attempt == DUPLICATE_RETRIES:
                     raise
+                batch = replace(batch, existing_of=[item.booking_id for item in items])
                 continue
             return decisions.results
         raise AssertionError("unreachable")
@@ -236,20 +234,22 @@ class InventoryService:
         nothing. A stale stream version (which the locks rule out) is decided again, up to
         ``DUPLICATE_RETRIES`` times.
         """
-        causes = item_causes(items, cause)
-        event_ids = list({item.event_id for item in items})
-        booking_ids = list({item.booking_id for item in items})
 
         def decide_batch(
             states: Mapping[uuid.UUID, EventState], existing: Mapping[uuid.UUID, Reservation]
         ) -> Releases:
             return decide_release(items, existing, states)
 
+        batch = ReleaseSeats(
+            list({item.event_id for item in items}),
+            list({item.booking_id for item in items}),
+            decide_batch,
+            cause,
+            item_causes(items, cause),
+        )
         for attempt in range(DUPLICATE_RETRIES + 1):
             try:
-                releases = await self._records.release(
-                    event_ids, booking_ids, decide_batch, cause, causes
-                )
+                releases = await self._records.release(batch)
             except AlreadyRecorded:
                 if attempt == DUPLICATE_RETRIES:
                     raise

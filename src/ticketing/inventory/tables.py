@@ -17,8 +17,8 @@ from sqlalchemy import (
     Table,
     Uuid,
 )
-from sqlalchemy.dialects.mysql import DATETIME
 
+from ticketing.shared.db.columns import timestamp, uuid_key
 from ticketing.shared.store.table import event_store_table
 
 metadata = MetaData()
@@ -26,27 +26,27 @@ metadata = MetaData()
 venues = Table(
     "venues",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_key(),
     Column("name", String(200), nullable=False),
     Column("address", String(500), nullable=False),
     Column("total_capacity", Integer, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
     CheckConstraint("total_capacity > 0", name="ck_venues_total_capacity_positive"),
 )
 
 events = Table(
     "events",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_key(),
     Column("name", String(200), nullable=False),
     Column("venue_id", Uuid, ForeignKey("venues.id", name="fk_events_venue"), nullable=False),
     Column("total_capacity", Integer, nullable=False),
     Column("left_capacity", Integer, nullable=False),
     Column("ticket_price", Numeric(10, 2), nullable=False),
-    Column("starts_at", DATETIME(fsp=6), nullable=True),
+    timestamp("starts_at", nullable=True),
     Column("version", Integer, nullable=False),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
     Column("max_tickets_per_customer", Integer, nullable=True),  # None: no limit
     CheckConstraint("left_capacity >= 0", name="ck_events_left_capacity_not_negative"),
     CheckConstraint("left_capacity <= total_capacity", name="ck_events_left_within_total"),
@@ -63,14 +63,14 @@ events = Table(
 reservations = Table(
     "reservations",
     metadata,
-    Column("booking_id", Uuid, primary_key=True),
+    uuid_key("booking_id"),
     Column("event_id", Uuid, nullable=False),
     Column("ticket_count", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("left_capacity", Integer, nullable=False),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
     Column("customer_id", Uuid, nullable=True),  # None: recorded before limits, or nobody's
-    Column("released_at", DATETIME(fsp=6), nullable=True),
+    timestamp("released_at", nullable=True),
     Column("release_reason", String(16), nullable=True),
     Column("release_left_capacity", Integer, nullable=True),  # the event's, after the release
     Index("ix_reservations_event_id", "event_id"),

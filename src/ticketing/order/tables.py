@@ -6,8 +6,8 @@ is its projection, one row per booking's stream."""
 from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Numeric, String, Table, Uuid
-from sqlalchemy.dialects.mysql import DATETIME
 
+from ticketing.shared.db.columns import timestamp, uuid_key
 from ticketing.shared.messaging.inbox import inbox_table
 from ticketing.shared.store.table import event_store_table
 
@@ -20,14 +20,14 @@ metadata = MetaData()
 orders = Table(
     "orders",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_key(),
     Column("booking_id", Uuid, nullable=False, unique=True),
     Column("event_id", Uuid, nullable=False),
     Column("ticket_count", Integer, nullable=True),
     Column("total_price", Numeric(12, 2), nullable=True),
     Column("status", String(16), nullable=False),
     Column("reason", String(64), nullable=True),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
+    timestamp("created_at"),
     CheckConstraint(
         "status <> 'CONFIRMED' OR (ticket_count IS NOT NULL AND total_price IS NOT NULL)",
         name="ck_orders_confirmed_has_tickets",

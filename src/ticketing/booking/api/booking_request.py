@@ -52,7 +52,7 @@ async def request_booking(scope: Scope, receive: Receive, send: Send) -> None:
     key = _idempotency_key(scope)
     body = await read_body(receive, state.settings.max_request_body_bytes)
     service: BookingService = state.bookings
-    accepted = await service.request_booking(
+    accepted = await service.requests.request_booking(
         _decode(body),
         raw_body=body,
         cause=cause_of(scope),  # the caller's client, set by the authentication middleware

@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Column, MetaData, String, Table, Uuid, select
-from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db import sql
+from ticketing.shared.db.columns import timestamp, uuid_key
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -19,8 +19,8 @@ def inbox_table(metadata: MetaData) -> Table:
         "processed_messages",
         metadata,
         Column("consumer", String(100), primary_key=True),
-        Column("message_id", Uuid, primary_key=True),
-        Column("processed_at", DATETIME(fsp=6), nullable=False),
+        uuid_key("message_id"),
+        timestamp("processed_at"),
     )
 
 

@@ -19,7 +19,9 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
-from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT
+from sqlalchemy.dialects.mysql import LONGTEXT
+
+from ticketing.shared.db.columns import timestamp
 
 STORE_TABLE = "event_store"
 MAX_ID_LENGTH = 128  # correlation and causation ids: the longest X-Request-ID taken
@@ -46,12 +48,12 @@ def event_store_table(metadata: MetaData) -> Table:
         # publishes the event under it, so a trace survives the outbox and a replay.
         Column("traceparent", String(TRACEPARENT_LENGTH), nullable=True),
         Column("actor", Text, nullable=False),
-        Column("recorded_at", DATETIME(fsp=6), nullable=False),
+        timestamp("recorded_at"),
         # Delivery: a published event's topic and key; internal events have none and are
         # stored with published_at set, so the relay's read never meets them.
         Column("topic", String(255), nullable=True),
         Column("message_key", String(255), nullable=True),
-        Column("published_at", DATETIME(fsp=6), nullable=True),
+        timestamp("published_at", nullable=True),
         UniqueConstraint("stream_id", "version", name="uq_event_store_stream_version"),
         Index("ix_event_store_recorded_at", "recorded_at"),
         Index("ix_event_store_published_at_position", "published_at", "position"),
