@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.booking.records import SqlBookingRecords, write_bookings
 from ticketing.booking.repository import STORE, NewBooking
 from ticketing.booking.service import BookingService

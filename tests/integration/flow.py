@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from tests.integration.helpers import create_event
 from ticketing.booking.tables import bookings
 

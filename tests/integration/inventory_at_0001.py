@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.inventory.domain import (
     EventScheduled,
     InventoryEvent,

@@ -17,7 +17,7 @@ from alembic import command
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import head_of
 from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderRejected
 from ticketing.order import projections
 from ticketing.order.repository import STORE

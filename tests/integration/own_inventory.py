@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import drop_databases
+from tests.harness.databases import drop_databases
 from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import Settings
 

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from tests.fakes.booking import InMemoryBookingRecords
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.booking import domain
 from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState, KeyTakenOver

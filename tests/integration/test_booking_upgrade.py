@@ -21,7 +21,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from tests.integration.booking_at_0002 import (
     check_backfill,
     fill_as_0002,

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from tests.integration.booking_at_0002 import fill_as_0002, old_bookings
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from tests.harness import create_topics, read_topic
+from tests.harness.broker import create_topics, read_topic
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
 from ticketing.shared.messaging.broker import create_broker
 from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received

@@ -16,7 +16,7 @@ from alembic import command
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of, own_databases
+from tests.harness.databases import head_of, own_databases
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.inventory.tables import event_store as inventory_store
 from ticketing.order.tables import event_store as order_store

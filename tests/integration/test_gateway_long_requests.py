@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import bearer, serve
+from tests.harness.serving import bearer, serve
 from tests.integration.held_upstream import FakeBooking, event, raw_get
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.shared.settings import Settings

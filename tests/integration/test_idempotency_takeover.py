@@ -17,7 +17,7 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import select, text
 
-from tests.harness import Stack, bearer, serve
+from tests.harness.serving import Stack, bearer, serve
 from tests.integration.flow import bookings_of, setup_sale
 from tests.integration.key_race import ABANDONED_AFTER, GatedInventory, Race
 from ticketing.booking import idempotency

@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import head_of
 from tests.integration.cli_process import run_cli
 from tests.integration.inventory_at_0001 import (
     E1,

@@ -13,7 +13,7 @@ from alembic import command, op
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import head_of
 from tests.integration.inventory_at_0001 import (
     E1,
     E2,

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from tests.harness import Stack, as_the_runner_does
-from tests.harness import order_records as records
+from tests.harness.broker import as_the_runner_does
+from tests.harness.databases import order_records as records
+from tests.harness.serving import Stack
 from tests.integration.flow import setup_sale
 from ticketing.contracts.events import BookingRequested
 from ticketing.order import inventory_client as order_inventory_client

@@ -21,8 +21,8 @@ from alembic import op
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import order_records as records
-from tests.harness import own_databases
+from tests.harness.databases import order_records as records
+from tests.harness.databases import own_databases
 from tests.integration.order_at_0001 import (
     OUTBOX_COLUMNS,
     Old,

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.dead_letters import DeadLetters
-from tests.harness import Stack, read_topic
-from tests.harness import order_records as records
+from tests.harness.broker import read_topic
+from tests.harness.databases import order_records as records
+from tests.harness.serving import Stack
 from tests.integration.flow import book, settled, setup_sale
 from tests.integration.order_db import (
     Inventory,

@@ -16,7 +16,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.harness import create_topics, own_databases, read_topic
+from tests.harness.broker import create_topics, read_topic
+from tests.harness.databases import own_databases
 from ticketing.booking.domain import CustomerRegistered
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested

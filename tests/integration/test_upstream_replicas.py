@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 from litestar import Litestar, MediaType, Response, get, post
 
-from tests.harness import free_port, serve
+from tests.harness.processes import free_port
+from tests.harness.serving import serve
 from ticketing.shared.correlation import correlation_id_bound, current_correlation_id
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.http.breaker import BreakerState, CircuitBreaker, CircuitOpen
