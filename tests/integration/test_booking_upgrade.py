@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import msgspec
@@ -21,37 +20,23 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness.databases import own_databases
+from tests.harness.databases import run_alembic, tables
 from tests.integration.booking_at_0002 import (
+    at_0002,
     check_backfill,
+    engine,
     fill_as_0002,
     migrate,
     old_bookings,
     store_rows,
-    tables,
 )
 from ticketing.booking import projections
 from ticketing.booking.tables import event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.db.engine import create_engine
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
-
-@pytest.fixture
-async def at_0002() -> AsyncIterator[Settings]:
-    async with own_databases("booking", revision="0002") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(at_0002: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0002, "booking")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+__all__ = ["at_0002", "engine"]  # fixtures
 
 
 async def test_upgrade_turns_every_row_into_its_events(
@@ -136,7 +121,7 @@ async def test_an_interrupted_upgrade_runs_again_and_a_finished_one_is_not_redon
     await check_backfill(engine, old)
     before = await store_rows(engine)
     # Every step done but recording the revision: running it again changes nothing.
-    await asyncio.to_thread(command.stamp, alembic_config(at_0002, "booking"), "0002")
+    await run_alembic(at_0002, "booking", command.stamp, "0002")
     await migrate(at_0002, "head")
     assert await store_rows(engine) == before
 

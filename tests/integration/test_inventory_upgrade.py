@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness.databases import head_of
+from tests.harness.databases import head_of, revision, tables
 from tests.integration.cli_process import run_cli
 from tests.integration.inventory_at_0001 import (
     E1,
@@ -39,7 +39,6 @@ from tests.integration.inventory_at_0001 import (
 from tests.integration.inventory_backfill import (
     check_backfill,
     downgrade_to_0001,
-    revision,
     store_rows,
     upgrade_to_head,
     versions,
@@ -111,9 +110,8 @@ async def test_downgrade_then_upgrade_again_rebuilds_the_same_store(
     await downgrade_to_0001(at_0001)
     assert await revision(engine) == "0001"
     async with engine.connect() as conn:
-        tables = set((await conn.execute(text("SHOW TABLES"))).scalars())
         columns = set((await conn.execute(text("SHOW COLUMNS FROM events"))).scalars())
-    assert "event_store" not in tables
+    assert "event_store" not in await tables(engine)
     assert "version" not in columns
     await upgrade_to_head(at_0001)
     assert await store_rows(engine) == first

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,17 +21,17 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness.databases import order_records as records
-from tests.harness.databases import own_databases
+from tests.harness.databases import revision, tables
 from tests.integration.order_at_0001 import (
     OUTBOX_COLUMNS,
     Old,
+    at_0001,
     check_upgraded,
+    engine,
     fill_as_0001,
     migrate,
     old_orders,
-    revision,
     rows_of,
-    tables,
 )
 from tests.integration.order_db import Inventory, requested
 from tests.integration.order_relay import relay_once
@@ -41,25 +40,10 @@ from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
 
-
-@pytest.fixture
-async def at_0001() -> AsyncIterator[Settings]:
-    """Settings of an order database of this test's own at revision 0001; dropped afterwards."""
-    async with own_databases("order", revision="0001") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0001, "order")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+__all__ = ["at_0001", "engine"]  # fixtures
 
 
 async def test_upgrade_turns_every_order_into_the_event_it_published(
