@@ -176,6 +176,14 @@ async def engine(at_0002: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
 
 
+@pytest.fixture
+async def old(engine: AsyncEngine) -> list[OldBooking]:
+    """The bookings of ``old_bookings``, written into this test's database as 0002 wrote them."""
+    written = old_bookings()
+    await fill_as_0002(engine, written)
+    return written
+
+
 async def migrate(settings: Settings, to: str) -> None:
     step = command.downgrade if to == "0002" else command.upgrade
     await run_alembic(settings, "booking", step, to)

@@ -259,3 +259,11 @@ async def at_0001() -> AsyncIterator[Settings]:
 async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
     async with engine_of(at_0001, "inventory") as engine:
         yield engine
+
+
+@pytest.fixture
+async def old(engine: AsyncEngine) -> OldInventory:
+    """The rows of ``old_inventory``, written into this test's database as 0001 wrote them."""
+    written = old_inventory()
+    await fill_as_0001(engine, written)
+    return written

@@ -179,6 +179,14 @@ async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
 
 
+@pytest.fixture
+async def old(engine: AsyncEngine) -> list[Old]:
+    """The orders of ``old_orders``, written into this test's database as 0001 wrote them."""
+    written = old_orders()
+    await fill_as_0001(engine, written)
+    return written
+
+
 async def migrate(settings: Settings, to: str) -> None:
     step = command.downgrade if to == "0001" else command.upgrade
     await run_alembic(settings, "order", step, to)

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness.databases import run_alembic, tables
 from tests.integration.booking_at_0002 import (
+    OldBooking,
     at_0002,
     check_backfill,
     engine,
-    fill_as_0002,
     migrate,
-    old_bookings,
+    old,
     store_rows,
 )
 from ticketing.booking import projections
@@ -36,14 +36,12 @@ from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
 from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
-__all__ = ["at_0002", "engine"]  # fixtures
+__all__ = ["at_0002", "engine", "old"]  # fixtures
 
 
 async def test_upgrade_turns_every_row_into_its_events(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     await check_backfill(engine, old)
 
@@ -70,10 +68,8 @@ class Recording:
 
 
 async def test_a_request_the_old_relay_had_not_sent_goes_out_as_it_would_have(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     producer = Recording()
     relay = OutboxRelay(
@@ -109,10 +105,8 @@ async def test_a_request_the_old_relay_had_not_sent_goes_out_as_it_would_have(
 
 
 async def test_an_interrupted_upgrade_runs_again_and_a_finished_one_is_not_redone(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     async with engine.begin() as conn:  # what a run stopped after its first steps left
         await conn.execute(text("CREATE TABLE migration_booking_message_ids (x INT)"))
         await conn.execute(text("CREATE TABLE event_store (x INT)"))
@@ -127,10 +121,8 @@ async def test_an_interrupted_upgrade_runs_again_and_a_finished_one_is_not_redon
 
 
 async def test_downgrade_gives_the_outbox_back_and_upgrade_keeps_every_id(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     upgraded = await store_rows(engine)
     await migrate(at_0002, "0002")
@@ -160,10 +152,8 @@ async def test_downgrade_gives_the_outbox_back_and_upgrade_keeps_every_id(
 
 
 async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refused(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     unsent = old[0]
     assert unsent.outbox == "pending"
     async with engine.begin() as conn:
@@ -189,9 +179,8 @@ async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refu
 
 
 async def test_an_outbox_row_of_no_booking_makes_the_upgrade_refuse_before_any_change(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    await fill_as_0002(engine, old_bookings())
     async with engine.begin() as conn:
         await conn.execute(
             text(

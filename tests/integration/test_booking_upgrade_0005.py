@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
 from tests.harness.databases import run_alembic
-from tests.integration.booking_at_0002 import at_0002, engine, fill_as_0002, old_bookings
+from tests.integration.booking_at_0002 import OldBooking, at_0002, engine, old
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
@@ -29,7 +29,7 @@ from ticketing.shared.store.eventstore import Cause
 
 INDEX = "ix_bookings_status_expires_at"
 
-__all__ = ["at_0002", "engine"]  # fixtures
+__all__ = ["at_0002", "engine", "old"]  # fixtures
 
 
 async def _columns(engine: AsyncEngine) -> set[str]:
@@ -38,10 +38,8 @@ async def _columns(engine: AsyncEngine) -> set[str]:
 
 
 async def test_old_bookings_have_no_requester_so_only_an_admin_may_cancel_them(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await run_alembic(at_0002, "booking", command.upgrade, "head")
     assert await projections.verify(engine) == []
     service = BookingService(
@@ -81,9 +79,8 @@ async def test_old_bookings_have_no_requester_so_only_an_admin_may_cancel_them(
 
 
 async def test_the_upgrade_stopped_after_some_columns_finishes_when_run_again(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    await fill_as_0002(engine, old_bookings())
     await run_alembic(at_0002, "booking", command.upgrade, "0004")
     async with engine.begin() as conn:  # what a run stopped after two columns left
         await conn.execute(text("ALTER TABLE bookings ADD COLUMN hold BOOLEAN NOT NULL DEFAULT 0"))
@@ -94,12 +91,11 @@ async def test_the_upgrade_stopped_after_some_columns_finishes_when_run_again(
 
 
 async def test_a_downgrade_stopped_halfway_can_be_run_again(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
     """Inventory's 0005 downgrade is guarded for this (its test "can be run again halfway");
     booking's drops the index and each column unconditionally: once the server committed the
     first DROP (each DDL statement commits), running the downgrade again fails for good."""
-    await fill_as_0002(engine, old_bookings())
     await run_alembic(at_0002, "booking", command.upgrade, "head")
     async with engine.begin() as conn:  # a downgrade stopped after its first statement
         await conn.execute(text(f"DROP INDEX {INDEX} ON bookings"))

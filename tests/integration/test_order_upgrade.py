@@ -28,9 +28,8 @@ from tests.integration.order_at_0001 import (
     at_0001,
     check_upgraded,
     engine,
-    fill_as_0001,
     migrate,
-    old_orders,
+    old,
     rows_of,
 )
 from tests.integration.order_db import Inventory, requested
@@ -43,23 +42,19 @@ from ticketing.order.tables import event_store, orders
 from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
 
-__all__ = ["at_0001", "engine"]  # fixtures
+__all__ = ["at_0001", "engine", "old"]  # fixtures
 
 
 async def test_upgrade_turns_every_order_into_the_event_it_published(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     await check_upgraded(engine, old)
 
 
 async def test_pending_outcomes_are_published_after_the_upgrade_as_the_0001_relay_would_have(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     producer = await relay_once(engine)
     pending = [item for item in old if item.pending]
@@ -77,10 +72,8 @@ async def test_pending_outcomes_are_published_after_the_upgrade_as_the_0001_rela
 
 
 async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     service = OrderService(records(engine), Inventory())
     again = dataclasses.replace(requested(), booking_id=old[0].booking_id)
@@ -94,12 +87,10 @@ async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
 
 
 async def test_an_order_confirmed_before_the_upgrade_is_released_after_it(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
     """Its outcome, made from the 0001 rows, is the stream's version 1: the release is version
     2, and its row keeps the time the upgrade gave it."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     item = old[2]  # confirmed and published
     outcome = item.outcome
@@ -126,12 +117,10 @@ async def test_an_order_confirmed_before_the_upgrade_is_released_after_it(
 
 
 async def test_an_upgrade_stopped_halfway_can_be_run_again(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
     """MariaDB commits each DDL statement: killed while filling the store, the upgrade leaves
     the store table and nullable columns behind at revision 0001; run again, it finishes."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     execute = op.execute
 
     def killed_while_filling(sql: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,12 +139,10 @@ async def test_an_upgrade_stopped_halfway_can_be_run_again(
 
 
 async def test_an_upgrade_stopped_after_dropping_the_outbox_is_finished_by_the_next_run(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
     """The outbox is dropped last: once it is gone, the store is whole, and running the upgrade
     again must keep it (not start over from an outbox that is no more)."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     drop_table = op.drop_table
 
     def killed_after_dropping(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -173,10 +160,8 @@ async def test_an_upgrade_stopped_after_dropping_the_outbox_is_finished_by_the_n
 
 
 async def test_downgrade_gives_back_the_outbox_and_upgrading_again_the_same_store(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     store = await rows_of(engine, select(event_store).order_by(event_store.c.position))
     table = await rows_of(engine, select(orders).order_by(orders.c.booking_id))
@@ -231,10 +216,8 @@ def store_events(store: list[dict[str, Any]], old: list[Old]) -> list[dict[str, 
 
 
 async def test_an_outbox_row_the_0001_code_never_wrote_stops_the_upgrade_before_any_change(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE outbox SET aggregate_type = 'test' LIMIT 1"))
     with pytest.raises(RuntimeError, match="1 outbox rows that are no outcome of an order"):
