@@ -3,7 +3,6 @@ timeouts and heartbeats so that the long-request tests see them pass, and its fi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import time
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness.serving import bearer, serve
+from tests.harness.serving import bearer, serve, serve_raw
 from tests.integration.held_upstream import FakeBooking
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.shared.settings import Settings
@@ -27,14 +26,8 @@ UPSTREAM_CONNECTIONS = 200  # the connections the gateway pools for each upstrea
 async def booking() -> AsyncIterator[FakeBooking]:
     fake = FakeBooking()
     # A backlog for every connection the gateway pools, opened at once.
-    listening = await asyncio.start_server(fake.handle, "127.0.0.1", 0, backlog=1024)
-    fake.url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
-    try:
+    async with serve_raw(fake.handle, backlog=1024) as fake.url:
         yield fake
-    finally:
-        listening.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listening.wait_closed(), 2)
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
 """Our subscriber on a topic of the test broker, as the services subscribe, started and stopped
-around a test's block, and the booking requests the consumer tests publish to it."""
+around a test's block, and what it applied."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -28,20 +26,6 @@ class Applied:
 
     async def batch(self, received: Sequence[Received]) -> None:
         self.ids.update(str(item.event.message_id) for item in received)
-
-
-def booking_requested(ticket_count: int = 1) -> BookingRequested:
-    """A request of ids of its own, timed as its JSON reads back (naive UTC)."""
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        ticket_count=ticket_count,
-        unit_price="10.00",
-        total_price=str(Decimal("10.00") * ticket_count),
-        requested_at=datetime.now(UTC).replace(tzinfo=None),
-    )
 
 
 def consumer_settings(bootstrap: str) -> Settings:

@@ -13,7 +13,8 @@ import msgspec
 import pytest
 from faststream.kafka.annotations import KafkaMessage
 
-from tests.integration.subscriber import booking_requested, subscribed
+from tests.integration.order_db import requested
+from tests.integration.subscriber import subscribed
 from ticketing.contracts.events import (
     CORRELATION_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -89,7 +90,7 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
         for item in batch:
             await received.put(item)
 
-    event = booking_requested(ticket_count=2)
+    event = requested()
     async with subscribed(settings, topic, handle_batch, client_id="thread-test") as broker:
         await broker.publish(
             msgspec.json.encode(event),

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from tests.harness.broker import read_topic
+from tests.integration.order_db import requested
 from tests.integration.subscriber import (
     Applied,
-    booking_requested,
     consumer_settings,
     new_topic,
     subscribed,
@@ -49,7 +49,7 @@ async def publish(
     await producer.start()
     try:
         for n in range(count):
-            event = booking_requested()
+            event = requested()
             message_id = str(event.message_id)
             is_poison = poison_every > 0 and n % poison_every == poison_every - 1
             (poison if is_poison else good).add(message_id)

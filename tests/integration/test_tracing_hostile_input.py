@@ -18,9 +18,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.harness.broker import read_topic
 from tests.harness.databases import own_databases
+from tests.integration.order_db import requested
 from tests.integration.subscriber import (
     Applied,
-    booking_requested,
     consumer_settings,
     new_topic,
     subscribed,
@@ -62,7 +62,7 @@ async def publish(bootstrap: str, topic: str, extra: list[tuple[str, bytes]]) ->
     await producer.start()
     try:
         for headers in (extra, []):
-            event = booking_requested()
+            event = requested()
             ids.add(str(event.message_id))
             await producer.send_and_wait(
                 topic,
