@@ -123,14 +123,28 @@ async def check_one_booking(stack: Stack, race: Race, winner: httpx.Response) ->
     assert replay.content == winner.content
 
 
+Held = tuple[asyncio.Task[httpx.Response], asyncio.Event]
+
+
+async def taken_over(
+    stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
+) -> tuple[Race, Held, Held]:
+    """A request held at inventory until abandoned, and its retry, which took its key over and
+    is held too: each with the gate that lets it go on."""
+    customer_id, event_id = await setup_sale(stack, capacity=10)
+    race = Race(booking, inventory, event_id)
+    original = await race.start(customer_id)
+    await race.abandon(stack)
+    retry = await race.start(customer_id)  # takes the key over
+    return race, original, retry
+
+
 async def test_a_take_over_that_commits_first_wins_and_the_original_gets_409(
     stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
 ) -> None:
-    customer_id, event_id = await setup_sale(stack, capacity=10)
-    race = Race(booking, inventory, event_id)
-    original, original_gate = await race.start(customer_id)
-    await race.abandon(stack)
-    retry, retry_gate = await race.start(customer_id)  # takes the key over
+    race, (original, original_gate), (retry, retry_gate) = await taken_over(
+        stack, booking, inventory
+    )
     retry_gate.set()
     winner = await retry
     original_gate.set()
@@ -141,11 +155,9 @@ async def test_a_take_over_that_commits_first_wins_and_the_original_gets_409(
 async def test_an_original_that_commits_after_its_key_was_taken_over_gets_409(
     stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
 ) -> None:
-    customer_id, event_id = await setup_sale(stack, capacity=10)
-    race = Race(booking, inventory, event_id)
-    original, original_gate = await race.start(customer_id)
-    await race.abandon(stack)
-    retry, retry_gate = await race.start(customer_id)  # takes the key over
+    race, (original, original_gate), (retry, retry_gate) = await taken_over(
+        stack, booking, inventory
+    )
     original_gate.set()
     check_lost(await original)
     retry_gate.set()
