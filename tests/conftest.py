@@ -13,20 +13,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import (
-    DEV_CLIENTS,
-    Gateway,
-    Stack,
-    bearer,
-    create_topics,
-    dev_idp,
-    drop_databases,
-    fetch_token,
-    gateway_settings,
-    kafka_broker,
-    serve,
-    until_ready,
-)
+from tests.harness.broker import create_topics, kafka_broker
+from tests.harness.databases import drop_databases
+from tests.harness.processes import DEV_CLIENTS, dev_idp, fetch_token
+from tests.harness.serving import Gateway, Stack, bearer, gateway_settings, serve, until_ready
 from ticketing.booking.app import create_app as create_booking_app
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.harness import free_port
+from tests.harness.processes import free_port
 
 PROTOBUF = "application/x-protobuf"
 

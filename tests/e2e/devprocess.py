@@ -18,7 +18,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases, free_port
+from tests.harness.databases import drop_databases
+from tests.harness.processes import free_port
 from ticketing.booking.tables import bookings
 from ticketing.cli.devstack import REPLICA_PORT_STEP
 from ticketing.shared.db.engine import create_engine

@@ -12,7 +12,7 @@ import signal
 import httpx
 
 from tests.e2e.devprocess import DevProcess
-from tests.harness import topic_partitions
+from tests.harness.broker import topic_partitions
 from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
 
 

@@ -29,7 +29,7 @@ from tests.e2e.faults import (
 from tests.e2e.flash_sale import BUYERS, CANCELS, FIRST_WAVE, PACE, SEATS, Storm, flash_buyer
 from tests.e2e.load import prepare_sale, scaled
 from tests.e2e.scenario import SCENARIO_ENV, gateway_clients, lifecycle_exercised, under_load
-from tests.harness import restart_local_mariadb
+from tests.harness.processes import restart_local_mariadb
 from ticketing.shared.settings import Settings
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.devprocess import alive, descendants, dev_process
-from tests.harness import free_port, group_members, topic_partitions
+from tests.harness.broker import group_members, topic_partitions
+from tests.harness.processes import free_port
 from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC
 from ticketing.shared.settings import Settings
 

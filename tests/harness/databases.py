@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.shared.db import sql
-from ticketing.shared.db.engine import create_server_engine
-from ticketing.shared.db.migrations import alembic_root, upgrade
+from ticketing.shared.db.engine import create_engine, create_server_engine
+from ticketing.shared.db.migrations import alembic_config, alembic_root, upgrade
 from ticketing.shared.db.unit_of_work import UnitOfWork
 from ticketing.shared.settings import ServiceName, Settings
 
@@ -42,6 +42,36 @@ async def own_databases(*services: ServiceName, revision: str = "head") -> Async
         yield settings
     finally:
         await drop_databases(settings)
+
+
+@contextlib.asynccontextmanager
+async def engine_of(settings: Settings, service: ServiceName) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``service``'s database named by ``settings``; disposed afterwards."""
+    engine = create_engine(settings, service)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def run_alembic(
+    settings: Settings, service: ServiceName, step: Callable[..., object], to: str
+) -> None:
+    """Alembic's ``step`` (``command.upgrade``, ``downgrade`` or ``stamp``) to ``to`` on
+    ``service``'s database, in a thread: each env.py run starts an event loop of its own."""
+    await asyncio.to_thread(step, alembic_config(settings, service), to)
+
+
+async def revision(engine: AsyncEngine) -> str | None:
+    """The revision alembic records in ``engine``'s database."""
+    async with engine.connect() as conn:
+        found: str | None = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        return found
+
+
+async def tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(text("SHOW TABLES"))).scalars())
 
 
 async def drop_databases(settings: Settings) -> None:

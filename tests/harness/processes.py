@@ -96,22 +96,9 @@ def dev_idp(port: int | None = None) -> Iterator[str]:
     if not (DEV_IDP / "node_modules" / "oidc-provider").is_dir():
         raise RuntimeError("run `npm ci --prefix deploy/dev-idp` first (make test does)")
     port = port or free_port()
-    process = subprocess.Popen(
-        ["node", str(DEV_IDP / "server.mjs"), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
-    )
-    try:
-        wait_for_port("127.0.0.1", port, 20, process)
+    argv = ["node", str(DEV_IDP / "server.mjs"), "--port", str(port), "--host", "127.0.0.1"]
+    with child_process(argv, port):
         yield f"http://127.0.0.1:{port}/realms/ticketing"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def fetch_token(issuer: str, client: str, scope: str | None = None) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -55,6 +55,22 @@ async def serve(app: Litestar, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+@contextlib.asynccontextmanager
+async def serve_raw(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    backlog: int = 100,
+) -> AsyncIterator[str]:
+    """``handle`` serving each connection on a free loopback port, for a server that writes its
+    answers byte for byte; yield its URL."""
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=backlog)
+    try:
+        yield f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+    finally:
+        listening.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait_closed(), 2)
 
 
 async def until_ready(url: str, seconds: float = 60) -> httpx.Response:

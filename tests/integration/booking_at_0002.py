@@ -4,24 +4,25 @@ outbox rows purged after a while), and the checks that its upgrade to the event 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import pytest
 from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness.databases import engine_of, own_databases, run_alembic, tables
 from ticketing.booking import projections
 from ticketing.booking.domain import BookingConfirmed, BookingRejected, CustomerRegistered
 from ticketing.booking.repository import STORE
 from ticketing.booking.tables import bookings, event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 12, 1, 9, 0, 0, 123456)  # naive UTC, as DATETIME(6) columns hold times
@@ -162,17 +163,30 @@ async def fill_as_0002(engine: AsyncEngine, old: list[OldBooking]) -> None:
             )
 
 
-async def migrate(settings: Settings, revision: str) -> None:
-    config = alembic_config(settings, "booking")
-    if revision == "0002":
-        await asyncio.to_thread(command.downgrade, config, revision)
-    else:
-        await asyncio.to_thread(command.upgrade, config, revision)
+@pytest.fixture
+async def at_0002() -> AsyncIterator[Settings]:
+    """Settings of a booking database of this test's own at revision 0002; dropped afterwards."""
+    async with own_databases("booking", revision="0002") as settings:
+        yield settings
 
 
-async def tables(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as conn:
-        return set((await conn.execute(text("SHOW TABLES"))).scalars())
+@pytest.fixture
+async def engine(at_0002: Settings) -> AsyncIterator[AsyncEngine]:
+    async with engine_of(at_0002, "booking") as engine:
+        yield engine
+
+
+@pytest.fixture
+async def old(engine: AsyncEngine) -> list[OldBooking]:
+    """The bookings of ``old_bookings``, written into this test's database as 0002 wrote them."""
+    written = old_bookings()
+    await fill_as_0002(engine, written)
+    return written
+
+
+async def migrate(settings: Settings, to: str) -> None:
+    step = command.downgrade if to == "0002" else command.upgrade
+    await run_alembic(settings, "booking", step, to)
 
 
 async def store_rows(engine: AsyncEngine) -> list[Any]:

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import msgspec
@@ -14,7 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import engine_of, own_databases
+from ticketing.booking.idempotency import KeyClaim
 from ticketing.booking.records import SqlBookingRecords, write_bookings
 from ticketing.booking.repository import STORE, NewBooking
 from ticketing.booking.service import BookingService
@@ -22,7 +24,6 @@ from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
 from ticketing.contracts.events import BookingRequested, OrderConfirmed
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.db.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
 from ticketing.shared.store.eventstore import Cause
@@ -34,12 +35,8 @@ CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 async def engine() -> AsyncIterator[AsyncEngine]:
     """A booking database of this test's own: no running relay publishes its bookings (the
     saga would settle them behind the test's back), and verify sees only what it wrote."""
-    async with own_databases("booking") as settings:
-        engine = create_engine(settings, "booking")
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
+    async with own_databases("booking") as settings, engine_of(settings, "booking") as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -55,32 +52,45 @@ async def customer(service: BookingService) -> uuid.UUID:
     return (await service.create_customer(CustomerCreate("Cy", email), CLIENT)).id
 
 
+def new_booking(
+    customer_id: uuid.UUID,
+    claim: KeyClaim | None = None,
+    *,
+    event_id: uuid.UUID | None = None,
+    tickets: int = 2,
+    unit_price: str = "25.00",
+    cause: Cause = CLIENT,
+    at: datetime | None = None,
+) -> NewBooking:
+    """One accepted booking as the service hands it to its group commit."""
+    total = str(Decimal(unit_price) * tickets)
+    booking = Booking(
+        id=new_id(),
+        status=BookingStatus.PENDING,
+        customer_id=customer_id,
+        event_id=event_id or uuid.uuid4(),
+        ticket_count=tickets,
+        unit_price=unit_price,
+        total_price=total,
+        created_at=at or datetime.now(UTC),
+    )
+    requested = BookingRequested(
+        message_id=new_id(),
+        booking_id=booking.id,
+        customer_id=customer_id,
+        event_id=booking.event_id,
+        ticket_count=tickets,
+        unit_price=unit_price,
+        total_price=total,
+        requested_at=booking.created_at,
+    )
+    return NewBooking(booking, requested, cause, claim)
+
+
 async def pending_bookings(engine: AsyncEngine, customer_id: uuid.UUID, count: int) -> list[Any]:
     """``count`` accepted bookings, written as the service writes them."""
     now = datetime.now(UTC)
-    items = []
-    for _ in range(count):
-        booking = Booking(
-            id=new_id(),
-            status=BookingStatus.PENDING,
-            customer_id=customer_id,
-            event_id=uuid.uuid4(),
-            ticket_count=2,
-            unit_price="10.00",
-            total_price="20.00",
-            created_at=now,
-        )
-        requested = BookingRequested(
-            message_id=new_id(),
-            booking_id=booking.id,
-            customer_id=customer_id,
-            event_id=booking.event_id,
-            ticket_count=2,
-            unit_price="10.00",
-            total_price="20.00",
-            requested_at=now,
-        )
-        items.append(NewBooking(booking, requested, CLIENT, None))
+    items = [new_booking(customer_id, unit_price="10.00", at=now) for _ in range(count)]
     writer = GroupCommit(engine, write_bookings)
     await asyncio.gather(*(writer.write(item) for item in items))
     return [msgspec.json.decode(item.answer[0], type=Booking) for item in items]

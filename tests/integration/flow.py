@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from tests.harness import Stack
+from tests.harness.databases import order_records
+from tests.harness.serving import Stack
 from tests.integration.helpers import create_event
 from ticketing.booking.tables import bookings
+from ticketing.order.inventory_client import InventoryClient
+from ticketing.order.service import OrderService
+from ticketing.shared.auth.client_credentials import ClientCredentials
+from ticketing.shared.auth.tokens import OidcDiscovery
+from ticketing.shared.http.client import new_session
+from ticketing.shared.http.upstream import Upstream
 
 
 async def create_customer(booking: httpx.AsyncClient) -> dict[str, Any]:
@@ -59,3 +68,24 @@ async def bookings_of(stack: Stack, event_id: str) -> list[uuid.UUID]:
             select(bookings.c.id).where(bookings.c.event_id == uuid.UUID(event_id))
         )
         return [row.id for row in rows]
+
+
+@asynccontextmanager
+async def order_service(stack: Stack) -> AsyncIterator[tuple[OrderService, ClientCredentials]]:
+    """Order's service on the stack's order database, calling the stack's inventory with the
+    token order-service fetches (the credentials, to count the fetches)."""
+    async with new_session(timeout=5) as http:
+        credentials = ClientCredentials(
+            OidcDiscovery(stack.settings.oidc_issuer, http),
+            http,
+            "order-service",
+            "order-service-secret",
+        )
+        upstream = Upstream(
+            "inventory", stack.settings.base_url("inventory"), credentials=credentials
+        )
+        service = OrderService(order_records(stack.engines["order"]), InventoryClient(upstream))
+        try:
+            yield service, credentials
+        finally:
+            await upstream.aclose()

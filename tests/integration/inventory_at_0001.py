@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import engine_of, own_databases
 from ticketing.inventory.domain import (
     EventScheduled,
     InventoryEvent,
@@ -22,7 +22,6 @@ from ticketing.inventory.domain import (
     VenueRegistered,
 )
 from ticketing.inventory.tables import events, reservations, venues
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 11, 30, 9, 0, 0, 123456)  # naive UTC, as DATETIME(6) columns hold times
@@ -258,8 +257,13 @@ async def at_0001() -> AsyncIterator[Settings]:
 
 @pytest.fixture
 async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0001, "inventory")
-    try:
+    async with engine_of(at_0001, "inventory") as engine:
         yield engine
-    finally:
-        await engine.dispose()
+
+
+@pytest.fixture
+async def old(engine: AsyncEngine) -> OldInventory:
+    """The rows of ``old_inventory``, written into this test's database as 0001 wrote them."""
+    written = old_inventory()
+    await fill_as_0001(engine, written)
+    return written

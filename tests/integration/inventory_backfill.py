@@ -3,7 +3,6 @@ the backfilled store holds exactly the rows' history in the order it happened.""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, timedelta
 from typing import Any
@@ -12,6 +11,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness.databases import run_alembic
 from tests.integration.inventory_at_0001 import OldInventory
 from ticketing.inventory import projections
 from ticketing.inventory.domain import (
@@ -22,24 +22,15 @@ from ticketing.inventory.domain import (
     VenueRegistered,
 )
 from ticketing.inventory.repository import STORE
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 
-async def revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        found: str | None = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-        return found
-
-
 async def upgrade_to_head(settings: Settings) -> None:
-    """Alembic's command API on the project's inventory environment (each env.py run has its
-    own event loop, hence the thread)."""
-    await asyncio.to_thread(command.upgrade, alembic_config(settings, "inventory"), "head")
+    await run_alembic(settings, "inventory", command.upgrade, "head")
 
 
 async def downgrade_to_0001(settings: Settings) -> None:
-    await asyncio.to_thread(command.downgrade, alembic_config(settings, "inventory"), "0001")
+    await run_alembic(settings, "inventory", command.downgrade, "0001")
 
 
 async def store_rows(engine: AsyncEngine) -> list[dict[str, Any]]:

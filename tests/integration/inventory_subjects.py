@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.inventory import InMemoryInventoryRecords
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.contracts.inventory import ReservationItem, ReservationOutcome
 from ticketing.inventory import holdings
 from ticketing.inventory import repository as repo

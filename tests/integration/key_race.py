@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import httpx
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.tables import idempotency_keys
 from ticketing.contracts.inventory import Event

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.booking import repository as booking_repo
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import BookingService

@@ -5,24 +5,24 @@ upgrade to the event store kept every outcome as it was published."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
 from alembic import command
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import engine_of, head_of, own_databases, revision, run_alembic, tables
 from ticketing.contracts.events import ORDERS_TOPIC, OrderConfirmed, OrderRejected
 from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 
 T0 = datetime(2026, 11, 30, 9, 0, 0, 250000)  # naive UTC, as DATETIME(6) columns hold times
@@ -166,23 +166,30 @@ async def fill_as_0001(engine: AsyncEngine, old: list[Old]) -> None:
                 await conn.execute(text(f"INSERT INTO outbox ({columns}) VALUES ({marks})"), values)
 
 
+@pytest.fixture
+async def at_0001() -> AsyncIterator[Settings]:
+    """Settings of an order database of this test's own at revision 0001; dropped afterwards."""
+    async with own_databases("order", revision="0001") as settings:
+        yield settings
+
+
+@pytest.fixture
+async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
+    async with engine_of(at_0001, "order") as engine:
+        yield engine
+
+
+@pytest.fixture
+async def old(engine: AsyncEngine) -> list[Old]:
+    """The orders of ``old_orders``, written into this test's database as 0001 wrote them."""
+    written = old_orders()
+    await fill_as_0001(engine, written)
+    return written
+
+
 async def migrate(settings: Settings, to: str) -> None:
-    config = alembic_config(settings, "order")
-    if to == "0001":
-        await asyncio.to_thread(command.downgrade, config, to)
-    else:
-        await asyncio.to_thread(command.upgrade, config, to)
-
-
-async def revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        found: str | None = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-        return found
-
-
-async def tables(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as conn:
-        return set((await conn.execute(text("SHOW TABLES"))).scalars())
+    step = command.downgrade if to == "0001" else command.upgrade
+    await run_alembic(settings, "order", step, to)
 
 
 async def rows_of(engine: AsyncEngine, query: Any) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import order_records as records
-from tests.harness import own_databases
+from tests.harness.databases import order_records as records
+from tests.harness.databases import own_databases
 from ticketing.contracts.events import (
     BookingRequested,
 )

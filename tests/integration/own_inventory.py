@@ -1,4 +1,5 @@
-"""An inventory database of a test's own, and the JSON Lines an export writes."""
+"""An inventory database of a test's own, an engine on it, a sale in it, and the JSON Lines an
+export writes."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import drop_databases
+from tests.harness.databases import drop_databases, engine_of
+from ticketing.contracts.inventory import EventCreate, VenueCreate
+from ticketing.inventory.service import InventoryService
 from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import Settings
+from ticketing.shared.store.eventstore import Cause
+
+CAUSE = Cause(actor="test")
 
 
 @pytest.fixture
@@ -26,6 +33,19 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
         yield settings
     finally:
         await drop_databases(settings)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    async with engine_of(settings, "inventory") as engine:
+        yield engine
+
+
+async def sale(service: InventoryService, capacity: int, limit: int | None = None) -> uuid.UUID:
+    """An event of ``capacity`` seats in a venue of its own, at most ``limit`` per customer."""
+    venue = await service.create_venue(VenueCreate("Hall", "1 Road", capacity), CAUSE)
+    data = EventCreate("Gig", venue.id, capacity, "5.00", max_tickets_per_customer=limit)
+    return (await service.create_event(data, CAUSE)).id
 
 
 def lines(output: str) -> list[dict[str, Any]]:

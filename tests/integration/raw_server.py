@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tests.harness.serving import serve_raw
+
 Answer = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -42,15 +44,8 @@ class RawServer:
 @contextlib.asynccontextmanager
 async def raw_server(answer: Answer) -> AsyncIterator[RawServer]:
     server = RawServer(answer)
-    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
-    server.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_raw(server.handle) as server.url:
         yield server
-    finally:
-        listening.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listening.wait_closed(), 2)
 
 
 def ok(body: bytes) -> bytes:

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from tests.harness import Gateway
+from tests.harness.serving import Gateway
 
 
 class Shop:

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import order_records as records
-from tests.harness import own_databases
+from tests.harness.databases import order_records as records
+from tests.harness.databases import own_databases
 from tests.integration.booking_db import confirmation, customer, pending_bookings, status
 from tests.integration.order_db import Inventory, requested
 from ticketing.booking import tables as booking_tables

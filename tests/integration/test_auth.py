@@ -12,7 +12,8 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from tests.harness import bearer, fetch_token
+from tests.harness.processes import fetch_token
+from tests.harness.serving import bearer
 from ticketing.shared.auth.client_credentials import ClientCredentials
 from ticketing.shared.auth.tokens import (
     OidcDiscovery,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.harness import Gateway, Stack
+from tests.harness.serving import Gateway, Stack
 from ticketing.inventory.tables import venues
 
 PROBLEM = "application/problem+json"

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from tests.integration.flow import setup_sale
 from ticketing.booking.tables import bookings, idempotency_keys
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from tests.integration.booking_db import (
     CLIENT,
     confirmation,

@@ -12,7 +12,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.harness import DEV_CLIENTS, Stack
+from tests.harness.processes import DEV_CLIENTS
+from tests.harness.serving import Stack
 from tests.integration.flow import book, create_customer, settled, setup_sale
 from ticketing.booking.idempotency import client_digest
 from ticketing.booking.tables import bookings, idempotency_keys

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from tests.integration.flow import book, create_customer, setup_sale
 
 PROBLEM = "application/problem+json"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords

@@ -13,23 +13,19 @@ import msgspec
 import pytest
 
 from tests.fakes.booking import InMemoryBookingRecords
-from tests.harness import own_databases
+from tests.harness.databases import engine_of, own_databases
+from tests.integration.booking_db import CLIENT, new_booking
 from ticketing.booking import domain
 from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState, KeyTakenOver
 from ticketing.booking.idempotency import KeyClaim, StoredKey
 from ticketing.booking.ports import BookingRecords, SettleBookings
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.booking.repository import NewBooking
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingStatus, Customer
-from ticketing.contracts.events import BookingRequested
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
 from ticketing.shared.ids import new_id
 from ticketing.shared.store.eventstore import Cause
-
-CLIENT = Cause("box-office", correlation_id="req-1", causation_id="req-1")
 
 
 @pytest.fixture(params=["memory", "sql"])
@@ -37,12 +33,8 @@ async def records(request: pytest.FixtureRequest) -> AsyncIterator[BookingRecord
     if request.param == "memory":
         yield InMemoryBookingRecords()
         return
-    async with own_databases("booking") as settings:
-        engine = create_engine(settings, "booking")
-        try:
-            yield SqlBookingRecords(engine, consumer=CONSUMER)
-        finally:
-            await engine.dispose()
+    async with own_databases("booking") as settings, engine_of(settings, "booking") as engine:
+        yield SqlBookingRecords(engine, consumer=CONSUMER)
 
 
 async def customer(records: BookingRecords, email: str = "ada@example.com") -> Customer:
@@ -50,30 +42,6 @@ async def customer(records: BookingRecords, email: str = "ada@example.com") -> C
         customer_id=new_id(), name="Ada", email=email, address=None, registered_at=_now()
     )
     return await records.register_customer(registered, CLIENT)
-
-
-def new_booking(customer_id: uuid.UUID, claim: KeyClaim | None = None) -> NewBooking:
-    booking = Booking(
-        id=new_id(),
-        status=BookingStatus.PENDING,
-        customer_id=customer_id,
-        event_id=uuid.uuid4(),
-        ticket_count=2,
-        unit_price="25.00",
-        total_price="50.00",
-        created_at=_now(),
-    )
-    requested = BookingRequested(
-        message_id=new_id(),
-        booking_id=booking.id,
-        customer_id=customer_id,
-        event_id=booking.event_id,
-        ticket_count=2,
-        unit_price="25.00",
-        total_price="50.00",
-        requested_at=booking.created_at,
-    )
-    return NewBooking(booking, requested, CLIENT, claim)
 
 
 def _now() -> datetime:

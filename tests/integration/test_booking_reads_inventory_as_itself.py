@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Stack, answer_lifespan, bearer, serve
+from tests.harness.serving import Stack, answer_lifespan, bearer, serve
 from tests.integration.flow import create_customer
 from tests.integration.helpers import create_event
 from ticketing.booking.app import create_app as create_booking_app

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import msgspec
@@ -21,44 +20,28 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import run_alembic, tables
 from tests.integration.booking_at_0002 import (
+    OldBooking,
+    at_0002,
     check_backfill,
-    fill_as_0002,
+    engine,
     migrate,
-    old_bookings,
+    old,
     store_rows,
-    tables,
 )
 from ticketing.booking import projections
 from ticketing.booking.tables import event_store
 from ticketing.contracts.events import BOOKINGS_TOPIC, BookingRequested
-from ticketing.shared.db.engine import create_engine
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.messaging.relay import OutboxRelay
 from ticketing.shared.settings import Settings
 
-
-@pytest.fixture
-async def at_0002() -> AsyncIterator[Settings]:
-    async with own_databases("booking", revision="0002") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(at_0002: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0002, "booking")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+__all__ = ["at_0002", "engine", "old"]  # fixtures
 
 
 async def test_upgrade_turns_every_row_into_its_events(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     await check_backfill(engine, old)
 
@@ -85,10 +68,8 @@ class Recording:
 
 
 async def test_a_request_the_old_relay_had_not_sent_goes_out_as_it_would_have(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     producer = Recording()
     relay = OutboxRelay(
@@ -124,10 +105,8 @@ async def test_a_request_the_old_relay_had_not_sent_goes_out_as_it_would_have(
 
 
 async def test_an_interrupted_upgrade_runs_again_and_a_finished_one_is_not_redone(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     async with engine.begin() as conn:  # what a run stopped after its first steps left
         await conn.execute(text("CREATE TABLE migration_booking_message_ids (x INT)"))
         await conn.execute(text("CREATE TABLE event_store (x INT)"))
@@ -136,16 +115,14 @@ async def test_an_interrupted_upgrade_runs_again_and_a_finished_one_is_not_redon
     await check_backfill(engine, old)
     before = await store_rows(engine)
     # Every step done but recording the revision: running it again changes nothing.
-    await asyncio.to_thread(command.stamp, alembic_config(at_0002, "booking"), "0002")
+    await run_alembic(at_0002, "booking", command.stamp, "0002")
     await migrate(at_0002, "head")
     assert await store_rows(engine) == before
 
 
 async def test_downgrade_gives_the_outbox_back_and_upgrade_keeps_every_id(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     await migrate(at_0002, "head")
     upgraded = await store_rows(engine)
     await migrate(at_0002, "0002")
@@ -175,10 +152,8 @@ async def test_downgrade_gives_the_outbox_back_and_upgrade_keeps_every_id(
 
 
 async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refused(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
     unsent = old[0]
     assert unsent.outbox == "pending"
     async with engine.begin() as conn:
@@ -204,9 +179,8 @@ async def test_an_unsent_request_whose_outbox_row_is_not_matched_is_kept_or_refu
 
 
 async def test_an_outbox_row_of_no_booking_makes_the_upgrade_refuse_before_any_change(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    await fill_as_0002(engine, old_bookings())
     async with engine.begin() as conn:
         await conn.execute(
             text(

@@ -4,9 +4,7 @@ halfway."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
-from tests.harness import own_databases
-from tests.integration.booking_at_0002 import fill_as_0002, old_bookings
+from tests.harness.databases import run_alembic
+from tests.integration.booking_at_0002 import OldBooking, at_0002, engine, old
 from ticketing.booking import projections
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
@@ -24,8 +22,6 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingStatus
 from ticketing.contracts.events import OrderReleased
-from ticketing.shared.db.engine import create_engine
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.errors import Forbidden
 from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
@@ -33,25 +29,7 @@ from ticketing.shared.store.eventstore import Cause
 
 INDEX = "ix_bookings_status_expires_at"
 
-
-@pytest.fixture
-async def at_0002() -> AsyncIterator[Settings]:
-    async with own_databases("booking", revision="0002") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(at_0002: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0002, "booking")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def _alembic(settings: Settings, action: str, revision: str) -> None:
-    config = alembic_config(settings, "booking")
-    await asyncio.to_thread(getattr(command, action), config, revision)
+__all__ = ["at_0002", "engine", "old"]  # fixtures
 
 
 async def _columns(engine: AsyncEngine) -> set[str]:
@@ -60,11 +38,9 @@ async def _columns(engine: AsyncEngine) -> set[str]:
 
 
 async def test_old_bookings_have_no_requester_so_only_an_admin_may_cancel_them(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    old = old_bookings()
-    await fill_as_0002(engine, old)
-    await _alembic(at_0002, "upgrade", "head")
+    await run_alembic(at_0002, "booking", command.upgrade, "head")
     assert await projections.verify(engine) == []
     service = BookingService(
         SqlBookingRecords(engine, consumer=CONSUMER), InMemoryEvents(), max_tickets=10
@@ -103,27 +79,25 @@ async def test_old_bookings_have_no_requester_so_only_an_admin_may_cancel_them(
 
 
 async def test_the_upgrade_stopped_after_some_columns_finishes_when_run_again(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
-    await fill_as_0002(engine, old_bookings())
-    await _alembic(at_0002, "upgrade", "0004")
+    await run_alembic(at_0002, "booking", command.upgrade, "0004")
     async with engine.begin() as conn:  # what a run stopped after two columns left
         await conn.execute(text("ALTER TABLE bookings ADD COLUMN hold BOOLEAN NOT NULL DEFAULT 0"))
         await conn.execute(text("ALTER TABLE bookings ADD COLUMN expires_at DATETIME(6) NULL"))
-    await _alembic(at_0002, "upgrade", "head")
+    await run_alembic(at_0002, "booking", command.upgrade, "head")
     assert {"hold", "expires_at", "cancel_requested", "requested_by"} <= await _columns(engine)
     assert await projections.verify(engine) == []
 
 
 async def test_a_downgrade_stopped_halfway_can_be_run_again(
-    at_0002: Settings, engine: AsyncEngine
+    at_0002: Settings, engine: AsyncEngine, old: list[OldBooking]
 ) -> None:
     """Inventory's 0005 downgrade is guarded for this (its test "can be run again halfway");
     booking's drops the index and each column unconditionally: once the server committed the
     first DROP (each DDL statement commits), running the downgrade again fails for good."""
-    await fill_as_0002(engine, old_bookings())
-    await _alembic(at_0002, "upgrade", "head")
+    await run_alembic(at_0002, "booking", command.upgrade, "head")
     async with engine.begin() as conn:  # a downgrade stopped after its first statement
         await conn.execute(text(f"DROP INDEX {INDEX} ON bookings"))
-    await _alembic(at_0002, "downgrade", "0004")
+    await run_alembic(at_0002, "booking", command.downgrade, "0004")
     assert not {"hold", "expires_at", "cancel_requested", "requested_by"} & await _columns(engine)

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -14,15 +13,15 @@ import msgspec
 import pytest
 from faststream.kafka.annotations import KafkaMessage
 
+from tests.integration.order_db import requested
+from tests.integration.subscriber import subscribed
 from ticketing.contracts.events import (
     CORRELATION_ID_HEADER,
     EVENT_TYPE_HEADER,
     MESSAGE_ID_HEADER,
-    BookingRequested,
 )
 from ticketing.shared.messaging.broker import create_broker
 from ticketing.shared.messaging.consumer import Received
-from ticketing.shared.messaging.subscription import subscribe
 from ticketing.shared.settings import Settings
 
 
@@ -84,7 +83,6 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
         kafka_session_timeout_ms=2000,
         kafka_heartbeat_interval_ms=300,
     )
-    broker = create_broker(settings, client_id="thread-test")
     topic = f"harness.{uuid.uuid4().hex}"
     received: asyncio.Queue[Received] = asyncio.Queue()
 
@@ -92,28 +90,8 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
         for item in batch:
             await received.put(item)
 
-    subscribe(
-        broker,
-        settings,
-        topic=topic,
-        group=f"group-{uuid.uuid4().hex[:8]}",
-        dlq_topic=f"{topic}.dlq",
-        accepted=(BookingRequested,),
-        handle=handle_batch,
-        description="thread test",
-    )
-    event = BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        ticket_count=2,
-        unit_price="10.00",
-        total_price="20.00",
-        requested_at=datetime.now(UTC).replace(tzinfo=None),
-    )
-    await broker.start()
-    try:
+    event = requested()
+    async with subscribed(settings, topic, handle_batch, client_id="thread-test") as broker:
         await broker.publish(
             msgspec.json.encode(event),
             topic,
@@ -125,7 +103,5 @@ async def test_our_subscribers_hand_batches_over_without_a_worker_thread(
             },
         )
         got = await asyncio.wait_for(received.get(), timeout=30)
-    finally:
-        await broker.stop()
     assert got == Received(event, "thread-test")
     assert thread_calls == []

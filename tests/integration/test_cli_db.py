@@ -12,7 +12,7 @@ import uuid
 from alembic import command
 from sqlalchemy import text
 
-from tests.harness import drop_databases, head_of
+from tests.harness.databases import drop_databases, head_of
 from tests.integration.cli_process import run_cli
 from ticketing.booking import idempotency
 from ticketing.booking.idempotency import KeyClaim

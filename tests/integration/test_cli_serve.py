@@ -10,7 +10,7 @@ import sys
 
 import httpx
 
-from tests.harness import free_port, json_lines
+from tests.harness.processes import free_port, json_lines
 from ticketing.shared.settings import Settings
 
 

@@ -5,10 +5,8 @@ a header FastStream cannot read)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import msgspec
@@ -16,24 +14,18 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from tests.harness import create_topics, read_topic
-from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
-from ticketing.shared.messaging.broker import create_broker
+from tests.harness.broker import read_topic
+from tests.integration.order_db import requested
+from tests.integration.subscriber import (
+    Applied,
+    consumer_settings,
+    new_topic,
+    subscribed,
+)
+from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER
 from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
-from ticketing.shared.messaging.subscription import subscribe
-from ticketing.shared.settings import Settings
 
 PARTITIONS = 3
-
-
-class Applied:
-    """What the consumer applied, by message id (a redelivered record is applied once)."""
-
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-
-    async def batch(self, received: Sequence[Received]) -> None:
-        self.ids.update(str(item.event.message_id) for item in received)
 
 
 class OneByOne(Applied):
@@ -43,19 +35,6 @@ class OneByOne(Applied):
         if len(received) > 1:
             raise RuntimeError("no batches here (test)")
         await super().batch(received)
-
-
-def booking_requested() -> BookingRequested:
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        ticket_count=1,
-        unit_price="10.00",
-        total_price="10.00",
-        requested_at=datetime.now(UTC).replace(tzinfo=None),
-    )
 
 
 async def publish(
@@ -70,7 +49,7 @@ async def publish(
     await producer.start()
     try:
         for n in range(count):
-            event = booking_requested()
+            event = requested()
             message_id = str(event.message_id)
             is_poison = poison_every > 0 and n % poison_every == poison_every - 1
             (poison if is_poison else good).add(message_id)
@@ -89,39 +68,12 @@ async def publish(
     return good, poison
 
 
-def settings_for(bootstrap: str) -> Settings:
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        kafka_session_timeout_ms=2000,
-        kafka_heartbeat_interval_ms=300,
-        kafka_fetch_max_wait_ms=20,
-        consumer_max_attempts=2,
-    )
-
-
-@asynccontextmanager
-async def consuming(
+def consuming(
     bootstrap: str, topic: str, applied: Applied, patch: Callable[[Any, MessageRunner], None]
-) -> AsyncIterator[None]:
+) -> AbstractAsyncContextManager[Any]:
     """Our subscriber on ``topic`` (``patch`` gets its broker and runner before it starts)."""
-    settings = settings_for(bootstrap)
-    broker = create_broker(settings, client_id="redelivery-test")
-    runner = subscribe(
-        broker,
-        settings,
-        topic=topic,
-        group=f"group-{uuid.uuid4().hex[:8]}",
-        dlq_topic=f"{topic}.dlq",
-        accepted=(BookingRequested,),
-        handle=applied.batch,
-        description="redelivery test",
-    )
-    patch(broker, runner)
-    try:
-        await broker.start()
-        yield
-    finally:
-        await broker.stop()
+    settings = consumer_settings(bootstrap)
+    return subscribed(settings, topic, applied.batch, client_id="redelivery-test", patch=patch)
 
 
 async def applies_all_then_more(
@@ -161,16 +113,10 @@ async def until_none_is_left(left: Callable[[], Awaitable[set[str]]], timeout: f
         pytest.fail(f"{len(remaining)} records were neither applied nor dead-lettered")
 
 
-async def new_topic(bootstrap: str) -> str:
-    topic = f"redelivery.{uuid.uuid4().hex}"
-    await create_topics(bootstrap, PARTITIONS, topic, f"{topic}.dlq")
-    return topic
-
-
 async def test_a_dead_letter_topic_that_fails_for_a_while_skips_no_record(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic = await new_topic(kafka_bootstrap)
+    topic = await new_topic(kafka_bootstrap, "redelivery", PARTITIONS)
     good, poison = await publish(kafka_bootstrap, topic, 24, poison_every=4)
     applied = Applied()
     refused = 0
@@ -202,7 +148,7 @@ async def test_a_dead_letter_topic_that_fails_for_a_while_skips_no_record(
 async def test_a_batch_that_fails_as_a_whole_comes_again_on_every_partition(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic = await new_topic(kafka_bootstrap)
+    topic = await new_topic(kafka_bootstrap, "redelivery", PARTITIONS)
     good, _ = await publish(kafka_bootstrap, topic, 12)
     applied = Applied()
     failed: list[tuple[int, int]] = []
@@ -228,7 +174,7 @@ async def test_one_record_that_breaks_neither_stops_the_consumer_nor_skips_a_rec
     """A failure escaping one record's handling inside a batch (the records run concurrently):
     the batch comes again and the consumer goes on. With a task group on Python 3.11 this left
     the consume loop cancelled, and nothing was applied after it."""
-    topic = await new_topic(kafka_bootstrap)
+    topic = await new_topic(kafka_bootstrap, "redelivery", PARTITIONS)
     good, _ = await publish(kafka_bootstrap, topic, 12)
     applied = OneByOne()
     broke: list[int] = []
@@ -251,7 +197,7 @@ async def test_one_record_that_breaks_neither_stops_the_consumer_nor_skips_a_rec
 async def test_a_header_faststream_cannot_read_skips_no_record_of_its_batch(
     kafka_bootstrap: str,
 ) -> None:
-    topic = await new_topic(kafka_bootstrap)
+    topic = await new_topic(kafka_bootstrap, "redelivery", PARTITIONS)
     good, _ = await publish(kafka_bootstrap, topic, 9, odd_header=4)
     applied = Applied()
 

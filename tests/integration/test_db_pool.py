@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from tests.harness import drop_databases
+from tests.harness.databases import drop_databases
 from tests.integration.booking_db import confirmation, customer, pending_bookings, status
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import BookingService

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.harness import free_port, kafka_broker, topic_partitions
+from tests.harness.broker import kafka_broker, topic_partitions
+from tests.harness.processes import free_port
 from ticketing.cli.dev_infra import create_topics
 from ticketing.contracts.events import BOOKINGS_TOPIC, ORDERS_TOPIC, TOPICS
 

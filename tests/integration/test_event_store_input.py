@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import bearer
+from tests.harness.serving import bearer
 from tests.integration.booking_db import engine
 from tests.integration.helpers import create_venue
 from ticketing.booking.records import SqlBookingRecords

@@ -5,9 +5,7 @@ record its revision (MariaDB commits each DDL statement)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +14,11 @@ from alembic import command
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of, own_databases
+from tests.harness.databases import engine_of, head_of, own_databases, revision, run_alembic
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.inventory.tables import event_store as inventory_store
 from ticketing.order.tables import event_store as order_store
-from ticketing.shared.db.engine import create_engine
-from ticketing.shared.db.migrations import alembic_config
-from ticketing.shared.settings import ServiceName, Settings
+from ticketing.shared.settings import ServiceName
 
 BEFORE: dict[ServiceName, str] = {"booking": "0005", "inventory": "0005", "order": "0003"}
 STORES: dict[ServiceName, Table] = {
@@ -32,18 +28,6 @@ STORES: dict[ServiceName, Table] = {
 }
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # version 00: 55 chars
 T0 = datetime(2026, 12, 6, 9, 0, 0, 250000)  # naive UTC, as DATETIME(6) columns hold times
-
-
-async def alembic(
-    settings: Settings, service: ServiceName, step: Callable[..., Any], to: str
-) -> None:
-    await asyncio.to_thread(step, alembic_config(settings, service), to)
-
-
-async def revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        found: str | None = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-        return found
 
 
 async def columns(engine: AsyncEngine) -> list[tuple[str, str, bool]]:
@@ -93,41 +77,40 @@ async def test_the_trace_column_comes_and_goes_and_each_way_can_run_again(
     service: ServiceName,
 ) -> None:
     store, before, head = STORES[service], BEFORE[service], head_of(service)
-    async with own_databases(service, revision=before) as settings:
-        engine = create_engine(settings, service)
-        try:
-            old = await record(engine, store, 1)
-            untraced = await columns(engine)
-            assert "traceparent" not in {name for name, _, _ in untraced}
+    async with (
+        own_databases(service, revision=before) as settings,
+        engine_of(settings, service) as engine,
+    ):
+        old = await record(engine, store, 1)
+        untraced = await columns(engine)
+        assert "traceparent" not in {name for name, _, _ in untraced}
 
-            await alembic(settings, service, command.upgrade, "head")
-            assert await revision(engine) == head
-            traced = await columns(engine)
-            assert [(name, nullable) for name, _, nullable in traced] == [
-                (c.name, bool(c.nullable)) for c in store.c
-            ]
-            assert ("traceparent", "varchar(64)", True) in traced
-            assert await traces(engine, store) == {old: None}
-            new = await record(engine, store, 2, traceparent=TRACEPARENT)
-            assert await traces(engine, store) == {old: None, new: TRACEPARENT}
-            rows = await events(engine, store)
+        await run_alembic(settings, service, command.upgrade, "head")
+        assert await revision(engine) == head
+        traced = await columns(engine)
+        assert [(name, nullable) for name, _, nullable in traced] == [
+            (c.name, bool(c.nullable)) for c in store.c
+        ]
+        assert ("traceparent", "varchar(64)", True) in traced
+        assert await traces(engine, store) == {old: None}
+        new = await record(engine, store, 2, traceparent=TRACEPARENT)
+        assert await traces(engine, store) == {old: None, new: TRACEPARENT}
+        rows = await events(engine, store)
 
-            # Its work done but its revision not recorded: run again, it changes nothing.
-            await alembic(settings, service, command.stamp, before)
-            await alembic(settings, service, command.upgrade, "head")
-            assert await revision(engine) == head
-            assert await columns(engine) == traced
-            assert await traces(engine, store) == {old: None, new: TRACEPARENT}
+        # Its work done but its revision not recorded: run again, it changes nothing.
+        await run_alembic(settings, service, command.stamp, before)
+        await run_alembic(settings, service, command.upgrade, "head")
+        assert await revision(engine) == head
+        assert await columns(engine) == traced
+        assert await traces(engine, store) == {old: None, new: TRACEPARENT}
 
-            await alembic(settings, service, command.downgrade, "-1")
-            assert await revision(engine) == before
-            assert await columns(engine) == untraced
-            assert await events(engine, store) == rows
+        await run_alembic(settings, service, command.downgrade, "-1")
+        assert await revision(engine) == before
+        assert await columns(engine) == untraced
+        assert await events(engine, store) == rows
 
-            await alembic(settings, service, command.stamp, head)
-            await alembic(settings, service, command.downgrade, "-1")
-            assert await revision(engine) == before
-            assert await columns(engine) == untraced
-            assert await events(engine, store) == rows
-        finally:
-            await engine.dispose()
+        await run_alembic(settings, service, command.stamp, head)
+        await run_alembic(settings, service, command.downgrade, "-1")
+        assert await revision(engine) == before
+        assert await columns(engine) == untraced
+        assert await events(engine, store) == rows

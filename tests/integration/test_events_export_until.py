@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.harness import own_databases, sent_uncommitted
+from tests.harness.databases import own_databases, sent_uncommitted
 from tests.integration.booking_db import confirmation, customer, pending_bookings
 from tests.integration.cli_process import run_cli
 from tests.integration.own_inventory import lines, settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.harness import Gateway, Stack
+from tests.harness.serving import Gateway, Stack
 from ticketing.booking.tables import bookings
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.inventory.tables import events, reservations

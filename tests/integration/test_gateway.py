@@ -12,7 +12,8 @@ from litestar import Litestar, get
 from litestar.params import FromPath
 from sqlalchemy import select
 
-from tests.harness import Gateway, Stack, bearer, free_port, gateway_settings, serve
+from tests.harness.processes import free_port
+from tests.harness.serving import Gateway, Stack, bearer, gateway_settings, serve
 from ticketing.booking.tables import event_store as booking_store
 from ticketing.gateway.app import create_app as create_gateway_app
 

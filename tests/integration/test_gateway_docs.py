@@ -11,7 +11,8 @@ import httpx
 import pytest
 from litestar import Litestar, Request, post
 
-from tests.harness import Gateway, Stack, free_port, gateway_settings, serve
+from tests.harness.processes import free_port
+from tests.harness.serving import Gateway, Stack, gateway_settings, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 
 
@@ -93,7 +94,7 @@ async def test_event_docs_are_served(gateway: Gateway) -> None:
 async def test_docs_render_in_a_real_browser(
     gateway: Gateway, page: str, expected: list[str]
 ) -> None:
-    from tests.harness import render_in_chromium
+    from tests.harness.serving import render_in_chromium
 
     dom = await render_in_chromium(gateway.url + page)
     for text in expected:

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.harness import DEV_CLIENTS, Gateway, Stack
+from tests.harness.processes import DEV_CLIENTS
+from tests.harness.serving import Gateway, Stack
 from tests.integration.helpers import create_event
 
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.harness import answer_lifespan, bearer, serve
+from tests.harness.serving import answer_lifespan, bearer, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.shared.settings import Settings
 

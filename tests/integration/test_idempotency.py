@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.harness import Stack, bearer
+from tests.harness.serving import Stack, bearer
 from tests.integration.flow import book, bookings_of, setup_sale
 from ticketing.booking import idempotency
 from ticketing.booking.idempotency import KeyClaim

@@ -10,14 +10,14 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from litestar import Litestar
 from sqlalchemy import select, text
 
-from tests.harness import Stack, bearer, serve
+from tests.harness.serving import Stack, bearer, serve
+from tests.integration.booking_db import new_booking
 from tests.integration.flow import bookings_of, setup_sale
 from tests.integration.key_race import ABANDONED_AFTER, GatedInventory, Race
 from ticketing.booking import idempotency
@@ -29,12 +29,9 @@ from ticketing.booking.repository import NewBooking
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import event_store, idempotency_keys
-from ticketing.contracts.booking import Booking, BookingStatus
-from ticketing.contracts.events import BookingRequested
 from ticketing.shared.app import create_http_app
 from ticketing.shared.auth.client_credentials import upstream_as
 from ticketing.shared.db.group_commit import GroupCommit
-from ticketing.shared.ids import new_id
 from ticketing.shared.store.eventstore import Cause
 
 PROBLEM = "application/problem+json"
@@ -126,14 +123,28 @@ async def check_one_booking(stack: Stack, race: Race, winner: httpx.Response) ->
     assert replay.content == winner.content
 
 
+Held = tuple[asyncio.Task[httpx.Response], asyncio.Event]
+
+
+async def taken_over(
+    stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
+) -> tuple[Race, Held, Held]:
+    """A request held at inventory until abandoned, and its retry, which took its key over and
+    is held too: each with the gate that lets it go on."""
+    customer_id, event_id = await setup_sale(stack, capacity=10)
+    race = Race(booking, inventory, event_id)
+    original = await race.start(customer_id)
+    await race.abandon(stack)
+    retry = await race.start(customer_id)  # takes the key over
+    return race, original, retry
+
+
 async def test_a_take_over_that_commits_first_wins_and_the_original_gets_409(
     stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
 ) -> None:
-    customer_id, event_id = await setup_sale(stack, capacity=10)
-    race = Race(booking, inventory, event_id)
-    original, original_gate = await race.start(customer_id)
-    await race.abandon(stack)
-    retry, retry_gate = await race.start(customer_id)  # takes the key over
+    race, (original, original_gate), (retry, retry_gate) = await taken_over(
+        stack, booking, inventory
+    )
     retry_gate.set()
     winner = await retry
     original_gate.set()
@@ -144,41 +155,25 @@ async def test_a_take_over_that_commits_first_wins_and_the_original_gets_409(
 async def test_an_original_that_commits_after_its_key_was_taken_over_gets_409(
     stack: Stack, booking: httpx.AsyncClient, inventory: GatedInventory
 ) -> None:
-    customer_id, event_id = await setup_sale(stack, capacity=10)
-    race = Race(booking, inventory, event_id)
-    original, original_gate = await race.start(customer_id)
-    await race.abandon(stack)
-    retry, retry_gate = await race.start(customer_id)  # takes the key over
+    race, (original, original_gate), (retry, retry_gate) = await taken_over(
+        stack, booking, inventory
+    )
     original_gate.set()
     check_lost(await original)
     retry_gate.set()
     await check_one_booking(stack, race, await retry)
 
 
-def new_booking(customer_id: str, event_id: str, claim: KeyClaim | None) -> NewBooking:
-    """One accepted booking as the service hands it to its group commit."""
-    booking = Booking(
-        id=new_id(),
-        status=BookingStatus.PENDING,
-        customer_id=uuid.UUID(customer_id),
+def admin_booking(customer_id: str, event_id: str, claim: KeyClaim | None) -> NewBooking:
+    """One accepted booking of a ticket by the admin client, as the service hands it to its
+    group commit."""
+    return new_booking(
+        uuid.UUID(customer_id),
+        claim,
         event_id=uuid.UUID(event_id),
-        ticket_count=1,
-        unit_price="25.00",
-        total_price="25.00",
-        created_at=datetime.now(UTC),
+        tickets=1,
+        cause=Cause("ticketing-admin"),
     )
-    requested = BookingRequested(
-        message_id=new_id(),
-        booking_id=booking.id,
-        customer_id=booking.customer_id,
-        event_id=booking.event_id,
-        ticket_count=1,
-        unit_price="25.00",
-        total_price="25.00",
-        requested_at=booking.created_at,
-    )
-    cause = Cause("ticketing-admin")
-    return NewBooking(booking, requested, cause, claim)
 
 
 async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(
@@ -194,10 +189,10 @@ async def test_a_request_whose_key_was_taken_over_fails_alone_in_its_group(
         retry = KeyClaim(lost.client, lost.key, secrets.token_hex(16))
         assert await idempotency.take_over_key(conn, retry, held_by=lost.token)
     items = [
-        new_booking(customer_id, event_id, held[0]),
-        new_booking(customer_id, event_id, lost),
-        new_booking(customer_id, event_id, None),
-        new_booking(customer_id, event_id, held[1]),
+        admin_booking(customer_id, event_id, held[0]),
+        admin_booking(customer_id, event_id, lost),
+        admin_booking(customer_id, event_id, None),
+        admin_booking(customer_id, event_id, held[1]),
     ]
     writer = GroupCommit(engine, write_bookings, writers=1)
     # Queued in one go, the four are one group; the group fails and is written one by one.

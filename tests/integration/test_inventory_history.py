@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import DEV_CLIENTS, bearer
+from tests.harness.processes import DEV_CLIENTS
+from tests.harness.serving import bearer
 from tests.integration.helpers import create_event, create_venue
 
 PROBLEM = "application/problem+json"

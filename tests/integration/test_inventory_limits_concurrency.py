@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.contracts.inventory import (
     EventCreate,
     ReleaseItem,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,38 +13,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.cli_process import run_cli
-from tests.integration.own_inventory import settings
+from tests.integration.own_inventory import CAUSE, engine, sale, settings
 from ticketing.contracts.inventory import (
-    EventCreate,
     ReleaseItem,
     ReservationItem,
     ReservationOutcome,
-    VenueCreate,
 )
 from ticketing.inventory import projections
 from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.settings import Settings
-from ticketing.shared.store.eventstore import Cause
 
-__all__ = ["settings"]  # the fixture: an inventory database of the test's own
-CAUSE = Cause(actor="test")
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "inventory")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def sale(service: InventoryService, capacity: int, limit: int | None) -> uuid.UUID:
-    venue = await service.create_venue(VenueCreate("Hall", "1 Road", capacity), CAUSE)
-    data = EventCreate("Gig", venue.id, capacity, "5.00", max_tickets_per_customer=limit)
-    return (await service.create_event(data, CAUSE)).id
+__all__ = ["engine", "settings"]  # fixtures: an inventory database of the test's own
 
 
 async def rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import bearer
+from tests.harness.serving import bearer
 from tests.integration.helpers import create_venue
 
 PROBLEM = "application/problem+json"

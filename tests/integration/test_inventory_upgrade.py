@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import head_of, revision, tables
 from tests.integration.cli_process import run_cli
 from tests.integration.inventory_at_0001 import (
     E1,
@@ -33,13 +33,12 @@ from tests.integration.inventory_at_0001 import (
     decide_as_0001,
     engine,
     fill_as_0001,
-    old_inventory,
+    old,
     tied_inventory,
 )
 from tests.integration.inventory_backfill import (
     check_backfill,
     downgrade_to_0001,
-    revision,
     store_rows,
     upgrade_to_head,
     versions,
@@ -59,24 +58,20 @@ from ticketing.inventory.tables import events
 from ticketing.shared.settings import Settings
 from ticketing.shared.store.eventstore import Cause
 
-__all__ = ["at_0001", "engine"]  # fixtures
+__all__ = ["at_0001", "engine", "old"]  # fixtures
 
 
 async def test_upgrade_turns_every_row_into_its_event_in_the_order_decided(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: OldInventory
 ) -> None:
-    old = old_inventory()
-    await fill_as_0001(engine, old)
     await upgrade_to_head(at_0001)
     assert await revision(engine) == head_of("inventory")
     await check_backfill(engine, old)
 
 
 async def test_reservations_after_the_upgrade_append_the_next_versions(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: OldInventory
 ) -> None:
-    old = old_inventory()
-    await fill_as_0001(engine, old)
     await upgrade_to_head(at_0001)
     before = await versions(engine, "events")
     new_e1, new_e3 = uuid.uuid4(), uuid.uuid4()
@@ -102,18 +97,15 @@ async def test_reservations_after_the_upgrade_append_the_next_versions(
 
 
 async def test_downgrade_then_upgrade_again_rebuilds_the_same_store(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: OldInventory
 ) -> None:
-    old = old_inventory()
-    await fill_as_0001(engine, old)
     await upgrade_to_head(at_0001)
     first = await store_rows(engine)
     await downgrade_to_0001(at_0001)
     assert await revision(engine) == "0001"
     async with engine.connect() as conn:
-        tables = set((await conn.execute(text("SHOW TABLES"))).scalars())
         columns = set((await conn.execute(text("SHOW COLUMNS FROM events"))).scalars())
-    assert "event_store" not in tables
+    assert "event_store" not in await tables(engine)
     assert "version" not in columns
     await upgrade_to_head(at_0001)
     assert await store_rows(engine) == first
@@ -135,9 +127,8 @@ async def test_a_refusal_batched_after_the_reservation_that_left_its_seats_comes
 
 
 async def test_projections_verify_agrees_after_the_upgrade_and_names_a_tampered_event(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: OldInventory
 ) -> None:
-    await fill_as_0001(engine, old_inventory())
     prefix = at_0001.db_prefix
     upgraded = await asyncio.to_thread(run_cli, "db", "upgrade", "inventory", prefix=prefix)
     assert upgraded.returncode == 0, upgraded.stderr
@@ -159,7 +150,7 @@ async def test_projections_verify_agrees_after_the_upgrade_and_names_a_tampered_
     assert lines[-1] == "inventory: 1 difference(s)"
     (line,) = lines[:-1]
     assert line.startswith(f"inventory: events {E1}: the table holds ")
-    assert f"left_capacity={old_inventory().left[E1] - 1}" in line
+    assert f"left_capacity={old.left[E1] - 1}" in line
 
 
 def skewed_inventory() -> OldInventory:
@@ -195,13 +186,11 @@ async def test_upgrade_orders_reservations_by_the_seats_they_left_not_by_clock_t
 
 
 async def test_an_upgrade_that_stopped_during_the_backfill_can_be_run_again(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: OldInventory
 ) -> None:
     """MariaDB commits each DDL statement: an upgrade killed while copying the rows (a deploy
     timeout, an OOM kill) leaves the store table and the version columns behind at revision
     0001. Running the upgrade again must finish it."""
-    old = old_inventory()
-    await fill_as_0001(engine, old)
     execute = op.execute
 
     def killed_during_backfill(sql: Any, *args: Any, **kwargs: Any) -> Any:
@@ -245,12 +234,11 @@ async def test_an_upgrade_that_stopped_during_the_backfill_leaves_tables_the_000
 
 
 async def test_a_rebuild_names_the_stream_of_a_reservation_whose_event_row_was_gone(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: OldInventory
 ) -> None:
     """The upgrade turns the reservation into version 2 of a stream with no version 1, which
     verify reports for ever. A rebuild must then say it could not rebuild that stream (exit
     1) and leave its row as it is, not delete the row, skip the stream and report success."""
-    await fill_as_0001(engine, old_inventory())
     gone, booking = uuid.uuid4(), uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(
@@ -271,13 +259,11 @@ async def test_a_rebuild_names_the_stream_of_a_reservation_whose_event_row_was_g
 
 
 async def test_a_downgrade_that_stopped_halfway_can_be_run_again(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: OldInventory
 ) -> None:
     """The upgrade was made resumable because MariaDB commits each DDL statement; the
     downgrade commits three and is not: stopped after the first, alembic still says 0002 and
     running it again fails on the column already dropped."""
-    old = old_inventory()
-    await fill_as_0001(engine, old)
     await upgrade_to_head(at_0001)
     drop_table = op.drop_table
 

@@ -4,7 +4,6 @@ empty columns, and what was reserved before can be released after."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -13,7 +12,7 @@ from alembic import command, op
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import head_of
+from tests.harness.databases import head_of, revision, run_alembic
 from tests.integration.inventory_at_0001 import (
     E1,
     E2,
@@ -25,7 +24,6 @@ from tests.integration.inventory_at_0001 import (
 )
 from tests.integration.inventory_backfill import (
     check_backfill,
-    revision,
     upgrade_to_head,
 )
 from ticketing.contracts.inventory import (
@@ -41,7 +39,6 @@ from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.repository import STORE
 from ticketing.inventory.service import InventoryService
 from ticketing.inventory.tables import metadata
-from ticketing.shared.db.migrations import alembic_config
 from ticketing.shared.settings import Settings
 from ticketing.shared.store.eventstore import Cause
 
@@ -50,15 +47,10 @@ CAUSE = Cause("upgrade-test")
 __all__ = ["at_0001", "engine"]  # fixtures
 
 
-async def migrate(settings: Settings, to: str, *, down: bool = False) -> None:
-    step = command.downgrade if down else command.upgrade
-    await asyncio.to_thread(step, alembic_config(settings, "inventory"), to)
-
-
 async def at_0004(settings: Settings, engine: AsyncEngine) -> None:
     """The old inventory's rows, turned into the store's version-1 events by 0002."""
     await fill_as_0001(engine, old_inventory())
-    await migrate(settings, "0004")
+    await run_alembic(settings, "inventory", command.upgrade, "0004")
     assert await revision(engine) == "0004"
 
 
@@ -212,10 +204,10 @@ async def test_a_downgrade_drops_what_the_upgrade_added_and_can_be_run_again_hal
 
     monkeypatch.setattr(op, "execute", killed_after_the_first)
     with pytest.raises(KeyboardInterrupt):
-        await migrate(at_0001, "0004", down=True)
+        await run_alembic(at_0001, "inventory", command.downgrade, "0004")
     monkeypatch.setattr(op, "execute", execute)
     assert await revision(engine) == "0005"
-    await migrate(at_0001, "0004", down=True)
+    await run_alembic(at_0001, "inventory", command.downgrade, "0004")
     assert await revision(engine) == "0004"
     assert {table: await schema(engine, table) for table in old} == old
     await upgrade_to_head(at_0001)

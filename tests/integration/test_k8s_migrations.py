@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import drop_databases
+from tests.harness.databases import drop_databases
 from tests.integration.k8s_render import (
     K8S,
     REPO,

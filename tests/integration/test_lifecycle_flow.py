@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import Gateway
+from tests.harness.serving import Gateway
 from tests.integration.shop import Shop, shop
 
 PROBLEM = "application/problem+json"

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.harness import Gateway, Stack, gateway_settings, serve
+from tests.harness.serving import Gateway, Stack, gateway_settings, serve
 from tests.integration import dashboard
 from tests.integration.flow import create_customer, settled
 from tests.integration.helpers import create_event

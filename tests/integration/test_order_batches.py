@@ -11,20 +11,16 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from tests.harness import Stack, as_the_runner_does
-from tests.harness import order_records as records
+from tests.harness.broker import as_the_runner_does
+from tests.harness.serving import Stack
+from tests.integration.flow import order_service as wired_order_service
 from tests.integration.flow import setup_sale
 from ticketing.contracts.events import BookingRequested
 from ticketing.order import inventory_client as order_inventory_client
-from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared.auth.client_credentials import ClientCredentials
-from ticketing.shared.auth.tokens import OidcDiscovery
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
-from ticketing.shared.http.client import new_session
-from ticketing.shared.http.upstream import Upstream
 from ticketing.shared.messaging.consumer import Received
 
 
@@ -43,20 +39,8 @@ def requested(customer_id: str, event_id: str, count: int = 1) -> BookingRequest
 
 @pytest.fixture
 async def order_service(stack: Stack) -> AsyncIterator[OrderService]:
-    async with new_session(timeout=5) as http:
-        credentials = ClientCredentials(
-            OidcDiscovery(stack.settings.oidc_issuer, http),
-            http,
-            "order-service",
-            "order-service-secret",
-        )
-        upstream = Upstream(
-            "inventory", stack.settings.base_url("inventory"), credentials=credentials
-        )
-        try:
-            yield OrderService(records(stack.engines["order"]), InventoryClient(upstream))
-        finally:
-            await upstream.aclose()
+    async with wired_order_service(stack) as (service, _):
+        yield service
 
 
 async def order_rows(stack: Stack, booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.order import InMemoryOrderRecords, SagaInventory
-from tests.harness import as_the_runner_does, own_databases
+from tests.harness.broker import as_the_runner_does
+from tests.harness.databases import own_databases
 from tests.integration.order_db import (
     engine,
     order_db,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import order_records as records
+from tests.harness.databases import order_records as records
 from tests.integration.order_db import (
     Inventory,
     engine,

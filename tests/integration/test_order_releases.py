@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import as_the_runner_does
-from tests.harness import order_records as records
+from tests.harness.broker import as_the_runner_does
+from tests.harness.databases import order_records as records
 from tests.integration.order_db import (
     Inventory,
     count,

@@ -12,7 +12,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import select
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from tests.integration.helpers import create_event
 from ticketing.contracts.events import (
     BOOKINGS_TOPIC,

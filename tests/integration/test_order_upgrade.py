@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,18 +20,17 @@ from alembic import op
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import order_records as records
-from tests.harness import own_databases
+from tests.harness.databases import order_records as records
+from tests.harness.databases import revision, tables
 from tests.integration.order_at_0001 import (
     OUTBOX_COLUMNS,
     Old,
+    at_0001,
     check_upgraded,
-    fill_as_0001,
+    engine,
     migrate,
-    old_orders,
-    revision,
+    old,
     rows_of,
-    tables,
 )
 from tests.integration.order_db import Inventory, requested
 from tests.integration.order_relay import relay_once
@@ -41,41 +39,22 @@ from ticketing.order import projections
 from ticketing.order.repository import STORE
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store, orders
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.messaging.consumer import Received
 from ticketing.shared.settings import Settings
 
-
-@pytest.fixture
-async def at_0001() -> AsyncIterator[Settings]:
-    """Settings of an order database of this test's own at revision 0001; dropped afterwards."""
-    async with own_databases("order", revision="0001") as settings:
-        yield settings
-
-
-@pytest.fixture
-async def engine(at_0001: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(at_0001, "order")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+__all__ = ["at_0001", "engine", "old"]  # fixtures
 
 
 async def test_upgrade_turns_every_order_into_the_event_it_published(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     await check_upgraded(engine, old)
 
 
 async def test_pending_outcomes_are_published_after_the_upgrade_as_the_0001_relay_would_have(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     producer = await relay_once(engine)
     pending = [item for item in old if item.pending]
@@ -93,10 +72,8 @@ async def test_pending_outcomes_are_published_after_the_upgrade_as_the_0001_rela
 
 
 async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     service = OrderService(records(engine), Inventory())
     again = dataclasses.replace(requested(), booking_id=old[0].booking_id)
@@ -110,12 +87,10 @@ async def test_the_saga_after_the_upgrade_gives_no_booking_a_second_order(
 
 
 async def test_an_order_confirmed_before_the_upgrade_is_released_after_it(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
     """Its outcome, made from the 0001 rows, is the stream's version 1: the release is version
     2, and its row keeps the time the upgrade gave it."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     item = old[2]  # confirmed and published
     outcome = item.outcome
@@ -142,12 +117,10 @@ async def test_an_order_confirmed_before_the_upgrade_is_released_after_it(
 
 
 async def test_an_upgrade_stopped_halfway_can_be_run_again(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
     """MariaDB commits each DDL statement: killed while filling the store, the upgrade leaves
     the store table and nullable columns behind at revision 0001; run again, it finishes."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     execute = op.execute
 
     def killed_while_filling(sql: Any, *args: Any, **kwargs: Any) -> Any:
@@ -166,12 +139,10 @@ async def test_an_upgrade_stopped_halfway_can_be_run_again(
 
 
 async def test_an_upgrade_stopped_after_dropping_the_outbox_is_finished_by_the_next_run(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
     """The outbox is dropped last: once it is gone, the store is whole, and running the upgrade
     again must keep it (not start over from an outbox that is no more)."""
-    old = old_orders()
-    await fill_as_0001(engine, old)
     drop_table = op.drop_table
 
     def killed_after_dropping(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -189,10 +160,8 @@ async def test_an_upgrade_stopped_after_dropping_the_outbox_is_finished_by_the_n
 
 
 async def test_downgrade_gives_back_the_outbox_and_upgrading_again_the_same_store(
-    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    at_0001: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     await migrate(at_0001, "head")
     store = await rows_of(engine, select(event_store).order_by(event_store.c.position))
     table = await rows_of(engine, select(orders).order_by(orders.c.booking_id))
@@ -247,10 +216,8 @@ def store_events(store: list[dict[str, Any]], old: list[Old]) -> list[dict[str, 
 
 
 async def test_an_outbox_row_the_0001_code_never_wrote_stops_the_upgrade_before_any_change(
-    at_0001: Settings, engine: AsyncEngine
+    at_0001: Settings, engine: AsyncEngine, old: list[Old]
 ) -> None:
-    old = old_orders()
-    await fill_as_0001(engine, old)
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE outbox SET aggregate_type = 'test' LIMIT 1"))
     with pytest.raises(RuntimeError, match="1 outbox rows that are no outcome of an order"):

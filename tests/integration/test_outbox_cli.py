@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.harness import Stack
+from tests.harness.serving import Stack
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.domain import BookingRejected
 from ticketing.booking.repository import STORE

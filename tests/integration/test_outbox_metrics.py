@@ -9,7 +9,7 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, text, update
 
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.order.tables import event_store
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db.engine import create_engine

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import create_topics, free_port, kafka_broker, read_topic
+from tests.harness.broker import create_topics, kafka_broker, read_topic
+from tests.harness.processes import free_port
 from tests.integration.relay_rows import (
     outbox,
     pending,

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import create_topics, read_topic
+from tests.harness.broker import create_topics, read_topic
 from tests.integration.relay_rows import (
     append,
     outbox,

@@ -6,19 +6,17 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.harness.databases import engine_of
 from tests.integration.cli_process import run_cli
-from tests.integration.own_inventory import settings
+from tests.integration.own_inventory import CAUSE, engine, sale, settings
 from ticketing.contracts.inventory import (
-    EventCreate,
     ReservationItem,
     ReservationOutcome,
-    VenueCreate,
 )
 from ticketing.inventory import projections
 from ticketing.inventory import repository as repo
@@ -27,28 +25,11 @@ from ticketing.inventory.records import SqlInventoryRecords
 from ticketing.inventory.service import InventoryService
 from ticketing.shared.clock import utcnow
 from ticketing.shared.db import sql
-from ticketing.shared.db.engine import create_engine
 from ticketing.shared.errors import NotFound
 from ticketing.shared.settings import Settings
-from ticketing.shared.store.eventstore import Cause, Pending
+from ticketing.shared.store.eventstore import Pending
 
-__all__ = ["settings"]  # the fixture: an inventory database of the test's own
-CAUSE = Cause(actor="test")
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "inventory")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def sale(service: InventoryService, capacity: int) -> uuid.UUID:
-    venue = await service.create_venue(VenueCreate("Hall", "1 Road", capacity), CAUSE)
-    event = await service.create_event(EventCreate("Gig", venue.id, capacity, "5.00"), CAUSE)
-    return event.id
+__all__ = ["engine", "settings"]  # fixtures: an inventory database of the test's own
 
 
 async def test_rebuild_puts_back_every_row_the_events_disagree_with(
@@ -245,18 +226,12 @@ async def test_verify_reports_a_stream_that_cannot_be_folded_instead_of_crashing
 ) -> None:
     """A reservation event on a stream that was never scheduled (say, a reservation row of an
     event deleted by hand before the upgrade) is a difference to print, with exit code 1."""
-    engine = create_engine(settings, "inventory")
-    try:
-        orphan = SeatsReserved(
-            event_id=uuid.uuid4(), booking_id=uuid.uuid4(), ticket_count=1, left_capacity=0
-        )
-        statement = repo.STORE.append(
-            [Pending(orphan.event_id, "event", 1, orphan)], CAUSE, utcnow()
-        )
-        async with engine.begin() as conn:
-            await sql.run(conn, statement)
-    finally:
-        await engine.dispose()
+    orphan = SeatsReserved(
+        event_id=uuid.uuid4(), booking_id=uuid.uuid4(), ticket_count=1, left_capacity=0
+    )
+    statement = repo.STORE.append([Pending(orphan.event_id, "event", 1, orphan)], CAUSE, utcnow())
+    async with engine_of(settings, "inventory") as engine, engine.begin() as conn:
+        await sql.run(conn, statement)
     verify = await asyncio.to_thread(run_cli, "projections", "verify", prefix=settings.db_prefix)
     assert verify.returncode == 1
     assert "Traceback" not in verify.stderr, verify.stderr

@@ -22,19 +22,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import (
-    Stack,
-    bearer,
-    create_topics,
-    drop_databases,
-    free_port,
-    group_members,
-    json_lines,
-    kafka_broker,
-    port_open,
-    serve,
-    until_ready,
-)
+from tests.harness.broker import create_topics, group_members, kafka_broker
+from tests.harness.databases import drop_databases
+from tests.harness.processes import free_port, json_lines, port_open
+from tests.harness.serving import Stack, bearer, serve, until_ready
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.app import create_app as create_booking_app
 from ticketing.booking.settlement import CONSUMER as BOOKING_GROUP

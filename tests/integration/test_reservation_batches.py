@@ -9,7 +9,7 @@ from collections import Counter
 
 import httpx
 
-from tests.harness import bearer
+from tests.harness.serving import bearer
 from tests.integration.helpers import create_event
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import bearer
+from tests.harness.serving import bearer
 from tests.integration.helpers import create_event
 from ticketing.contracts.inventory import ReservationOutcome
 from ticketing.inventory import holdings

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.dead_letters import DeadLetters
-from tests.harness import Stack, read_topic
-from tests.harness import order_records as records
-from tests.integration.flow import book, settled, setup_sale
+from tests.harness.broker import read_topic
+from tests.harness.databases import order_records as records
+from tests.harness.serving import Stack
+from tests.integration.flow import book, order_service, settled, setup_sale
 from tests.integration.order_db import (
     Inventory,
     engine,
@@ -29,14 +30,9 @@ from ticketing.contracts.events import (
     EVENT_TYPE_HEADER,
     BookingRequested,
 )
-from ticketing.order.inventory_client import InventoryClient
 from ticketing.order.service import OrderService
 from ticketing.order.tables import event_store as order_store
 from ticketing.order.tables import orders
-from ticketing.shared.auth.client_credentials import ClientCredentials
-from ticketing.shared.auth.tokens import OidcDiscovery
-from ticketing.shared.http.client import new_session
-from ticketing.shared.http.upstream import Upstream
 from ticketing.shared.messaging.consumer import Delivery, MessageRunner, Received
 from ticketing.shared.messaging.publishing import message_headers
 
@@ -113,21 +109,8 @@ async def test_concurrent_handling_of_one_message_applies_it_once(stack: Stack) 
         total_price="100.00",
         requested_at=datetime.now(UTC),
     )
-    async with new_session(timeout=5) as http:
-        credentials = ClientCredentials(
-            OidcDiscovery(stack.settings.oidc_issuer, http),
-            http,
-            "order-service",
-            "order-service-secret",
-        )
-        upstream = Upstream(
-            "inventory", stack.settings.base_url("inventory"), credentials=credentials
-        )
-        service = OrderService(records(stack.engines["order"]), InventoryClient(upstream))
-        try:
-            await asyncio.gather(*(service.handle_batch([Received(event, None)]) for _ in range(8)))
-        finally:
-            await upstream.aclose()
+    async with order_service(stack) as (service, credentials):
+        await asyncio.gather(*(service.handle_batch([Received(event, None)]) for _ in range(8)))
     assert credentials.fetches == 1  # eight concurrent calls, one token
     assert await orders_for(stack, str(event.booking_id)) == 1
     assert await left(stack, event_id) == 6

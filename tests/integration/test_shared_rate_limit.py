@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
-from tests.harness import Stack, bearer, gateway_settings, serve
+from tests.harness.serving import Stack, bearer, gateway_settings, serve
 from ticketing.gateway.app import create_app as create_gateway_app
 from ticketing.gateway.app import rate_limiter
 from ticketing.gateway.ratelimit import SharedRateLimiter

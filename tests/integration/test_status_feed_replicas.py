@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.booking import InMemoryEvents
-from tests.harness import own_databases
+from tests.harness.databases import own_databases
 from ticketing.booking.domain import BookingConfirmed
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.repository import last_position_before

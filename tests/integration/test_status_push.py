@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import Gateway, Stack, bearer
+from tests.harness.serving import Gateway, Stack, bearer
 
 PROBLEM = "application/problem+json"
 

@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from litestar import Litestar, Response, get, post
 
-from tests.harness import serve
+from tests.harness.serving import serve
 from ticketing.shared.auth.client_credentials import ClientCredentials
 from ticketing.shared.auth.tokens import (
     JwksCache,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import msgspec
@@ -16,17 +16,21 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.harness import create_topics, own_databases, read_topic
+from tests.harness.broker import read_topic
+from tests.harness.databases import own_databases
+from tests.integration.order_db import requested
+from tests.integration.subscriber import (
+    Applied,
+    consumer_settings,
+    new_topic,
+    subscribed,
+)
 from ticketing.booking.domain import CustomerRegistered
 from ticketing.booking.records import SqlBookingRecords
-from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, BookingRequested
+from ticketing.contracts.events import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER
 from ticketing.shared import tracing
 from ticketing.shared.db.engine import create_engine
 from ticketing.shared.db.unit_of_work import AlreadyRecorded
-from ticketing.shared.messaging.broker import create_broker
-from ticketing.shared.messaging.consumer import Received
-from ticketing.shared.messaging.subscription import subscribe
-from ticketing.shared.settings import Settings
 from ticketing.shared.store.eventstore import Cause
 
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -50,19 +54,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
         yield exporter
 
 
-def booking_requested() -> BookingRequested:
-    return BookingRequested(
-        message_id=uuid.uuid4(),
-        booking_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        ticket_count=1,
-        unit_price="10.00",
-        total_price="10.00",
-        requested_at=datetime.now(UTC).replace(tzinfo=None),
-    )
-
-
 async def publish(bootstrap: str, topic: str, extra: list[tuple[str, bytes]]) -> set[str]:
     """A record carrying the ``extra`` headers, then a plain one behind it on the same
     partition; their message ids."""
@@ -71,7 +62,7 @@ async def publish(bootstrap: str, topic: str, extra: list[tuple[str, bytes]]) ->
     await producer.start()
     try:
         for headers in (extra, []):
-            event = booking_requested()
+            event = requested()
             ids.add(str(event.message_id))
             await producer.send_and_wait(
                 topic,
@@ -86,37 +77,6 @@ async def publish(bootstrap: str, topic: str, extra: list[tuple[str, bytes]]) ->
     finally:
         await producer.stop()
     return ids
-
-
-@asynccontextmanager
-async def consuming(bootstrap: str, topic: str, applied: set[str]) -> AsyncIterator[None]:
-    settings = Settings(
-        kafka_bootstrap=bootstrap,
-        kafka_session_timeout_ms=2000,
-        kafka_heartbeat_interval_ms=300,
-        kafka_fetch_max_wait_ms=20,
-        consumer_max_attempts=2,
-    )
-
-    async def handle(received: Sequence[Received]) -> None:
-        applied.update(str(item.event.message_id) for item in received)
-
-    broker = create_broker(settings, client_id="tracing-review")
-    subscribe(
-        broker,
-        settings,
-        topic=topic,
-        group=f"group-{uuid.uuid4().hex[:8]}",
-        dlq_topic=f"{topic}.dlq",
-        accepted=(BookingRequested,),
-        handle=handle,
-        description="tracing review",
-    )
-    try:
-        await broker.start()
-        yield
-    finally:
-        await broker.stop()
 
 
 @pytest.mark.parametrize(
@@ -134,18 +94,18 @@ async def test_a_trace_header_that_is_not_utf8_neither_stops_the_consumer_nor_sk
     """With tracing off such a record is applied (its headers are decoded leniently). With it
     on, the aiokafka instrumentation's receive wrapper decoded trace headers strictly: the
     fetch raised UnicodeDecodeError, which ended FastStream's consume loop for good."""
-    topic = f"tracing-review.{uuid.uuid4().hex}"
-    await create_topics(kafka_bootstrap, 1, topic, f"{topic}.dlq")
+    topic = await new_topic(kafka_bootstrap, "tracing-review", 1)
     sent = await publish(kafka_bootstrap, topic, odd)
-    applied: set[str] = set()
+    applied = Applied()
+    settings = consumer_settings(kafka_bootstrap)
     with traced():
-        async with consuming(kafka_bootstrap, topic, applied):
+        async with subscribed(settings, topic, applied.batch, client_id="tracing-review"):
             try:
                 async with asyncio.timeout(20):
-                    while sent - applied:
+                    while sent - applied.ids:
                         await asyncio.sleep(0.1)
             except TimeoutError:
-                pytest.fail(f"{len(sent - applied)} of {len(sent)} records were never applied")
+                pytest.fail(f"{len(sent - applied.ids)} of {len(sent)} records were never applied")
 
 
 def registration(email: str) -> CustomerRegistered:
@@ -200,16 +160,16 @@ async def test_a_dead_lettered_record_carries_one_traceparent_in_its_producers_t
     """The dead-letter copy kept the record's headers, traceparent included, and the Kafka
     instrumentation appended the dead-letter send's own: two traceparent headers, which readers
     resolve differently (aiokafka's instrumentation takes the first, our consumer the last)."""
-    topic = f"tracing-review.{uuid.uuid4().hex}"
-    await create_topics(kafka_bootstrap, 1, topic, f"{topic}.dlq")
+    topic = await new_topic(kafka_bootstrap, "tracing-review", 1)
     sent = await publish(
         kafka_bootstrap, topic, [("traceparent", PARENT), (EVENT_TYPE_HEADER, b"NoSuchEvent")]
     )
-    applied: set[str] = set()
+    applied = Applied()
+    settings = consumer_settings(kafka_bootstrap)
     with traced():
-        async with consuming(kafka_bootstrap, topic, applied):
+        async with subscribed(settings, topic, applied.batch, client_id="tracing-review"):
             (dead,) = await read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout=20)
-    assert len(sent - applied) == 1
+    assert len(sent - applied.ids) == 1
     traceparents = [value for name, value in dead.headers if name == "traceparent"]
     assert len(traceparents) == 1, traceparents
     assert traceparents[0].split(b"-")[1] == PARENT.split(b"-")[1]

@@ -1,71 +1,23 @@
 """Calls spread over an upstream's replicas, against real sockets: turns (even when a replica is
-passed over), a dead, unready or unreachable replica passed over, a breaker per replica, no write
-sent twice, 503 only when none answers, and the readiness watcher's checks."""
+passed over), a dead or unready replica passed over, a breaker per replica, 503 only when none
+answers, and the readiness watcher's checks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 
 import pytest
-from litestar import Litestar, MediaType, Response, get, post
 
-from tests.harness import free_port, serve
+from tests.harness.processes import free_port
+from tests.integration.replica_servers import answered_by, replicas, upstream
 from ticketing.shared.correlation import correlation_id_bound, current_correlation_id
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.http.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from ticketing.shared.http.replicas import Replica as UpstreamReplica
 from ticketing.shared.http.upstream import Upstream
-
-
-@dataclass
-class Replica:
-    """A replica whose readiness and answers the test sets; it counts what reached it."""
-
-    name: str
-    ready: bool = True
-    status: int = 200
-    delay: float = 0.0
-    seen: Counter[str] = field(default_factory=Counter)
-
-    def app(self) -> Litestar:
-        @get("/health/ready", media_type=MediaType.TEXT)
-        async def ready() -> Response[str]:
-            return Response("", status_code=200 if self.ready else 503)
-
-        @get("/who", media_type=MediaType.TEXT)
-        async def who() -> Response[str]:
-            self.seen["GET"] += 1
-            await asyncio.sleep(self.delay)
-            return Response(self.name, status_code=self.status)
-
-        @post("/write", media_type=MediaType.TEXT)
-        async def write() -> Response[str]:
-            self.seen["POST"] += 1
-            return Response(self.name, status_code=self.status)
-
-        return Litestar([ready, who, write])
-
-
-@contextlib.asynccontextmanager
-async def replicas(*names: str) -> AsyncIterator[tuple[list[Replica], list[str]]]:
-    started = [Replica(name) for name in names]
-    async with contextlib.AsyncExitStack() as stack:
-        urls = [await stack.enter_async_context(serve(r.app())) for r in started]
-        yield started, urls
-
-
-@contextlib.asynccontextmanager
-async def upstream(urls: list[str], **options: object) -> AsyncIterator[Upstream]:
-    client = Upstream("svc", urls, timeout=2.0, **options)  # type: ignore[arg-type]
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
@@ -77,11 +29,6 @@ async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
 
 def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
-
-
-async def answered_by(client: Upstream, method: str = "GET") -> str:
-    path = "/who" if method == "GET" else "/write"
-    return (await client.request(method, path)).text
 
 
 async def test_calls_take_turns_over_the_replicas() -> None:
@@ -155,48 +102,6 @@ async def test_the_refusal_comes_only_when_every_replica_refuses() -> None:
         assert refused.value.extensions["retry_after"] >= 25
 
 
-async def test_a_write_whose_connection_broke_after_sending_is_not_sent_again() -> None:
-    """The first replica reads the request and drops the connection: it may have acted on it,
-    so a write fails rather than risk a second effect; a read goes on to the next replica."""
-    received: list[bytes] = []
-
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"GET /health/"):
-            received.append(head)
-        writer.transport.abort()
-
-    server = await asyncio.start_server(drop, "127.0.0.1", 0)
-    dropping = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        async with replicas("b") as ([b], [live]), upstream([dropping, live]) as client:
-            with pytest.raises(Unavailable):
-                await answered_by(client, "POST")
-            assert b.seen["POST"] == 0
-            assert len(received) == 1
-            # Two reads: one of them starts at the dropping replica and goes on to b.
-            assert [await answered_by(client, "GET") for _ in range(2)] == ["b", "b"]
-            assert b.seen["GET"] == 2
-            assert sum(head.startswith(b"POST") for head in received) == 1
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def test_a_read_that_timed_out_is_not_sent_to_the_next_replica() -> None:
-    """A slow replica's timeout is the caller's answer: sending the read on would make the
-    caller wait a timeout per replica, and load the others when all are slow."""
-    async with replicas("a", "b") as ([a, b], urls):
-        a.delay = 5
-        client = Upstream("svc", urls, timeout=0.5)
-        try:
-            with pytest.raises(Unavailable):
-                await answered_by(client)  # the first call starts at a
-            assert b.seen["GET"] == 0
-        finally:
-            await client.aclose()
-
-
 class FailingOnce(Upstream):
     """An upstream whose first readiness check of each replica fails in an unexpected way."""
 
@@ -220,39 +125,6 @@ async def test_a_check_that_fails_unexpectedly_does_not_stop_the_checks() -> Non
             assert client.failed == set(urls)
         finally:
             await client.aclose()  # and closing raises nothing
-
-
-@contextlib.contextmanager
-def unanswered_port() -> Iterator[str]:
-    """An address whose connections never complete: a listener with a full accept queue that
-    never accepts drops further handshakes, as a host gone without a reset does."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                filler.connect(("127.0.0.1", port))
-            fillers.append(filler)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
-
-
-async def test_a_write_whose_connection_is_never_made_goes_to_the_next_replica() -> None:
-    """No connection was made, so the request cannot have arrived: the write may go on, as it
-    does when the connection is refused (ADR 15: "a connection that hangs costs the whole
-    upstream timeout before the next replica is tried")."""
-    with unanswered_port() as hanging:
-        async with replicas("b") as ([b], [live]), upstream([hanging, live]) as client:
-            assert await answered_by(client, "POST") == "b"  # the first turn is the hanging one
-            assert b.seen["POST"] == 1
 
 
 async def test_turns_stay_even_over_the_replicas_left_when_one_is_passed_over() -> None:

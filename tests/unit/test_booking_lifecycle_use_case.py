@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.fakes.booking import InMemoryBookingRecords, InMemoryEvents
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from ticketing.booking import domain
 from ticketing.booking.changes import Change, DecideChanges
 from ticketing.booking.lifecycle import (

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from tests.unit.booking_world import World, confirmation, rejection, world
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import BookingStatus

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.harness import free_port
+from tests.harness.processes import free_port
 
 
 def test_no_port_is_handed_out_twice() -> None:

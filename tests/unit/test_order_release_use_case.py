@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.fakes.dead_letters import DeadLetters
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from tests.unit.order_saga import Saga, cancelled, delivered, expired, requested
 from ticketing.contracts.events import (
     BOOKINGS_DLQ_TOPIC,

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.fakes.order import InMemoryOrderRecords, SagaInventory
-from tests.harness import as_the_runner_does
+from tests.harness.broker import as_the_runner_does
 from tests.unit.order_saga import requested
 from ticketing.contracts.events import OrderConfirmed, OrderRejected
 from ticketing.contracts.inventory import (
