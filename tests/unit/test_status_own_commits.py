@@ -27,17 +27,29 @@ def slow_feed(log: InMemoryStatusLog) -> StatusFeed:
     return StatusFeed(log, interval=60, idle_interval=60)
 
 
+class PendingReads:
+    """The read of a waiter whose booking the store still holds PENDING, counted."""
+
+    def __init__(self, booking_id: uuid.UUID) -> None:
+        self.booking_id = booking_id
+        self.count = 0
+
+    async def __call__(self) -> Booking:
+        self.count += 1
+        return booking(self.booking_id, BookingStatus.PENDING)
+
+
+async def waiting_on(feed: StatusFeed, read: PendingReads) -> asyncio.Task[Booking]:
+    """A long-poll of 30 s on ``read``'s booking, registered with the feed."""
+    waiting = asyncio.create_task(feed.settled(read.booking_id, read, 30))
+    await asyncio.sleep(0.05)
+    return waiting
+
+
 async def test_a_waiter_is_answered_by_its_replicas_commit_without_the_feed_or_a_read() -> None:
     feed, booking_id = slow_feed(InMemoryStatusLog()), uuid.uuid4()
-    reads = 0
-
-    async def read() -> Booking:
-        nonlocal reads
-        reads += 1
-        return booking(booking_id, BookingStatus.PENDING)
-
-    waiting = asyncio.create_task(feed.settled(booking_id, read, 30))
-    await asyncio.sleep(0.05)
+    reads = PendingReads(booking_id)
+    waiting = await waiting_on(feed, reads)
     change = change_to(booking_id, BookingStatus.CONFIRMED)
     started = asyncio.get_running_loop().time()
     OwnCommits(feed).committed([change])
@@ -46,17 +58,12 @@ async def test_a_waiter_is_answered_by_its_replicas_commit_without_the_feed_or_a
     # answered with the booking as committed, not read again.
     assert asyncio.get_running_loop().time() - started < RECHECK_SECONDS / 2
     assert answer == change.state.booking
-    assert reads == 1
+    assert reads.count == 1
 
 
 async def test_a_commit_that_leaves_the_booking_pending_does_not_end_the_wait() -> None:
     feed, booking_id = slow_feed(InMemoryStatusLog()), uuid.uuid4()
-
-    async def read() -> Booking:
-        return booking(booking_id, BookingStatus.PENDING)
-
-    waiting = asyncio.create_task(feed.settled(booking_id, read, 30))
-    await asyncio.sleep(0.05)
+    waiting = await waiting_on(feed, PendingReads(booking_id))
     OwnCommits(feed).committed([change_to(booking_id, BookingStatus.PENDING)])  # a cancel asked
     await asyncio.sleep(0.05)
     assert not waiting.done()
@@ -67,18 +74,11 @@ async def test_a_commit_that_leaves_the_booking_pending_does_not_end_the_wait() 
 
 async def test_another_bookings_commit_wakes_no_one() -> None:
     feed, booking_id = slow_feed(InMemoryStatusLog()), uuid.uuid4()
-    reads = 0
-
-    async def read() -> Booking:
-        nonlocal reads
-        reads += 1
-        return booking(booking_id, BookingStatus.PENDING)
-
-    waiting = asyncio.create_task(feed.settled(booking_id, read, 30))
-    await asyncio.sleep(0.05)
+    reads = PendingReads(booking_id)
+    waiting = await waiting_on(feed, reads)
     OwnCommits(feed).committed([change_to(uuid.uuid4(), BookingStatus.CONFIRMED)])
     await asyncio.sleep(0.1)
-    assert reads == 1
+    assert reads.count == 1
     assert not waiting.done()
     waiting.cancel()
 
