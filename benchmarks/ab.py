@@ -1,8 +1,9 @@
-"""Alternating A/B runs of the confirmation path or of accept throughput (a measuring tool, not a
-test).
+"""Alternating A/B runs of the confirmation path, of the status push or of accept throughput (a
+measuring tool, not a test).
 
     python -m benchmarks.ab --rounds 3 --variant "" --variant TICKETING_KAFKA_FETCH_MAX_WAIT_MS=20
     python -m benchmarks.ab --scenario accept --rounds 3 --variant "" --variant MY_SWITCH=1
+    python -m benchmarks.ab --scenario push --rounds 3 --variant "" --variant MY_SWITCH=1
     python -m benchmarks.ab --scenario accept --otlp-sink --variant "" \
         --variant "OTEL_EXPORTER_OTLP_ENDPOINT={sink},OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.1"
 
@@ -12,7 +13,9 @@ every 200 ms) and then ``--rate`` bookings/s for ``--seconds``, and prints one J
 p99 from 202 to CONFIRMED, the booking alone, the cores each process used, and the median, p90
 and p99 of each leg of the saga. The variants alternate within each round, so that a drift of
 the host's speed (these hosts' speed moves by half within an hour) hits all of them alike; the
-host's speed is measured before every run. A summary per variant ends the output.
+host's speed is measured before every run. A summary per variant ends the output. ``--scenario
+push`` runs the status push's scenario instead (``benchmarks.status_push``: every twentieth booking
+followed by a long-poll or by polling) and adds the saga's legs.
 
 A change to the code itself is compared by gating it on an environment variable while it is
 measured: the variants then differ only in that variable.
@@ -35,6 +38,7 @@ from sqlalchemy import text
 from benchmarks.accept import accept_throughput
 from benchmarks.confirmation import STAGES, confirmation_latency, confirmed_saga, idle_then_alone
 from benchmarks.stack import fresh_stack, host_speed, percentile
+from benchmarks.status_push import status_push_latency
 from tests.e2e.devprocess import DevProcess
 from tests.otlp import otlp_receiver
 from ticketing.shared.logging import configure_logging
@@ -77,6 +81,7 @@ async def leg_spreads(dev: DevProcess, since: datetime) -> dict[str, list[float]
 SUMMARY_KEYS = {
     "confirmation": ("p50_ms", "p99_ms", "alone_p50_ms", "idle_cores", "host_speed_ms"),
     "accept": ("accepted_per_second", "p99_ms", "cpu_us_per_booking_total", "host_speed_ms"),
+    "push": ("long_poll_p50_ms", "long_poll_p99_ms", "poll_10ms_p50_ms", "host_speed_ms"),
 }
 
 
@@ -103,6 +108,21 @@ async def measure(
             return {"scenario": scenario, "variant": env, "host_speed_ms": speed, **figures}
         idle_cores, alone = await idle_then_alone(dev)
         since = datetime.now(UTC)
+        if scenario == "push":
+            push = await status_push_latency(dev, rate, seconds)
+            return {
+                "scenario": scenario,
+                "variant": env,
+                "host_speed_ms": speed,
+                **{
+                    f"{way}_{key}": push[way][key]
+                    for way in ("long_poll", "poll_10ms")
+                    for key in ("p50_ms", "p99_ms")
+                },
+                "alone_p50_ms": alone["p50_ms"],
+                "errors": push["errors"],
+                "legs_p50_p90_p99_ms": await leg_spreads(dev, since),
+            }
         loaded = await confirmation_latency(dev, rate=rate, seconds=seconds)
         legs = await leg_spreads(dev, since)
     return {
@@ -145,7 +165,7 @@ def with_sink(variant: dict[str, str], sink: str) -> dict[str, str]:
 
 async def main(args: argparse.Namespace) -> None:
     configure_logging(Settings.from_env(), "bench")  # to stderr: stdout carries the results
-    seconds = args.seconds or (30 if args.scenario == "accept" else 20)
+    seconds = args.seconds or (20 if args.scenario == "confirmation" else 30)
     runs = []
     async with contextlib.AsyncExitStack() as stack:
         sink = ""
@@ -175,11 +195,12 @@ if __name__ == "__main__":
         "--scenario",
         choices=sorted(SUMMARY_KEYS),
         default="confirmation",
-        help="confirmation latency at --rate (the default), or accept throughput",
+        help="confirmation latency at --rate (the default), the status push at --rate, or "
+        "accept throughput",
     )
     parser.add_argument("--rate", type=float, default=200, help="bookings/s (200)")
     parser.add_argument(
-        "--seconds", type=float, help="length of each run (20 for confirmation, 30 for accept)"
+        "--seconds", type=float, help="length of each run (20 for confirmation, 30 for the others)"
     )
     parser.add_argument(
         "--variant",

@@ -1,6 +1,6 @@
 """The status feed on the real store, with two replicas' feeds on one database: a waiter on
-replica A hears of a settlement replica B applied, and a stream resumed after an id misses
-nothing."""
+replica A hears of a settlement replica B applied, a waiter on the replica that settled its
+booking is answered without the feed, and a stream resumed after an id misses nothing."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from ticketing.booking.repository import last_position_before
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.status_feed import StatusFeed
+from ticketing.booking.status_listeners import RECHECK_SECONDS, OwnCommits
 from ticketing.contracts.booking import (
     BookingCreate,
     BookingStatus,
@@ -42,12 +43,17 @@ CLIENT = Cause("box-office", correlation_id="req", causation_id="req")
 class Replica:
     """One booking replica's service and status feed, on an engine of its own."""
 
-    def __init__(self, settings: Any, events: InMemoryEvents) -> None:
+    def __init__(self, settings: Any, events: InMemoryEvents, *, interval: float = 0.01) -> None:
         self.engine = create_engine(settings, "booking")
-        self.service = BookingService(
-            SqlBookingRecords(self.engine, consumer=CONSUMER), events, max_tickets=10
+        self.feed = StatusFeed(
+            SqlStatusLog(self.engine), interval=interval, idle_interval=max(interval, 0.05)
         )
-        self.feed = StatusFeed(SqlStatusLog(self.engine), interval=0.01, idle_interval=0.05)
+        self.service = BookingService(
+            SqlBookingRecords(self.engine, consumer=CONSUMER),
+            events,
+            max_tickets=10,
+            observer=OwnCommits(self.feed),  # as the app wires it
+        )
 
 
 @pytest.fixture
@@ -110,6 +116,33 @@ async def test_a_waiter_on_one_replica_hears_of_a_settlement_applied_by_another(
     assert answer.status is BookingStatus.CONFIRMED
     # Woken by A's feed reading B's event, not by the once-a-second read of the booking.
     assert asyncio.get_running_loop().time() - started < 0.8
+
+
+async def test_a_waiter_on_the_replica_that_settled_its_booking_is_answered_without_the_feed() -> (
+    None
+):
+    async with own_databases("booking") as settings:
+        events = InMemoryEvents()
+        replica = Replica(settings, events, interval=60)  # its feed is never run
+        try:
+            _, booking_id = await book(replica, events)
+            waiting = asyncio.create_task(
+                replica.feed.settled(
+                    booking_id, lambda: replica.service.get_booking(booking_id), 10
+                )
+            )
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            settled_at = asyncio.get_running_loop().time()
+            await settle(replica, booking_id)
+            answer = await asyncio.wait_for(waiting, 5)
+            assert answer.status is BookingStatus.CONFIRMED
+            # Woken by the settlement's commit, not by the once-a-second read of the booking.
+            assert asyncio.get_running_loop().time() - settled_at < RECHECK_SECONDS / 2
+            # Answered with the booking as committed, which is what a read finds.
+            assert answer == await replica.service.get_booking(booking_id)
+        finally:
+            await replica.engine.dispose()
 
 
 async def test_a_stream_resumed_after_an_id_misses_nothing(

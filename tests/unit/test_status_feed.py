@@ -18,7 +18,7 @@ from tests.fakes.status_log import InMemoryStatusLog, recorded
 from tests.unit.status_events import CUSTOMER, Clock, booking, confirmed, feed_on, requested
 from ticketing.booking.domain import BookingRejected
 from ticketing.booking.status_feed import PAGE
-from ticketing.booking.status_listeners import OpenLimit
+from ticketing.booking.status_listeners import OpenLimit, Waiter
 from ticketing.contracts.booking import Booking, BookingStatus
 from ticketing.shared.errors import RateLimited
 from ticketing.shared.store.eventstore import Recorded
@@ -246,10 +246,10 @@ async def test_a_hole_below_a_full_page_neither_spins_nor_hides_what_lies_beyond
         b = uuid.uuid4()
         log.commit(recorded(position, requested(b), stream_id=b, version=1))
     beyond = log.events[last].stream_id
-    woken = asyncio.Event()
-    feed._waiters[beyond] = {woken}
+    waiter = Waiter()
+    feed._waiters[beyond] = {waiter}
     await feed.poll()  # the clock stands still: the hole is as young as ever
-    assert woken.is_set()  # its event lies on the second page
+    assert waiter.woken.is_set()  # its event lies on the second page
     assert feed.mark == 0
 
 

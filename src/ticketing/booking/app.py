@@ -15,12 +15,14 @@ from ticketing.booking.api.controllers import BookingController, CustomerControl
 from ticketing.booking.consumer import build_broker
 from ticketing.booking.inventory_client import InventoryClient
 from ticketing.booking.metrics import BookingMetrics
+from ticketing.booking.ports import CommitObservers
 from ticketing.booking.push import StatusPush
 from ticketing.booking.records import SqlBookingRecords, SqlStatusLog
 from ticketing.booking.requests import BookingRequests
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.status_feed import StatusFeed
+from ticketing.booking.status_listeners import OwnCommits
 from ticketing.booking.tables import event_store
 from ticketing.shared.app import create_http_app
 from ticketing.shared.cancellation import stop_if_cancelled
@@ -43,21 +45,21 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> L
             inventory,
         ):
             booking_metrics, consumer_metrics = BookingMetrics(), ConsumerMetrics()
-            service = BookingService(
-                SqlBookingRecords(shared.engine, consumer=CONSUMER, after_commit=shared.relay.wake),
-                InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
-                max_tickets=settings.booking_max_tickets,
-                abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
-                hold_for=timedelta(seconds=settings.hold_seconds),
-                observer=booking_metrics,
-            )
-            app.state.bookings = service
             feed = StatusFeed(
                 SqlStatusLog(shared.engine),
                 interval=settings.status_poll_interval,
                 idle_interval=settings.status_idle_poll_interval,
                 grace=settings.status_hole_seconds,
             )
+            service = BookingService(
+                SqlBookingRecords(shared.engine, consumer=CONSUMER, after_commit=shared.relay.wake),
+                InventoryClient(inventory, cache_seconds=settings.event_cache_seconds),
+                max_tickets=settings.booking_max_tickets,
+                abandoned_after=timedelta(seconds=settings.idempotency_inflight_seconds),
+                hold_for=timedelta(seconds=settings.hold_seconds),
+                observer=CommitObservers(booking_metrics, OwnCommits(feed)),
+            )
+            app.state.bookings = service
             await feed.start()
             app.state.status_push = StatusPush.create(feed, settings)
             jobs = [

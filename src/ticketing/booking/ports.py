@@ -108,6 +108,21 @@ class CommitObserver(Protocol):
     def settled(self, changes: Sequence[Change], now: datetime) -> None: ...
 
 
+class CommitObservers:
+    """Tells each of ``observers`` in turn (the metrics and the replica's status listeners)."""
+
+    def __init__(self, *observers: CommitObserver) -> None:
+        self._observers = observers
+
+    def committed(self, changes: Sequence[Change]) -> None:
+        for observer in self._observers:
+            observer.committed(changes)
+
+    def settled(self, changes: Sequence[Change], now: datetime) -> None:
+        for observer in self._observers:
+            observer.settled(changes, now)
+
+
 class NoCommitObserver:
     """Tells no one of the changes (a service built without metrics: tests, tools)."""
 

@@ -171,7 +171,7 @@ class StatusFeed(StatusListeners):
                         event_type=recorded.event_type,
                     )
                 for waiter in self._waiters.get(recorded.stream_id, ()):
-                    waiter.set()
+                    waiter.wake()
             # Passed for good: a failed lookup of their customers leaves them to the next read.
             self._passed.extend(self._advance())
             await self._deliver(self._passed)

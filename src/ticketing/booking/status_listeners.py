@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from ticketing.booking.changes import Change
 from ticketing.contracts.booking import TRANSIENT_STATUSES, Booking, BookingStatusChange
 from ticketing.shared.errors import RateLimited
 
@@ -43,6 +45,24 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True
             self.on_overflow()
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A long-poll's place at the feed: ``woken`` when its booking's stream moved, with the
+    booking as this replica committed it when it was this replica that moved it."""
+
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    committed: Booking | None = None
+
+    def wake(self, committed: Booking | None = None) -> None:
+        if committed is not None:
+            self.committed = committed
+        self.woken.set()
+
+    def take_committed(self) -> Booking | None:
+        committed, self.committed = self.committed, None
+        return committed
 
 
 class OpenLimit:
@@ -91,7 +111,7 @@ class StatusListeners:
 
     def __init__(self) -> None:
         self.mark = 0  # every position up to here was seen, or is a hole for good
-        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._waiters: dict[uuid.UUID, set[Waiter]] = {}
         self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
         self._listening = asyncio.Event()  # set when a listener comes, so the feed reads now
 
@@ -100,8 +120,8 @@ class StatusListeners:
     ) -> Booking:
         """The booking once it left PENDING or CANCELLING, or as it is when ``seconds`` are over;
         a booking settled before the wait began is answered at once."""
-        woken = asyncio.Event()
-        self._waiters.setdefault(booking_id, set()).add(woken)
+        waiter = Waiter()
+        self._waiters.setdefault(booking_id, set()).add(waiter)
         self._listening.set()
         try:
             deadline = asyncio.get_running_loop().time() + seconds
@@ -111,13 +131,16 @@ class StatusListeners:
                 if remaining <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, RECHECK_SECONDS))
-                woken.clear()  # a wake after this is seen by the read below or the next wait
-                booking = await read()
+                    await asyncio.wait_for(waiter.woken.wait(), min(remaining, RECHECK_SECONDS))
+                waiter.woken.clear()  # a wake after this is seen below or by the next wait
+                # The booking this replica just committed is what a read would find now, less
+                # the read: under load a read costs more than the rest of the answer.
+                committed = waiter.take_committed()
+                booking = committed if committed is not None else await read()
             return booking
         finally:
             waiters = self._waiters[booking_id]
-            waiters.discard(woken)
+            waiters.discard(waiter)
             if not waiters:
                 del self._waiters[booking_id]
 
@@ -149,6 +172,18 @@ class StatusListeners:
         self._listening.set()
         return subscription, self.mark
 
+    def changed(self, bookings: Iterable[Booking]) -> None:
+        """This replica committed ``bookings`` as they are given: wake their waiters with them
+        now rather than at the feed's next read, and have the feed read at once for their
+        customers' streams (other replicas' commits still come through the feed)."""
+        streams = False
+        for booking in bookings:
+            for waiter in self._waiters.get(booking.id, ()):
+                waiter.wake(booking)
+            streams = streams or booking.customer_id in self._subscriptions
+        if streams:
+            self._listening.set()
+
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop feeding ``subscription``; a no-op when it was dropped already."""
         subscriptions = self._subscriptions.get(subscription.customer_id)
@@ -157,3 +192,18 @@ class StatusListeners:
         subscriptions.discard(subscription)
         if not subscriptions:
             del self._subscriptions[subscription.customer_id]
+
+
+class OwnCommits:
+    """Tells the replica's listeners of the changes it commits itself (a
+    :class:`~ticketing.booking.ports.CommitObserver`), so that a waiter on the replica that
+    settled its booking is answered without waiting for the feed's read."""
+
+    def __init__(self, listeners: StatusListeners) -> None:
+        self._listeners = listeners
+
+    def committed(self, changes: Sequence[Change]) -> None:
+        self._listeners.changed(change.state.booking for change in changes)
+
+    def settled(self, changes: Sequence[Change], now: datetime) -> None:
+        pass  # told by committed() already
