@@ -5,6 +5,7 @@ while PENDING, cancelling, cancelled, confirmed, expired), alone and in one batc
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ import pytest
 
 from tests.fakes.booking import InMemoryEvents
 from tests.harness.databases import own_databases
+from tests.unit.booking_world import confirmation, rejection
 from ticketing.booking.changes import Change
 from ticketing.booking.lifecycle import Caller
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.contracts.booking import Booking, BookingCreate, BookingStatus, CustomerCreate
-from ticketing.contracts.events import OrderConfirmed, OrderRejected, OrderReleased
+from ticketing.contracts.events import OrderReleased
 from ticketing.shared.db.engine import create_engine
 from ticketing.shared.errors import Conflict
 from ticketing.shared.messaging.consumer import Received
@@ -103,29 +105,11 @@ async def world() -> AsyncIterator[World]:
 
 
 def confirmed(booking_id: uuid.UUID) -> Received:
-    return Received(
-        OrderConfirmed(
-            message_id=uuid.uuid4(),
-            order_id=uuid.uuid4(),
-            booking_id=booking_id,
-            event_id=uuid.uuid4(),
-            ticket_count=3,
-            total_price="37.50",
-            confirmed_at=datetime.now(UTC),
-        ),
-        "trace",
-    )
+    return Received(confirmation(booking_id), "trace")
 
 
 def rejected(booking_id: uuid.UUID) -> Received:
-    answer = OrderRejected(
-        message_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        reason=REASON,
-        rejected_at=datetime.now(UTC),
-    )
-    return Received(answer, "trace")
+    return Received(dataclasses.replace(rejection(booking_id), reason=REASON), "trace")
 
 
 def released(booking_id: uuid.UUID) -> Received:
