@@ -4,11 +4,14 @@ in-memory stand-ins implement these."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
+
+import structlog
 
 from ticketing.booking import domain
 from ticketing.booking.changes import Change, DecideChanges
@@ -18,6 +21,8 @@ from ticketing.contracts.booking import Booking, Customer
 from ticketing.contracts.history import HistoryEntry
 from ticketing.contracts.inventory import Event
 from ticketing.shared.store.eventstore import Cause, Recorded
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +114,30 @@ class CommitObserver(Protocol):
 
 
 class CommitObservers:
-    """Tells each of ``observers`` in turn (the metrics and the replica's status listeners)."""
+    """Tells each of ``observers`` in turn (the metrics and the replica's status listeners).
+    One that fails is logged and passed over: the change is committed by then, and an error
+    would answer a committed confirm 500 or hand a committed batch back to be retried."""
 
     def __init__(self, *observers: CommitObserver) -> None:
         self._observers = observers
 
     def committed(self, changes: Sequence[Change]) -> None:
         for observer in self._observers:
-            observer.committed(changes)
+            with _logged(observer):
+                observer.committed(changes)
 
     def settled(self, changes: Sequence[Change], now: datetime) -> None:
         for observer in self._observers:
-            observer.settled(changes, now)
+            with _logged(observer):
+                observer.settled(changes, now)
+
+
+@contextlib.contextmanager
+def _logged(observer: CommitObserver) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception("commit observer failed", observer=type(observer).__name__)
 
 
 class NoCommitObserver:

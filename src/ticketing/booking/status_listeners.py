@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ticketing.booking.changes import Change
-from ticketing.contracts.booking import TRANSIENT_STATUSES, Booking, BookingStatusChange
+from ticketing.contracts.booking import (
+    TRANSIENT_STATUSES,
+    Booking,
+    BookingStatus,
+    BookingStatusChange,
+)
 from ticketing.shared.errors import RateLimited
 
 # A booking in one of these states is still on its way: a waiter waits on.
@@ -133,10 +138,8 @@ class StatusListeners:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter.woken.wait(), min(remaining, RECHECK_SECONDS))
                 waiter.woken.clear()  # a wake after this is seen below or by the next wait
-                # The booking this replica just committed is what a read would find now, less
-                # the read: under load a read costs more than the rest of the answer.
-                committed = waiter.take_committed()
-                booking = committed if committed is not None else await read()
+                answered = _answered(waiter.take_committed(), booking)
+                booking = answered if answered is not None else await read()
             return booking
         finally:
             waiters = self._waiters[booking_id]
@@ -192,6 +195,16 @@ class StatusListeners:
         subscriptions.discard(subscription)
         if not subscriptions:
             del self._subscriptions[subscription.customer_id]
+
+
+def _answered(committed: Booking | None, last_read: Booking) -> Booking | None:
+    """``committed`` when it may answer without a read: it settles the booking, which the last
+    read found PENDING (nothing goes back to it), so it came later; else None, to read, since
+    its observer runs once the commit has returned, maybe after another replica moved the
+    booking on (a cancel after CONFIRMED) and the waiter read that or is woken by it now."""
+    if committed is None or committed.status in UNSETTLED:
+        return None
+    return committed if last_read.status is BookingStatus.PENDING else None
 
 
 class OwnCommits:
