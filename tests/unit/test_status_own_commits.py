@@ -1,14 +1,14 @@
-"""A replica's own commits reach its listeners at once: a waiter whose booking this replica
-settled is answered without the feed's read, and a stream of that booking's customer is fed by
-a read made now, not at the feed's next interval. Other bookings' waiters sleep on."""
+"""A replica's own commits reach its waiters at once: a waiter whose booking this replica
+settled is answered without the feed's read and without reading the booking again; other
+bookings' waiters sleep on."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from tests.fakes.status_log import InMemoryStatusLog, recorded
-from tests.unit.status_events import CUSTOMER, booking, confirmed, requested
+from tests.fakes.status_log import InMemoryStatusLog
+from tests.unit.status_events import booking, confirmed
 from ticketing.booking.changes import Change
 from ticketing.booking.domain import BookingState
 from ticketing.booking.status_feed import StatusFeed
@@ -81,22 +81,3 @@ async def test_another_bookings_commit_wakes_no_one() -> None:
     assert reads.count == 1
     assert not waiting.done()
     waiting.cancel()
-
-
-async def test_a_commit_for_a_streamed_customer_makes_the_feed_read_now() -> None:
-    log, booking_id = InMemoryStatusLog(), uuid.uuid4()
-    feed = slow_feed(log)
-    await feed.start()
-    running = asyncio.create_task(feed.run())
-    try:
-        async with feed.subscribed(CUSTOMER, 10) as (live, _):
-            await asyncio.sleep(0.05)  # the feed has read once for the new listener
-            log.commit(recorded(1, requested(booking_id), stream_id=booking_id, version=1))
-            log.commit(recorded(2, confirmed(booking_id), stream_id=booking_id, version=2))
-            OwnCommits(feed).committed([change_to(booking_id, BookingStatus.CONFIRMED)])
-            first = await asyncio.wait_for(live.changes.get(), 1)
-            second = await asyncio.wait_for(live.changes.get(), 1)
-    finally:
-        running.cancel()
-    assert [first[0], second[0]] == [1, 2]
-    assert second[1].status is BookingStatus.CONFIRMED

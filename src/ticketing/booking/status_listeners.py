@@ -177,15 +177,12 @@ class StatusListeners:
 
     def changed(self, bookings: Iterable[Booking]) -> None:
         """This replica committed ``bookings`` as they are given: wake their waiters with them
-        now rather than at the feed's next read, and have the feed read at once for their
-        customers' streams (other replicas' commits still come through the feed)."""
-        streams = False
+        now rather than at the feed's next read (other replicas' commits still come through the
+        feed). Streams wait for the feed: they need the changes in position order, and a read
+        per commit would keep the feed reading back to back under load."""
         for booking in bookings:
             for waiter in self._waiters.get(booking.id, ()):
                 waiter.wake(booking)
-            streams = streams or booking.customer_id in self._subscriptions
-        if streams:
-            self._listening.set()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop feeding ``subscription``; a no-op when it was dropped already."""
