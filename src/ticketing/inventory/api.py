@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ticketing.contracts.inventory import (
@@ -24,6 +24,7 @@ from ticketing.contracts.inventory import (
     VenueCreate,
 )
 from ticketing.inventory.service import MAX_PAGE_SIZE, InventoryService
+from ticketing.shared.app import from_app_state
 from ticketing.shared.auth.middleware import cause_of, requires
 from ticketing.shared.http.history import AS_OF, parse_as_of
 from ticketing.shared.http.pagination import CURSOR_PATTERN, VERSION_CURSOR_PATTERN
@@ -32,14 +33,8 @@ WRITE = "inventory:write"
 RESERVE = "inventory:reserve"
 
 
-def provide_inventory(request: Request[Any, Any, Any]) -> InventoryService:
-    # From the request's app, not Litestar's ``state`` parameter: that builds a State per call.
-    service: InventoryService = request.app.state.inventory
-    return service
-
-
 Inventory = NamedDependency[InventoryService]
-DEPENDENCIES = {"inventory": Provide(provide_inventory, sync_to_thread=False)}
+DEPENDENCIES = {"inventory": from_app_state("inventory")}
 
 
 class VenueController(Controller):

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -34,6 +35,16 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 READINESS_TIMEOUT_SECONDS = 2.0
 log = structlog.get_logger(__name__)
+
+
+def from_app_state(name: str) -> Provide:
+    """A dependency that hands handlers ``app.state.<name>`` (the service a lifespan put there),
+    read off the request's app: Litestar's ``state`` parameter would build a State per call."""
+
+    def provide(request: Request[Any, Any, Any]) -> Any:
+        return getattr(request.app.state, name)
+
+    return Provide(provide, sync_to_thread=False)
 
 
 def register_readiness(

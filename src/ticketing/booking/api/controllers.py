@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import (
     NotAuthorizedException,
 )
@@ -27,6 +27,7 @@ from ticketing.contracts.booking import (
     Customer,
     CustomerCreate,
 )
+from ticketing.shared.app import from_app_state
 from ticketing.shared.auth.middleware import cause_of, requires
 from ticketing.shared.auth.tokens import Principal
 from ticketing.shared.errors import InvalidInput
@@ -54,14 +55,8 @@ BOOKINGS_PATH = "/api/v1/bookings"
 MAX_PAGE_SIZE = 100
 
 
-def provide_bookings(request: Request[Any, Any, Any]) -> BookingService:
-    # From the request's app, not Litestar's ``state`` parameter: that builds a State per call.
-    service: BookingService = request.app.state.bookings
-    return service
-
-
 Bookings = NamedDependency[BookingService]
-DEPENDENCIES = {"bookings": Provide(provide_bookings, sync_to_thread=False)}
+DEPENDENCIES = {"bookings": from_app_state("bookings")}
 
 
 class CustomerController(Controller):
