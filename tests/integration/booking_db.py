@@ -23,7 +23,7 @@ from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER
 from ticketing.booking.tables import bookings
 from ticketing.contracts.booking import Booking, BookingStatus, CustomerCreate
-from ticketing.contracts.events import BookingRequested, OrderConfirmed
+from ticketing.contracts.events import BookingRequested
 from ticketing.shared.db.group_commit import GroupCommit
 from ticketing.shared.ids import new_id
 from ticketing.shared.store.eventstore import Cause
@@ -94,18 +94,6 @@ async def pending_bookings(engine: AsyncEngine, customer_id: uuid.UUID, count: i
     writer = GroupCommit(engine, write_bookings)
     await asyncio.gather(*(writer.write(item) for item in items))
     return [msgspec.json.decode(item.answer[0], type=Booking) for item in items]
-
-
-def confirmation(booking_id: uuid.UUID) -> OrderConfirmed:
-    return OrderConfirmed(
-        message_id=uuid.uuid4(),
-        order_id=uuid.uuid4(),
-        booking_id=booking_id,
-        event_id=uuid.uuid4(),
-        ticket_count=2,
-        total_price="20.00",
-        confirmed_at=datetime.now(UTC),
-    )
 
 
 async def stream(engine: AsyncEngine, stream_id: uuid.UUID) -> list[Any]:

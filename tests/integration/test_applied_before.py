@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness.databases import order_records as records
 from tests.harness.databases import own_databases
-from tests.integration.booking_db import confirmation, customer, pending_bookings, status
+from tests.integration.booking_db import customer, pending_bookings, status
 from tests.integration.order_db import Inventory, requested
+from tests.unit.booking_world import confirmation
 from ticketing.booking import tables as booking_tables
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import BookingService

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.harness.broker import as_the_runner_does
 from tests.integration.booking_db import (
     CLIENT,
-    confirmation,
     customer,
     engine,
     pending_bookings,
@@ -23,7 +22,7 @@ from tests.integration.booking_db import (
     status,
     stream,
 )
-from tests.unit.booking_world import rejection
+from tests.unit.booking_world import confirmation, rejection
 from ticketing.booking import projections
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER

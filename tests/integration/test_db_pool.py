@@ -17,7 +17,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.harness.databases import drop_databases
-from tests.integration.booking_db import confirmation, customer, pending_bookings, status
+from tests.integration.booking_db import customer, pending_bookings, status
+from tests.unit.booking_world import confirmation
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.service import BookingService
 from ticketing.booking.settlement import CONSUMER

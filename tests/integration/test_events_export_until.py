@@ -20,9 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.harness.databases import own_databases, sent_uncommitted
-from tests.integration.booking_db import confirmation, customer, pending_bookings
+from tests.integration.booking_db import customer, pending_bookings
 from tests.integration.cli_process import run_cli
 from tests.integration.own_inventory import lines, settings
+from tests.unit.booking_world import confirmation
 from ticketing.booking.records import SqlBookingRecords
 from ticketing.booking.repository import STORE
 from ticketing.booking.service import BookingService
