@@ -66,7 +66,7 @@ class SagaSettlement:
                     continue
                 states[booking_id] = evolve_all(state, events)
                 decided.setdefault(booking_id, []).extend(events)
-                causes.setdefault(booking_id, _cause(answer, item))
+                causes.setdefault(booking_id, item.caused(CONSUMER))
             return [
                 Change(events, causes[id_], locked[id_].version, states[id_])
                 for id_, events in decided.items()
@@ -92,10 +92,3 @@ class SagaSettlement:
             self._observer.settled(changes, now)
         if ignored[0]:
             log.warning("saga answers ignored: bookings missing or past them", count=ignored[0])
-
-
-def _cause(answer: lifecycle.SagaAnswer, received: Received) -> Cause:
-    """A settlement's cause: this consumer, acting on the answer's message, in its trace."""
-    return Cause(CONSUMER).caused_by(
-        str(answer.message_id), received.correlation_id, received.traceparent
-    )

@@ -134,14 +134,14 @@ class OrderService:
                     decide_verdict(
                         item.event, answer.outcome, order_id=order, message_id=message, now=now
                     ),
-                    cause_of(item),
+                    item.caused(CONSUMER),
                 )
                 for item, answer, (order, message) in zip(asked, answers, ids, strict=True)
             ]
             return verdicts + [
                 (
                     decide_release(state, item.event, answer, message_id=message, now=now),
-                    cause_of(item),
+                    item.caused(CONSUMER),
                 )
                 for (item, state), answer, message in zip(
                     releasing, released, release_ids, strict=True
@@ -220,14 +220,6 @@ def _logged(booking_id: uuid.UUID) -> Iterator[None]:
             "impossible release, never acknowledged", booking_id=str(booking_id), error=str(error)
         )
         raise
-
-
-def cause_of(received: Received) -> Cause:
-    """The cause stored with the event decided for a received message: this consumer, the
-    message's correlation id and trace, and the message itself."""
-    return Cause(actor=CONSUMER).caused_by(
-        str(received.event.message_id), received.correlation_id, received.traceparent
-    )
 
 
 def reservation_item(event: BookingRequested, correlation_id: str | None) -> ReservationItem:

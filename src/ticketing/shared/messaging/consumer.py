@@ -43,6 +43,7 @@ from ticketing.shared.correlation import correlation_id_bound
 from ticketing.shared.db.engine import unavailable as database_unavailable
 from ticketing.shared.errors import Unavailable
 from ticketing.shared.messaging.offsets import commit, records_of, rewind
+from ticketing.shared.store.eventstore import Cause
 from ticketing.shared.tally import NO_TALLY, Tally, counting
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,13 @@ class Received:
     event: Any
     correlation_id: str | None
     traceparent: str | None = None
+
+    def caused(self, actor: str) -> Cause:
+        """The cause stored with the events decided for this message: ``actor`` (the consumer)
+        acting on it, in its correlation and trace."""
+        return Cause(actor).caused_by(
+            str(self.event.message_id), self.correlation_id, self.traceparent
+        )
 
 
 BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
