@@ -111,7 +111,7 @@ async def test_a_waiter_on_one_replica_hears_of_a_settlement_applied_by_another(
 
     started = asyncio.get_running_loop().time()
     answer, _ = await asyncio.gather(
-        a.feed.settled(booking_id, lambda: a.service.get_booking(booking_id), 10), later()
+        a.feed.until_settled(booking_id, lambda: a.service.get_booking(booking_id), 10), later()
     )
     assert answer.status is BookingStatus.CONFIRMED
     # Woken by A's feed reading B's event, not by the once-a-second read of the booking.
@@ -127,7 +127,7 @@ async def test_a_waiter_on_the_replica_that_settled_its_booking_is_answered_with
         try:
             _, booking_id = await book(replica, events)
             waiting = asyncio.create_task(
-                replica.feed.settled(
+                replica.feed.until_settled(
                     booking_id, lambda: replica.service.get_booking(booking_id), 10
                 )
             )

@@ -45,7 +45,7 @@ async def test_a_waiter_is_woken_by_the_settlement_it_waits_for() -> None:
     running = asyncio.create_task(feed.run())
     try:
         started = asyncio.get_running_loop().time()
-        answer, _ = await asyncio.gather(feed.settled(booking_id, read, 10), settle())
+        answer, _ = await asyncio.gather(feed.until_settled(booking_id, read, 10), settle())
         waited = asyncio.get_running_loop().time() - started
     finally:
         running.cancel()
@@ -61,7 +61,7 @@ async def test_a_booking_settled_before_the_wait_is_answered_at_once() -> None:
     async def read() -> Booking:
         return booking(booking_id, BookingStatus.REJECTED)
 
-    answer = await asyncio.wait_for(feed.settled(booking_id, read, 30), 0.5)
+    answer = await asyncio.wait_for(feed.until_settled(booking_id, read, 30), 0.5)
     assert answer.status is BookingStatus.REJECTED
 
 
@@ -73,7 +73,7 @@ async def test_a_wait_that_runs_out_answers_the_booking_as_it_is() -> None:
         return booking(booking_id, BookingStatus.PENDING)
 
     started = asyncio.get_running_loop().time()
-    answer = await feed.settled(booking_id, read, 0.3)
+    answer = await feed.until_settled(booking_id, read, 0.3)
     assert answer.status is BookingStatus.PENDING
     assert 0.3 <= asyncio.get_running_loop().time() - started < 1.0
     assert not feed._waiters  # nothing left behind

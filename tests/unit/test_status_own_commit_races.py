@@ -52,7 +52,7 @@ async def feed_sees(feed: StatusFeed, log: InMemoryStatusLog, booking_id: uuid.U
 async def test_a_commit_told_after_the_waiter_read_a_later_state_is_not_answered() -> None:
     log, booking_id = InMemoryStatusLog(), uuid.uuid4()
     feed, store = StatusFeed(log, interval=60, idle_interval=60), Store(booking_id)
-    waiting = asyncio.create_task(feed.settled(booking_id, store.read, 30))
+    waiting = asyncio.create_task(feed.until_settled(booking_id, store.read, 30))
     await asyncio.sleep(0.05)
     # This replica confirms; before its observer runs, another replica cancels, and its
     # feed wakes the waiter, which reads CANCELLING and waits on.
@@ -72,7 +72,7 @@ async def test_a_commit_told_after_the_waiter_read_a_later_state_is_not_answered
 async def test_a_feed_wake_is_not_lost_to_an_own_commit_still_on_its_way() -> None:
     log, booking_id = InMemoryStatusLog(), uuid.uuid4()
     feed, store = StatusFeed(log, interval=60, idle_interval=60), Store(booking_id)
-    waiting = asyncio.create_task(feed.settled(booking_id, store.read, 30))
+    waiting = asyncio.create_task(feed.until_settled(booking_id, store.read, 30))
     await asyncio.sleep(0.05)
     # This replica records a cancel of the PENDING booking, another then applies the saga's
     # rejection: the waiter is told of both at once.

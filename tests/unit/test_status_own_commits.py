@@ -41,7 +41,7 @@ class PendingReads:
 
 async def waiting_on(feed: StatusFeed, read: PendingReads) -> asyncio.Task[Booking]:
     """A long-poll of 30 s on ``read``'s booking, registered with the feed."""
-    waiting = asyncio.create_task(feed.settled(read.booking_id, read, 30))
+    waiting = asyncio.create_task(feed.until_settled(read.booking_id, read, 30))
     await asyncio.sleep(0.05)
     return waiting
 

@@ -105,8 +105,8 @@ class EventLookup(Protocol):
 
 
 class CommitObserver(Protocol):
-    """Who is told of the changes once committed (the metrics): every change, and the saga's
-    settlements with the time they were decided at."""
+    """Who is told of the changes once committed (the metrics, and the replica's long-poll
+    waiters): every change, and the saga's settlements with the time they were decided at."""
 
     def committed(self, changes: Sequence[Change]) -> None: ...
 

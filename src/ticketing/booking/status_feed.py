@@ -5,9 +5,11 @@ The store is shared by every replica, so a client waiting on replica A hears of 
 that replica B applied. The feed reads the store by position; positions are handed out when a
 transaction writes and become visible when it commits, so a lower one can appear after a higher
 one. Waiters are woken at the first sight of their booking's event (they read the booking
-again anyway), but a stream passes a change on only once every lower position is either seen or
-has stayed missing for ``grace`` (a rolled-back transaction leaves a hole for good): a client
-that resumes after the last id it saw then misses nothing.
+again anyway; the replica that commits a change wakes its own waiters itself, see
+:class:`~ticketing.booking.status_listeners.OwnCommits`), but a stream passes a change on only
+once every lower position is either seen or has stayed missing for ``grace`` (a rolled-back
+transaction leaves a hole for good): a client that resumes after the last id it saw then misses
+nothing.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class StatusListeners:
         self._subscriptions: dict[uuid.UUID, set[Subscription]] = {}
         self._listening = asyncio.Event()  # set when a listener comes, so the feed reads now
 
-    async def settled(
+    async def until_settled(
         self, booking_id: uuid.UUID, read: Callable[[], Awaitable[Booking]], seconds: float
     ) -> Booking:
         """The booking once it left PENDING or CANCELLING, or as it is when ``seconds`` are over;

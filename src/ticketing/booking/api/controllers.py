@@ -149,7 +149,7 @@ class BookingController(Controller):
         with push.limit.held(cause_of(request.scope).actor):
             async with until_caller_leaves(request.receive):
                 read = functools.partial(bookings.get_booking, booking_id)
-                settled.append(await push.feed.settled(booking_id, read, wait))
+                settled.append(await push.feed.until_settled(booking_id, read, wait))
         if not settled:  # nobody reads this answer; the log and the metrics do
             return Response(None, status_code=CALLER_LEFT)  # type: ignore[arg-type]
         return Response(settled[0])
