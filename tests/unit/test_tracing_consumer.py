@@ -3,7 +3,10 @@ unsampled records passed on without a span."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +14,12 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.fakes.dead_letters import DeadLetters
+from tests.unit.deliveries import delivery
 from tests.unit.tracing_support import PARENT, UNSAMPLED, finished
+from ticketing.contracts.events import OrderRejected
 from ticketing.shared import tracing
+from ticketing.shared.messaging.consumer import MessageRunner, Received
 from ticketing.shared.store.eventstore import Cause
 
 pytestmark = pytest.mark.unit
@@ -152,3 +159,25 @@ def test_whatever_trace_headers_a_record_carries_its_batch_runs_and_stores_a_val
         assert traceparent is None or W3C_TRACEPARENT.fullmatch(traceparent)
         stored = Cause("consumer").caused_by(None, None, traceparent).traceparent
         assert stored == traceparent
+
+
+async def test_a_record_handled_alone_records_its_statements_under_its_processing_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A batch of one (the usual batch below saturation) runs its record under the record's
+    own processing span, so the statements it runs on the driver's cursor are recorded too."""
+    record = delivery(0)
+    record = dataclasses.replace(record, headers={**record.headers, "traceparent": PARENT})
+    stand_in: Any = DeadLetters()
+    runner = MessageRunner(stand_in, dlq_topic="t.dlq", accepted=(OrderRejected,), max_backoff=0)
+
+    async def handler(received: Sequence[Received]) -> None:
+        with tracing.database_call("UPDATE bookings SET status = 'CONFIRMED'"):
+            pass
+
+    await runner.run_batch([record], handler)
+    done = finished(spans)
+    (process,) = [s for s in done if s.name == "t process"]
+    (statement,) = [s for s in done if s.name == "UPDATE"]
+    assert statement.parent is not None
+    assert statement.parent.span_id == process.context.span_id

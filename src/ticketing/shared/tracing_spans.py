@@ -96,8 +96,16 @@ def current_traceparent() -> str | None:
 
 @contextmanager
 def attached(traceparent: str) -> Iterator[None]:
-    """Run under the trace context ``traceparent`` names."""
-    token = context.attach(TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent}))
+    """Run under the trace context ``traceparent`` names; under the current span as it is when
+    that is the one named (a record handled alone under its processing span), whose statements
+    would otherwise go unrecorded beneath a non-recording copy of it."""
+    carried = TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent})
+    named = trace.get_current_span(carried).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if (named.trace_id, named.span_id) == (current.trace_id, current.span_id):
+        yield
+        return
+    token = context.attach(carried)
     try:
         yield
     finally:
