@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
@@ -242,9 +242,22 @@ def resumed(traceparent: str | None) -> AbstractContextManager[None]:
     return tracing_spans.attached(traceparent)
 
 
+class Record(Protocol):
+    """What a record's processing span is made from (the runner's deliveries are such)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Consumed:
-    """What a record's processing span is made from."""
+    """A :class:`Record` on its own, without a payload."""
 
     topic: str
     partition: int
@@ -252,7 +265,7 @@ class Consumed:
     headers: Mapping[str, str]
 
 
-def processing(records: Sequence[Consumed]) -> AbstractContextManager[list[str | None]]:
+def processing(records: Sequence[Record]) -> AbstractContextManager[list[str | None]]:
     """Spans for a consumer's batch; yields each record's traceparent (None when tracing is
     off), for the events it causes."""
     if _state is None or not records:

@@ -17,7 +17,7 @@ from ticketing.shared.tracing import (
     CLIENT_TRACE_HEADERS,
     TRACEPARENT,
     UNTRACED_URLS,
-    Consumed,
+    Record,
 )
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def attached(traceparent: str) -> Iterator[None]:
 
 
 @contextmanager
-def processing(tracer: Tracer, records: Sequence[Consumed]) -> Iterator[list[str | None]]:
+def processing(tracer: Tracer, records: Sequence[Record]) -> Iterator[list[str | None]]:
     """Spans for a consumer's batch (not empty); yields each record's traceparent.
 
     Each record gets a span of its own, child of the context its producer sent, so every

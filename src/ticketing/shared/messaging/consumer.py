@@ -84,10 +84,6 @@ class Delivery:
     value: bytes
     headers: dict[str, str]
 
-    @property
-    def consumed(self) -> tracing.Consumed:
-        return tracing.Consumed(self.topic, self.partition, self.offset, self.headers)
-
     @classmethod
     def of(cls, record: Any) -> Delivery:
         return cls(
@@ -176,7 +172,7 @@ class MessageRunner:
         """Bring every record of a batch to completion (the caller commits afterwards)."""
         with (
             counting(self._tally),
-            tracing.processing([d.consumed for d in deliveries]) as traces,
+            tracing.processing(deliveries) as traces,
         ):
             traced = list(zip(deliveries, traces, strict=True))
             if len(traced) > 1:
