@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
 import msgspec
 
@@ -130,15 +130,7 @@ SeatRelease = BookingCancelled | HoldExpired  # what asks order to give seats ba
 BookingEvent = BookingRequested | BookingCancelled | HoldExpired  # on the bookings topic
 OrderEvent = OrderConfirmed | OrderRejected | OrderReleased  # on the orders topic
 EVENT_TYPES: Final[dict[str, type[BookingEvent | OrderEvent]]] = {
-    cls.__name__: cls
-    for cls in (
-        BookingRequested,
-        BookingCancelled,
-        HoldExpired,
-        OrderConfirmed,
-        OrderRejected,
-        OrderReleased,
-    )
+    cls.__name__: cls for cls in (*get_args(BookingEvent), *get_args(OrderEvent))
 }
 
 
@@ -193,7 +185,7 @@ ORDER_SUBSCRIPTION: Final = Subscription(
     group="order-service",
     topic=BOOKINGS_TOPIC,
     dlq_topic=BOOKINGS_DLQ_TOPIC,
-    events=(BookingRequested, BookingCancelled, HoldExpired),
+    events=get_args(BookingEvent),
     effect="BookingRequested: reserves at inventory, records the order, publishes the "
     "outcome. BookingCancelled or HoldExpired (only for a booking whose order is confirmed): "
     "gives the seats back at inventory and publishes OrderReleased, once per booking.",
@@ -202,7 +194,7 @@ BOOKING_SUBSCRIPTION: Final = Subscription(
     group="booking-service",
     topic=ORDERS_TOPIC,
     dlq_topic=ORDERS_DLQ_TOPIC,
-    events=(OrderConfirmed, OrderRejected, OrderReleased),
+    events=get_args(OrderEvent),
     effect="OrderConfirmed or OrderRejected: moves the booking to CONFIRMED (HELD, for a hold) "
     "or REJECTED. OrderReleased: moves a cancelled booking to CANCELLED. Once per message.",
 )
