@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from ticketing.booking.repository import STORE
 from ticketing.contracts.events import BookingRequested
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db.engine import server_connect_args
 from ticketing.shared.settings import Settings
 from ticketing.shared.store.eventstore import Cause, Pending
@@ -61,7 +62,7 @@ async def raw_booking_writes(
     )
     customer_id, event_id = uuid.uuid4(), uuid.uuid4()
     async with pool.acquire() as conn, conn.cursor() as cursor:
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utcnow()
         await cursor.execute(
             "INSERT INTO customers (id, name, email, created_at) VALUES (%s, %s, %s, %s)",
             (str(customer_id), "Raw", f"raw.{customer_id.hex}@example.com", now),

