@@ -29,12 +29,7 @@ from tests.harness.serving import Stack, bearer, serve, until_ready
 from tests.integration.flow import book, settled, setup_sale
 from ticketing.booking.app import create_app as create_booking_app
 from ticketing.booking.settlement import CONSUMER as BOOKING_GROUP
-from ticketing.contracts.events import (
-    BOOKINGS_DLQ_TOPIC,
-    BOOKINGS_TOPIC,
-    ORDERS_DLQ_TOPIC,
-    ORDERS_TOPIC,
-)
+from ticketing.contracts.events import TOPICS
 from ticketing.inventory.app import create_app as create_inventory_app
 from ticketing.order.app import create_app as create_order_app
 from ticketing.order.service import CONSUMER as ORDER_GROUP
@@ -42,7 +37,6 @@ from ticketing.shared.db.engine import create_engine
 from ticketing.shared.db.migrations import upgrade
 from ticketing.shared.settings import DATABASE_SERVICES, Settings
 
-TOPICS = (BOOKINGS_TOPIC, ORDERS_TOPIC, BOOKINGS_DLQ_TOPIC, ORDERS_DLQ_TOPIC)
 SESSION_TIMEOUT_MS = 8000  # Tansu holds a new group's first join for about half of it
 # How long the first booking after "ready" may take: far above what a booking takes once the
 # stack runs (tens of ms), far below the join a service that is not ready yet still waits for.

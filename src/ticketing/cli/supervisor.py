@@ -30,7 +30,6 @@ class Child:
     service: str = ""  # the service it is a replica of, if any
     after_start: Callable[[], Awaitable[None]] | None = None
     process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
     stopping: bool = field(default=False)
 
     async def supervise(self) -> None:
@@ -52,12 +51,13 @@ class Child:
             code = await self.process.wait()
             if self.is_stopping():
                 return
-            self.restarts += 1
             log.error("child died, restarting", child=self.name, exit_code=code, retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
     def is_stopping(self) -> bool:
+        # A call, not the attribute: mypy narrows ``self.stopping`` to False after the loop's
+        # test and would take the check after the await for unreachable.
         return self.stopping
 
     async def stop(self, grace: float = 10.0) -> None:

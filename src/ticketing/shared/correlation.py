@@ -35,11 +35,11 @@ def current_correlation_id() -> str | None:
 @contextmanager
 def correlation_id_bound(correlation_id: str | None) -> Iterator[None]:
     """Handle a message (or anything else) under ``correlation_id``."""
-    bound = _correlation_id.set(correlation_id)
+    bound = bind(correlation_id)
     try:
         yield
     finally:
-        _correlation_id.reset(bound)
+        unbind(bound)
 
 
 def add_correlation_id(

@@ -1,5 +1,5 @@
-"""The one exception hierarchy that services raise and ``ticketing.shared.app`` maps to
-RFC 9457 problem details. Plain Python: domain code may raise these."""
+"""The one exception hierarchy that services raise and ``ticketing.shared.http.problems`` maps
+to RFC 9457 problem details. Plain Python: domain code may raise these."""
 
 from __future__ import annotations
 

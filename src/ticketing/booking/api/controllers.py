@@ -28,7 +28,7 @@ from ticketing.contracts.booking import (
     CustomerCreate,
 )
 from ticketing.shared.app import from_app_state
-from ticketing.shared.auth.middleware import cause_of, requires
+from ticketing.shared.auth.middleware import actor_of, cause_of, requires
 from ticketing.shared.auth.tokens import Principal
 from ticketing.shared.errors import InvalidInput
 from ticketing.shared.http.disconnect import CALLER_LEFT, until_caller_leaves
@@ -100,7 +100,7 @@ class CustomerController(Controller):
         after = None if last_event_id is None else _position(last_event_id)
         await bookings.get_customer(customer_id)  # 404 for an unknown customer
         push: StatusPush = request.app.state.status_push
-        client = cause_of(request.scope).actor
+        client = actor_of(request.scope)
         push.limit.check(client)  # refused before the stream starts; held while it runs
         return Stream(
             push.stream(customer_id, client, after),
@@ -146,7 +146,7 @@ class BookingController(Controller):
             raise InvalidInput("wait and as_of do not go together: a past state never changes")
         push: StatusPush = request.app.state.status_push
         settled: list[Booking] = []  # empty when the client left and the wait was cancelled
-        with push.limit.held(cause_of(request.scope).actor):
+        with push.limit.held(actor_of(request.scope)):
             async with until_caller_leaves(request.receive):
                 read = functools.partial(bookings.get_booking, booking_id)
                 settled.append(await push.feed.until_settled(booking_id, read, wait))

@@ -54,12 +54,16 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token)
 
 
+def actor_of(scope: Any) -> str:
+    """The client a request acts for: its token's ``azp`` ("anonymous" without a token)."""
+    principal = scope.get("user")
+    return principal.client_id if isinstance(principal, Principal) else "anonymous"
+
+
 def cause_of(scope: Any) -> Cause:
     """Who and what caused the events a request records: the token's client, the request's
     correlation id, and as causation the ``X-Causation-ID`` the caller names (a service acting
     on a message names that message), else the request itself."""
-    principal = scope.get("user")
-    actor = principal.client_id if isinstance(principal, Principal) else "anonymous"
     correlation_id = current_correlation_id()
     causation_id = correlation_id
     for name, value in scope.get("headers", ()):
@@ -69,7 +73,7 @@ def cause_of(scope: Any) -> Cause:
                 causation_id = candidate
             break
     return Cause(
-        actor=actor,
+        actor=actor_of(scope),
         correlation_id=correlation_id,
         causation_id=causation_id,
         traceparent=current_traceparent(),

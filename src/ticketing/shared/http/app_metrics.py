@@ -41,6 +41,9 @@ def registered(metrics: HttpMetrics, *collectors: Collector) -> Iterator[None]:
             metrics.registry.unregister(collector)
 
 
+BREAKER_STATE_HELP = "Circuit breaker state per upstream replica (0 closed, 1 half-open, 2 open)"
+
+
 class BreakerCollector(Collector):
     """``name{upstream,replica}`` (and ``labels``): each replica's breaker, 0 closed, 1
     half-open, 2 open, read at scrape."""
@@ -50,18 +53,15 @@ class BreakerCollector(Collector):
         name: str,
         upstreams: Mapping[str, Upstream],
         *,
-        documentation: str = "Circuit breaker state per upstream replica (0 closed, 1 half-open, "
-        "2 open)",
         labels: Mapping[str, str] | None = None,
     ) -> None:
         self._name = name
-        self._documentation = documentation
         self._upstreams = upstreams
         self._labels = dict(labels or {})
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
-            self._name, self._documentation, labels=[*self._labels, "upstream", "replica"]
+            self._name, BREAKER_STATE_HELP, labels=[*self._labels, "upstream", "replica"]
         )
 
     def describe(self) -> Iterator[Metric]:
