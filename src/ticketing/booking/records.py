@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticketing.booking import idempotency as keys
 from ticketing.booking import repository as repo
-from ticketing.booking.changes import (
-    DecideChanges,
+from ticketing.booking.change_statements import (
     changed_statements,
     lock_bookings,
     lock_due_holds,
     publishes,
 )
+from ticketing.booking.changes import DecideChanges
 from ticketing.booking.domain import CustomerRegistered, KeyInFlight, KeyTakenOver
 from ticketing.booking.ports import SettleBookings
 from ticketing.booking.tables import inbox
