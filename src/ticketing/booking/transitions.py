@@ -56,7 +56,6 @@ class BookingTransitions:
     async def expire_holds(self) -> int:
         """Expire HELD bookings past their time, a batch at a time; how many. Replicas may run
         this at once: each locks other bookings, and a locked booking is decided once."""
-        count: list[int] = [0]
 
         def decide_at(locked: Mapping[uuid.UUID, BookingState], now: datetime) -> list[Change]:
             changes = []
@@ -65,18 +64,17 @@ class BookingTransitions:
                 if events:
                     after = evolve_all(state, events)
                     changes.append(Change(events, Cause(SWEEPER), state.version, after))
-            count[0] = len(changes)
             return changes
 
         expired = 0
         while True:
-            count[0] = 0
             committed: list[tuple[Sequence[Change], datetime]] = []
             await self._records.expire(EXPIRY_BATCH, noting(decide_at, committed))
+            count = sum(len(changes) for changes, _ in committed)
             for changes, _ in committed:
                 self._observer.committed(changes)
-            expired += count[0]
-            if count[0] < EXPIRY_BATCH:
+            expired += count
+            if count < EXPIRY_BATCH:
                 if expired:
                     log.info("holds expired", count=expired)
                 return expired
