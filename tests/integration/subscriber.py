@@ -11,7 +11,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 
 from tests.harness.broker import create_topics
-from ticketing.contracts.events import BookingRequested
+from ticketing.contracts.events import BookingRequested, Subscription
 from ticketing.shared.messaging.broker import create_broker
 from ticketing.shared.messaging.consumer import BatchHandler, MessageRunner, Received
 from ticketing.shared.messaging.subscription import subscribe
@@ -59,16 +59,14 @@ async def subscribed(
     """A broker of its own with our subscriber on ``topic`` in a group of its own (``patch``
     gets the broker and the runner before it starts); stopped afterwards."""
     broker = create_broker(settings, client_id=client_id)
-    runner = subscribe(
-        broker,
-        settings,
-        topic=topic,
+    subscription = Subscription(
         group=f"group-{uuid.uuid4().hex[:8]}",
+        topic=topic,
         dlq_topic=f"{topic}.dlq",
-        accepted=(BookingRequested,),
-        handle=handle,
-        description=client_id,
+        events=(BookingRequested,),
+        effect=client_id,
     )
+    runner = subscribe(broker, settings, subscription, handle=handle)
     if patch is not None:
         patch(broker, runner)
     try:

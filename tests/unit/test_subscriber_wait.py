@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka.errors import ConsumerStoppedError
 from faststream.kafka import KafkaBroker
 
-from ticketing.contracts.events import OrderRejected
+from ticketing.contracts.events import OrderRejected, Subscription
 from ticketing.shared.messaging.subscription import IDLE_WAIT_MS, subscribe
 from ticketing.shared.settings import Settings
 
@@ -36,16 +36,10 @@ def subscriber(batch_size: int) -> Any:
     async def ignore(_: Any) -> None:
         return None
 
-    subscribe(
-        broker,
-        Settings(consumer_batch_size=batch_size),
-        topic="t",
-        group="g",
-        dlq_topic="t.dlq",
-        accepted=(OrderRejected,),
-        handle=ignore,
-        description="test",
+    subscription = Subscription(
+        group="g", topic="t", dlq_topic="t.dlq", events=(OrderRejected,), effect="test"
     )
+    subscribe(broker, Settings(consumer_batch_size=batch_size), subscription, handle=ignore)
     (only,) = broker.subscribers
     return only
 

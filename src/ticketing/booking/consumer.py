@@ -18,15 +18,5 @@ def build_broker(
 ) -> KafkaBroker:
     broker = create_broker(settings, client_id=SUBSCRIPTION.group)
 
-    subscribe(
-        broker,
-        settings,
-        topic=SUBSCRIPTION.topic,
-        group=SUBSCRIPTION.group,
-        dlq_topic=SUBSCRIPTION.dlq_topic,
-        accepted=SUBSCRIPTION.events,
-        handle=service.apply_saga_answers,
-        description=SUBSCRIPTION.effect,
-        metrics=metrics,
-    )
+    subscribe(broker, settings, SUBSCRIPTION, handle=service.apply_saga_answers, metrics=metrics)
     return broker

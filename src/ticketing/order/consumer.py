@@ -22,15 +22,5 @@ def build_broker(
 ) -> tuple[KafkaBroker, MessageRunner]:
     broker = create_broker(settings, client_id=SUBSCRIPTION.group)
 
-    runner = subscribe(
-        broker,
-        settings,
-        topic=SUBSCRIPTION.topic,
-        group=SUBSCRIPTION.group,
-        dlq_topic=SUBSCRIPTION.dlq_topic,
-        accepted=ACCEPTED,
-        handle=service.handle_batch,
-        description=SUBSCRIPTION.effect,
-        metrics=metrics,
-    )
+    runner = subscribe(broker, settings, SUBSCRIPTION, handle=service.handle_batch, metrics=metrics)
     return broker, runner

@@ -11,6 +11,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import ConsumerProtocol, KafkaAckableMessage, KafkaMessage
 
+from ticketing.contracts.events import Subscription
 from ticketing.shared.messaging.broker import consumer_options
 from ticketing.shared.messaging.consumer import BatchHandler, MessageRunner
 from ticketing.shared.messaging.consumer_metrics import ConsumerMetrics
@@ -21,17 +22,14 @@ from ticketing.shared.tally import NO_TALLY
 def subscribe(
     broker: KafkaBroker,
     settings: Settings,
+    subscription: Subscription,
     *,
-    topic: str,
-    group: str,
-    dlq_topic: str,
-    accepted: tuple[type[Any], ...],
     handle: BatchHandler,
-    description: str,
     metrics: ConsumerMetrics | None = None,
 ) -> MessageRunner:
-    """Subscribe ``group`` to ``topic`` in batches of up to ``TICKETING_CONSUMER_BATCH_SIZE``:
-    each record is decoded to one of ``accepted`` and the batch handed to ``handle`` (again
+    """Subscribe the subscription's group to its topic in batches of up to
+    ``TICKETING_CONSUMER_BATCH_SIZE``: each record is decoded to one of its events (the others
+    go to its dead-letter topic) and the batch handed to ``handle`` (again
     record by record, as batches of one, when the batch failed); the offsets are committed
     after the whole batch completed, and a batch that fails anyway is sought back and
     delivered again. With ``metrics``, the subscription's lag, duplicates and dead letters
@@ -40,6 +38,7 @@ def subscribe(
     async def parse(records: Any) -> KafkaMessage:
         return as_message(records, subscriber.consumer)
 
+    topic, group = subscription.topic, subscription.group
     subscriber = broker.subscriber(
         topic,
         group_id=group,
@@ -49,14 +48,14 @@ def subscribe(
         parser=parse,
         decoder=as_received,
         title=f"{group}:{topic}",
-        description=description,
+        description=subscription.effect,
         **consumer_options(settings),
     )
     wait_without_sleeping(subscriber)
     runner = MessageRunner(
         broker,
-        dlq_topic=dlq_topic,
-        accepted=accepted,
+        dlq_topic=subscription.dlq_topic,
+        accepted=subscription.events,
         max_attempts=settings.consumer_max_attempts,
         tally=NO_TALLY if metrics is None else metrics.track(subscriber, group=group, topic=topic),
     )
