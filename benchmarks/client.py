@@ -3,7 +3,11 @@ and the sale every scenario books into."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import httpx
 
@@ -64,3 +68,19 @@ async def sale(client: httpx.AsyncClient, capacity: int) -> tuple[str, str]:
         "/api/v1/customers", json={"name": "B", "email": f"b.{uuid.uuid4().hex}@example.com"}
     )
     return customer.json()["id"], event.json()["id"]
+
+
+async def at_fixed_rate(
+    rate: float, seconds: float, one: Callable[[int], Coroutine[Any, Any, None]], lean: LeanClient
+) -> None:
+    """Start ``one(index)`` ``rate`` times a second for ``seconds``, each on the tick of its
+    index whatever the earlier ones take, wait for them all, then close ``lean``."""
+    tasks: list[asyncio.Task[None]] = []
+    started = time.perf_counter()
+    try:
+        for index in range(int(rate * seconds)):
+            tasks.append(asyncio.create_task(one(index)))
+            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    finally:
+        await lean.aclose()

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text
 
-from benchmarks.client import LeanClient, api, sale
+from benchmarks.client import LeanClient, api, at_fixed_rate, sale
 from benchmarks.disk import FsyncProbe
 from benchmarks.stack import CoreMeter, cpu_per_booking, percentile
 from tests.e2e.devprocess import DevProcess, pending_bookings
@@ -31,7 +30,7 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
     ids: list[str] = []
     errors = 0
 
-    async def one() -> None:
+    async def one(_: int) -> None:
         nonlocal errors
         try:
             status, content = await lean.post("/api/v1/bookings", body.encode())
@@ -43,16 +42,8 @@ async def confirmation_latency(dev: DevProcess, rate: float, seconds: float) -> 
         else:
             errors += 1
 
-    tasks = []
     meter = CoreMeter(dev)
-    started = time.perf_counter()
-    try:
-        for index in range(int(rate * seconds)):
-            tasks.append(asyncio.create_task(one()))
-            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    finally:
-        await lean.aclose()
+    await at_fixed_rate(rate, seconds, one, lean)
     cores = meter.cores()
     engine = dev.engines["booking"]
     booking_ids = [uuid.UUID(i) for i in ids]

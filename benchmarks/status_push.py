@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from benchmarks.client import LeanClient, api, sale
+from benchmarks.client import LeanClient, api, at_fixed_rate, sale
 from benchmarks.stack import percentile
 from tests.e2e.devprocess import DevProcess
 from ticketing.shared.http.client import TRANSPORT_ERRORS
@@ -49,15 +49,7 @@ async def status_push_latency(dev: DevProcess, rate: float, seconds: float) -> d
         except TRANSPORT_ERRORS:
             errors += 1
 
-    tasks = []
-    started = time.perf_counter()
-    try:
-        for index in range(int(rate * seconds)):
-            tasks.append(asyncio.create_task(one(index)))
-            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    finally:
-        await lean.aclose()
+    await at_fixed_rate(rate, seconds, one, lean)
     return {
         "rate_per_second": rate,
         "seconds": seconds,
