@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -61,21 +61,6 @@ async def start_producer(producer: AIOKafkaProducer, *, max_delay: float = 5.0) 
             return
 
 
-class Sendable(Protocol):
-    """What sending needs of a published event."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def key(self) -> bytes: ...
-    @property
-    def payload(self) -> bytes: ...
-    @property
-    def headers(self) -> list[tuple[str, bytes]]: ...
-    @property
-    def traceparent(self) -> str | None: ...
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unpublished:
     """A stored event as Kafka gets it: topic, key, payload and headers (and its position), and
@@ -108,7 +93,7 @@ def unpublished(row: Sequence[Any]) -> Unpublished:
     )
 
 
-async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Sendable]) -> None:
+async def send_rows(producer: AIOKafkaProducer, rows: Sequence[Unpublished]) -> None:
     """Send ``rows`` in order and wait until the broker acknowledged every one; with tracing
     on, each is sent in the trace it was recorded in (the Kafka instrumentation adds the
     ``traceparent`` header), which a replay keeps too.
